@@ -103,8 +103,14 @@ class Backbone(ABC):
     module: nn.Module
 
     @abstractmethod
-    def collate(self, items: Sequence[Any]) -> Any:
-        """Turn raw examples into one model-input batch, with evaluation preprocessing."""
+    def collate(self, items: Sequence[Any], *, augment: str = "off") -> Any:
+        """Turn raw examples into one model-input batch.
+
+        Args:
+            items: Raw examples.
+            augment: ``"off"`` for evaluation preprocessing; ``"light"`` / ``"strong"`` for training-time
+                augmentation presets built on the same preprocessing (images; text backbones ignore it).
+        """
 
     @abstractmethod
     def forward(self, batch: Any) -> torch.Tensor:

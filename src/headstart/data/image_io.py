@@ -1,0 +1,33 @@
+"""Opening images from whatever form a user hands them in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from headstart.errors import DataError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+def open_image(item: Any) -> Image.Image:
+    """An RGB PIL image from a file path, a PIL image, or a ``uint8`` array (``HxW`` or ``HxWxC``).
+
+    Raises:
+        DataError: The file cannot be read as an image (names the file).
+    """
+    if isinstance(item, Image.Image):
+        return item.convert("RGB")
+    if isinstance(item, (str, Path)):
+        try:
+            with Image.open(item) as image:
+                return image.convert("RGB")
+        except (UnidentifiedImageError, OSError, SyntaxError) as err:
+            raise DataError(f"cannot read image {item}: {err}; remove or replace the file") from None
+    array = np.asarray(item)
+    if array.dtype != np.uint8:
+        raise DataError(f"in-memory images must be uint8 arrays, got {array.dtype}")
+    return Image.fromarray(array).convert("RGB")
