@@ -84,7 +84,7 @@ def create_backbone(ref: str, *, preprocess: dict[str, Any] | None = None) -> Ba
 def _load_builtin() -> None:
     # Importing the modules runs their @register_backbone decorators; deferred so that importing
     # headstart stays cheap.
-    from headstart.backbones import bundled, checkpoint, text, vision, vectors  # noqa: F401
+    from headstart.backbones import bundled, checkpoint, text, vectors, vision  # noqa: F401
 
 
 __all__ = ["Backbone", "BackboneSpec", "ImagePreprocess", "SourceHead", "TextPreprocess", "create_backbone",

@@ -1,0 +1,109 @@
+"""The linear probe: frozen backbone, features extracted once (cached), a logistic-regression head."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+from pydantic import Field
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+from sklearn.model_selection import StratifiedKFold
+from torch import nn
+
+from headstart.backbones.base import Backbone
+from headstart.data.base import Dataset
+from headstart.features import extract_features
+from headstart.model import TransferModel
+from headstart.strategies import STRATEGIES
+from headstart.strategies.base import FitContext, Strategy, StrategyConfig
+
+
+class LinearConfig(StrategyConfig):
+    """Hyperparameters of the linear probe."""
+
+    c_values: int = Field(12, ge=1, description="How many inverse-regularization strengths C, log-spaced "
+                                                "over 1e-4..1e2, cross-validation chooses among.")
+    c: float | None = Field(None, gt=0, description="Use this C and skip cross-validation.")
+    folds: int = Field(5, ge=2, description="Cross-validation folds (capped by the smallest class).")
+    max_iter: int = Field(1000, ge=10, description="Iterations of the L-BFGS solver.")
+
+
+def fit_linear_head(features: np.ndarray, labels: np.ndarray, n_classes: int, *, c: float | None = None,
+                    c_values: int = 12, folds: int = 5, max_iter: int = 1000, seed: int = 0
+                    ) -> tuple[nn.Linear, dict[str, float]]:
+    """Fit a multinomial logistic regression on standardized features and fold the standardization into an
+    ``nn.Linear`` acting on raw features, so the saved model needs no separate scaler.
+
+    Args:
+        features: ``[N, D]`` frozen features.
+        labels: ``[N]`` integer labels in ``range(n_classes)``.
+        n_classes: Number of classes (the head has this many outputs even if a class is absent).
+        c: Inverse regularization strength; ``None`` chooses it by stratified cross-validation.
+        c_values: Candidates for cross-validation, log-spaced over ``1e-4..1e2``.
+        folds: Cross-validation folds, capped by the smallest class count.
+        max_iter: Solver iterations.
+        seed: Seed for the fold assignment.
+
+    Returns:
+        The head and ``{"C": chosen C, "cv_accuracy": its mean cross-validated accuracy (if CV ran)}``.
+    """
+    mean = features.mean(axis=0)
+    std = features.std(axis=0) + 1e-6
+    z = (features - mean) / std
+    info: dict[str, float] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        smallest = int(np.bincount(labels).min(initial=0)) if len(labels) else 0
+        n_folds = min(folds, smallest)
+        if c is None and n_folds >= 2:
+            cv = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+            clf = LogisticRegressionCV(Cs=np.logspace(-4, 2, c_values), cv=cv, max_iter=max_iter,
+                                       scoring="accuracy", random_state=seed, n_jobs=1)
+            clf.fit(z, labels)
+            info["C"] = float(clf.C_[0])
+            scores = np.mean([s.mean(axis=0) for s in clf.scores_.values()], axis=0)
+            info["cv_accuracy"] = float(scores.max())
+        else:
+            info["C"] = float(c if c is not None else 1.0)
+            clf = LogisticRegression(C=info["C"], max_iter=max_iter, random_state=seed)
+            clf.fit(z, labels)
+    weight = np.zeros((n_classes, features.shape[1]))
+    bias = np.zeros(n_classes)
+    present = clf.classes_
+    if len(present) == 2:  # sklearn stores one row for binary problems: logits (-w, +w) give the same softmax
+        coef = np.vstack([-clf.coef_[0] / 2, clf.coef_[0] / 2])
+        intercept = np.array([-clf.intercept_[0] / 2, clf.intercept_[0] / 2])
+    else:
+        coef, intercept = clf.coef_, clf.intercept_
+    # Absent classes get a very low bias so they are never predicted.
+    bias[:] = -1e4
+    weight[present] = coef / std
+    bias[present] = intercept - (coef / std) @ mean
+    head = nn.Linear(features.shape[1], n_classes)
+    with torch.no_grad():
+        head.weight.copy_(torch.from_numpy(weight))
+        head.bias.copy_(torch.from_numpy(bias))
+    return head, info
+
+
+@STRATEGIES.register("linear")
+class LinearProbe(Strategy):
+    """Frozen backbone + logistic regression chosen by cross-validation. Fast, hard to overfit, and the
+    baseline every other strategy must beat."""
+
+    name = "linear"
+    config_class = LinearConfig
+
+    def fit(self, backbone: Backbone, train: Dataset, val: Dataset | None, context: FitContext
+            ) -> TransferModel:
+        cfg = self.config
+        features = extract_features(backbone, train, cache=context.cache, batch_size=cfg.batch_size,
+                                    progress=context.progress)
+        head, info = fit_linear_head(features, train.labels, len(train.class_names), c=cfg.c,
+                                     c_values=cfg.c_values, folds=cfg.folds, max_iter=cfg.max_iter,
+                                     seed=cfg.seed)
+        return TransferModel(backbone, head, train.class_names, strategy=self.name,
+                             strategy_config={**cfg.model_dump(), "chosen_C": info["C"]},
+                             metrics={"train": {"cv_accuracy": info.get("cv_accuracy")}})
