@@ -62,7 +62,7 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | None = None,
                         label_column=label_column, path_column=path_column)
     ref = backbone or DEFAULT_BACKBONES[splits.train.modality]
     chosen = get_strategy(strategy, seed=seed, **options)
-    splits = _complete_splits(splits, needs_val=getattr(chosen, "uses_validation", False), seed=seed,
+    splits = _complete_splits(splits, needs_val=chosen.uses_validation, seed=seed,
                               val_fraction=val_fraction, test_fraction=test_fraction)
     net = create_backbone(ref)
     if net.modality != splits.train.modality:

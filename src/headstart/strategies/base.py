@@ -55,6 +55,9 @@ class Strategy(ABC):
 
     name: ClassVar[str]
     config_class: ClassVar[type[StrategyConfig]] = StrategyConfig
+    #: Whether ``fit`` selects models on validation data (then ``headstart fit`` carves a validation split
+    #: from the training data when the data set has none).
+    uses_validation: ClassVar[bool] = False
 
     def __init__(self, config: StrategyConfig | None = None, **overrides: Any) -> None:
         base = (config or self.config_class()).model_dump()
