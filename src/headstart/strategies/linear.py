@@ -55,16 +55,16 @@ def fit_linear_head(features: np.ndarray, labels: np.ndarray, n_classes: int, *,
     info: dict[str, float] = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        smallest = int(np.bincount(labels).min(initial=0)) if len(labels) else 0
+        smallest = int(np.unique(labels, return_counts=True)[1].min()) if len(labels) else 0
         n_folds = min(folds, smallest)
         if c is None and n_folds >= 2:
             cv = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-            clf = LogisticRegressionCV(Cs=np.logspace(-4, 2, c_values), cv=cv, max_iter=max_iter,
-                                       scoring="accuracy", random_state=seed, n_jobs=1)
+            clf = LogisticRegressionCV(Cs=np.logspace(-4, 2, c_values), l1_ratios=(0.0,), cv=cv,
+                                       max_iter=max_iter, scoring="accuracy", random_state=seed, n_jobs=1,
+                                       use_legacy_attributes=False)
             clf.fit(z, labels)
-            info["C"] = float(clf.C_[0])
-            scores = np.mean([s.mean(axis=0) for s in clf.scores_.values()], axis=0)
-            info["cv_accuracy"] = float(scores.max())
+            info["C"] = float(clf.C_)
+            info["cv_accuracy"] = float(clf.scores_.mean(axis=0).max())
         else:
             info["C"] = float(c if c is not None else 1.0)
             clf = LogisticRegression(C=info["C"], max_iter=max_iter, random_state=seed)

@@ -1,0 +1,70 @@
+"""Shared fixtures: an isolated feature cache, a tiny timm backbone saved to a local file, tiny data sets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+TINY_PREPROCESS = {"kind": "image", "input_size": 32, "crop_pct": 1.0, "interpolation": "bilinear",
+                   "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every test run gets its own feature cache, never the user's ~/.cache/headstart."""
+    root = tmp_path_factory.mktemp("headstart-cache")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("HEADSTART_CACHE", str(root))
+    yield root
+    mp.undo()
+
+
+@pytest.fixture(scope="session")
+def tiny_timm_ref(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """``timm:test_efficientnet@<file>``: a 99k-parameter timm model with fixed random weights on disk."""
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    model = timm.create_model("test_efficientnet", pretrained=False)
+    path = tmp_path_factory.mktemp("weights") / "test_efficientnet.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return f"timm:test_efficientnet@{path}"
+
+
+def write_image_folder(root: Path, per_class: int = 12, classes: tuple[str, ...] = ("red", "green", "blue"),
+                       seed: int = 0) -> Path:
+    """Class folders of 24x24 PNGs whose dominant colour is the class: separable by any backbone."""
+    rng = np.random.default_rng(seed)
+    for c, name in enumerate(classes):
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 90, size=(24, 24, 3))
+            pixels[..., c % 3] += 150
+            Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{name}_{i:03d}.png")
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    """A 3-class image folder with 12 images per class."""
+    return write_image_folder(tmp_path / "images")
+
+
+@pytest.fixture
+def text_csv(tmp_path: Path) -> Path:
+    """A 2-class text CSV (animals vs food), 10 rows per class."""
+    animals = ["a small dog barks", "the cat sleeps", "a horse runs fast", "birds fly south", "a cow eats grass",
+               "the lion hunts", "a fox in the woods", "the sheep graze", "a wolf howls", "the mouse hides"]
+    food = ["fresh bread and butter", "a bowl of rice", "pasta with tomato sauce", "apple pie for dessert",
+            "grilled cheese sandwich", "vegetable soup", "chocolate cake", "a plate of noodles",
+            "roast potatoes", "pancakes with syrup"]
+    path = tmp_path / "texts.csv"
+    rows = ["text,label"] + [f"{t},animal" for t in animals] + [f"{t},food" for t in food]
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path

@@ -1,0 +1,53 @@
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+
+from headstart.strategies.linear import fit_linear_head
+
+
+def blobs(n_classes=3, per_class=30, dim=8, seed=0, spread=1.0):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(0, 3, size=(n_classes, dim))
+    x = np.concatenate([centers[c] + spread * rng.normal(size=(per_class, dim)) for c in range(n_classes)])
+    y = np.repeat(np.arange(n_classes), per_class)
+    # Features on very different scales: the head must fold the standardization in.
+    return (x * np.linspace(0.01, 100, dim)).astype(np.float32), y
+
+
+def logits(head, x):
+    with torch.no_grad():
+        return head(torch.from_numpy(x)).numpy()
+
+
+def test_head_on_raw_features_equals_sklearn_on_standardized_features():
+    x, y = blobs()
+    head, info = fit_linear_head(x, y, 3, c=0.5)
+    z = (x - x.mean(0)) / (x.std(0) + 1e-6)
+    reference = LogisticRegression(C=0.5, max_iter=1000, random_state=0).fit(z, y)
+    np.testing.assert_allclose(logits(head, x), reference.decision_function(z), rtol=1e-4, atol=1e-3)
+    assert info["C"] == 0.5
+
+
+def test_cross_validation_chooses_c_and_reports_its_accuracy():
+    x, y = blobs(spread=0.5)
+    head, info = fit_linear_head(x, y, 3)
+    assert 1e-4 <= info["C"] <= 1e2
+    assert info["cv_accuracy"] > 0.9
+    assert (logits(head, x).argmax(1) == y).mean() > 0.95
+
+
+def test_binary_problem_gives_two_outputs_with_sklearn_probabilities():
+    x, y = blobs(n_classes=2)
+    head, _ = fit_linear_head(x, y, 2, c=1.0)
+    z = (x - x.mean(0)) / (x.std(0) + 1e-6)
+    reference = LogisticRegression(C=1.0, max_iter=1000, random_state=0).fit(z, y)
+    out = logits(head, x)
+    proba = np.exp(out) / np.exp(out).sum(1, keepdims=True)
+    np.testing.assert_allclose(proba, reference.predict_proba(z), atol=1e-4)
+
+
+def test_class_absent_from_training_is_never_predicted():
+    x, y = blobs(n_classes=3)
+    head, _ = fit_linear_head(x, y, 4, c=1.0)
+    assert head.out_features == 4
+    assert (logits(head, x).argmax(1) != 3).all()
