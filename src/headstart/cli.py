@@ -101,7 +101,7 @@ def fit(
     m = model.metrics
     if "test" in m:
         t = m["test"]
-        out.print(f"test accuracy [bold]{t['accuracy']:.1%}[/] on {t['n']} held-out examples "
+        out.print(f"test accuracy [bold]{t['accuracy']:.1%}[/] on {t['n_examples']} held-out examples "
                   f"(balanced {t['balanced_accuracy']:.1%}, macro F1 {t['macro_f1']:.3f}) "
                   f"— {model.strategy} on {model.backbone.ref}, {m['data']['n_train']} training examples, "
                   f"{m['seconds']:.1f} s")
@@ -130,7 +130,7 @@ def evaluate(
         out.print_json(json.dumps(m))
         return
     out.print(f"accuracy {m['accuracy']:.4f}  balanced accuracy {m['balanced_accuracy']:.4f}  "
-              f"macro F1 {m['macro_f1']:.4f}  ECE {m['ece']:.4f}  on {m['n']} examples")
+              f"macro F1 {m['macro_f1']:.4f}  ECE {m['ece']:.4f}  on {m['n_examples']} examples")
     grid = Table()
     for column in ("class", "precision", "recall", "F1", "support"):
         grid.add_column(column, justify="left" if column == "class" else "right")

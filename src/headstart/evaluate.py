@@ -43,7 +43,6 @@ def evaluate_dataset(model: TransferModel, dataset: Dataset, *, batch_size: int 
     proba = model.proba_from_logits(logits)
     metrics = classification_metrics(labels, proba, model.class_names)
     metrics["reliability"] = reliability_bins(proba, labels, n_bins=10)
-    metrics["n"] = len(dataset)
     return metrics
 
 

@@ -44,6 +44,8 @@ def cards(values: list[tuple[str, str]]) -> str:
 def table(header: list[str], rows: list[list[Any]]) -> str:
     """An HTML table; floats are shown with three decimals."""
     def cell(value: Any) -> str:
+        if value is None:
+            return "–"
         return f"{value:.3f}" if isinstance(value, float) else html.escape(str(value))
 
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
@@ -60,7 +62,7 @@ def evaluation_section(title: str, metrics: dict[str, Any], class_names: list[st
                     ("balanced accuracy", f"{metrics['balanced_accuracy']:.1%}"),
                     ("macro F1", f"{metrics['macro_f1']:.3f}"),
                     ("calibration error (ECE)", f"{metrics['ece']:.3f}"),
-                    ("examples", str(metrics.get("n", "")))])]
+                    ("examples", str(metrics.get("n_examples", "")))])]
     per_class = metrics.get("per_class", {})
     rows = [[name, per_class[name]["precision"], per_class[name]["recall"], per_class[name]["f1"],
              per_class[name]["support"]] for name in class_names if name in per_class]
