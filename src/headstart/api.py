@@ -110,7 +110,7 @@ def evaluate(model: TransferModel | str | Path, data: str | Path | Dataset, *, s
     from headstart.evaluate import evaluate_dataset
 
     model = load(model) if isinstance(model, (str, Path)) else model
-    dataset = data if isinstance(data, Dataset) else _pick_split(load_dataset(data, **columns), split)
+    dataset = data if isinstance(data, Dataset) else _pick_split(load_dataset(data, training=False, **columns), split)
     return evaluate_dataset(model, dataset, batch_size=batch_size, progress=progress)
 
 

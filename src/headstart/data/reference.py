@@ -1,0 +1,128 @@
+"""The full reference data sets behind the benchmarks and the demo data, read from Debian packages.
+
+- Fashion-MNIST (``apt-get install dataset-fashion-mnist``; MIT licence, Zalando Research): 28x28 grayscale
+  clothing images, 60,000 train / 10,000 test, 10 classes.
+- WordNet noun supersenses (``apt-get install wordnet-base``; WordNet 3.0 licence, Princeton University):
+  each noun synset's gloss labeled with its lexicographer file (``noun.animal``, ``noun.food``, ...).
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from headstart.errors import DataError
+
+FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
+FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+                         "Bag", "Ankle boot"]
+WORDNET_ROOT = "/usr/share/wordnet"
+# The noun lexicographer files by number (WordNet's lexnames(5) table; 00-02 are adjective/adverb files and
+# 29-44 verb/adjective files, which never occur in data.noun).
+NOUN_LEXNAMES = {
+    3: "noun.Tops", 4: "noun.act", 5: "noun.animal", 6: "noun.artifact", 7: "noun.attribute", 8: "noun.body",
+    9: "noun.cognition", 10: "noun.communication", 11: "noun.event", 12: "noun.feeling", 13: "noun.food",
+    14: "noun.group", 15: "noun.location", 16: "noun.motive", 17: "noun.object", 18: "noun.person",
+    19: "noun.phenomenon", 20: "noun.plant", 21: "noun.possession", 22: "noun.process", 23: "noun.quantity",
+    24: "noun.relation", 25: "noun.shape", 26: "noun.state", 27: "noun.substance", 28: "noun.time",
+}
+
+
+def _require(path: Path, package: str) -> Path:
+    if not path.is_file():
+        raise DataError(f"{path} not found; install the Debian package with `apt-get install {package}` "
+                        "or pass root= pointing at a copy of its files")
+    return path
+
+
+def _read_idx(path: Path, magic: int) -> np.ndarray:
+    """An IDX array (big-endian header: magic, then one uint32 per dimension; then uint8 data)."""
+    with gzip.open(path, "rb") as handle:
+        data = handle.read()
+    ndim = magic & 0xFF
+    header = np.frombuffer(data, dtype=">u4", count=1 + ndim)
+    if int(header[0]) != magic:
+        raise DataError(f"{path} is not an IDX file of the expected kind (magic {int(header[0]):#x}, expected "
+                        f"{magic:#x})")
+    shape = tuple(int(n) for n in header[1:])
+    return np.frombuffer(data, dtype=np.uint8, offset=4 * (1 + ndim)).reshape(shape)
+
+
+def load_fashion_mnist(split: str = "train", root: str | Path = FASHION_MNIST_ROOT
+                       ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The official Fashion-MNIST ``"train"`` (60,000) or ``"test"`` (10,000) split.
+
+    Returns:
+        ``(images, labels, class_names)``: ``uint8 [N, 28, 28]``, ``int64 [N]``, the 10 official class names.
+
+    Raises:
+        DataError: The files are missing (``apt-get install dataset-fashion-mnist``) or ``split`` is unknown.
+
+    Example:
+        >>> images, labels, names = load_fashion_mnist("test")
+    """
+    prefixes = {"train": "train", "test": "t10k"}
+    if split not in prefixes:
+        raise DataError(f"Fashion-MNIST split must be 'train' or 'test', got {split!r}")
+    root = Path(root)
+    package = "dataset-fashion-mnist"
+    images = _read_idx(_require(root / f"{prefixes[split]}-images-idx3-ubyte.gz", package), 0x803)
+    labels = _read_idx(_require(root / f"{prefixes[split]}-labels-idx1-ubyte.gz", package), 0x801)
+    if len(images) != len(labels):
+        raise DataError(f"Fashion-MNIST {split} under {root} has {len(images)} images but {len(labels)} labels")
+    return images, labels.astype(np.int64), list(FASHION_MNIST_CLASSES)
+
+
+def definition(gloss: str) -> str:
+    """The definition part of a WordNet gloss: the ``;``-separated parts that are not quoted examples.
+
+    Example:
+        >>> definition('a domestic cat; "the cat purred"')
+        'a domestic cat'
+    """
+    return "; ".join(part.strip() for part in gloss.split(";")
+                     if part.strip() and not part.strip().startswith('"'))
+
+
+def load_wordnet_supersenses(root: str | Path = WORDNET_ROOT, classes: Sequence[str] | None = None
+                             ) -> tuple[list[str], np.ndarray, list[str]]:
+    """Noun synset definitions labeled with their supersense (lexicographer file), from ``data.noun``.
+
+    The text of each example is the synset's definition with the quoted example sentences removed (see
+    :func:`definition`): the examples often contain the word itself, the definition rarely does. Synsets
+    whose definition is empty are left out.
+
+    Args:
+        root: Folder holding WordNet's ``data.noun``.
+        classes: Supersenses to keep (e.g. ``["noun.animal", "noun.food"]``); default: all 26.
+
+    Returns:
+        ``(texts, labels, class_names)``: definitions in file order, ``int64`` labels, the class names in
+        lexicographer-file order.
+
+    Raises:
+        DataError: ``data.noun`` is missing (``apt-get install wordnet-base``) or a class is unknown.
+    """
+    path = _require(Path(root) / "data.noun", "wordnet-base")
+    names = list(NOUN_LEXNAMES.values()) if classes is None else list(classes)
+    unknown = sorted(set(names) - set(NOUN_LEXNAMES.values()))
+    if unknown:
+        raise DataError(f"unknown noun supersense(s) {unknown}; choose from {list(NOUN_LEXNAMES.values())}")
+    names = [name for name in NOUN_LEXNAMES.values() if name in names]
+    index = {name: i for i, name in enumerate(names)}
+    texts: list[str] = []
+    labels: list[int] = []
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if line.startswith("  "):  # the licence header
+                continue
+            fields, _, gloss = line.partition(" | ")
+            label = index.get(NOUN_LEXNAMES.get(int(fields.split(" ", 2)[1]), ""))
+            text = definition(gloss.strip())
+            if label is not None and text:
+                texts.append(text)
+                labels.append(label)
+    return texts, np.array(labels, dtype=np.int64), names

@@ -1,0 +1,236 @@
+"""Train / validation / test splits: grouping labeled examples, stratified splitting, k-shot and fractions.
+
+Splitting is done per class with a seeded ``numpy`` generator rather than with scikit-learn's
+``StratifiedShuffleSplit``: that one rejects classes with a single example and does not promise every class
+a place in each split, and small data sets are exactly where both matter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from headstart.data.base import Dataset, Modality
+from headstart.errors import ConfigError, DataError
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+@dataclass
+class DataSplits:
+    """A training set with its optional validation and test sets, all sharing ``train.class_names``.
+
+    Attributes:
+        train: Examples to train on.
+        val: Examples for model selection, or ``None`` (a strategy may then split ``train``).
+        test: Held-out examples for the final evaluation, or ``None``.
+        source: Where the data came from (a path), used in messages and reports.
+        skipped: Image files left out because they could not be read (only with ``skip_bad=True``).
+    """
+
+    train: Dataset
+    val: Dataset | None = None
+    test: Dataset | None = None
+    source: str = "<memory>"
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def class_names(self) -> list[str]:
+        """The classes, indexed by label (those of ``train``)."""
+        return self.train.class_names
+
+    def present(self) -> dict[str, Dataset]:
+        """The splits that exist, by name, in the order train, val, test."""
+        sets = (self.train, self.val, self.test)
+        return {name: ds for name, ds in zip(SPLIT_NAMES, sets, strict=True) if ds is not None}
+
+
+def sorted_class_names(labels: Sequence[str]) -> list[str]:
+    """Distinct labels, numerically sorted when all are integers (``"2"`` before ``"10"``), else by text."""
+    names = set(labels)
+    if all(name.lstrip("-").isdigit() for name in names):
+        return sorted(names, key=int)
+    return sorted(names)
+
+
+def encode_labels(labels: Sequence[Any] | np.ndarray, class_names: Sequence[str] | None = None
+                  ) -> tuple[np.ndarray, list[str]]:
+    """Integer labels and class names from string or integer labels.
+
+    Integer labels are kept as they are (they index ``class_names``, which defaults to ``"0"`` ... ``"max"``);
+    string labels are mapped to their position in ``class_names`` (default: the sorted distinct labels).
+
+    Raises:
+        DataError: A label is outside ``class_names``.
+    """
+    values = np.asarray(labels)
+    if values.dtype.kind in "iu":
+        names = list(class_names) if class_names is not None else [str(i) for i in range(values.max() + 1)]
+        bad = values[(values < -1) | (values >= len(names))]
+        if len(bad):
+            raise DataError(f"label {int(bad[0])} is outside the {len(names)} classes (0..{len(names) - 1})")
+        return values.astype(np.int64), names
+    strings = [str(v) for v in labels]
+    names = list(class_names) if class_names is not None else sorted_class_names(strings)
+    index = {name: i for i, name in enumerate(names)}
+    unknown = sorted(set(strings) - set(index))
+    if unknown:
+        raise DataError(f"labels {unknown[:10]} are not among the classes {names}")
+    return np.array([index[s] for s in strings], dtype=np.int64), names
+
+
+def assemble_splits(items: list[Any], labels: list[str], split_of: list[str], modality: Modality,
+                    source: str, split_sources: dict[str, str] | None = None) -> DataSplits:
+    """Group labeled examples into a :class:`DataSplits`; classes are the sorted labels of the train split.
+
+    Args:
+        items: Examples, in the order they were read.
+        labels: Class name per example.
+        split_of: ``"train"``, ``"val"`` or ``"test"`` per example.
+        modality: ``"image"`` or ``"text"``.
+        source: The path the data came from.
+        split_sources: Per-split source (e.g. the ``val/`` folder), defaulting to ``source``.
+
+    Raises:
+        DataError: There are no training examples, or val/test hold a class that train does not.
+    """
+    split_sources = split_sources or {}
+    by_split = {name: [i for i, s in enumerate(split_of) if s == name] for name in SPLIT_NAMES}
+    if not by_split["train"]:
+        raise DataError(f"{source} has no training examples")
+    class_names = sorted_class_names([labels[i] for i in by_split["train"]])
+    datasets: dict[str, Dataset | None] = {}
+    for name, indices in by_split.items():
+        if not indices:
+            datasets[name] = None
+            continue
+        extra = sorted(set(labels[i] for i in indices) - set(class_names))
+        if extra:
+            raise DataError(f"the {name} split of {split_sources.get(name, source)} has classes that train does "
+                            f"not: {extra}; add training examples for them or remove them from {name}")
+        codes, _ = encode_labels([labels[i] for i in indices], class_names)
+        datasets[name] = Dataset([items[i] for i in indices], codes, list(class_names), modality,
+                                 split_sources.get(name, source))
+    return DataSplits(datasets["train"], datasets["val"], datasets["test"], source)
+
+
+def check_trainable(splits: DataSplits) -> None:
+    """Check that ``splits.train`` can train a classifier: two classes or more, and, when there is no
+    validation split to select the model on, two examples or more per class (so one can be held out).
+
+    Raises:
+        DataError: Naming the class(es) at fault and their counts.
+    """
+    train = splits.train
+    if len(train.class_names) < 2:
+        raise DataError(f"{train.source} has only one class ({train.class_names[0]!r}); a classifier needs "
+                        "at least two")
+    if splits.val is not None:
+        return
+    counts = train.class_counts()
+    single = [f"{name!r} ({count})" for name, count in zip(train.class_names, counts, strict=True) if count < 2]
+    if single:
+        raise DataError(f"{train.source}: class {', '.join(single)} has fewer than 2 examples, so no validation "
+                        "example can be held out; add examples to it, or give a separate val split")
+
+
+def _check_fraction(name: str, value: float, *, allow_zero: bool) -> None:
+    if not ((0 <= value < 1) if allow_zero else (0 < value <= 1)):
+        raise ConfigError(f"{name} must be in {'[0, 1)' if allow_zero else '(0, 1]'}, got {value}")
+
+
+def _labeled(dataset: Dataset) -> None:
+    if (dataset.labels < 0).any():
+        raise DataError(f"{dataset.source} has unlabeled examples (label -1); they cannot be split by class")
+
+
+def _per_class(dataset: Dataset, seed: int, take: Callable[[int], Sequence[int]]) -> list[np.ndarray]:
+    """Shuffle each class's indices (seeded) and cut them into consecutive parts of the sizes ``take``
+    returns for the class size; returns each part's indices over all classes, sorted."""
+    rng = np.random.default_rng(seed)
+    parts: list[list[np.ndarray]] = []
+    for label in range(len(dataset.class_names)):
+        indices = rng.permutation(np.flatnonzero(dataset.labels == label))
+        bounds = np.cumsum([0, *take(len(indices))])
+        for p in range(len(bounds) - 1):
+            if len(parts) <= p:
+                parts.append([])
+            parts[p].append(indices[bounds[p]:bounds[p + 1]])
+    return [np.sort(np.concatenate(chunks)) for chunks in parts]
+
+
+def stratified_split(dataset: Dataset, val_fraction: float = 0.2, test_fraction: float = 0.0,
+                     seed: int = 0) -> DataSplits:
+    """Split ``dataset`` into train / val / test with each class in the same proportions.
+
+    Every class keeps at least one training example. A class with two examples or more also gets at least
+    one validation example when ``val_fraction > 0`` (and then one test example when it has enough), so
+    tiny classes are still seen in validation. The result depends only on the data and ``seed``.
+
+    Args:
+        dataset: Labeled examples.
+        val_fraction: Share of each class for validation, in ``[0, 1)``.
+        test_fraction: Share of each class for testing, in ``[0, 1)``.
+        seed: Random seed.
+
+    Returns:
+        ``DataSplits``; ``val`` / ``test`` are ``None`` when their fraction is 0.
+
+    Example:
+        >>> splits = stratified_split(dataset, val_fraction=0.2, seed=0)
+    """
+    _check_fraction("val_fraction", val_fraction, allow_zero=True)
+    _check_fraction("test_fraction", test_fraction, allow_zero=True)
+    if val_fraction + test_fraction >= 1:
+        raise ConfigError(f"val_fraction + test_fraction must be below 1, got {val_fraction + test_fraction}")
+    _labeled(dataset)
+
+    def sizes(n: int) -> tuple[int, int, int]:
+        held = []
+        for fraction in (val_fraction, test_fraction):
+            k = min(max(int(round(n * fraction)), 1 if fraction > 0 else 0), n - 1 - sum(held))
+            held.append(max(k, 0))
+        return n - sum(held), held[0], held[1]
+
+    train, val, test = _per_class(dataset, seed, sizes)
+    return DataSplits(dataset.subset(train), dataset.subset(val) if val_fraction > 0 else None,
+                      dataset.subset(test) if test_fraction > 0 else None, dataset.source)
+
+
+def sample_per_class(dataset: Dataset, k: int, seed: int = 0) -> Dataset:
+    """``k`` examples of every class (k-shot), chosen at random with ``seed``.
+
+    Raises:
+        ConfigError: ``k < 1``.
+        DataError: Some classes have fewer than ``k`` examples (names them with their counts).
+    """
+    if k < 1:
+        raise ConfigError(f"k (examples per class) must be at least 1, got {k}")
+    _labeled(dataset)
+    counts = dataset.class_counts()
+    short = [f"{name!r} ({count})" for name, count in zip(dataset.class_names, counts, strict=True) if count < k]
+    if short:
+        raise DataError(f"{dataset.source}: {k}-shot sampling needs {k} examples per class, but class "
+                        f"{', '.join(short)} has fewer; use a smaller k")
+    chosen, _rest = _per_class(dataset, seed, lambda n: (k, n - k))
+    return dataset.subset(chosen)
+
+
+def fraction_subset(dataset: Dataset, fraction: float, seed: int = 0) -> Dataset:
+    """A stratified random ``fraction`` of ``dataset`` (at least one example of every class).
+
+    Raises:
+        ConfigError: ``fraction`` is not in ``(0, 1]``.
+    """
+    _check_fraction("fraction", fraction, allow_zero=False)
+    _labeled(dataset)
+
+    def sizes(n: int) -> tuple[int, int]:
+        keep = min(n, max(1, int(round(n * fraction))))
+        return keep, n - keep
+
+    chosen, _rest = _per_class(dataset, seed, sizes)
+    return dataset.subset(chosen)
