@@ -74,7 +74,7 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | None = None,
     context = FitContext(work_dir=workdir, cache=feature_cache, progress=progress, max_time=max_time)
     model = chosen.fit(net, splits.train, splits.val, context)
 
-    from headstart.evaluate import evaluate_dataset
+    from headstart.evaluation import evaluate_dataset
 
     metrics: dict[str, Any] = {"data": _describe(splits), "backbone": ref, "strategy": strategy, **model.metrics}
     for name, part in (("val", splits.val), ("test", splits.test)):
@@ -107,7 +107,7 @@ def evaluate(model: TransferModel | str | Path, data: str | Path | Dataset, *, s
         split: ``train``, ``val``, ``test`` or ``all``; default: the test split if the data has one, else all.
         **columns: ``text_column``, ``label_column``, ``path_column`` for tabular data.
     """
-    from headstart.evaluate import evaluate_dataset
+    from headstart.evaluation import evaluate_dataset
 
     model = load(model) if isinstance(model, (str, Path)) else model
     dataset = data if isinstance(data, Dataset) else _pick_split(load_dataset(data, training=False, **columns), split)

@@ -66,7 +66,7 @@ class TransferModel:
 
     def proba_from_logits(self, logits: np.ndarray) -> np.ndarray:
         """Class probabilities from logits, with this model's temperature."""
-        scaled = logits / self.temperature
+        scaled = np.asarray(logits, dtype=np.float64) / self.temperature
         scaled = scaled - scaled.max(axis=1, keepdims=True)
         exp = np.exp(scaled)
         return exp / exp.sum(axis=1, keepdims=True)
@@ -83,7 +83,7 @@ class TransferModel:
 
     def evaluate(self, data: Any, *, batch_size: int = 64, progress: bool = False) -> dict[str, Any]:
         """Metrics on labeled data (a :class:`~headstart.data.Dataset` or a path a loader understands)."""
-        from headstart.evaluate import evaluate_model
+        from headstart.evaluation import evaluate_model
 
         return evaluate_model(self, data, batch_size=batch_size, progress=progress)
 
