@@ -36,6 +36,14 @@ def tiny_timm_ref(tmp_path_factory: pytest.TempPathFactory) -> str:
     return f"timm:test_efficientnet@{path}"
 
 
+@pytest.fixture(scope="session")
+def tiny_backbone(tiny_timm_ref: str):
+    """The tiny timm backbone at 32x32 input, for tests that run many forward passes."""
+    from headstart.backbones import create_backbone
+
+    return create_backbone(tiny_timm_ref, preprocess=TINY_PREPROCESS)
+
+
 def write_image_folder(root: Path, per_class: int = 12, classes: tuple[str, ...] = ("red", "green", "blue"),
                        seed: int = 0) -> Path:
     """Class folders of 24x24 PNGs whose dominant colour is the class: separable by any backbone."""

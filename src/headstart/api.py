@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from headstart.backbones import create_backbone
+from headstart.backbones import Backbone, create_backbone
 from headstart.data import DataSplits, load_dataset
 from headstart.data.base import Dataset
 from headstart.data.splits import stratified_split
@@ -20,7 +20,7 @@ from headstart.strategies import FitContext, get_strategy
 DEFAULT_BACKBONES = {"image": "efficientnet_lite0", "text": "minilm"}
 
 
-def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | None = None, strategy: str = "linear",
+def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | None = None, strategy: str = "linear",
         out: str | Path | None = None, force: bool = False, seed: int = 0, val_fraction: float = 0.15,
         test_fraction: float = 0.2, cache: bool | str | Path = True, progress: bool = True,
         max_time: float | None = None, skip_bad_images: bool = False, text_column: str | None = None,
@@ -33,8 +33,8 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | None = None,
     Args:
         data: An image folder (class subfolders, optionally inside ``train/ val/ test/``), a CSV of
             ``path,label``, a CSV/JSONL/Parquet of text and label, or already-loaded data.
-        backbone: A backbone reference (``headstart backbones`` lists them); default: ``efficientnet_lite0``
-            for images, ``minilm`` for text.
+        backbone: A backbone reference (``headstart backbones`` lists them) or a built backbone (e.g. with
+            custom preprocessing); default: ``efficientnet_lite0`` for images, ``minilm`` for text.
         strategy: How to transfer: ``linear`` (frozen features + logistic regression), ...
         out: Folder to write the model, metrics and report to (written atomically; an existing folder is
             replaced only with ``force``). ``None`` keeps the model in memory only.
@@ -60,13 +60,13 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | None = None,
     out = check_output(out, force=force) if out is not None else None
     splits = _as_splits(data, skip_bad_images=skip_bad_images, text_column=text_column,
                         label_column=label_column, path_column=path_column)
-    ref = backbone or DEFAULT_BACKBONES[splits.train.modality]
+    backbone = backbone or DEFAULT_BACKBONES[splits.train.modality]
     chosen = get_strategy(strategy, seed=seed, **options)
     splits = _complete_splits(splits, needs_val=chosen.uses_validation, seed=seed,
                               val_fraction=val_fraction, test_fraction=test_fraction)
-    net = create_backbone(ref)
+    net = create_backbone(backbone) if isinstance(backbone, str) else backbone
     if net.modality != splits.train.modality:
-        raise ConfigError(f"backbone {ref!r} is for {net.modality} data but {splits.source} holds "
+        raise ConfigError(f"backbone {net.ref!r} is for {net.modality} data but {splits.source} holds "
                           f"{splits.train.modality} data; choose a {splits.train.modality} backbone "
                           "(see `headstart backbones`)")
     feature_cache = None if cache is False else FeatureCache(None if cache is True else cache)
@@ -76,7 +76,7 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | None = None,
 
     from headstart.evaluation import evaluate_dataset
 
-    metrics: dict[str, Any] = {"data": _describe(splits), "backbone": ref, "strategy": strategy, **model.metrics}
+    metrics: dict[str, Any] = {"data": _describe(splits), "backbone": net.ref, "strategy": strategy, **model.metrics}
     for name, part in (("val", splits.val), ("test", splits.test)):
         if part is not None:
             metrics[name] = evaluate_dataset(model, part, batch_size=chosen.config.batch_size,

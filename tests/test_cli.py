@@ -1,0 +1,75 @@
+import json
+
+from typer.testing import CliRunner
+
+from headstart.cli import app, main
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_backbones_lists_the_bundled_defaults_as_offline():
+    result = run("backbones")
+    assert result.exit_code == 0
+    for name in ("efficientnet_lite0", "minilm", "glove", "timm:<name>", "hf:<name>", "ckpt:<name>"):
+        assert name in result.output
+
+
+def test_fit_evaluate_predict_round_trip(tmp_path, image_folder, tiny_timm_ref):
+    out = tmp_path / "run"
+    result = run("fit", image_folder, "--backbone", tiny_timm_ref, "--out", out, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "test accuracy" in result.output and "report.html" in result.output
+
+    result = run("evaluate", out, image_folder, "--json")
+    assert result.exit_code == 0
+    assert json.loads(result.output)["n_examples"] == 36
+
+    result = run("predict", out, image_folder / "green", "--format", "json", "-q")
+    rows = json.loads(result.output)
+    assert len(rows) == 12 and {"input", "label", "confidence"} <= rows[0].keys()
+
+    result = run("predict", out, image_folder / "green", "--format", "csv", "-q")
+    assert result.output.splitlines()[0] == "input,label,confidence"
+    assert len(result.output.splitlines()) == 13
+
+
+def test_user_errors_exit_2_with_one_line_and_no_traceback(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("sys.argv", ["headstart", "fit", str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
+    try:
+        main()
+    except SystemExit as stop:
+        code = stop.code
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "error:" in captured.err and "missing" in captured.err
+    assert "Traceback" not in captured.err
+
+
+def test_existing_output_folder_needs_force(tmp_path, image_folder, tiny_timm_ref, capsys, monkeypatch):
+    out = tmp_path / "run"
+    out.mkdir()
+    monkeypatch.setattr("sys.argv", ["headstart", "fit", str(image_folder), "--out", str(out),
+                                     "--backbone", tiny_timm_ref, "--quiet"])
+    try:
+        main()
+    except SystemExit as stop:
+        assert stop.code == 2
+    assert "--force" in capsys.readouterr().err
+
+
+def test_bad_set_syntax_is_a_user_error(tmp_path, image_folder):
+    from headstart.cli import parse_settings
+    from headstart.errors import ConfigError
+
+    assert parse_settings(["c=0.5", "max-iter=10", "c_values=none"]) == {"c": "0.5", "max_iter": "10",
+                                                                        "c_values": None}
+    try:
+        parse_settings(["oops"])
+    except ConfigError as error:
+        assert "key=value" in str(error)
+    else:
+        raise AssertionError("no error")
