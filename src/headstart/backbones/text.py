@@ -1,0 +1,186 @@
+"""Text backbones from transformers: a plain Hugging Face encoder or a sentence-transformers folder.
+
+Reference: ``hf:<hub-id>`` (needs internet once) or ``hf:/path/to/folder`` (works offline). In a
+sentence-transformers folder the pooling (``1_Pooling/config.json``), L2 normalization (a ``Normalize``
+module) and maximum sequence length (``sentence_bert_config.json``) are read from its files, so the embeddings
+equal ``SentenceTransformer(folder).encode(...)``; a plain encoder gets mean pooling.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from headstart.backbones import register_backbone
+from headstart.backbones.base import Backbone, TextPreprocess
+from headstart.backbones.vision import restore_preprocess
+from headstart.errors import BackboneError
+from headstart.runtime import tune_runtime
+
+POOLINGS = ("mean", "cls", "max")
+_ST_PREFIX = "sentence_transformers.models."
+_ST_SUPPORTED = {"Transformer", "Pooling", "Normalize"}
+_ST_POOLINGS = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls",
+                "pooling_mode_max_tokens": "max"}
+# Where common encoder architectures keep their token embeddings and their stack of transformer layers.
+_EMBEDDINGS = ("embeddings", "embed_tokens", "wte")
+_LAYER_STACKS = ("encoder.layer", "encoder.layers", "transformer.layer", "layers", "layer", "h")
+_HUB_FILES = ["*.json", "*.txt", "*.model", "*.safetensors", "1_Pooling/*", "2_Normalize/*"]
+
+
+class TransformerTextBackbone(Backbone):
+    """A transformers encoder with pooling: texts to sentence embeddings.
+
+    Args:
+        model: The encoder (``AutoModel``).
+        tokenizer: Its tokenizer.
+        ref: The reference that rebuilds it.
+        pooling: ``"mean"`` (over non-padding tokens), ``"cls"`` (first token) or ``"max"``.
+        normalize: L2-normalize the pooled embeddings.
+        preprocess: Maximum length and lowercasing.
+    """
+
+    modality = "text"
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, *, ref: str,
+                 pooling: str = "mean", normalize: bool = False, preprocess: TextPreprocess | None = None
+                 ) -> None:
+        if pooling not in POOLINGS:
+            raise BackboneError(f"pooling {pooling!r} of {ref} is not supported; use one of {POOLINGS}")
+        tune_runtime()
+        self.module = model.eval()
+        self.tokenizer = tokenizer
+        self.ref = ref
+        self.pooling = pooling
+        self.normalize = normalize
+        self.feature_dim = int(model.config.hidden_size)
+        self.preprocess = preprocess or TextPreprocess()
+
+    def collate(self, items: Sequence[str], *, augment: str = "off") -> dict[str, torch.Tensor]:
+        """Tokenize (padded to the longest text, truncated to ``preprocess.max_length``); ``augment`` is
+        ignored."""
+        texts = [text.lower() for text in items] if self.preprocess.lowercase else list(items)
+        return dict(self.tokenizer(texts, padding=True, truncation=True, max_length=self.preprocess.max_length,
+                                   return_tensors="pt"))
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Pooled (and optionally normalized) embeddings ``[B, feature_dim]``."""
+        hidden = self.module(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        if self.pooling == "cls":
+            pooled = hidden[:, 0]
+        elif self.pooling == "max":
+            pooled = hidden.masked_fill(mask == 0, torch.finfo(hidden.dtype).min).amax(dim=1)
+        else:
+            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+        return nn.functional.normalize(pooled, dim=-1) if self.normalize else pooled
+
+    def layer_groups(self) -> list[nn.Module]:
+        """Embeddings, then each transformer layer, then everything else (pooler, final norm)."""
+        embeddings = next((self.module.get_submodule(n) for n in _EMBEDDINGS if _has(self.module, n)), None)
+        stack = next((self.module.get_submodule(n) for n in _LAYER_STACKS if _has(self.module, n)), None)
+        if embeddings is None or not isinstance(stack, nn.ModuleList):
+            return [self.module]
+        groups: list[nn.Module] = [embeddings, *stack]
+        covered = {id(p) for group in groups for p in group.parameters()}
+        rest = [m for m in self.module.modules()
+                if any(id(p) not in covered for p in m.parameters(recurse=False))]
+        return [*groups, nn.ModuleList(rest)] if rest else groups
+
+    def embed(self, items: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        """Frozen embeddings ``[len(items), feature_dim]``; texts are batched by length to minimize padding."""
+        order = np.argsort([-len(text) for text in items], kind="stable")
+        features = np.empty((len(items), self.feature_dim), dtype=np.float32)
+        features[order] = super().embed([items[i] for i in order], batch_size=batch_size, progress=progress)
+        return features
+
+
+def _has(module: nn.Module, path: str) -> bool:
+    try:
+        module.get_submodule(path)
+    except AttributeError:
+        return False
+    return True
+
+
+def load_text_folder(folder: str | Path, *, ref: str, preprocess: TextPreprocess | None = None,
+                     trust_remote_code: bool = False) -> TransformerTextBackbone:
+    """A text backbone from a local transformers or sentence-transformers folder.
+
+    Args:
+        folder: Holds ``config.json``, the weights and the tokenizer, or a sentence-transformers layout.
+        ref: The reference recorded in saved models.
+        preprocess: Overrides the folder's maximum length / lowercasing.
+        trust_remote_code: Allow model code shipped in the folder to run (off unless you trust its source).
+
+    Raises:
+        BackboneError: The folder is not a loadable encoder, or uses sentence-transformers modules other
+            than Transformer, Pooling and Normalize.
+    """
+    folder = Path(folder)
+    model_dir, pooling, normalize, default = _sentence_transformers_layout(folder)
+    try:
+        model = AutoModel.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise BackboneError(f"cannot load a transformers encoder from {model_dir} ({str(err)[:300]}); the folder "
+                            f"needs config.json, the weights and the tokenizer files") from None
+    return TransformerTextBackbone(model, tokenizer, ref=ref, pooling=pooling, normalize=normalize,
+                                   preprocess=preprocess or default)
+
+
+def _sentence_transformers_layout(folder: Path) -> tuple[Path, str, bool, TextPreprocess]:
+    # Returns the transformer's folder, pooling, normalization and default preprocessing.
+    modules_file = folder / "modules.json"
+    if not modules_file.is_file():
+        return folder, "mean", False, TextPreprocess()
+    modules = {m["type"].removeprefix(_ST_PREFIX): folder / m.get("path", "")
+               for m in json.loads(modules_file.read_text())}
+    unsupported = sorted(set(modules) - _ST_SUPPORTED)
+    if unsupported or "Transformer" not in modules:
+        raise BackboneError(f"{folder} uses sentence-transformers modules {unsupported or 'without Transformer'}; "
+                            f"headstart reads Transformer, Pooling and Normalize only")
+    model_dir = modules["Transformer"]
+    pooling = "mean"
+    if "Pooling" in modules:
+        config = json.loads((modules["Pooling"] / "config.json").read_text())
+        enabled = [key for key, value in config.items() if key.startswith("pooling_mode_") and value]
+        if len(enabled) != 1 or enabled[0] not in _ST_POOLINGS:
+            raise BackboneError(f"{modules['Pooling']} enables pooling modes {enabled}; headstart supports "
+                                f"exactly one of {sorted(_ST_POOLINGS)}")
+        pooling = _ST_POOLINGS[enabled[0]]
+    bert_config_file = model_dir / "sentence_bert_config.json"
+    bert_config = json.loads(bert_config_file.read_text()) if bert_config_file.is_file() else {}
+    preprocess = TextPreprocess(max_length=int(bert_config.get("max_seq_length") or 256),
+                                lowercase=bool(bert_config.get("do_lower_case", False)))
+    return model_dir, pooling, "Normalize" in modules, preprocess
+
+
+@register_backbone("hf:", modality="text", offline=False,
+                   description="a transformers / sentence-transformers text encoder: hf:<hub-id> or hf:<folder>")
+def hf_backbone(argument: str | None, preprocess: dict[str, Any] | None) -> TransformerTextBackbone:
+    """``hf:<hub-id>`` (downloaded once into the Hugging Face cache) or ``hf:<local folder>``."""
+    local = Path(argument or "").expanduser()
+    if local.is_dir():
+        folder, ref = local.resolve(), f"hf:{local.resolve()}"
+    elif local.is_absolute() or (argument or "").startswith((".", "~")) or local.exists():
+        raise BackboneError(f"{local} is not a folder; pass a model folder or a hub id like "
+                            f"'sentence-transformers/all-MiniLM-L6-v2'")
+    else:
+        from huggingface_hub import snapshot_download
+
+        try:
+            folder = Path(snapshot_download(argument, allow_patterns=_HUB_FILES))
+        except Exception as err:  # network, auth and missing-repo errors come in many types
+            raise BackboneError(f"could not download {argument!r} from the Hugging Face hub "
+                                f"({type(err).__name__}: {str(err)[:300]}); without internet, copy the model "
+                                f"folder here and use 'hf:/path/to/folder'") from None
+        ref = f"hf:{argument}"
+    return load_text_folder(folder, ref=ref, preprocess=restore_preprocess(preprocess, TextPreprocess, ref))

@@ -1,0 +1,279 @@
+"""Image backbones from timm: any timm model, with hub weights or a local weights file.
+
+Reference: ``timm:<model-name>`` (pre-trained weights from the Hugging Face hub) or
+``timm:<model-name>@/path/weights.safetensors`` (a local file; ``.pth`` / ``.pt`` / ``.bin`` are read with
+``torch.load(weights_only=True)``, never unpickled).
+"""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import timm
+import torch
+from safetensors.torch import load_file
+from timm.data import resolve_data_config
+from timm.models import group_modules
+from torch import nn
+from torchvision import transforms as T
+
+from headstart.backbones import register_backbone
+from headstart.backbones.base import (
+    Backbone,
+    ImagePreprocess,
+    Preprocess,
+    SourceHead,
+    preprocess_from_dict,
+)
+from headstart.data.image_io import open_image
+from headstart.errors import BackboneError
+from headstart.progress import track
+from headstart.runtime import OnnxEngine, tune_runtime
+
+AUGMENT_PRESETS = ("off", "light", "strong")
+ENGINES = ("auto", "torch", "onnx")
+TORCH_SUFFIXES = {".pth", ".pt", ".bin"}
+P = TypeVar("P", bound=Preprocess)
+
+
+def build_image_transform(preprocess: ImagePreprocess, augment: str = "off") -> Callable[[Any], torch.Tensor]:
+    """The torchvision transform from a PIL image to a normalized ``[3, H, W]`` float tensor.
+
+    Args:
+        preprocess: The backbone's preprocessing (size, crop, interpolation, normalization).
+        augment: ``"off"``: resize the shorter side to ``input_size / crop_pct`` and center-crop (evaluation);
+            ``"light"``: random resized crop (scale 0.6-1) and horizontal flip; ``"strong"``: random resized
+            crop (scale 0.25-1), flip and TrivialAugmentWide.
+
+    Example:
+        >>> transform = build_image_transform(backbone.preprocess, augment="light")
+        >>> tensor = transform(open_image("cat.png"))
+    """
+    if augment not in AUGMENT_PRESETS:
+        raise ValueError(f"augment must be one of {AUGMENT_PRESETS}, got {augment!r}")
+    size = preprocess.input_size
+    interpolation = T.InterpolationMode(preprocess.interpolation)
+    if augment == "off":
+        geometry = [T.Resize(int(size / preprocess.crop_pct), interpolation=interpolation), T.CenterCrop(size)]
+    else:
+        scale = (0.6, 1.0) if augment == "light" else (0.25, 1.0)
+        geometry = [T.RandomResizedCrop(size, scale=scale, interpolation=interpolation), T.RandomHorizontalFlip()]
+        if augment == "strong":
+            geometry.append(T.TrivialAugmentWide(interpolation=interpolation))
+    return T.Compose([*geometry, T.ToTensor(), T.Normalize(preprocess.mean, preprocess.std)])
+
+
+def preprocess_from_timm(model: nn.Module) -> ImagePreprocess:
+    """The evaluation preprocessing in a timm model's ``pretrained_cfg``."""
+    cfg = resolve_data_config({}, model=model)
+    return ImagePreprocess(input_size=int(cfg["input_size"][-1]), crop_pct=float(cfg["crop_pct"]),
+                           interpolation=str(cfg["interpolation"]), mean=tuple(map(float, cfg["mean"])),
+                           std=tuple(map(float, cfg["std"])))
+
+
+class TimmBackbone(Backbone):
+    """A timm model used as a feature extractor: features are its pooled pre-logits.
+
+    The model's classifier, if it has a linear one, is kept as :meth:`source_head` and then removed.
+
+    Args:
+        model: A timm model, with or without its classifier.
+        ref: The reference that rebuilds it through :func:`headstart.backbones.create_backbone`.
+        preprocess: Preprocessing to use; defaults to the model's ``pretrained_cfg``.
+        engine: Frozen extraction engine for :meth:`embed`: ``"auto"`` (ONNX Runtime while the weights are
+            the loaded ones, PyTorch once they have been changed, e.g. by fine-tuning), ``"onnx"`` or
+            ``"torch"``.
+    """
+
+    modality = "image"
+
+    def __init__(self, model: nn.Module, *, ref: str, preprocess: ImagePreprocess | None = None,
+                 engine: str = "auto") -> None:
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+        tune_runtime()
+        self.source = _linear_head(model.get_classifier())
+        model.reset_classifier(0)
+        # Channels-last is several times faster for convolutions on CPU, in training too.
+        self.module = model.to(memory_format=torch.channels_last).eval()
+        self.feature_dim = int(getattr(model, "head_hidden_size", None) or model.num_features)
+        self.preprocess = preprocess or preprocess_from_timm(model)
+        self.ref = ref
+        self.engine = engine
+        self._transforms: dict[str, Callable[[Any], torch.Tensor]] = {}
+        self._loaded_version = _weights_version(self.module)
+        self._onnx: tuple[int, OnnxEngine] | None = None
+        self._onnx_failed = False
+
+    def collate(self, items: Sequence[Any], *, augment: str = "off") -> torch.Tensor:
+        """Open and transform images into a float batch ``[B, 3, H, W]`` (see :func:`build_image_transform`)."""
+        if augment not in self._transforms:
+            self._transforms[augment] = build_image_transform(self.preprocess, augment)
+        transform = self._transforms[augment]
+        return torch.stack([transform(open_image(item)) for item in items])
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        """Pooled pre-logits features ``[B, feature_dim]``."""
+        return self.module(batch.contiguous(memory_format=torch.channels_last))
+
+    def layer_groups(self) -> list[nn.Module]:
+        """timm's coarse parameter groups (EfficientNet: stem, each block stage with the head conv in the
+        last), bottom to top."""
+        try:
+            matcher = self.module.group_matcher(coarse=True)
+        except (AttributeError, NotImplementedError):
+            return [self.module]
+        groups = group_modules(self.module, matcher)
+        return [nn.ModuleList([self.module.get_submodule(name) for name in groups[key]]) for key in sorted(groups)]
+
+    def source_head(self) -> SourceHead | None:
+        """The classifier the weights were trained with (e.g. ImageNet's 1000 classes), if any."""
+        return self.source
+
+    def embed(self, items: Sequence[Any], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        """Frozen features ``[len(items), feature_dim]`` (float32), through the fastest available engine.
+
+        ONNX Runtime (about 1.5-2x eager PyTorch on CPU) is used while the weights are the loaded ones; the
+        graph is exported once per weights fingerprint into ``<cache>/onnx/``. Fine-tuned weights, or an
+        export failure, use channels-last PyTorch in inference mode.
+        """
+        self.module.eval()
+        run = self._onnx_engine() or self._torch_engine
+        out = np.empty((len(items), self.feature_dim), dtype=np.float32)
+        done = 0
+        with torch.inference_mode():
+            for batch in track(self.batches(items, batch_size), total=-(-len(items) // batch_size),
+                               description=f"features ({self.ref})", enabled=progress):
+                feats = run(self.collate(batch))
+                out[done:done + len(feats)] = feats
+                done += len(feats)
+        return out
+
+    def __getstate__(self) -> dict[str, Any]:
+        # An ONNX Runtime session cannot be pickled or deep-copied (strategies deep-copy the backbone they
+        # train); a copy exports its own session when it first needs one.
+        return {**self.__dict__, "_onnx": None}
+
+    def _torch_engine(self, batch: torch.Tensor) -> np.ndarray:
+        return self.forward(batch).float().cpu().numpy()
+
+    def _onnx_engine(self) -> OnnxEngine | None:
+        version = _weights_version(self.module)
+        if self.engine == "torch" or self._onnx_failed or (self.engine == "auto" and version != self._loaded_version):
+            return None
+        if self._onnx is None or self._onnx[0] != version:
+            size = self.preprocess.input_size
+            try:
+                engine = OnnxEngine(self.module, torch.zeros(1, 3, size, size), key=self.fingerprint())
+            except Exception as err:  # any exporter/runtime failure: PyTorch gives the same features
+                self._onnx_failed = True
+                warnings.warn(f"ONNX export of {self.ref} failed ({err}); using PyTorch", stacklevel=3)
+                return None
+            self._onnx = (version, engine)
+        return self._onnx[1]
+
+
+def _weights_version(module: nn.Module) -> int:
+    # Every in-place change to a tensor (optimizer step, load_state_dict, BatchNorm statistics update) bumps
+    # its version counter, so an unchanged sum means the weights are the ones loaded.
+    return sum(t._version for t in (*module.parameters(), *module.buffers()))
+
+
+def _linear_head(classifier: nn.Module) -> SourceHead | None:
+    if not isinstance(classifier, nn.Linear):
+        return None
+    bias = classifier.bias if classifier.bias is not None else torch.zeros(classifier.out_features)
+    return SourceHead(weight=classifier.weight.detach().cpu().numpy().copy(),
+                      bias=bias.detach().cpu().numpy().copy())
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors from a ``.safetensors`` file or a ``.pth`` / ``.pt`` / ``.bin`` file, never unpickling objects.
+
+    A checkpoint that wraps its weights (``{"state_dict": ...}`` or ``{"model": ...}``) is unwrapped.
+
+    Raises:
+        BackboneError: Missing file, unsupported suffix, or a file holding pickled objects other than tensors.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise BackboneError(f"weights file {path} does not exist; pass the path of a .safetensors or .pth file")
+    if path.suffix == ".safetensors":
+        return load_file(str(path))
+    if path.suffix not in TORCH_SUFFIXES:
+        raise BackboneError(f"weights file {path} has an unsupported suffix; use .safetensors, .pth, .pt or .bin")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise BackboneError(f"{path} holds pickled Python objects besides tensors, and headstart never unpickles "
+                            f"(it could run arbitrary code); save it with safetensors or as a plain state dict "
+                            f"({str(err).splitlines()[0]})") from None
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise BackboneError(f"{path} is not a state dict of tensors")
+    return state
+
+
+def timm_from_state_dict(name: str, state: dict[str, torch.Tensor], source: str) -> nn.Module:
+    """A timm model ``name`` with ``state`` loaded strictly; its classifier is sized from the state dict
+    (kept as the source head) or removed when the state dict has none."""
+    model = _create_timm(name, pretrained=False)
+    classifier = model.pretrained_cfg.get("classifier")
+    weight_key = f"{classifier}.weight" if isinstance(classifier, str) else None
+    if weight_key in state:
+        if state[weight_key].shape[0] != model.num_classes:
+            model.reset_classifier(int(state[weight_key].shape[0]))
+    else:
+        model.reset_classifier(0)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise BackboneError(f"{source} does not match timm model {name!r}: {str(err)[:600]}; check that the "
+                            f"file holds weights for this architecture") from None
+    return model
+
+
+def _create_timm(name: str, *, pretrained: bool) -> nn.Module:
+    if not timm.is_model(name):
+        raise BackboneError(f"unknown timm model {name!r}; list names with `timm.list_models('*pattern*')`")
+    try:
+        return timm.create_model(name, pretrained=pretrained)
+    except Exception as err:  # network, hub and cache errors come in many types
+        raise BackboneError(f"could not download the pre-trained weights of timm model {name!r} from the "
+                            f"Hugging Face hub ({type(err).__name__}: {str(err)[:300]}); without internet, get "
+                            f"the weights file elsewhere and use 'timm:{name}@/path/to/weights.safetensors'"
+                            ) from None
+
+
+@register_backbone("timm:", modality="image", offline=False,
+                   description="any timm image model: timm:<name> (hub weights) or timm:<name>@<weights file>")
+def timm_backbone(argument: str | None, preprocess: dict[str, Any] | None) -> TimmBackbone:
+    """``timm:<model-name>`` or ``timm:<model-name>@<local weights file>``."""
+    name, _, weights = (argument or "").partition("@")
+    if weights:
+        path = Path(weights).expanduser().resolve()
+        model = timm_from_state_dict(name, read_state_dict(path), str(path))
+        ref = f"timm:{name}@{path}"
+    else:
+        model = _create_timm(name, pretrained=True)
+        ref = f"timm:{name}"
+    return TimmBackbone(model, ref=ref, preprocess=restore_preprocess(preprocess, ImagePreprocess, ref))
+
+
+def restore_preprocess(saved: dict[str, Any] | None, expected: type[P], ref: str) -> P | None:
+    """The preprocessing saved with a model (``None`` when nothing was saved), checked to be of the kind the
+    backbone ``ref`` uses."""
+    if not saved:
+        return None
+    restored = preprocess_from_dict(saved)
+    if not isinstance(restored, expected):
+        raise BackboneError(f"the saved preprocessing is of kind {restored.kind!r}, which backbone {ref} "
+                            f"cannot use; the model folder may have been edited")
+    return restored
