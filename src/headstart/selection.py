@@ -23,6 +23,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from headstart.errors import ConfigError, DataError
 
@@ -314,11 +315,13 @@ def score_features(features: np.ndarray, labels: np.ndarray, source_probs: np.nd
                               f"(source_probs); pass them or drop these scores")
     inputs = {"features": features, "source_probs": source_probs}
     results = {}
-    for name in names:
-        spec = SCORES[name]
-        start = time.perf_counter()
-        value = spec.function(inputs[spec.needs], labels)
-        results[name] = {"value": float(value), "seconds": time.perf_counter() - start}
+    # One BLAS thread: small problems, and multi-threaded OpenBLAS was measured far slower on 2 loaded cores.
+    with threadpool_limits(limits=1, user_api="blas"):
+        for name in names:
+            spec = SCORES[name]
+            start = time.perf_counter()
+            value = spec.function(inputs[spec.needs], labels)
+            results[name] = {"value": float(value), "seconds": time.perf_counter() - start}
     return results
 
 
