@@ -1,0 +1,58 @@
+"""LP-FT (Kumar et al. 2022, "Fine-tuning can distort pretrained features and underperform
+out-of-distribution"): fit a linear probe to convergence on frozen features, then fine-tune the whole network
+from that head with a small learning rate, so early gradients do not distort the features."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from headstart.backbones.base import Backbone
+from headstart.data.base import Dataset
+from headstart.features import extract_features
+from headstart.model import TransferModel
+from headstart.strategies import STRATEGIES
+from headstart.strategies.base import FitContext, Strategy
+from headstart.strategies.finetune import run_key, trained_model
+from headstart.strategies.linear import fit_linear_head
+from headstart.training import Stage, TrainingConfig, train
+from headstart.training.config import extend_defaults
+
+
+class LPFTConfig(TrainingConfig):
+    """Hyperparameters of LP-FT: the probe's, then fine-tuning's (small, uniform learning rate)."""
+
+    modality_defaults: ClassVar[dict[str, dict[str, Any]]] = extend_defaults(
+        TrainingConfig.modality_defaults, image={"lr": 1e-4, "layer_decay": 1.0},
+        text={"lr": 1e-5, "layer_decay": 1.0})
+
+    probe_c: float | None = Field(None, gt=0, description="Inverse regularization strength of the probe; None "
+                                                          "chooses it by cross-validation.")
+    probe_c_values: int = Field(12, ge=1, description="Candidate C values for the probe's cross-validation.")
+    probe_folds: int = Field(5, ge=2, description="Cross-validation folds of the probe.")
+    probe_max_iter: int = Field(1000, ge=10, description="Solver iterations of the probe.")
+
+
+@STRATEGIES.register("lp-ft")
+class LinearProbeThenFinetune(Strategy):
+    """Linear probe on cached frozen features, then whole-network fine-tuning starting from the probe."""
+
+    name = "lp-ft"
+    config_class = LPFTConfig
+
+    def fit(self, backbone: Backbone, train_data: Dataset, val: Dataset | None, context: FitContext
+            ) -> TransferModel:
+        cfg = self.config.resolve(backbone.modality)
+        features = extract_features(backbone, train_data, cache=context.cache, batch_size=cfg.batch_size,
+                                    progress=context.progress)
+        head, probe = fit_linear_head(features, train_data.labels, len(train_data.class_names), c=cfg.probe_c,
+                                      c_values=cfg.probe_c_values, folds=cfg.probe_folds,
+                                      max_iter=cfg.probe_max_iter, seed=cfg.seed)
+        head = head.float()
+        backbone = copy.deepcopy(backbone)
+        result = train(backbone, head, train_data, val, [Stage("all", cfg.epochs, None, cfg.lr, cfg.layer_decay)],
+                       cfg, context, run_key=run_key(self, cfg))
+        return trained_model(self, backbone, head, train_data, cfg, result, extra_config={"probe_C": probe["C"]},
+                             extra_metrics={"probe": probe})

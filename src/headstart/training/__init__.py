@@ -1,0 +1,7 @@
+"""The training loop shared by fine-tuning strategies: stages, schedules, early stopping, checkpoints."""
+
+from headstart.training.checkpoint import CheckpointMismatchError
+from headstart.training.config import TrainingConfig
+from headstart.training.loop import Classifier, Stage, TrainResult, train
+
+__all__ = ["CheckpointMismatchError", "Classifier", "Stage", "TrainResult", "TrainingConfig", "train"]

@@ -1,0 +1,99 @@
+"""Training checkpoints: tensors in safetensors, everything else in JSON, written atomically.
+
+A checkpoint folder holds ``state.json`` and the ``tensors-<n>.safetensors`` file it names. The tensors are
+written first and ``state.json`` is replaced last, in one rename, so a run killed at any instant leaves
+either the previous checkpoint or the new one, never a mix. Nothing is unpickled on load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from headstart.errors import HeadstartError
+from headstart.outputs import write_json
+
+STATE_FILE = "state.json"
+
+
+class CheckpointMismatchError(HeadstartError):
+    """A checkpoint in the working folder was written by a run with other settings, data or weights."""
+
+
+def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """A hash of named tensors' names, dtypes, shapes and values (independent of memory format)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(tensors.items()):
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}:{flat.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(flat.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def save_checkpoint(folder: Path, state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+    """Write a checkpoint atomically, then remove the tensors of the previous one.
+
+    Args:
+        folder: The checkpoint folder (created if missing).
+        state: JSON-ready training state; must hold an integer ``"serial"`` that grows with every save.
+        tensors: Named tensors (model, best weights, optimizer state).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"tensors-{state['serial']:06d}.safetensors"
+    tmp = folder / f".{name}.tmp"
+    save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, str(tmp))
+    tmp.replace(folder / name)
+    write_json(folder / STATE_FILE, {**state, "tensors": name})
+    for old in folder.glob("tensors-*.safetensors"):
+        if old.name != name:
+            old.unlink(missing_ok=True)
+
+
+def load_checkpoint(folder: Path, fingerprint: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None:
+    """The checkpoint in ``folder`` as ``(state, tensors)``, or ``None`` if there is none.
+
+    Raises:
+        CheckpointMismatchError: The checkpoint's fingerprint differs from ``fingerprint``.
+    """
+    path = folder / STATE_FILE
+    if not path.is_file():
+        return None
+    state = json.loads(path.read_text())
+    if state.get("fingerprint") != fingerprint:
+        raise CheckpointMismatchError(
+            f"{folder} holds a checkpoint of a different run (other strategy settings, data, backbone "
+            f"weights or number of processes), so it cannot be resumed. Delete {folder} to start over, or "
+            "use another output folder.")
+    return state, load_file(str(folder / state["tensors"]))
+
+
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Split an optimizer's state dict into JSON (param groups, scalars) and tensors ``optim.<id>.<key>``."""
+    full = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for pid, entry in full["state"].items():
+        for key, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optim.{pid}.{key}"] = value
+            else:
+                scalars[f"{pid}.{key}"] = value
+    return {"param_groups": full["param_groups"], "scalars": scalars}, tensors
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, saved: dict[str, Any],
+                      tensors: dict[str, torch.Tensor]) -> None:
+    """Load what :func:`optimizer_tensors` split back into ``optimizer``."""
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        if name.startswith("optim."):
+            _, pid, key = name.split(".", 2)
+            state.setdefault(int(pid), {})[key] = value
+    for name, value in saved["scalars"].items():
+        pid, key = name.split(".", 1)
+        state.setdefault(int(pid), {})[key] = value
+    optimizer.load_state_dict({"state": state, "param_groups": saved["param_groups"]})

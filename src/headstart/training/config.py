@@ -1,0 +1,60 @@
+"""Hyperparameters shared by every strategy that runs the training loop."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from headstart.strategies.base import StrategyConfig
+from headstart.training.schedules import ScheduleName
+
+
+class TrainingConfig(StrategyConfig):
+    """Knobs of the shared training loop. A field left at ``None`` takes its per-modality default from
+    ``modality_defaults`` (see :meth:`resolve`); every one can be set explicitly."""
+
+    modality_defaults: ClassVar[dict[str, dict[str, Any]]] = {
+        "image": {"epochs": 5, "lr": 1e-3, "layer_decay": 0.7, "augment": "light"},
+        "text": {"epochs": 3, "lr": 5e-5, "layer_decay": 0.9, "augment": "off"},
+    }
+
+    batch_size: int = Field(32, ge=1, description="Examples per training step (per process).")
+    epochs: int | None = Field(None, ge=0, description="Epochs of the main (whole-network) stage. "
+                                                      "Default: 5 for images, 3 for text.")
+    lr: float | None = Field(None, gt=0, description="Peak learning rate of the head and the top layer group. "
+                                                     "Default: 1e-3 for images, 5e-5 for text.")
+    layer_decay: float | None = Field(None, gt=0, le=1, description="Layer-wise learning-rate decay: each "
+                                      "lower layer group gets the rate of the group above times this. "
+                                      "Default: 0.7 for images, 0.9 for text.")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW decoupled weight decay (not applied to biases "
+                                                        "and normalization weights).")
+    schedule: ScheduleName = Field("cosine", description="Learning-rate schedule per stage: 'cosine' (warmup "
+                                   "then cosine decay), 'onecycle' or 'constant' (after warmup).")
+    warmup: float = Field(0.1, ge=0, lt=1, description="Fraction of each stage's steps spent warming up.")
+    grad_clip: float | None = Field(1.0, gt=0, description="Clip the global gradient norm to this; None "
+                                                           "disables clipping.")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="Label smoothing of the cross-entropy loss.")
+    augment: Literal["off", "light", "strong"] | None = Field(
+        None, description="Training augmentation preset of the backbone's collate. Default: 'light' for "
+                          "images, 'off' for text.")
+    patience: int | None = Field(3, ge=1, description="Stop a stage after this many epochs without improvement "
+                                                     "of `monitor` on the validation set; None disables.")
+    monitor: Literal["val_accuracy", "val_loss"] = Field("val_accuracy", description="Validation metric for "
+                                                         "early stopping and choosing the best epoch.")
+    precision: Literal["auto", "no", "bf16", "fp16"] = Field(
+        "auto", description="Mixed precision: 'auto' is bf16 (fp16 where bf16 is unsupported) on GPU and "
+                            "full precision on CPU, where bf16 autocast measured slower.")
+    channels_last: bool = Field(True, description="Train image models in channels-last memory format "
+                                                  "(much faster on CPU).")
+
+    def resolve(self, modality: str) -> TrainingConfig:
+        """A copy with every ``None`` field that has a per-modality default filled in for ``modality``."""
+        defaults = self.modality_defaults.get(modality, {})
+        return self.model_copy(update={k: v for k, v in defaults.items() if getattr(self, k) is None})
+
+
+def extend_defaults(base: dict[str, dict[str, Any]], *, image: dict[str, Any], text: dict[str, Any]
+                    ) -> dict[str, dict[str, Any]]:
+    """``base`` per-modality defaults updated with a subclass's own (for ``modality_defaults``)."""
+    return {"image": {**base.get("image", {}), **image}, "text": {**base.get("text", {}), **text}}
