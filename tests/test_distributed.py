@@ -1,6 +1,6 @@
 """Data-parallel training with torchrun: two CPU processes (gloo) train on disjoint shards and end identical.
 
-Deselect with ``-k "not distributed"`` where spawning processes is not possible.
+Deselect with ``-m "not distributed"`` where spawning processes is not possible.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -39,6 +40,7 @@ WORKER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.distributed
 def test_torchrun_two_processes_shard_data_and_end_identical(tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(WORKER.format(tests=str(TESTS), out=str(tmp_path)))

@@ -30,6 +30,6 @@ def _load_builtin() -> None:
         importlib.import_module(f"headstart.strategies.{module}")
 
 
-_BUILTIN = ["linear"]
+_BUILTIN = ["linear", "finetune", "gradual", "lpft", "lora", "scratch"]
 
 __all__ = ["STRATEGIES", "FitContext", "Strategy", "StrategyConfig", "get_strategy", "list_strategies"]

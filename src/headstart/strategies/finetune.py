@@ -96,6 +96,7 @@ class Finetune(Strategy):
     on validation is kept. The caller's backbone is not modified (a copy is trained)."""
 
     name = "finetune"
+    uses_validation = True
     config_class = FinetuneConfig
 
     def fit(self, backbone: Backbone, train_data: Dataset, val: Dataset | None, context: FitContext

@@ -49,6 +49,7 @@ class GradualUnfreezing(Strategy):
     protects lower layers from the large gradients of a still-random head."""
 
     name = "gradual"
+    uses_validation = True
     config_class = GradualConfig
 
     def fit(self, backbone: Backbone, train_data: Dataset, val: Dataset | None, context: FitContext

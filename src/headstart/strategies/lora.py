@@ -66,6 +66,7 @@ class Lora(Strategy):
     train, so it fits in less memory and overfits less on small data."""
 
     name = "lora"
+    uses_validation = True
     config_class = LoraConfig
 
     def fit(self, backbone: Backbone, train_data: Dataset, val: Dataset | None, context: FitContext

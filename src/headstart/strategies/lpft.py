@@ -40,6 +40,7 @@ class LinearProbeThenFinetune(Strategy):
     """Linear probe on cached frozen features, then whole-network fine-tuning starting from the probe."""
 
     name = "lp-ft"
+    uses_validation = True
     config_class = LPFTConfig
 
     def fit(self, backbone: Backbone, train_data: Dataset, val: Dataset | None, context: FitContext

@@ -51,6 +51,7 @@ class Scratch(Strategy):
     """The backbone's architecture re-initialised randomly and trained whole (no head-only stage)."""
 
     name = "scratch"
+    uses_validation = True
     config_class = ScratchConfig
 
     def fit(self, backbone: Backbone, train_data: Dataset, val: Dataset | None, context: FitContext
