@@ -116,3 +116,11 @@ def _export(module: nn.Module, example: torch.Tensor, path: Path) -> None:
     finally:
         tmp.unlink(missing_ok=True)
         module.train(was_training)
+
+
+def is_main_process() -> bool:
+    """Whether this is rank 0 of a torchrun / accelerate launch (or a plain single process).
+
+    Only the main process writes outputs; the others train their shard and return.
+    """
+    return int(os.environ.get("RANK", "0")) == 0

@@ -19,6 +19,8 @@ from headstart.errors import HeadstartError
 from headstart.outputs import write_json
 
 STATE_FILE = "state.json"
+#: The checkpoint folder inside a run's working folder; dropped when the finished run is published.
+CHECKPOINT_DIR = "checkpoint"
 
 
 class CheckpointMismatchError(HeadstartError):

@@ -29,6 +29,7 @@ from headstart.backbones.base import Backbone
 from headstart.data.base import Dataset
 from headstart.strategies.base import FitContext
 from headstart.training.checkpoint import (
+    CHECKPOINT_DIR,
     load_checkpoint,
     optimizer_tensors,
     restore_optimizer,
@@ -203,7 +204,7 @@ class _Run:
             self.net.to(memory_format=torch.channels_last)
         self.group_of = self._group_index()
         self.fingerprint = self._fingerprint(run_key)
-        self.checkpoint_dir = context.work_dir / "checkpoint"
+        self.checkpoint_dir = context.work_dir / CHECKPOINT_DIR
         self.stopper = EarlyStopping(config.monitor, config.patience)
         self.result = TrainResult()
         self.best_state: dict[str, torch.Tensor] | None = None
