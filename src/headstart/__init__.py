@@ -20,6 +20,8 @@ _PUBLIC = {
     "load": "headstart.api",
     "evaluate": "headstart.api",
     "predict": "headstart.api",
+    "rank": "headstart.api",
+    "compare": "headstart.api",
     "load_dataset": "headstart.data",
     "Dataset": "headstart.data",
     "TransferModel": "headstart.model",

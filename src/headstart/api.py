@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from headstart.backbones import Backbone, create_backbone
 from headstart.data import DataSplits, load_dataset
@@ -14,27 +15,37 @@ from headstart.data.splits import stratified_split
 from headstart.errors import ConfigError, DataError
 from headstart.features import FeatureCache
 from headstart.model import TransferModel
-from headstart.outputs import check_output, publish, work_dir
+from headstart.outputs import check_output, publish, work_dir, write_json
+from headstart.runtime import is_main_process
 from headstart.strategies import FitContext, get_strategy
+from headstart.training.checkpoint import CHECKPOINT_DIR
+
+if TYPE_CHECKING:
+    from headstart.comparison import CompareResult
+    from headstart.ranking import RankResult
 
 DEFAULT_BACKBONES = {"image": "efficientnet_lite0", "text": "minilm"}
 
 
 def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | None = None, strategy: str = "linear",
         out: str | Path | None = None, force: bool = False, seed: int = 0, val_fraction: float = 0.15,
-        test_fraction: float = 0.2, cache: bool | str | Path = True, progress: bool = True,
-        max_time: float | None = None, skip_bad_images: bool = False, text_column: str | None = None,
-        label_column: str | None = None, path_column: str | None = None, **options: Any) -> TransferModel:
+        test_fraction: float = 0.2, cache: bool | str | Path | FeatureCache = True, progress: bool = True,
+        max_time: float | None = None, calibrate: bool = False, skip_bad_images: bool = False,
+        text_column: str | None = None, label_column: str | None = None, path_column: str | None = None,
+        **options: Any) -> TransferModel:
     """Train a model on labeled data by transferring a pre-trained backbone.
 
     Data without a ``test`` split gets a stratified held-out test set (``test_fraction``); strategies that
     select models on validation data get a validation split (``val_fraction``) when there is none.
+    Very unequal class sizes give a warning in ``metrics["warnings"]`` (and the report).
 
     Args:
         data: An image folder (class subfolders, optionally inside ``train/ val/ test/``), a CSV of
             ``path,label``, a CSV/JSONL/Parquet of text and label, or already-loaded data.
         backbone: A backbone reference (``headstart backbones`` lists them) or a built backbone (e.g. with
             custom preprocessing); default: ``efficientnet_lite0`` for images, ``minilm`` for text.
+            ``"auto"`` ranks the bundled backbones of the data's modality by LogME on the training split and
+            uses the best (the ranking is kept in ``metrics["backbone_ranking"]``).
         strategy: How to transfer: ``linear`` (frozen features + logistic regression), ...
         out: Folder to write the model, metrics and report to (written atomically; an existing folder is
             replaced only with ``force``). ``None`` keeps the model in memory only.
@@ -42,9 +53,13 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
         seed: Random seed for splits and training.
         val_fraction: Share of the training data held out for validation when a strategy needs it.
         test_fraction: Share held out for the final test when the data has no test split.
-        cache: ``True`` for the default feature cache, a folder for another one, ``False`` for none.
+        cache: ``True`` for the default feature cache, a folder or a :class:`FeatureCache` for another one,
+            ``False`` for none.
         progress: Show progress bars.
         max_time: Training budget in seconds.
+        calibrate: Fit a softmax temperature on the validation split (carved from the training data when
+            there is none) so confidences match accuracy; ECE before and after is in
+            ``metrics["calibration"]``.
         skip_bad_images: Skip unreadable images (listed in the metrics) instead of failing.
         text_column, label_column, path_column: Column names in tabular data, when not detected.
         **options: The strategy's hyperparameters (``headstart strategies`` lists them).
@@ -62,14 +77,18 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
                         label_column=label_column, path_column=path_column)
     backbone = backbone or DEFAULT_BACKBONES[splits.train.modality]
     chosen = get_strategy(strategy, seed=seed, **options)
-    splits = _complete_splits(splits, needs_val=chosen.uses_validation, seed=seed,
+    splits = _complete_splits(splits, needs_val=chosen.uses_validation or calibrate, seed=seed,
                               val_fraction=val_fraction, test_fraction=test_fraction)
+    feature_cache = _feature_cache(cache)
+    ranking = None
+    if backbone == "auto":
+        ranking = _auto_backbone(splits.train, feature_cache, progress)
+        backbone = ranking.best
     net = create_backbone(backbone) if isinstance(backbone, str) else backbone
     if net.modality != splits.train.modality:
         raise ConfigError(f"backbone {net.ref!r} is for {net.modality} data but {splits.source} holds "
                           f"{splits.train.modality} data; choose a {splits.train.modality} backbone "
                           "(see `headstart backbones`)")
-    feature_cache = None if cache is False else FeatureCache(None if cache is True else cache)
     workdir = work_dir(out) if out is not None else _scratch_dir()
     context = FitContext(work_dir=workdir, cache=feature_cache, progress=progress, max_time=max_time)
     model = chosen.fit(net, splits.train, splits.val, context)
@@ -77,17 +96,27 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
     from headstart.evaluation import evaluate_dataset
 
     metrics: dict[str, Any] = {"data": _describe(splits), "backbone": net.ref, "strategy": strategy, **model.metrics}
+    warnings = _data_warnings(splits)
+    if warnings:
+        metrics["warnings"] = warnings
+    if ranking is not None:
+        metrics["backbone_ranking"] = ranking.to_dict()
+    if calibrate:
+        metrics["calibration"] = _calibrate(model, splits, feature_cache, chosen.config.batch_size, progress)
     for name, part in (("val", splits.val), ("test", splits.test)):
         if part is not None:
             metrics[name] = evaluate_dataset(model, part, batch_size=chosen.config.batch_size,
                                              progress=progress, cache=feature_cache)
     metrics["seconds"] = round(time.perf_counter() - started, 2)
     model.metrics = metrics
-    if out is not None:
+    if out is None:
+        shutil.rmtree(workdir, ignore_errors=True)
+    elif is_main_process():  # under torchrun the other ranks leave the shared folder to rank 0
         from headstart.report import write_fit_report
 
         model.save(workdir)
         write_fit_report(workdir, model, splits)
+        shutil.rmtree(workdir / CHECKPOINT_DIR, ignore_errors=True)
         publish(workdir, out, force=force)
     return model
 
@@ -136,6 +165,152 @@ def predict(model: TransferModel | str | Path, inputs: Sequence[Any], *, top_k: 
             row["top"] = [(model.class_names[i], float(p[i])) for i in order]
         rows.append(row)
     return rows
+
+
+def rank(data: str | Path | DataSplits | Dataset, *, backbones: Sequence[str | Backbone],
+         scores: Sequence[str] | None = None, sort_by: str = "logme", cache: bool | str | Path | FeatureCache = True,
+         out: str | Path | None = None, force: bool = False, progress: bool = False,
+         skip_bad_images: bool = False, text_column: str | None = None, label_column: str | None = None,
+         path_column: str | None = None) -> RankResult:
+    """Rank backbones for a data set by transferability scores of their frozen features (training split).
+
+    Args:
+        data: Labeled data in any format :func:`fit` accepts.
+        backbones: Backbone references (or built backbones) of the data's modality.
+        scores: Scores to compute (see :data:`headstart.selection.SCORES`); default every applicable one.
+        sort_by: The score that orders the ranking (``logme`` by default).
+        cache: As for :func:`fit`; the features are reused by a later ``fit`` on the same data.
+        out: Folder for ``rank.json`` and ``report.html`` (written atomically; replaced only with ``force``).
+        force: Replace an existing ``out``.
+        progress: Show progress bars.
+        skip_bad_images, text_column, label_column, path_column: As for :func:`fit`.
+
+    Returns:
+        A :class:`~headstart.ranking.RankResult`, best backbone first.
+
+    Example:
+        >>> result = rank("examples/wordnet-supersenses", backbones=["minilm", "glove"])
+        >>> result.best
+    """
+    from headstart.ranking import rank_backbones
+
+    out = check_output(out, force=force) if out is not None else None
+    splits = _as_splits(data, skip_bad_images=skip_bad_images, text_column=text_column,
+                        label_column=label_column, path_column=path_column)
+    result = rank_backbones(splits.train, backbones, scores=scores, sort_by=sort_by, cache=_feature_cache(cache),
+                            progress=progress)
+    if out is not None:
+        from headstart.report import write_rank_report
+
+        workdir = work_dir(out)
+        write_json(workdir / "rank.json", result.to_dict())
+        write_rank_report(workdir, result)
+        publish(workdir, out, force=force)
+    return result
+
+
+DEFAULT_FRACTIONS = (0.05, 0.1, 0.25, 0.5, 1.0)
+
+
+def compare(data: str | Path | DataSplits | Dataset, *, strategies: Sequence[str] = ("linear", "finetune", "scratch"),
+            fractions: Sequence[float] | None = None, shots: Sequence[int] | None = None, seeds: int = 3,
+            backbone: str | Backbone | None = None, max_time: float | None = None,
+            cache: bool | str | Path | FeatureCache = True, out: str | Path | None = None, force: bool = False,
+            settings: dict[str, Any] | None = None, test_fraction: float = 0.2, val_fraction: float = 0.15,
+            on_run: Callable[[Any], None] | None = None, skip_bad_images: bool = False,
+            text_column: str | None = None, label_column: str | None = None, path_column: str | None = None
+            ) -> CompareResult:
+    """Learning curves: every strategy on growing stratified subsets of the training data, several seeds,
+    each measured on one fixed test set; with the transfer-vs-scratch verdict and data savings.
+
+    Args:
+        data: Labeled data in any format :func:`fit` accepts.
+        strategies: Strategies to compare; include ``scratch`` for verdicts, gains and savings.
+        fractions: Subset sizes as fractions of the training split (default 0.05, 0.1, 0.25, 0.5, 1).
+        shots: Subset sizes as examples per class, instead of ``fractions``.
+        seeds: Seeds per size and strategy.
+        backbone: As for :func:`fit` (default by modality).
+        max_time: Budget for the whole study in seconds; runs that would exceed it are skipped (listed).
+        cache: As for :func:`fit`.
+        out: Folder for ``compare.json`` and ``report.html`` (written atomically; replaced only with ``force``).
+        force: Replace an existing ``out``.
+        settings: Strategy settings: ``{"finetune.epochs": 2}`` for one strategy, ``{"epochs": 2}`` for every
+            strategy that has the setting.
+        test_fraction: Fixed hold-out share when the data has no test split.
+        val_fraction: Validation share of each subset, for strategies that use validation.
+        on_run: Called with each :class:`~headstart.study.RunRecord` or skipped run as it happens.
+        skip_bad_images, text_column, label_column, path_column: As for :func:`fit`.
+
+    Returns:
+        A :class:`~headstart.comparison.CompareResult`.
+
+    Example:
+        >>> result = compare("examples/fashion-mnist-mini", strategies=["linear", "finetune", "scratch"],
+        ...                  fractions=[0.1, 1.0], seeds=2, max_time=600)
+        >>> print(result.verdicts[0].message)
+    """
+    from headstart.comparison import compare_strategies
+
+    out = check_output(out, force=force) if out is not None else None
+    splits = _as_splits(data, skip_bad_images=skip_bad_images, text_column=text_column,
+                        label_column=label_column, path_column=path_column)
+    if fractions is None and shots is None:
+        fractions = DEFAULT_FRACTIONS
+    result = compare_strategies(splits, strategies=strategies, backbone=backbone or
+                                DEFAULT_BACKBONES[splits.train.modality], fractions=fractions, shots=shots,
+                                seeds=seeds, max_time=max_time, cache=_feature_cache(cache), settings=settings,
+                                test_fraction=test_fraction, val_fraction=val_fraction, on_run=on_run)
+    if out is not None:
+        from headstart.report import write_compare_report
+
+        workdir = work_dir(out)
+        write_json(workdir / "compare.json", result.to_dict())
+        write_compare_report(workdir, result)
+        publish(workdir, out, force=force)
+    return result
+
+
+def _feature_cache(cache: bool | str | Path | FeatureCache) -> FeatureCache | None:
+    if isinstance(cache, FeatureCache):
+        return cache
+    return None if cache is False else FeatureCache(None if cache is True else cache)
+
+
+def _auto_backbone(train: Dataset, cache: FeatureCache | None, progress: bool) -> RankResult:
+    """Rank the bundled backbones of ``train``'s modality by LogME (what ``backbone="auto"`` uses)."""
+    from headstart.ranking import bundled_backbones, rank_backbones
+
+    return rank_backbones(train, bundled_backbones(train.modality), scores=["logme"], sort_by="logme",
+                          cache=cache, progress=progress)
+
+
+def _data_warnings(splits: DataSplits) -> list[str]:
+    """Problems of the training data the user must know about (class imbalance)."""
+    from headstart.metrics import imbalance_warning
+
+    message = imbalance_warning(splits.train.class_counts(), splits.train.class_names)
+    return [message] if message else []
+
+
+def _calibrate(model: TransferModel, splits: DataSplits, cache: FeatureCache | None, batch_size: int,
+               progress: bool) -> dict[str, Any]:
+    """Fit ``model.temperature`` on the validation split; ECE of val and test before and after."""
+    from headstart.calibration import expected_calibration_error, fit_temperature
+    from headstart.evaluation import aligned_labels, dataset_logits
+
+    if splits.val is None:
+        raise ConfigError("calibration needs validation data: give a val split or a val_fraction above 0")
+    parts = {name: part for name, part in (("val", splits.val), ("test", splits.test)) if part is not None}
+    logits = {name: (dataset_logits(model, part, batch_size=batch_size, progress=progress, cache=cache),
+                     aligned_labels(model, part)) for name, part in parts.items()}
+
+    def ece() -> dict[str, float]:
+        return {name: expected_calibration_error(model.proba_from_logits(z), y) for name, (z, y) in logits.items()}
+
+    before = ece()
+    model.temperature = fit_temperature(*logits["val"])
+    return {"temperature": model.temperature, "fitted_on": f"val split ({len(splits.val)} examples)",
+            "ece_before": before, "ece_after": ece()}
 
 
 def _as_splits(data: Any, **kwargs: Any) -> DataSplits:

@@ -66,9 +66,16 @@ def fit(
     data: Annotated[Path, typer.Argument(help="Image folder (class subfolders, optional train/val/test), "
                                               "CSV of path,label, or CSV/JSONL/Parquet of text,label.")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the model, metrics and report.")],
-    backbone: Annotated[str | None, typer.Option(help="Backbone reference (see `headstart backbones`); "
-                                                      "default: efficientnet_lite0 / minilm by modality.")] = None,
+    backbone: Annotated[str | None, typer.Option(help="Backbone reference (see `headstart backbones`), or "
+                                                      "'auto' to rank the bundled ones by LogME and take the "
+                                                      "best; default: efficientnet_lite0 / minilm by modality.")
+                        ] = None,
     strategy: Annotated[str, typer.Option(help="How to transfer (see `headstart strategies`).")] = "linear",
+    calibrate: Annotated[bool, typer.Option("--calibrate", help="Fit a softmax temperature on validation data "
+                                                                "so confidences match accuracy (reports ECE "
+                                                                "before/after).")] = False,
+    class_weight: Annotated[str | None, typer.Option(help="'balanced' to weight classes by inverse frequency "
+                                                          "(linear strategy; for imbalanced data).")] = None,
     settings: Annotated[list[str] | None, typer.Option("--set", help="Strategy setting key=value; repeatable.")
                         ] = None,
     seed: Annotated[int, typer.Option(help="Random seed for splits and training.")] = 0,
@@ -94,11 +101,30 @@ def fit(
     if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1:
         raise ConfigError("--val-fraction and --test-fraction must be in [0, 1)")
     cache: bool | Path = False if no_cache else (cache_dir or True)
+    options = parse_settings(settings or [])
+    if class_weight is not None:
+        if class_weight not in ("balanced", "none"):
+            raise ConfigError(f"--class-weight must be 'balanced' or 'none', not {class_weight!r}")
+        options["class_weight"] = None if class_weight == "none" else class_weight
     model = fit_model(data, backbone=backbone, strategy=strategy, out=out_dir, force=force, seed=seed,
                       val_fraction=val_fraction, test_fraction=test_fraction, cache=cache, progress=not quiet,
-                      max_time=max_time, skip_bad_images=skip_bad_images, text_column=text_column,
-                      label_column=label_column, path_column=path_column, **parse_settings(settings or []))
+                      max_time=max_time, calibrate=calibrate, skip_bad_images=skip_bad_images,
+                      text_column=text_column, label_column=label_column, path_column=path_column, **options)
+    from headstart.runtime import is_main_process
+
+    if not is_main_process():
+        return
     m = model.metrics
+    for warning in m.get("warnings", []):
+        err.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
+    if "backbone_ranking" in m:
+        out.print(f"backbone auto: chose [bold]{m['backbone_ranking']['best']}[/] — "
+                  f"{m['backbone_ranking']['explanation']}", highlight=False)
+    if "calibration" in m:
+        c = m["calibration"]
+        changes = ", ".join(f"{name} {c['ece_before'][name]:.3f} -> {c['ece_after'][name]:.3f}"
+                            for name in ("test", "val") if name in c["ece_before"])
+        out.print(f"calibrated: temperature {c['temperature']:.3f}; ECE {changes}")
     if "test" in m:
         t = m["test"]
         out.print(f"test accuracy [bold]{t['accuracy']:.1%}[/] on {t['n_examples']} held-out examples "
@@ -170,6 +196,151 @@ def predict(
             label = r["label"] if top_k <= 1 else ", ".join(f"{n} {p:.2f}" for n, p in r["top"])
             grid.add_row(shown, label, f"{r['confidence']:.3f}")
         out.print(grid)
+
+
+def _names(value: str, option: str) -> list[str]:
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    if not names:
+        raise ConfigError(f"{option} needs a comma-separated list, e.g. {option} a,b")
+    return names
+
+
+def _numbers(value: str | None, option: str, kind: type) -> list[Any] | None:
+    if value is None:
+        return None
+    try:
+        return [kind(v) for v in _names(value, option)]
+    except ValueError:
+        raise ConfigError(f"{option} expects comma-separated {kind.__name__}s, got {value!r}") from None
+
+
+def _wide() -> Console:
+    # Piped output has no terminal width to respect; rich's 80-column default would truncate score tables.
+    return out if out.is_terminal else Console(width=160)
+
+
+def rank_table(result: Any) -> Table:
+    """The rank result as a rich table, best backbone first."""
+    from headstart.report import ranking_rows
+
+    _, header, body = ranking_rows(result.to_dict())
+    grid = Table(title=f"Backbones for {result.source} by {result.sort_by} (higher is better)")
+    for column in header:
+        grid.add_column(column, justify="left" if column == "backbone" else "right")
+    for row in body:
+        grid.add_row(*[f"{v:.4g}" if isinstance(v, float) else "–" if v is None else str(v) for v in row])
+    return grid
+
+
+@app.command()
+def rank(
+    data: Annotated[Path, typer.Argument(help="Labeled data in any format `fit` accepts.")],
+    backbone_list: Annotated[str, typer.Option("--backbones", help="Comma-separated backbone references of the "
+                                                                 "data's modality, e.g. minilm,glove.")],
+    score: Annotated[str, typer.Option(help="Score to rank by: logme, hscore, knn, linear_probe, leep, nce.")
+                     ] = "logme",
+    scores: Annotated[str | None, typer.Option(help="Comma-separated scores to compute (default: all that "
+                                                    "apply).")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for rank.json and report.html.")
+                       ] = None,
+    text_column: Annotated[str | None, typer.Option(help="Text column of tabular data.")] = None,
+    label_column: Annotated[str | None, typer.Option(help="Label column of tabular data.")] = None,
+    path_column: Annotated[str | None, typer.Option(help="Image path column of a CSV.")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write cached features.")] = False,
+    force: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Rank backbones for DATA by transferability scores of their frozen features (no training)."""
+    from headstart.api import rank as rank_backbones
+
+    result = rank_backbones(data, backbones=_names(backbone_list, "--backbones"),
+                            scores=_numbers(scores, "--scores", str), sort_by=score, cache=not no_cache,
+                            out=out_dir, force=force, progress=not quiet, text_column=text_column,
+                            label_column=label_column, path_column=path_column)
+    _wide().print(rank_table(result))
+    out.print(f"best: [bold]{result.best}[/] — {result.explanation()}", highlight=False)
+    if out_dir is not None:
+        out.print(f"report: {out_dir / 'report.html'}")
+
+
+@app.command()
+def compare(
+    data: Annotated[Path, typer.Argument(help="Labeled data in any format `fit` accepts.")],
+    strategy_list: Annotated[str, typer.Option("--strategies", help="Comma-separated strategies; include "
+                                                                   "scratch for transfer verdicts.")
+                             ] = "linear,finetune,scratch",
+    fractions: Annotated[str | None, typer.Option(help="Training-set sizes as fractions of the training split "
+                                                       "(default 0.05,0.1,0.25,0.5,1).")] = None,
+    shots: Annotated[str | None, typer.Option(help="Training-set sizes as examples per class, e.g. 1,5,10 "
+                                                   "(instead of --fractions).")] = None,
+    seeds: Annotated[int, typer.Option(help="Seeds per size and strategy.")] = 3,
+    backbone: Annotated[str | None, typer.Option(help="Backbone reference; default by modality.")] = None,
+    max_time: Annotated[float | None, typer.Option(help="Budget for the whole study in seconds; runs that "
+                                                        "would exceed it are skipped and listed.")] = None,
+    settings: Annotated[list[str] | None, typer.Option("--set", help="Strategy setting key=value (all "
+                                                       "strategies that have it) or strategy.key=value; "
+                                                       "repeatable.")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for compare.json and report.html.")
+                       ] = None,
+    test_fraction: Annotated[float, typer.Option(help="Fixed hold-out share when the data has no test split.")
+                             ] = 0.2,
+    text_column: Annotated[str | None, typer.Option(help="Text column of tabular data.")] = None,
+    label_column: Annotated[str | None, typer.Option(help="Label column of tabular data.")] = None,
+    path_column: Annotated[str | None, typer.Option(help="Image path column of a CSV.")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write cached features.")] = False,
+    force: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Learning curves on DATA: strategies x training-set sizes x seeds, with the transfer verdict."""
+    from headstart.api import compare as compare_strategies
+    from headstart.comparison import SIZE_LABEL, SkippedRun
+
+    def show(run: Any) -> None:
+        if quiet:
+            return
+        if isinstance(run, SkippedRun):
+            out.print(f"  skipped {run.strategy} at {run.size:g} {SIZE_LABEL}, seed {run.seed}: {run.reason}",
+                      soft_wrap=True)
+        else:
+            out.print(f"  {run.strategy:>10} {run.size:>7g} {SIZE_LABEL} seed {run.seed}: "
+                      f"accuracy {run.accuracy:.1%} ({run.seconds:.1f} s)", highlight=False, soft_wrap=True)
+
+    result = compare_strategies(data, strategies=_names(strategy_list, "--strategies"),
+                                fractions=_numbers(fractions, "--fractions", float),
+                                shots=_numbers(shots, "--shots", int), seeds=seeds, backbone=backbone,
+                                max_time=max_time, cache=not no_cache, out=out_dir, force=force,
+                                settings=parse_settings(settings or []), test_fraction=test_fraction, on_run=show,
+                                text_column=text_column, label_column=label_column, path_column=path_column)
+    if result.summary:
+        grid = Table(title=f"Test accuracy on {result.n_test} examples (mean ± std over seeds)")
+        grid.add_column(SIZE_LABEL, justify="right")
+        for name in result.strategies:
+            grid.add_column(name, justify="right")
+        cells = {(r.strategy, r.size): r for r in result.summary}
+        for size in result.sizes:
+            row = [f"{size:g}"]
+            for name in result.strategies:
+                r = cells.get((name, size))
+                row.append("skipped" if r is None else f"{r.mean:.1%}" + ("" if r.std is None else
+                                                                         f" ± {r.std:.1%}"))
+            grid.add_row(*row)
+        _wide().print(grid)
+    for saving in result.savings:
+        out.print(f"data savings: {saving.message}", highlight=False, soft_wrap=True)
+    for gain in result.gains:
+        out.print(f"gain {gain.strategy} - scratch at {gain.size:g} {SIZE_LABEL}: {gain.difference * 100:+.1f} "
+                  f"points" + ("" if gain.p_value is None else f" (p={gain.p_value:.2g})"), highlight=False)
+    for verdict in result.verdicts:
+        colour = {"positive": "green", "negative": "red"}.get(verdict.status, "yellow")
+        out.print(f"[bold {colour}]{verdict.strategy}: {verdict.status}[/] — {verdict.message}", highlight=False,
+                  soft_wrap=True)
+    for note in result.notes:
+        out.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+    if result.skipped:
+        out.print(f"{len(result.skipped)} runs skipped by the {max_time:g} s budget (listed in the report)")
+    out.print(f"{len(result.records)} runs in {result.seconds:.0f} s")
+    if out_dir is not None:
+        out.print(f"report: {out_dir / 'report.html'}")
 
 
 def main() -> None:

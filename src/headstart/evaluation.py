@@ -28,18 +28,24 @@ def aligned_labels(model: TransferModel, dataset: Dataset) -> np.ndarray:
     return index[dataset.labels]
 
 
-def evaluate_dataset(model: TransferModel, dataset: Dataset, *, batch_size: int = 64, progress: bool = False,
-                     cache: FeatureCache | None = None) -> dict[str, Any]:
-    """Metrics of ``model`` on ``dataset`` (see :func:`headstart.metrics.classification_metrics`).
+def dataset_logits(model: TransferModel, dataset: Dataset, *, batch_size: int = 64, progress: bool = False,
+                   cache: FeatureCache | None = None) -> np.ndarray:
+    """Logits (before temperature) of ``model`` on ``dataset``'s examples.
 
     Frozen backbones reuse cached features when ``cache`` is given; fine-tuned ones always recompute.
     """
-    labels = aligned_labels(model, dataset)
     if cache is not None and not model.backbone_trained:
         features = extract_features(model.backbone, dataset, cache=cache, batch_size=batch_size, progress=progress)
-        logits = model.logits_from_features(features)
-    else:
-        logits = model.logits(dataset.items, batch_size=batch_size, progress=progress)
+        return model.logits_from_features(features)
+    return model.logits(dataset.items, batch_size=batch_size, progress=progress)
+
+
+def evaluate_dataset(model: TransferModel, dataset: Dataset, *, batch_size: int = 64, progress: bool = False,
+                     cache: FeatureCache | None = None) -> dict[str, Any]:
+    """Metrics of ``model`` on ``dataset`` (see :func:`headstart.metrics.classification_metrics`), logits
+    from :func:`dataset_logits`."""
+    labels = aligned_labels(model, dataset)
+    logits = dataset_logits(model, dataset, batch_size=batch_size, progress=progress, cache=cache)
     proba = model.proba_from_logits(logits)
     metrics = classification_metrics(labels, proba, model.class_names)
     metrics["reliability"] = reliability_bins(proba, labels, n_bins=10)

@@ -75,3 +75,68 @@ def history_plot(history: Sequence[dict[str, float]]) -> str:
         if group:
             ax.legend(fontsize=8)
     return to_data_uri(fig)
+
+
+def score_bars_plot(backbones: Sequence[str], scores: dict[str, Sequence[float | None]], sort_by: str) -> str:
+    """One horizontal bar chart per transferability score (their scales differ), backbones in rank order.
+
+    Args:
+        backbones: Backbone names, best first.
+        scores: Score name -> one value per backbone (``None`` where not computed).
+        sort_by: The score the ranking uses; its panel comes first and is highlighted.
+    """
+    names = [sort_by, *[n for n in scores if n != sort_by]]
+    columns = min(3, len(names))
+    rows = -(-len(names) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, rows * (0.4 * len(backbones) + 1.3)),
+                             squeeze=False)
+    positions = np.arange(len(backbones))
+    # Long references (local weight paths) would squeeze the bars; their ends identify them.
+    labels = [b if len(b) <= 40 else "…" + b[-39:] for b in backbones]
+    for index, ax in enumerate(axes.flat):
+        if index >= len(names):
+            ax.set_visible(False)
+            continue
+        name = names[index]
+        values = np.array([np.nan if v is None else v for v in scores[name]], dtype=float)
+        bars = ax.barh(positions, np.nan_to_num(values, nan=0.0),
+                       color="#2f6fb0" if name == sort_by else "#9db4cf")
+        ax.bar_label(bars, labels=["n/a" if np.isnan(v) else f"{v:.3g}" for v in values], padding=3, fontsize=8)
+        ax.margins(x=0.3)
+        ax.set_title(name + (" (ranks by)" if name == sort_by else ""), fontsize=10)
+        ax.axvline(0, color="grey", linewidth=0.8)
+        ax.tick_params(axis="x", labelsize=8)
+        ax.set_yticks(positions, labels if index % columns == 0 else [""] * len(labels))
+        ax.invert_yaxis()
+    fig.suptitle("Transferability scores (higher is better; best backbone on top)", fontsize=11)
+    fig.tight_layout()
+    return to_data_uri(fig)
+
+
+def learning_curve_plot(curves: dict[str, dict[str, Sequence[float]]], size_label: str,
+                        metric: str = "test accuracy") -> str:
+    """Mean test accuracy against training-set size per strategy, a band of ± one std over seeds, and each
+    seed's result as a faint dot; log-scale size axis.
+
+    Args:
+        curves: Strategy -> ``{"size", "mean", "std"}`` lists (std 0 for single seeds) plus ``"points"``:
+            ``[(size, value), ...]`` of every run.
+        size_label: Unit of the x axis (``"examples/class"``).
+        metric: Name of the y axis.
+    """
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    for index, (name, curve) in enumerate(curves.items()):
+        color = f"C{index}"
+        size, mean, std = (np.asarray(curve[k], dtype=float) for k in ("size", "mean", "std"))
+        ax.plot(size, mean, marker="o", color=color, label=name)
+        ax.fill_between(size, mean - std, mean + std, color=color, alpha=0.18, linewidth=0)
+        points = np.asarray(curve.get("points", []), dtype=float).reshape(-1, 2)
+        ax.scatter(points[:, 0], points[:, 1], color=color, s=10, alpha=0.35)
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
+    ax.set_xlabel(f"training examples ({size_label}, log scale)")
+    ax.set_ylabel(metric)
+    ax.set_title("Learning curves (mean ± 1 std over seeds; dots: single runs)")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    return to_data_uri(fig)

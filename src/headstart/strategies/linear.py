@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from typing import Literal
 
 import numpy as np
 import torch
@@ -10,6 +11,7 @@ from pydantic import Field
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.model_selection import StratifiedKFold
+from threadpoolctl import threadpool_limits
 from torch import nn
 
 from headstart.backbones.base import Backbone
@@ -28,11 +30,15 @@ class LinearConfig(StrategyConfig):
     c: float | None = Field(None, gt=0, description="Use this C and skip cross-validation.")
     folds: int = Field(5, ge=2, description="Cross-validation folds (capped by the smallest class).")
     max_iter: int = Field(1000, ge=10, description="Iterations of the L-BFGS solver.")
+    class_weight: Literal[None, "balanced"] = Field(None, description="'balanced' weights each class by the "
+                                                    "inverse of its frequency, so rare classes count as much as "
+                                                    "common ones (for imbalanced data); None weights every "
+                                                    "example equally.")
 
 
 def fit_linear_head(features: np.ndarray, labels: np.ndarray, n_classes: int, *, c: float | None = None,
-                    c_values: int = 12, folds: int = 5, max_iter: int = 1000, seed: int = 0
-                    ) -> tuple[nn.Linear, dict[str, float]]:
+                    c_values: int = 12, folds: int = 5, max_iter: int = 1000, seed: int = 0,
+                    class_weight: Literal[None, "balanced"] = None) -> tuple[nn.Linear, dict[str, float]]:
     """Fit a multinomial logistic regression on standardized features and fold the standardization into an
     ``nn.Linear`` acting on raw features, so the saved model needs no separate scaler.
 
@@ -45,6 +51,7 @@ def fit_linear_head(features: np.ndarray, labels: np.ndarray, n_classes: int, *,
         folds: Cross-validation folds, capped by the smallest class count.
         max_iter: Solver iterations.
         seed: Seed for the fold assignment.
+        class_weight: ``"balanced"`` weights classes by inverse frequency (scikit-learn's ``class_weight``).
 
     Returns:
         The head and ``{"C": chosen C, "cv_accuracy": its mean cross-validated accuracy (if CV ran)}``.
@@ -53,7 +60,9 @@ def fit_linear_head(features: np.ndarray, labels: np.ndarray, n_classes: int, *,
     std = features.std(axis=0) + 1e-6
     z = (features - mean) / std
     info: dict[str, float] = {}
-    with warnings.catch_warnings():
+    # One BLAS thread: these problems are small, and multi-threaded OpenBLAS inside L-BFGS was measured 60x
+    # slower on a 2-core machine under load (threads spin while waiting for each other).
+    with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
         warnings.simplefilter("ignore", ConvergenceWarning)
         smallest = int(np.unique(labels, return_counts=True)[1].min()) if len(labels) else 0
         n_folds = min(folds, smallest)
@@ -61,13 +70,13 @@ def fit_linear_head(features: np.ndarray, labels: np.ndarray, n_classes: int, *,
             cv = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
             clf = LogisticRegressionCV(Cs=np.logspace(-4, 2, c_values), l1_ratios=(0.0,), cv=cv,
                                        max_iter=max_iter, scoring="accuracy", random_state=seed, n_jobs=1,
-                                       use_legacy_attributes=False)
+                                       use_legacy_attributes=False, class_weight=class_weight)
             clf.fit(z, labels)
             info["C"] = float(clf.C_)
             info["cv_accuracy"] = float(clf.scores_.mean(axis=0).max())
         else:
             info["C"] = float(c if c is not None else 1.0)
-            clf = LogisticRegression(C=info["C"], max_iter=max_iter, random_state=seed)
+            clf = LogisticRegression(C=info["C"], max_iter=max_iter, random_state=seed, class_weight=class_weight)
             clf.fit(z, labels)
     weight = np.zeros((n_classes, features.shape[1]))
     bias = np.zeros(n_classes)
@@ -103,7 +112,7 @@ class LinearProbe(Strategy):
                                     progress=context.progress)
         head, info = fit_linear_head(features, train.labels, len(train.class_names), c=cfg.c,
                                      c_values=cfg.c_values, folds=cfg.folds, max_iter=cfg.max_iter,
-                                     seed=cfg.seed)
+                                     seed=cfg.seed, class_weight=cfg.class_weight)
         return TransferModel(backbone, head, train.class_names, strategy=self.name,
                              strategy_config={**cfg.model_dump(), "chosen_C": info["C"]},
                              metrics={"train": {"cv_accuracy": info.get("cv_accuracy")}})

@@ -1,0 +1,309 @@
+"""Learning-curve studies: several strategies trained on growing subsets of the training data, several seeds.
+
+Every run goes through :func:`headstart.api.fit` (no model folder is written) and is measured on one fixed
+held-out test set, so sizes, seeds and strategies are comparable. Frozen-feature strategies (``linear``)
+slice the features of the whole training split, computed once, so their runs are nearly free. The records
+feed :mod:`headstart.study`: mean ± spread per size, gains over ``scratch``, data savings and the
+negative-transfer verdict.
+
+Example:
+    >>> result = compare_strategies(splits, strategies=["linear", "finetune", "scratch"],
+    ...                             backbone="efficientnet_lite0", fractions=[0.1, 0.5, 1.0], seeds=3)
+    >>> [v.message for v in result.verdicts]
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from headstart.backbones import create_backbone
+from headstart.backbones.base import Backbone
+from headstart.data.base import Dataset
+from headstart.data.splits import DataSplits, fraction_subset, sample_per_class, stratified_split
+from headstart.errors import ConfigError, DataError
+from headstart.features import FeatureCache, extract_features
+from headstart.strategies import get_strategy
+from headstart.study import (
+    Gain,
+    RunRecord,
+    Savings,
+    SummaryRow,
+    Verdict,
+    data_savings,
+    gains,
+    summarise,
+    transfer_verdict,
+)
+
+BASELINE = "scratch"
+SIZE_LABEL = "examples/class"
+
+
+@dataclass(frozen=True)
+class SkippedRun:
+    """A planned run that did not happen, and why."""
+
+    strategy: str
+    size: float
+    seed: int
+    reason: str
+
+
+@dataclass
+class CompareResult:
+    """Everything a study measured and concluded.
+
+    Attributes:
+        source: Where the data came from.
+        backbone: The backbone every strategy started from.
+        strategies: The strategies compared, in the order given.
+        sizes: Training-set sizes in examples per class, ascending.
+        n_test: Size of the fixed test set every run is measured on.
+        test_source: ``"test split"`` or how the hold-out was made.
+        records: One :class:`~headstart.study.RunRecord` per completed run (``size`` in examples/class).
+        skipped: Runs left out because of the time budget.
+        summary: Mean ± std per strategy and size.
+        gains: Each transfer strategy minus ``scratch``, per size.
+        verdicts: Negative-transfer verdict of each transfer strategy against ``scratch``.
+        savings: How few labels each transfer strategy needs to match ``scratch`` on all the data.
+        notes: What could not be concluded, and why.
+        seconds: Wall-clock time of the whole study.
+    """
+
+    source: str
+    backbone: str
+    strategies: list[str]
+    sizes: list[float]
+    n_test: int
+    test_source: str
+    records: list[RunRecord] = field(default_factory=list)
+    skipped: list[SkippedRun] = field(default_factory=list)
+    summary: list[SummaryRow] = field(default_factory=list)
+    gains: list[Gain] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)
+    savings: list[Savings] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (what ``compare.json`` holds)."""
+        return {key: ([asdict(v) for v in value] if isinstance(value, list) and value
+                      and hasattr(value[0], "__dataclass_fields__") else value)
+                for key, value in self.__dict__.items()} | {"size_label": SIZE_LABEL}
+
+
+class SlicedFeatureCache(FeatureCache):
+    """A feature cache that answers for subsets of some data sets by slicing their features.
+
+    Subsets of the training split have their own content hash, so a plain cache would embed every subset
+    again; here each whole data set is embedded once (through ``base``, so earlier runs' features are
+    reused) and subsets are rows of that. A backbone with the same weights and preprocessing (same
+    fingerprint, e.g. a copy) gets the same rows.
+
+    Args:
+        base: The cache behind it (or ``None``), used for the whole data sets and for any other data.
+        backbone: The backbone that embeds the data sets.
+        datasets: The data sets (e.g. train and test splits) whose subsets are sliced.
+    """
+
+    def __init__(self, base: FeatureCache | None, backbone: Backbone, datasets: Sequence[Dataset]) -> None:
+        super().__init__(base.root if base is not None else None)
+        self.base = base
+        self.backbone = backbone
+        self.fingerprint = backbone.fingerprint()
+        self.datasets = list(datasets)
+        items = [item for dataset in self.datasets for item in dataset.items]
+        self.rows = {_item_key(item): row for row, item in enumerate(items)}
+        self.features_: np.ndarray | None = None
+        self.seconds_ = 0.0  # spent embedding the whole data sets (once per study)
+
+    def load(self, backbone: Backbone, dataset: Dataset) -> np.ndarray | None:
+        """Rows of the whole data set's features when ``dataset`` is part of it, else the base cache's."""
+        rows = [self.rows.get(_item_key(item)) for item in dataset.items]
+        if None not in rows and (backbone is self.backbone or backbone.fingerprint() == self.fingerprint):
+            if self.features_ is None:
+                started = time.perf_counter()
+                self.features_ = np.concatenate([extract_features(self.backbone, dataset, cache=self.base)
+                                                 for dataset in self.datasets])
+                self.seconds_ = time.perf_counter() - started
+            return self.features_[np.asarray(rows, dtype=np.int64)]
+        return self.base.load(backbone, dataset) if self.base is not None else None
+
+    def store(self, backbone: Backbone, dataset: Dataset, features: np.ndarray) -> None:
+        """Store through the base cache (if any)."""
+        if self.base is not None:
+            self.base.store(backbone, dataset, features)
+
+
+def _item_key(item: Any) -> Any:
+    # Subsets hold the very same item objects; paths and texts also match by value.
+    return item if isinstance(item, str) else id(item)
+
+
+def strategy_settings(strategies: Sequence[str], settings: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Route ``--set`` values to strategies: ``finetune.epochs=2`` to one, ``epochs=2`` to every strategy
+    that has the setting.
+
+    Raises:
+        ConfigError: A key no listed strategy has, or a scoped key for a strategy not listed.
+    """
+    fields = {name: get_strategy(name).config_class.model_fields for name in strategies}
+    routed: dict[str, dict[str, Any]] = {name: {} for name in strategies}
+    for key, value in settings.items():
+        scope, dot, name = key.rpartition(".")
+        if dot:
+            if scope not in routed:
+                raise ConfigError(f"--set {key}: {scope!r} is not among the strategies compared "
+                                  f"({', '.join(strategies)})")
+            routed[scope][name] = value
+            continue
+        takers = [s for s in strategies if key in fields[s]]
+        if not takers:
+            raise ConfigError(f"--set {key}: none of {', '.join(strategies)} has this setting "
+                              "(see `headstart strategies`)")
+        for taker in takers:
+            routed[taker][key] = value
+    return routed
+
+
+def _plan_sizes(train: Dataset, fractions: Sequence[float] | None, shots: Sequence[int] | None
+                ) -> list[tuple[float, Callable[[int], Dataset]]]:
+    """``(examples per class, subset(seed))`` for each requested size, ascending."""
+    if (fractions is None) == (shots is None):
+        raise ConfigError("give either fractions (e.g. 0.1,0.5,1) or shots (examples per class, e.g. 1,5,10)")
+    n_classes = len(train.class_names)
+    plan: list[tuple[float, Callable[[int], Dataset]]] = []
+    if shots is not None:
+        for k in sorted(set(shots)):
+            sample_per_class(train, k, seed=0)  # fails now, naming the short classes, rather than mid-study
+            plan.append((float(k), lambda seed, k=k: sample_per_class(train, k, seed=seed)))
+    else:
+        for f in sorted(set(fractions or [])):
+            per_class = round(len(fraction_subset(train, f, seed=0)) / n_classes, 2)
+            plan.append((per_class, lambda seed, f=f: train if f == 1 else fraction_subset(train, f, seed=seed)))
+    return plan
+
+
+def compare_strategies(splits: DataSplits, *, strategies: Sequence[str], backbone: str | Backbone,
+                       fractions: Sequence[float] | None = None, shots: Sequence[int] | None = None,
+                       seeds: int = 3, max_time: float | None = None, cache: FeatureCache | None = None,
+                       settings: dict[str, Any] | None = None, test_fraction: float = 0.2,
+                       val_fraction: float = 0.15, on_run: Callable[[RunRecord | SkippedRun], None] | None = None
+                       ) -> CompareResult:
+    """Train every strategy at every size and seed and measure each on one fixed test set.
+
+    Runs go by size (smallest first), then seed, then strategy, so a time budget cuts the largest sizes.
+    Before each run its time is estimated from the same strategy's previous run (scaled by size); a run
+    that would end past ``max_time`` is skipped and listed. A run that has started always finishes.
+
+    Args:
+        splits: The data. Its test split is the test set; without one a stratified ``test_fraction`` of the
+            training data is held out once (seed 0) and never trained on.
+        strategies: Strategy names; include ``scratch`` for transfer verdicts and data savings.
+        backbone: The backbone every strategy starts from.
+        fractions: Training-set sizes as fractions of the training split (stratified, seeded subsets).
+        shots: Training-set sizes as examples per class (instead of ``fractions``).
+        seeds: Seeds per size and strategy (each draws its own subset and initialisation).
+        max_time: Budget for the whole study in seconds.
+        cache: Feature cache for frozen features, or ``None``.
+        settings: Strategy settings; ``"finetune.epochs"`` for one strategy, ``"epochs"`` for all that have it.
+        test_fraction: Hold-out share when the data has no test split.
+        val_fraction: Validation share carved from each subset for strategies that use validation.
+        on_run: Called with each record or skipped run as it happens (progress display).
+
+    Returns:
+        A :class:`CompareResult`.
+    """
+    from headstart.api import fit
+
+    strategies = list(dict.fromkeys(strategies))
+    if not strategies:
+        raise ConfigError("compare needs at least one strategy, e.g. --strategies linear,finetune,scratch")
+    if seeds < 1:
+        raise ConfigError(f"seeds must be at least 1, got {seeds}")
+    routed = strategy_settings(strategies, settings or {})
+    for name in strategies:
+        get_strategy(name, **routed[name])  # validates names and settings before any work
+    train, val, test = splits.train, splits.val, splits.test
+    test_source = "the data's test split"
+    if test is None:
+        held = stratified_split(train, val_fraction=0.0, test_fraction=test_fraction, seed=0)
+        train, test = held.train, held.test
+        test_source = f"a fixed stratified {test_fraction:.0%} hold-out of the training data (seed 0)"
+    plan = _plan_sizes(train, fractions, shots)
+    net = create_backbone(backbone) if isinstance(backbone, str) else backbone
+    if net.modality != train.modality:
+        raise ConfigError(f"backbone {net.ref!r} is for {net.modality} data but {splits.source} holds "
+                          f"{train.modality} data; choose a {train.modality} backbone (see `headstart backbones`)")
+    sliced = SlicedFeatureCache(cache, net, [p for p in (train, val, test) if p is not None])
+    result = CompareResult(splits.source, net.ref, strategies, [size for size, _ in plan], len(test), test_source)
+    started = time.perf_counter()
+    last: dict[str, tuple[float, float]] = {}  # strategy -> (size, seconds) of its latest run
+    for size, subset in plan:
+        for seed in range(seeds):
+            part = subset(seed)
+            for name in strategies:
+                elapsed = time.perf_counter() - started
+                if max_time is not None:
+                    estimate = last[name][1] * size / last[name][0] if name in last else 0.0
+                    if elapsed + estimate > max_time:
+                        skip = SkippedRun(name, size, seed, f"time budget: {elapsed:.0f} s spent, this run would "
+                                                            f"take ~{estimate:.0f} s of the {max_time:g} s budget")
+                        result.skipped.append(skip)
+                        if on_run:
+                            on_run(skip)
+                        continue
+                run_started, embedding = time.perf_counter(), sliced.seconds_
+                model = fit(DataSplits(part, val, test, splits.source), backbone=net, strategy=name, seed=seed,
+                            cache=sliced, progress=False, val_fraction=val_fraction, **routed[name])
+                seconds = time.perf_counter() - run_started
+                # The one-off embedding of the whole data is not a cost of the next runs.
+                last[name] = (size, seconds - (sliced.seconds_ - embedding))
+                m = model.metrics["test"]
+                record = RunRecord(name, size, seed, len(part), m["accuracy"],
+                                   {"balanced_accuracy": m["balanced_accuracy"], "macro_f1": m["macro_f1"],
+                                    "ece": m["ece"]}, round(seconds, 3))
+                result.records.append(record)
+                if on_run:
+                    on_run(record)
+    _conclude(result)
+    result.seconds = round(time.perf_counter() - started, 2)
+    return result
+
+
+def _conclude(result: CompareResult) -> None:
+    """Fill in the summary, gains, verdicts and savings (and notes on what could not be concluded)."""
+    if not result.records:
+        result.notes.append("no run finished within the time budget; raise --max-time or use smaller sizes")
+        return
+    result.summary = summarise(result.records)
+    ran = {r.strategy for r in result.records}
+    transfer = [s for s in result.strategies if s != BASELINE and s in ran]
+    if BASELINE not in result.strategies:
+        result.notes.append(f"transfer verdicts, gains and data savings compare against training from scratch: "
+                            f"add `{BASELINE}` to --strategies to get them")
+        return
+    if BASELINE not in ran:
+        result.notes.append(f"no `{BASELINE}` run finished, so there is nothing to compare transfer against")
+        return
+    try:
+        result.gains = gains(result.records, baseline=BASELINE)
+    except (ConfigError, DataError) as error:
+        result.notes.append(f"gains: {error}")
+    for name in transfer:
+        try:
+            result.verdicts.append(transfer_verdict(result.records, name, BASELINE, size_label=SIZE_LABEL))
+            saving = data_savings(result.records, name, BASELINE, size_label=SIZE_LABEL)
+            smallest = min(r.size for r in result.records if r.strategy == name)
+            if saving.baseline_size > smallest:
+                result.savings.append(saving)
+            else:  # the target is scratch at the smallest size: no fewer labels can be measured
+                result.notes.append(f"data savings of {name}: {BASELINE} ran only at {saving.baseline_size:g} "
+                                    f"{SIZE_LABEL}, no more than {name}'s smallest size; run larger sizes")
+        except (ConfigError, DataError) as error:
+            result.notes.append(f"{name} vs {BASELINE}: {error}")

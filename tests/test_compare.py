@@ -1,0 +1,74 @@
+"""Learning-curve studies: records, summary, verdicts, time budget, settings routing, CLI and JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import headstart
+from headstart.backbones.base import Backbone
+from headstart.cli import app
+from headstart.comparison import strategy_settings
+from headstart.errors import ConfigError
+
+FAST_SCRATCH = {"scratch.epochs": 1, "scratch.batch_size": 16, "scratch.augment": "off"}
+
+
+def test_linear_and_scratch_over_two_fractions_and_two_seeds(image_folder: Path, tiny_backbone: Backbone) -> None:
+    result = headstart.compare(image_folder, strategies=["linear", "scratch"], fractions=[0.5, 1.0], seeds=2,
+                               backbone=tiny_backbone, settings=FAST_SCRATCH)
+    assert len(result.records) == 8 and not result.skipped
+    assert result.sizes == sorted(result.sizes) and len(result.sizes) == 2
+    assert {(r.strategy, r.size) for r in result.records} == {(s, z) for s in ("linear", "scratch")
+                                                              for z in result.sizes}
+    test_sizes = {r.n_train for r in result.records if r.size == result.sizes[-1]}
+    assert test_sizes == {len(headstart.load_dataset(image_folder).train) - result.n_test}
+    assert {(row.strategy, row.n_seeds) for row in result.summary} == {("linear", 2), ("scratch", 2)}
+    assert [v.strategy for v in result.verdicts] == ["linear"]
+    assert result.verdicts[0].status in ("positive", "negative", "inconclusive")
+    assert len(result.savings) == 1 and len(result.gains) == 2
+    assert "hold-out" in result.test_source
+    json.dumps(result.to_dict())
+
+
+def test_without_scratch_there_is_no_verdict_and_a_note_says_why(image_folder: Path,
+                                                                 tiny_backbone: Backbone) -> None:
+    result = headstart.compare(image_folder, strategies=["linear"], shots=[2, 4], seeds=2, backbone=tiny_backbone)
+    assert [r.size for r in result.summary] == [2.0, 4.0]
+    assert not result.verdicts and any("add `scratch`" in note for note in result.notes)
+
+
+def test_time_budget_skips_the_later_runs(image_folder: Path, tiny_backbone: Backbone) -> None:
+    result = headstart.compare(image_folder, strategies=["linear"], fractions=[0.5, 1.0], seeds=2,
+                               backbone=tiny_backbone, max_time=0.05)
+    assert len(result.records) == 1 and len(result.skipped) == 3
+    assert result.records[0].size == result.sizes[0]
+    assert all("time budget" in s.reason for s in result.skipped)
+
+
+def test_settings_route_to_the_strategies_that_have_them() -> None:
+    routed = strategy_settings(["linear", "scratch"], {"batch_size": 8, "scratch.epochs": 1, "c": 1.0})
+    assert routed == {"linear": {"batch_size": 8, "c": 1.0}, "scratch": {"batch_size": 8, "epochs": 1}}
+    with pytest.raises(ConfigError, match="none of"):
+        strategy_settings(["linear"], {"epochs": 2})
+    with pytest.raises(ConfigError, match="not among"):
+        strategy_settings(["linear"], {"finetune.epochs": 2})
+
+
+def test_compare_cli_writes_json_and_report(image_folder: Path, tiny_timm_ref: str, tmp_path: Path) -> None:
+    out = tmp_path / "study"
+    args = ["compare", str(image_folder), "--strategies", "linear,scratch", "--fractions", "0.5,1", "--seeds",
+            "2", "--backbone", tiny_timm_ref, "--out", str(out)]
+    for key, value in FAST_SCRATCH.items():
+        args += ["--set", f"{key}={value}"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "Test accuracy" in result.output and "linear:" in result.output and "data savings" in result.output
+    data = json.loads((out / "compare.json").read_text())
+    assert len(data["records"]) == 8 and data["verdicts"][0]["strategy"] == "linear"
+    assert data["size_label"] == "examples/class" and data["summary"]
+    page = (out / "report.html").read_text()
+    assert "Learning curves" in page and "Verdict" in page and "data:image/png;base64," in page
