@@ -116,7 +116,7 @@ def source_probabilities(backbone: Backbone, features: np.ndarray) -> np.ndarray
 def bundled_backbones(modality: str) -> list[str]:
     """The bundled (offline) backbones for ``modality``; what ``backbone="auto"`` chooses among."""
     return [spec.name for spec in list_backbones()
-            if spec.offline and spec.modality == modality and not spec.name.endswith(":")]
+            if spec.bundled and spec.modality == modality]
 
 
 def rank_backbones(dataset: Dataset, backbones: Sequence[str | Backbone], *, scores: Sequence[str] | None = None,

@@ -27,6 +27,7 @@ class BackboneSpec:
         name: Exact name (``"minilm"``) or scheme with a trailing colon (``"timm:"``).
         modality: ``"image"``, ``"text"`` or ``"image/text"`` for schemes that serve both.
         offline: Whether it works with no network (bundled weights or local files).
+        bundled: Whether its weights ship with headstart's dependencies (what ``backbone="auto"`` ranks).
         description: One line for ``headstart backbones``.
         factory: ``factory(argument, preprocess) -> Backbone``; ``argument`` is what follows the scheme
             (``None`` for exact names), ``preprocess`` an optional saved preprocessing dict to restore.
@@ -37,19 +38,20 @@ class BackboneSpec:
     offline: bool
     description: str
     factory: Callable[[str | None, dict[str, Any] | None], Backbone]
+    bundled: bool = False
 
 
 _SPECS: dict[str, BackboneSpec] = {}
 
 
-def register_backbone(name: str, *, modality: str, offline: bool, description: str
+def register_backbone(name: str, *, modality: str, offline: bool, description: str, bundled: bool = False
                       ) -> Callable[[Callable[..., Backbone]], Callable[..., Backbone]]:
     """Decorator registering a backbone factory under an exact name or a ``scheme:``."""
 
     def add(factory: Callable[..., Backbone]) -> Callable[..., Backbone]:
         if name in _SPECS:
             raise ValueError(f"backbone {name!r} is already registered")
-        _SPECS[name] = BackboneSpec(name, modality, offline, description, factory)
+        _SPECS[name] = BackboneSpec(name, modality, offline, description, factory, bundled)
         return factory
 
     return add

@@ -58,7 +58,7 @@ def remap_efficientnet_pytorch(state: dict[str, torch.Tensor], stage_depths: lis
     return renamed
 
 
-@register_backbone("efficientnet_lite0", modality="image", offline=True,
+@register_backbone("efficientnet_lite0", modality="image", offline=True, bundled=True,
                    description="EfficientNet-Lite0, ImageNet-1k (1280-d, 4.7M params; bundled)")
 def efficientnet_lite0(argument: str | None, preprocess: dict[str, Any] | None) -> TimmBackbone:
     """The bundled ImageNet EfficientNet-Lite0; its 1000-class classifier is the source head."""
@@ -77,7 +77,7 @@ def efficientnet_lite0(argument: str | None, preprocess: dict[str, Any] | None) 
     return TimmBackbone(model, ref="efficientnet_lite0", preprocess=restored or LITE0_PREPROCESS)
 
 
-@register_backbone("minilm", modality="text", offline=True,
+@register_backbone("minilm", modality="text", offline=True, bundled=True,
                    description="sentence-transformers all-MiniLM-L6-v2 (384-d sentence embeddings; bundled)")
 def minilm(argument: str | None, preprocess: dict[str, Any] | None) -> TransformerTextBackbone:
     """The bundled all-MiniLM-L6-v2 sentence encoder (mean pooling, L2-normalized)."""
@@ -87,7 +87,7 @@ def minilm(argument: str | None, preprocess: dict[str, Any] | None) -> Transform
     return load_text_folder(get_model_path(), ref="minilm", preprocess=restored)
 
 
-@register_backbone("glove", modality="text", offline=True,
+@register_backbone("glove", modality="text", offline=True, bundled=True,
                    description="GloVe 6B word vectors, averaged (50-d, 400k words; bundled)")
 def glove(argument: str | None, preprocess: dict[str, Any] | None) -> WordVectorBackbone:
     """Mean GloVe 6B 50-d vectors of a text's lowercase words."""
