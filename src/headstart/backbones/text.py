@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.utils import logging as hf_logging
 
 from headstart.backbones import register_backbone
 from headstart.backbones.base import Backbone, TextPreprocess
@@ -126,6 +127,9 @@ def load_text_folder(folder: str | Path, *, ref: str, preprocess: TextPreprocess
     """
     folder = Path(folder)
     model_dir, pooling, normalize, default = _sentence_transformers_layout(folder)
+    # transformers draws a per-tensor "Loading weights" bar even for local files; it says nothing useful and
+    # breaks --quiet and piped output.
+    hf_logging.disable_progress_bar()
     try:
         model = AutoModel.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
         tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
