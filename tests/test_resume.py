@@ -20,7 +20,7 @@ from training_support import TinyImageBackbone, color_images
 
 TESTS = Path(__file__).parent
 SETTINGS = {"finetune": {"batch_size": 8, "head_epochs": 1, "epochs": 3, "lr": 2e-2, "patience": None},
-            "gradual": {"batch_size": 8, "epochs": 2, "lr": 2e-2, "patience": None}}
+            "gradual": {"batch_size": 8, "epochs": 2, "lr": 2e-2, "patience": None, "min_steps": 0}}
 
 # Runs a strategy in a child process; with KILL_AT it SIGKILLs itself at that point of checkpoint number k:
 # "after" the checkpoint is complete, or "during" its write (tensors written, state.json not yet replaced).
@@ -91,8 +91,8 @@ def test_resume_after_sigkill_matches_uninterrupted_run(name, kill_at, when, tmp
 
 def test_checkpoint_content(tmp_path):
     data = color_images(20)
-    get_strategy("gradual", batch_size=8, epochs=1).fit(TinyImageBackbone(), data, None,
-                                                        FitContext(tmp_path, progress=False))
+    get_strategy("gradual", batch_size=8, epochs=1, min_steps=0).fit(TinyImageBackbone(), data, None,
+                                                                     FitContext(tmp_path, progress=False))
     folder = tmp_path / "checkpoint"
     state = json.loads((folder / "state.json").read_text())
     assert state["done"] and state["stage"] == 3 and len(state["history"]) == 3

@@ -9,7 +9,7 @@ instead of toward zero.
 from __future__ import annotations
 
 import copy
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from pydantic import Field
@@ -21,19 +21,12 @@ from headstart.model import TransferModel
 from headstart.strategies import STRATEGIES
 from headstart.strategies.base import FitContext, Strategy
 from headstart.training import Classifier, Stage, TrainingConfig, TrainResult, train
-from headstart.training.config import extend_defaults
+from headstart.training.config import HeadFirstConfig
 
 
-class FinetuneConfig(TrainingConfig):
+class FinetuneConfig(HeadFirstConfig):
     """Hyperparameters of fastai-style fine-tuning (head first, then the whole network)."""
 
-    modality_defaults: ClassVar[dict[str, dict[str, Any]]] = extend_defaults(
-        TrainingConfig.modality_defaults, image={"head_lr": 2e-3}, text={"head_lr": 1e-3})
-
-    head_epochs: int = Field(1, ge=0, description="Epochs training only the new head, backbone frozen (its "
-                                                  "BatchNorm statistics fixed), before unfreezing it.")
-    head_lr: float | None = Field(None, gt=0, description="Peak learning rate of the head-only stage. "
-                                                          "Default: 2e-3 for images, 1e-3 for text.")
     l2sp: float = Field(0.0, ge=0, description="L2-SP strength alpha: adds alpha/2 * ||w - w_pretrained||^2 "
                                                "over backbone weights to the loss (and replaces weight decay). "
                                                "0 disables it.")
@@ -101,7 +94,7 @@ class Finetune(Strategy):
 
     def fit(self, backbone: Backbone, train_data: Dataset, val: Dataset | None, context: FitContext
             ) -> TransferModel:
-        cfg = self.config.resolve(backbone.modality)
+        cfg = self.config.resolve(backbone.modality, len(train_data))
         backbone = copy.deepcopy(backbone)
         head = new_head(backbone.feature_dim, len(train_data.class_names), cfg.seed)
         stages = [Stage("head", cfg.head_epochs, 0, cfg.head_lr),

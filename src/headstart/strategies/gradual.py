@@ -14,29 +14,26 @@ from headstart.model import TransferModel
 from headstart.strategies import STRATEGIES
 from headstart.strategies.base import FitContext, Strategy
 from headstart.strategies.finetune import new_head, run_key, trained_model
-from headstart.training import Stage, TrainingConfig, train
-from headstart.training.config import extend_defaults
+from headstart.training import Stage, train
+from headstart.training.config import HeadFirstConfig, extend_defaults
 
 
-class GradualConfig(TrainingConfig):
+class GradualConfig(HeadFirstConfig):
     """Hyperparameters of gradual unfreezing."""
 
     modality_defaults: ClassVar[dict[str, dict[str, Any]]] = extend_defaults(
-        TrainingConfig.modality_defaults, image={"epochs": 2, "head_lr": 2e-3},
-        text={"epochs": 2, "head_lr": 1e-3, "layer_decay": 1 / 2.6})
+        HeadFirstConfig.modality_defaults, image={"epochs": 2}, text={"epochs": 2, "layer_decay": 1 / 2.6})
 
     epochs: int | None = Field(None, ge=0, description="Epochs of the last stage, with everything unfrozen. "
-                                                      "Default: 2.")
-    epochs_per_stage: int = Field(1, ge=1, description="Epochs of each earlier stage (head only, then each "
-                                                       "newly unfrozen group).")
+                                                      "Default: 2, raised to reach `min_steps`.")
+    epochs_per_stage: int = Field(1, ge=1, description="Epochs of each intermediate stage (each newly unfrozen "
+                                                       "group).")
     groups_per_stage: int = Field(1, ge=1, description="Layer groups unfrozen at each stage, top down.")
-    head_lr: float | None = Field(None, gt=0, description="Peak learning rate of the head-only stage. "
-                                                          "Default: 2e-3 for images, 1e-3 for text.")
 
 
 def unfreezing_stages(n_groups: int, cfg: GradualConfig) -> list[Stage]:
     """Head only; then the top ``k``, ``2k``, ... groups; then everything (``k = groups_per_stage``)."""
-    stages = [Stage("head", cfg.epochs_per_stage, 0, cfg.head_lr)]
+    stages = [Stage("head", cfg.head_epochs, 0, cfg.head_lr)]
     for top in range(cfg.groups_per_stage, n_groups, cfg.groups_per_stage):
         stages.append(Stage(f"top-{top}", cfg.epochs_per_stage, top, cfg.lr, cfg.layer_decay))
     stages.append(Stage("all", cfg.epochs, None, cfg.lr, cfg.layer_decay))
@@ -54,7 +51,7 @@ class GradualUnfreezing(Strategy):
 
     def fit(self, backbone: Backbone, train_data: Dataset, val: Dataset | None, context: FitContext
             ) -> TransferModel:
-        cfg = self.config.resolve(backbone.modality)
+        cfg = self.config.resolve(backbone.modality, len(train_data))
         backbone = copy.deepcopy(backbone)
         head = new_head(backbone.feature_dim, len(train_data.class_names), cfg.seed)
         stages = unfreezing_stages(len(backbone.layer_groups()), cfg)

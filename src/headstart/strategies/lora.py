@@ -18,20 +18,20 @@ from headstart.model import TransferModel
 from headstart.strategies import STRATEGIES
 from headstart.strategies.base import FitContext, Strategy
 from headstart.strategies.finetune import new_head, run_key, trained_model
-from headstart.training import Stage, TrainingConfig, train
-from headstart.training.config import extend_defaults
+from headstart.training import Stage, train
+from headstart.training.config import HeadFirstConfig, extend_defaults
 
 # Attention projections LoRA adapts by default (query and value, as in the LoRA paper) across text model
 # families: BERT-like, LLaMA/BART-like, DistilBERT, T5, GPT-2.
 _ATTENTION_TARGETS = {"query", "value", "q_proj", "v_proj", "q_lin", "v_lin", "q", "v", "c_attn"}
 
 
-class LoraConfig(TrainingConfig):
-    """Hyperparameters of LoRA fine-tuning."""
+class LoraConfig(HeadFirstConfig):
+    """Hyperparameters of LoRA fine-tuning: a head-only stage, then adapters and head together."""
 
     modality_defaults: ClassVar[dict[str, dict[str, Any]]] = extend_defaults(
-        TrainingConfig.modality_defaults, image={"lr": 1e-3, "layer_decay": 1.0, "lora_dropout": 0.0},
-        text={"lr": 5e-4, "layer_decay": 1.0, "lora_dropout": 0.1})
+        HeadFirstConfig.modality_defaults, image={"lr": 1e-3, "layer_decay": 1.0, "lora_dropout": 0.0},
+        text={"lr": 1e-3, "layer_decay": 1.0, "lora_dropout": 0.1})
 
     rank: int = Field(8, ge=1, description="Rank r of each low-rank update.")
     lora_alpha: float = Field(16.0, gt=0, description="LoRA scaling alpha (the update is scaled by alpha / r).")
@@ -74,7 +74,7 @@ class Lora(Strategy):
         from peft import LoraConfig as PeftLoraConfig
         from peft import LoraModel
 
-        cfg = self.config.resolve(backbone.modality)
+        cfg = self.config.resolve(backbone.modality, len(train_data))
         backbone = copy.deepcopy(backbone)
         targets = cfg.target_modules or lora_targets(backbone.module, backbone.modality)
         if not targets:
@@ -91,8 +91,11 @@ class Lora(Strategy):
         adapter_params = sum(p.numel() for name, p in backbone.module.named_parameters()
                              if is_adapter_parameter(name))
         head = new_head(backbone.feature_dim, len(train_data.class_names), cfg.seed)
-        result = train(backbone, head, train_data, val, [Stage("lora", cfg.epochs, None, cfg.lr, cfg.layer_decay)],
-                       cfg, context, run_key=run_key(self, cfg), trainable=is_adapter_parameter)
+        # The head is trained alone first: a random head's gradients would otherwise steer the adapters.
+        stages = [Stage("head", cfg.head_epochs, 0, cfg.head_lr),
+                  Stage("lora", cfg.epochs, None, cfg.lr, cfg.layer_decay)]
+        result = train(backbone, head, train_data, val, stages, cfg, context, run_key=run_key(self, cfg),
+                       trainable=is_adapter_parameter)
         backbone.module = adapted.merge_and_unload()
         return trained_model(self, backbone, head, train_data, cfg, result,
                              extra_config={"target_modules": targets},

@@ -45,7 +45,7 @@ class LinearProbeThenFinetune(Strategy):
 
     def fit(self, backbone: Backbone, train_data: Dataset, val: Dataset | None, context: FitContext
             ) -> TransferModel:
-        cfg = self.config.resolve(backbone.modality)
+        cfg = self.config.resolve(backbone.modality, len(train_data))
         features = extract_features(backbone, train_data, cache=context.cache, batch_size=cfg.batch_size,
                                     progress=context.progress)
         head, probe = fit_linear_head(features, train_data.labels, len(train_data.class_names), c=cfg.probe_c,

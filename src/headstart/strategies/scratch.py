@@ -56,7 +56,7 @@ class Scratch(Strategy):
 
     def fit(self, backbone: Backbone, train_data: Dataset, val: Dataset | None, context: FitContext
             ) -> TransferModel:
-        cfg = self.config.resolve(backbone.modality)
+        cfg = self.config.resolve(backbone.modality, len(train_data))
         backbone = copy.deepcopy(backbone)
         reinitialize(backbone.module, cfg.seed)
         head = new_head(backbone.feature_dim, len(train_data.class_names), cfg.seed)
