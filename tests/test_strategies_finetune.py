@@ -48,7 +48,9 @@ def test_image_strategies_beat_chance(name, context):
     model = get_strategy(name, **FAST, **overrides).fit(TinyImageBackbone(), train, val, context)
     accuracy = np.mean(np.array(model.predict(val.items)) == np.array(val.class_names)[val.labels])
     assert accuracy > 0.6, model.metrics["train"]["history"]
-    assert model.backbone_trained and model.strategy == name
+    # lp-ft keeps its probe (and the untouched backbone) when fine-tuning does not beat it on validation.
+    assert model.backbone_trained == (model.strategy_config.get("kept", "fine-tuned") == "fine-tuned")
+    assert model.strategy == name
     assert model.metrics["train"]["history"] and model.strategy_config["lr"] > 0
 
 
@@ -113,6 +115,20 @@ def test_lpft_starts_from_the_linear_probe(context):
     model = get_strategy("lp-ft", **FAST, epochs=0, probe_c=1.0).fit(backbone, train, None, context)
     assert torch.allclose(model.head.weight, probe.weight.float()) and torch.allclose(model.head.bias,
                                                                                       probe.bias.float())
+
+
+def test_lpft_keeps_the_probe_when_fine_tuning_is_worse_on_validation(context):
+    train, val = split(color_images(60), 45)
+    backbone = TinyImageBackbone()
+    before = state(backbone.module)
+    # A learning rate this large wrecks the features: validation must prefer the probe.
+    model = get_strategy("lp-ft", **FAST, epochs=2, lr=50.0, grad_clip=None, probe_c=1.0).fit(
+        backbone, train, val, context)
+    assert model.strategy_config["kept"] == "probe" and not model.backbone_trained
+    probe, _ = fit_linear_head(extract_features(backbone, train), train.labels, 3, c=1.0)
+    assert torch.allclose(model.head.weight, probe.weight.float())
+    assert all(torch.equal(before[k], v) for k, v in state(model.backbone.module).items())
+    assert model.metrics["train"]["probe"]["val_accuracy"] >= model.metrics["train"]["best"]["val_accuracy"]
 
 
 @pytest.mark.parametrize("make", [(TinyImageBackbone, color_images), (TinyTextBackbone, sentiment_texts)])

@@ -76,10 +76,11 @@ def run_key(strategy: Strategy, config: TrainingConfig) -> dict[str, Any]:
 
 def trained_model(strategy: Strategy, backbone: Backbone, head: nn.Linear, train_data: Dataset,
                   config: TrainingConfig, result: TrainResult, *, extra_config: dict[str, Any] | None = None,
-                  extra_metrics: dict[str, Any] | None = None) -> TransferModel:
+                  extra_metrics: dict[str, Any] | None = None, backbone_trained: bool = True) -> TransferModel:
     """The :class:`TransferModel` of a loop-trained strategy, with its settings and training history."""
     return TransferModel(backbone, head, train_data.class_names, strategy=strategy.name,
-                         strategy_config={**config.model_dump(), **(extra_config or {})}, backbone_trained=True,
+                         strategy_config={**config.model_dump(), **(extra_config or {})},
+                         backbone_trained=backbone_trained,
                          metrics={"train": {**result.metrics(), **(extra_metrics or {})}})
 
 

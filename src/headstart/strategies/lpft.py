@@ -1,13 +1,16 @@
 """LP-FT (Kumar et al. 2022, "Fine-tuning can distort pretrained features and underperform
 out-of-distribution"): fit a linear probe to convergence on frozen features, then fine-tune the whole network
-from that head with a small learning rate, so early gradients do not distort the features."""
+from that head with a small learning rate, so early gradients do not distort the features. The probe is kept
+instead when fine-tuning does not beat it on validation data."""
 
 from __future__ import annotations
 
 import copy
 from typing import Any, ClassVar
 
+import torch
 from pydantic import Field
+from torch import nn
 
 from headstart.backbones.base import Backbone
 from headstart.data.base import Dataset
@@ -52,8 +55,28 @@ class LinearProbeThenFinetune(Strategy):
                                       c_values=cfg.probe_c_values, folds=cfg.probe_folds,
                                       max_iter=cfg.probe_max_iter, seed=cfg.seed)
         head = head.float()
-        backbone = copy.deepcopy(backbone)
-        result = train(backbone, head, train_data, val, [Stage("all", cfg.epochs, None, cfg.lr, cfg.layer_decay)],
+        probe_head = copy.deepcopy(head)
+        tuned = copy.deepcopy(backbone)
+        result = train(tuned, head, train_data, val, [Stage("all", cfg.epochs, None, cfg.lr, cfg.layer_decay)],
                        cfg, context, run_key=run_key(self, cfg))
-        return trained_model(self, backbone, head, train_data, cfg, result, extra_config={"probe_C": probe["C"]},
-                             extra_metrics={"probe": probe})
+        probe["val_accuracy"] = self._val_accuracy(backbone, probe_head, val, context, cfg.batch_size)
+        tuned_accuracy = (result.best or {}).get("val_accuracy")
+        # Fine-tuning on little data (or a short budget) can distort good features; the probe is a model in
+        # its own right, so keep it when fine-tuning does not beat it on validation.
+        if probe["val_accuracy"] is not None and (tuned_accuracy is None or tuned_accuracy <= probe["val_accuracy"]):
+            return trained_model(self, backbone, probe_head, train_data, cfg, result, backbone_trained=False,
+                                 extra_config={"probe_C": probe["C"], "kept": "probe"},
+                                 extra_metrics={"probe": probe, "kept": "probe"})
+        return trained_model(self, tuned, head, train_data, cfg, result,
+                             extra_config={"probe_C": probe["C"], "kept": "fine-tuned"},
+                             extra_metrics={"probe": probe, "kept": "fine-tuned"})
+
+    @staticmethod
+    def _val_accuracy(backbone: Backbone, head: nn.Linear, val: Dataset | None, context: FitContext,
+                      batch_size: int) -> float | None:
+        if val is None or len(val) == 0:
+            return None
+        features = extract_features(backbone, val, cache=context.cache, batch_size=batch_size)
+        with torch.no_grad():
+            predicted = head(torch.from_numpy(features)).argmax(1).numpy()
+        return float((predicted == val.labels).mean())
