@@ -16,7 +16,7 @@ from headstart.errors import ConfigError, HeadstartError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Transfer learning for small data sets: fit, evaluate, predict.")
-out = Console()
+out = Console(soft_wrap=True)  # summary lines stay whole when piped or logged
 err = Console(stderr=True)
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or informational output.")]
