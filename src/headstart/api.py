@@ -202,10 +202,7 @@ def rank(data: str | Path | DataSplits | Dataset, *, backbones: Sequence[str | B
     if out is not None:
         from headstart.report import write_rank_report
 
-        workdir = work_dir(out)
-        write_json(workdir / "rank.json", result.to_dict())
-        write_rank_report(workdir, result)
-        publish(workdir, out, force=force)
+        _publish_study(out, "rank.json", result, write_rank_report, force=force)
     return result
 
 
@@ -263,10 +260,7 @@ def compare(data: str | Path | DataSplits | Dataset, *, strategies: Sequence[str
     if out is not None:
         from headstart.report import write_compare_report
 
-        workdir = work_dir(out)
-        write_json(workdir / "compare.json", result.to_dict())
-        write_compare_report(workdir, result)
-        publish(workdir, out, force=force)
+        _publish_study(out, "compare.json", result, write_compare_report, force=force)
     return result
 
 
@@ -311,6 +305,15 @@ def _calibrate(model: TransferModel, splits: DataSplits, cache: FeatureCache | N
     model.temperature = fit_temperature(*logits["val"])
     return {"temperature": model.temperature, "fitted_on": f"val split ({len(splits.val)} examples)",
             "ece_before": before, "ece_after": ece()}
+
+
+def _publish_study(out: str | Path, json_name: str, result: Any, write_report: Callable[[Path, Any], Any], *,
+                   force: bool) -> None:
+    """Write a study's JSON and HTML report into ``out`` atomically (see :mod:`headstart.outputs`)."""
+    workdir = work_dir(out)
+    write_json(workdir / json_name, result.to_dict())
+    write_report(workdir, result)
+    publish(workdir, out, force=force)
 
 
 def _as_splits(data: Any, **kwargs: Any) -> DataSplits:

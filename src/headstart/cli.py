@@ -20,6 +20,11 @@ out = Console(soft_wrap=True)  # summary lines stay whole when piped or logged
 err = Console(stderr=True)
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or informational output.")]
+TextColumn = Annotated[str | None, typer.Option(help="Text column of tabular data.")]
+LabelColumn = Annotated[str | None, typer.Option(help="Label column of tabular data.")]
+PathColumn = Annotated[str | None, typer.Option(help="Image path column of a CSV.")]
+NoCache = Annotated[bool, typer.Option("--no-cache", help="Do not read or write cached features.")]
+Force = Annotated[bool, typer.Option(help="Replace an existing output folder.")]
 
 
 def parse_settings(pairs: list[str]) -> dict[str, Any]:
@@ -83,16 +88,16 @@ def fit(
                                                      "and the strategy uses one.")] = 0.15,
     test_fraction: Annotated[float, typer.Option(help="Held-out test share when the data has no test split.")
                              ] = 0.2,
-    text_column: Annotated[str | None, typer.Option(help="Text column of tabular data.")] = None,
-    label_column: Annotated[str | None, typer.Option(help="Label column of tabular data.")] = None,
-    path_column: Annotated[str | None, typer.Option(help="Image path column of a CSV.")] = None,
+    text_column: TextColumn = None,
+    label_column: LabelColumn = None,
+    path_column: PathColumn = None,
     skip_bad_images: Annotated[bool, typer.Option(help="Skip unreadable images (listed in the report) "
                                                        "instead of stopping.")] = False,
     max_time: Annotated[float | None, typer.Option(help="Training time budget in seconds.")] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Feature cache folder (default ~/.cache/headstart).")
                          ] = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write cached features.")] = False,
-    force: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
+    no_cache: NoCache = False,
+    force: Force = False,
     quiet: Quiet = False,
 ) -> None:
     """Train a model on DATA by transferring a pre-trained backbone; writes model, metrics and report."""
@@ -142,9 +147,9 @@ def evaluate(
     split: Annotated[str | None, typer.Option(help="train, val, test or all (default: test if present, "
                                                    "else all).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print every metric as JSON.")] = False,
-    text_column: Annotated[str | None, typer.Option(help="Text column of tabular data.")] = None,
-    label_column: Annotated[str | None, typer.Option(help="Label column of tabular data.")] = None,
-    path_column: Annotated[str | None, typer.Option(help="Image path column of a CSV.")] = None,
+    text_column: TextColumn = None,
+    label_column: LabelColumn = None,
+    path_column: PathColumn = None,
     quiet: Quiet = False,
 ) -> None:
     """Measure a saved model on labeled data."""
@@ -243,11 +248,11 @@ def rank(
                                                     "apply).")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for rank.json and report.html.")
                        ] = None,
-    text_column: Annotated[str | None, typer.Option(help="Text column of tabular data.")] = None,
-    label_column: Annotated[str | None, typer.Option(help="Label column of tabular data.")] = None,
-    path_column: Annotated[str | None, typer.Option(help="Image path column of a CSV.")] = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write cached features.")] = False,
-    force: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
+    text_column: TextColumn = None,
+    label_column: LabelColumn = None,
+    path_column: PathColumn = None,
+    no_cache: NoCache = False,
+    force: Force = False,
     quiet: Quiet = False,
 ) -> None:
     """Rank backbones for DATA by transferability scores of their frozen features (no training)."""
@@ -284,11 +289,11 @@ def compare(
                        ] = None,
     test_fraction: Annotated[float, typer.Option(help="Fixed hold-out share when the data has no test split.")
                              ] = 0.2,
-    text_column: Annotated[str | None, typer.Option(help="Text column of tabular data.")] = None,
-    label_column: Annotated[str | None, typer.Option(help="Label column of tabular data.")] = None,
-    path_column: Annotated[str | None, typer.Option(help="Image path column of a CSV.")] = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write cached features.")] = False,
-    force: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
+    text_column: TextColumn = None,
+    label_column: LabelColumn = None,
+    path_column: PathColumn = None,
+    no_cache: NoCache = False,
+    force: Force = False,
     quiet: Quiet = False,
 ) -> None:
     """Learning curves on DATA: strategies x training-set sizes x seeds, with the transfer verdict."""
