@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import timm
 import torch
-from safetensors.torch import save_file
 from torch import nn
 
 from headstart.backbones import create_backbone, list_backbones
@@ -22,20 +21,10 @@ IMAGES = [RNG.integers(0, 256, size=(40 + 8 * i, 48, 3), dtype=np.uint8) for i i
 TEXTS = ["A cat sat on the mat.", "Stocks fell sharply on Monday", "", "zzqxv qwxzkj", "the the the"]
 
 
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Exported ONNX graphs go to the cache; keep them out of the user's.
-    monkeypatch.setenv("HEADSTART_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
-
-
 @pytest.fixture(scope="module")
-def timm_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny timm EfficientNet with a 1000-class classifier, saved as safetensors."""
-    torch.manual_seed(0)
-    model = timm.create_model("test_efficientnet", pretrained=False)
-    path = tmp_path_factory.mktemp("timm") / "tiny.safetensors"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
-    return path
+def timm_weights(tiny_timm_ref: str) -> Path:
+    """The conftest's tiny timm EfficientNet (with its 1000-class classifier) as a safetensors file."""
+    return Path(tiny_timm_ref.split("@", 1)[1])
 
 
 @pytest.fixture(scope="module")
