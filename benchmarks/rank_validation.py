@@ -1,19 +1,20 @@
 """Do transferability scores rank backbones the way trained accuracy does?
 
-For each task (Fashion-MNIST images, scikit-learn digits upscaled to images, WordNet supersense definitions)
-and each candidate backbone (EfficientNet-Lite0 at input sizes 224/160/112/64 for images; MiniLM at
-max_length 256/32/16 and averaged GloVe for text), this computes every score of
+For each task (Fashion-MNIST images, scikit-learn digits upscaled to images, WordNet noun and verb supersense
+definitions) and each candidate backbone (EfficientNet-Lite0 at input sizes 224/160/112/64 and cut after its
+5th or 4th stage; MiniLM whole, cut to 3 or 1 of its 6 layers, or at max_length 16; averaged GloVe vectors),
+this computes every score of
 :mod:`headstart.selection` from frozen features of the training examples, then the held-out test accuracy
 of a model trained with the target strategy on the same examples. Kendall's tau between each score and that
 accuracy, over the backbones of a task, says how well the score ranks them (1: the same order).
 
-The target accuracy is reached with ``--target`` (default ``linear``: the held-out accuracy of the linear
-probe, because fine-tuning every pair does not fit a CPU budget; ``--target finetune`` fine-tunes each pair
-for ``--epochs`` epochs). Note that with the linear target the ``linear_probe`` score (cross-validated on the
-training examples) measures nearly the same thing, so its tau is an upper reference, not a fair contest.
+The target accuracy is reached with ``--target``: ``finetune`` (the question the scores answer: which backbone
+will be best after fine-tuning; each pair is fine-tuned with the strategy's defaults, ``--epochs`` to bound it)
+or ``linear`` (the held-out accuracy of the linear probe: cheap, but then the ``linear_probe`` score,
+cross-validated on the training examples, measures nearly the same thing, so its tau is an upper reference).
 
 Usage:
-    python benchmarks/rank_validation.py [--per-class 30] [--test-per-class 20] [--target linear|finetune]
+    python benchmarks/rank_validation.py [--per-class 30] [--test-per-class 20] [--target finetune|linear]
 Writes benchmarks/results/rank_validation.json.
 """
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,26 +31,73 @@ import numpy as np
 from PIL import Image
 
 from headstart.api import fit
-from headstart.backbones import create_backbone
-from headstart.data import load_dataset
+from headstart.backbones import Backbone, create_backbone, with_image_size
+from headstart.data import Dataset, load_dataset
 from headstart.data.images import from_arrays
+from headstart.data.reference import load_wordnet_supersenses
 from headstart.data.splits import DataSplits, sample_per_class
 from headstart.features import FeatureCache
 from headstart.ranking import rank_backbones
 from headstart.selection import SCORES, kendall_tau
 
 ROOT = Path(__file__).resolve().parent.parent
-LITE0 = {"kind": "image", "crop_pct": 0.875, "interpolation": "bicubic", "mean": [0.5] * 3, "std": [0.5] * 3}
-IMAGE_BACKBONES = {f"efficientnet_lite0@{size}": ("efficientnet_lite0", {**LITE0, "input_size": size})
-                   for size in (224, 160, 112, 64)}
-TEXT_BACKBONES = {"minilm@256": ("minilm", None),
-                  "minilm@32": ("minilm", {"kind": "text", "max_length": 32, "lowercase": False}),
-                  "minilm@16": ("minilm", {"kind": "text", "max_length": 16, "lowercase": False}),
-                  "glove": ("glove", None)}
+
+
+def lite0_cut(stages: int, size: int) -> Backbone:
+    """EfficientNet-Lite0 keeping only its first ``stages`` stages (no 1x1 head conv): shallower features."""
+    import torch
+    from torch import nn
+
+    from headstart.backbones.vision import _weights_version
+
+    net = with_image_size("efficientnet_lite0", size)
+    module = net.module
+    module.blocks = module.blocks[:stages]
+    module.conv_head, module.bn2 = nn.Identity(), nn.Identity()
+    with torch.no_grad():
+        net.feature_dim = module(torch.zeros(1, 3, 32, 32)).shape[1]
+    net.ref = f"efficientnet_lite0[:{stages} stages]"  # its own config, so its own cache key
+    net.source = None  # the ImageNet classifier reads the removed head: no LEEP/NCE
+    net._loaded_version = _weights_version(module)  # the cut weights are still pre-trained ones (ONNX engine)
+    return net
+
+
+def minilm_cut(layers: int) -> Backbone:
+    """MiniLM keeping only its first ``layers`` transformer layers."""
+    net = create_backbone("minilm")
+    net.module.encoder.layer = net.module.encoder.layer[:layers]
+    net.module.config.num_hidden_layers = layers
+    net.ref = f"minilm[:{layers} layers]"
+    return net
+
+
+Candidates = dict[str, Callable[[], Backbone]]
+IMAGE_BACKBONES: Candidates = {
+    **{f"efficientnet_lite0@{size}": (lambda size=size: with_image_size("efficientnet_lite0", size))
+       for size in (224, 160, 112, 64)},
+    "efficientnet_lite0[:5]@160": lambda: lite0_cut(5, 160),
+    "efficientnet_lite0[:4]@160": lambda: lite0_cut(4, 160),
+}
+TEXT_BACKBONES: Candidates = {
+    "minilm": lambda: create_backbone("minilm"),
+    "minilm[:3]": lambda: minilm_cut(3),
+    "minilm[:1]": lambda: minilm_cut(1),
+    "minilm@16 tokens": lambda: create_backbone("minilm", preprocess={"kind": "text", "max_length": 16,
+                                                                      "lowercase": False}),
+    "glove": lambda: create_backbone("glove"),
+}
+
+
+def disjoint_splits(data: Dataset, per_class: int, test_per_class: int) -> DataSplits:
+    """Disjoint stratified train and test samples of one pool of labeled examples."""
+    test = sample_per_class(data, test_per_class, seed=1)
+    held = {id(item) for item in test.items}
+    rest = data.subset([i for i, item in enumerate(data.items) if id(item) not in held])
+    return DataSplits(sample_per_class(rest, per_class, seed=0), None, test, data.source)
 
 
 def digits_splits(per_class: int, test_per_class: int) -> DataSplits:
-    """scikit-learn's 8x8 digits, upscaled to 32x32 grey images, disjoint train and test samples."""
+    """scikit-learn's 8x8 digits, upscaled to 32x32 grey images."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -56,10 +105,14 @@ def digits_splits(per_class: int, test_per_class: int) -> DataSplits:
     images = [np.asarray(Image.fromarray(p).resize((32, 32), Image.BICUBIC)) for p in pixels]
     data = from_arrays(images, digits.target, [str(i) for i in range(10)])
     data.source = "sklearn digits"
-    test = sample_per_class(data, test_per_class, seed=1)
-    held = {id(item) for item in test.items}
-    rest = data.subset([i for i, item in enumerate(data.items) if id(item) not in held])
-    return DataSplits(sample_per_class(rest, per_class, seed=0), None, test, data.source)
+    return disjoint_splits(data, per_class, test_per_class)
+
+
+def wordnet_verb_splits(per_class: int, test_per_class: int) -> DataSplits:
+    """Definitions of WordNet verb synsets labeled with their 15 supersenses (needs Debian wordnet-base)."""
+    texts, labels, names = load_wordnet_supersenses(pos="verb")
+    return disjoint_splits(Dataset(texts, labels, names, "text", source="WordNet verb supersenses"),
+                           per_class, test_per_class)
 
 
 def folder_splits(path: Path, per_class: int, test_per_class: int) -> DataSplits:
@@ -69,15 +122,15 @@ def folder_splits(path: Path, per_class: int, test_per_class: int) -> DataSplits
                       sample_per_class(splits.test, test_per_class, seed=0), splits.source)
 
 
-def evaluate_task(name: str, splits: DataSplits, candidates: dict[str, tuple[str, dict | None]], target: str,
-                  epochs: int, cache: FeatureCache) -> dict[str, Any]:
+def evaluate_task(name: str, splits: DataSplits, candidates: Candidates, target: str, epochs: int | None,
+                  cache: FeatureCache) -> dict[str, Any]:
     """Scores and target accuracy of every candidate backbone on one task, and tau per score."""
     rows = []
-    for label, (ref, preprocess) in candidates.items():
-        net = create_backbone(ref, preprocess=preprocess)
+    for label, build in candidates.items():
+        net = build()
         started = time.perf_counter()
         ranked = rank_backbones(splits.train, [net], cache=cache)
-        options = {"epochs": epochs, "head_epochs": 1} if target == "finetune" else {}
+        options = {"epochs": epochs} if target == "finetune" and epochs else {}
         model = fit(splits, backbone=net, strategy=target, cache=cache, progress=False, **options)
         rows.append({"backbone": label, "scores": ranked.rows[0].scores,
                      "target_accuracy": model.metrics["test"]["accuracy"],
@@ -98,36 +151,44 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-class", type=int, default=30, help="Training examples per class.")
     parser.add_argument("--test-per-class", type=int, default=20, help="Test examples per class.")
-    parser.add_argument("--target", choices=["linear", "finetune"], default="linear",
+    parser.add_argument("--target", choices=["finetune", "linear"], default="finetune",
                         help="How the target accuracy is reached (see the module docstring).")
-    parser.add_argument("--epochs", type=int, default=2, help="Fine-tuning epochs with --target finetune.")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="Main-stage fine-tuning epochs with --target finetune (default: the strategy's).")
+    parser.add_argument("--tasks", nargs="+", default=["fmnist", "digits", "wordnet-nouns", "wordnet-verbs"])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "rank_validation.json")
     args = parser.parse_args()
     cache = FeatureCache()
-    tasks = [
-        ("fmnist", folder_splits(ROOT / "examples" / "fashion-mnist-mini", args.per_class, args.test_per_class),
-         IMAGE_BACKBONES),
-        ("digits", digits_splits(args.per_class, args.test_per_class), IMAGE_BACKBONES),
-        ("wordnet", folder_splits(ROOT / "examples" / "wordnet-supersenses", args.per_class, args.test_per_class),
-         TEXT_BACKBONES),
-    ]
+    n, m = args.per_class, args.test_per_class
+    builders = {
+        "fmnist": (lambda: folder_splits(ROOT / "examples" / "fashion-mnist-mini", n, m), IMAGE_BACKBONES),
+        "digits": (lambda: digits_splits(n, m), IMAGE_BACKBONES),
+        "wordnet-nouns": (lambda: folder_splits(ROOT / "examples" / "wordnet-supersenses", n, m), TEXT_BACKBONES),
+        "wordnet-verbs": (lambda: wordnet_verb_splits(n, m), TEXT_BACKBONES),
+    }
+    unknown = sorted(set(args.tasks) - set(builders))
+    if unknown:
+        parser.error(f"unknown task(s) {unknown}; choose from {sorted(builders)}")
+    tasks = [(name, builders[name][0](), builders[name][1]) for name in args.tasks]
     target_text = ("held-out test accuracy of the linear probe (frozen features + logistic regression)"
                    if args.target == "linear" else
-                   f"held-out test accuracy after fine-tuning (1 head epoch + {args.epochs} epochs)")
+                   "held-out test accuracy after fine-tuning (the finetune strategy: head first, then all "
+                   "layers with layer-wise learning rates" + (f", {args.epochs} epochs)" if args.epochs else ")"))
     print(f"target accuracy: {target_text}; {args.per_class} training / {args.test_per_class} test examples "
           "per class", flush=True)
     started = time.perf_counter()
     results = [evaluate_task(name, splits, candidates, args.target, args.epochs, cache)
                for name, splits, candidates in tasks]
-    header = f"{'task':<10}" + "".join(f"{score:>14}" for score in SCORES)
+    header = f"{'task':<14}" + "".join(f"{score:>14}" for score in SCORES)
     print("\nKendall tau between each score and the target accuracy, over the backbones of each task")
     print(header)
     for result in results:
         taus = result["kendall_tau"]
-        print(f"{result['task']:<10}" + "".join(f"{'n/a':>14}" if taus[s] is None else f"{taus[s]:>14.2f}"
+        print(f"{result['task']:<14}" + "".join(f"{'n/a':>14}" if taus[s] is None else f"{taus[s]:>14.2f}"
                                                 for s in SCORES))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"target": args.target, "target_description": target_text,
+                                    "candidates": {"image": list(IMAGE_BACKBONES), "text": list(TEXT_BACKBONES)},
                                     "per_class": args.per_class, "test_per_class": args.test_per_class,
                                     "seconds": round(time.perf_counter() - started, 1), "tasks": results},
                                    indent=2) + "\n")

@@ -73,3 +73,27 @@ def test_predict_top_k_on_a_folder(tmp_path, image_folder, tiny_backbone):
     assert len(rows) == 12
     assert all(len(r["top"]) == 2 and r["top"][0][1] >= r["top"][1][1] for r in rows)
     assert sum(r["label"] == "red" for r in rows) >= 9
+
+
+def test_image_size_is_used_saved_and_restored(tmp_path, image_folder, tiny_timm_ref):
+    out = tmp_path / "run"
+    model = headstart.fit(image_folder, backbone=tiny_timm_ref, image_size=40, out=out, progress=False)
+    assert model.backbone.preprocess.input_size == 40
+    assert model.backbone.collate([str(next(image_folder.rglob("*.png")))]).shape[-2:] == (40, 40)
+    assert json.loads((out / "config.json").read_text())["backbone"]["preprocess"]["input_size"] == 40
+    assert headstart.load(out).backbone.preprocess.input_size == 40
+
+
+def test_image_size_changes_the_feature_cache_key(tiny_timm_ref):
+    from headstart.backbones import create_backbone, with_image_size
+
+    base = create_backbone(tiny_timm_ref)
+    resized = with_image_size(tiny_timm_ref, 48)
+    assert resized.preprocess.input_size == 48
+    assert resized.fingerprint() != base.fingerprint()
+    assert with_image_size(base, None) is base
+
+
+def test_image_size_is_refused_for_text_backbones(text_csv):
+    with pytest.raises(ConfigError, match="image-size applies to image backbones"):
+        headstart.fit(text_csv, backbone="glove", image_size=64, progress=False)

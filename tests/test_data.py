@@ -463,6 +463,24 @@ def test_load_wordnet_supersenses():
         load_wordnet_supersenses(classes=["noun.nonsense"])
 
 
+def test_wordnet_supersenses_parse_noun_and_verb_files(tmp_path):
+    # Lines in WordNet's data-file layout: offset, lexicographer file number, ..., " | " gloss.
+    (tmp_path / "data.verb").write_text(
+        "  1 licence header line\n"
+        "00001740 29 v 01 breathe 0 000 | draw air into, and expel out of, the lungs; \"I can breathe\"\n"
+        "00002325 38 v 01 walk 0 000 | use one's feet to advance\n"
+        "00002400 38 v 01 jog 0 000 | \"only an example\"\n", encoding="utf-8")
+    texts, labels, names = load_wordnet_supersenses(root=tmp_path, pos="verb",
+                                                    classes=["verb.motion", "verb.body"])
+    assert names == ["verb.body", "verb.motion"]
+    assert texts == ["draw air into, and expel out of, the lungs", "use one's feet to advance"]
+    assert labels.tolist() == [0, 1]
+    with pytest.raises(DataError, match="unknown verb supersense"):
+        load_wordnet_supersenses(root=tmp_path, pos="verb", classes=["noun.food"])
+    with pytest.raises(DataError, match="'noun' or 'verb'"):
+        load_wordnet_supersenses(root=tmp_path, pos="adj")
+
+
 def test_committed_fashion_mnist_mini():
     splits = load_dataset(EXAMPLES / "fashion-mnist-mini")
     assert splits.class_names == ["ankle_boot", "bag", "coat", "dress", "pullover", "sandal", "shirt", "sneaker",

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from headstart.backbones import Backbone, create_backbone
+from headstart.backbones import Backbone, with_image_size
 from headstart.data import DataSplits, load_dataset
 from headstart.data.base import Dataset
 from headstart.data.splits import stratified_split
@@ -30,9 +30,9 @@ DEFAULT_BACKBONES = {"image": "efficientnet_lite0", "text": "minilm"}
 def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | None = None, strategy: str = "linear",
         out: str | Path | None = None, force: bool = False, seed: int = 0, val_fraction: float = 0.15,
         test_fraction: float = 0.2, cache: bool | str | Path | FeatureCache = True, progress: bool = True,
-        max_time: float | None = None, calibrate: bool = False, skip_bad_images: bool = False,
-        text_column: str | None = None, label_column: str | None = None, path_column: str | None = None,
-        **options: Any) -> TransferModel:
+        max_time: float | None = None, calibrate: bool = False, image_size: int | None = None,
+        skip_bad_images: bool = False, text_column: str | None = None, label_column: str | None = None,
+        path_column: str | None = None, **options: Any) -> TransferModel:
     """Train a model on labeled data by transferring a pre-trained backbone.
 
     Data without a ``test`` split gets a stratified held-out test set (``test_fraction``); strategies that
@@ -60,6 +60,8 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
         calibrate: Fit a softmax temperature on the validation split (carved from the training data when
             there is none) so confidences match accuracy; ECE before and after is in
             ``metrics["calibration"]``.
+        image_size: Input size of an image backbone in pixels, instead of its own (e.g. 128 for small source
+            images: fine-tuning steps cost about a third of 224 px ones). Saved with the model.
         skip_bad_images: Skip unreadable images (listed in the metrics) instead of failing.
         text_column, label_column, path_column: Column names in tabular data, when not detected.
         **options: The strategy's hyperparameters (``headstart strategies`` lists them).
@@ -82,9 +84,9 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
     feature_cache = _feature_cache(cache)
     ranking = None
     if backbone == "auto":
-        ranking = _auto_backbone(splits.train, feature_cache, progress)
+        ranking = _auto_backbone(splits.train, feature_cache, progress, image_size)
         backbone = ranking.best
-    net = create_backbone(backbone) if isinstance(backbone, str) else backbone
+    net = with_image_size(backbone, image_size)
     if net.modality != splits.train.modality:
         raise ConfigError(f"backbone {net.ref!r} is for {net.modality} data but {splits.source} holds "
                           f"{splits.train.modality} data; choose a {splits.train.modality} backbone "
@@ -169,7 +171,7 @@ def predict(model: TransferModel | str | Path, inputs: Sequence[Any], *, top_k: 
 
 def rank(data: str | Path | DataSplits | Dataset, *, backbones: Sequence[str | Backbone],
          scores: Sequence[str] | None = None, sort_by: str = "logme", cache: bool | str | Path | FeatureCache = True,
-         out: str | Path | None = None, force: bool = False, progress: bool = False,
+         out: str | Path | None = None, force: bool = False, progress: bool = False, image_size: int | None = None,
          skip_bad_images: bool = False, text_column: str | None = None, label_column: str | None = None,
          path_column: str | None = None) -> RankResult:
     """Rank backbones for a data set by transferability scores of their frozen features (training split).
@@ -183,7 +185,7 @@ def rank(data: str | Path | DataSplits | Dataset, *, backbones: Sequence[str | B
         out: Folder for ``rank.json`` and ``report.html`` (written atomically; replaced only with ``force``).
         force: Replace an existing ``out``.
         progress: Show progress bars.
-        skip_bad_images, text_column, label_column, path_column: As for :func:`fit`.
+        image_size, skip_bad_images, text_column, label_column, path_column: As for :func:`fit`.
 
     Returns:
         A :class:`~headstart.ranking.RankResult`, best backbone first.
@@ -197,6 +199,8 @@ def rank(data: str | Path | DataSplits | Dataset, *, backbones: Sequence[str | B
     out = check_output(out, force=force) if out is not None else None
     splits = _as_splits(data, skip_bad_images=skip_bad_images, text_column=text_column,
                         label_column=label_column, path_column=path_column)
+    if image_size is not None:
+        backbones = [with_image_size(b, image_size) for b in backbones]
     result = rank_backbones(splits.train, backbones, scores=scores, sort_by=sort_by, cache=_feature_cache(cache),
                             progress=progress)
     if out is not None:
@@ -214,7 +218,7 @@ def compare(data: str | Path | DataSplits | Dataset, *, strategies: Sequence[str
             backbone: str | Backbone | None = None, max_time: float | None = None,
             cache: bool | str | Path | FeatureCache = True, out: str | Path | None = None, force: bool = False,
             settings: dict[str, Any] | None = None, test_fraction: float = 0.2, val_fraction: float = 0.15,
-            on_run: Callable[[Any], None] | None = None, skip_bad_images: bool = False,
+            on_run: Callable[[Any], None] | None = None, image_size: int | None = None, skip_bad_images: bool = False,
             text_column: str | None = None, label_column: str | None = None, path_column: str | None = None
             ) -> CompareResult:
     """Learning curves: every strategy on growing stratified subsets of the training data, several seeds,
@@ -236,7 +240,7 @@ def compare(data: str | Path | DataSplits | Dataset, *, strategies: Sequence[str
         test_fraction: Fixed hold-out share when the data has no test split.
         val_fraction: Validation share of each subset, for strategies that use validation.
         on_run: Called with each :class:`~headstart.study.RunRecord` or skipped run as it happens.
-        skip_bad_images, text_column, label_column, path_column: As for :func:`fit`.
+        image_size, skip_bad_images, text_column, label_column, path_column: As for :func:`fit`.
 
     Returns:
         A :class:`~headstart.comparison.CompareResult`.
@@ -253,8 +257,8 @@ def compare(data: str | Path | DataSplits | Dataset, *, strategies: Sequence[str
                         label_column=label_column, path_column=path_column)
     if fractions is None and shots is None:
         fractions = DEFAULT_FRACTIONS
-    result = compare_strategies(splits, strategies=strategies, backbone=backbone or
-                                DEFAULT_BACKBONES[splits.train.modality], fractions=fractions, shots=shots,
+    net = with_image_size(backbone or DEFAULT_BACKBONES[splits.train.modality], image_size)
+    result = compare_strategies(splits, strategies=strategies, backbone=net, fractions=fractions, shots=shots,
                                 seeds=seeds, max_time=max_time, cache=_feature_cache(cache), settings=settings,
                                 test_fraction=test_fraction, val_fraction=val_fraction, on_run=on_run)
     if out is not None:
@@ -270,11 +274,15 @@ def _feature_cache(cache: bool | str | Path | FeatureCache) -> FeatureCache | No
     return None if cache is False else FeatureCache(None if cache is True else cache)
 
 
-def _auto_backbone(train: Dataset, cache: FeatureCache | None, progress: bool) -> RankResult:
+def _auto_backbone(train: Dataset, cache: FeatureCache | None, progress: bool, image_size: int | None
+                   ) -> RankResult:
     """Rank the bundled backbones of ``train``'s modality by LogME (what ``backbone="auto"`` uses)."""
     from headstart.ranking import bundled_backbones, rank_backbones
 
-    return rank_backbones(train, bundled_backbones(train.modality), scores=["logme"], sort_by="logme",
+    candidates: list[str | Backbone] = list(bundled_backbones(train.modality))
+    if image_size is not None:
+        candidates = [with_image_size(ref, image_size) for ref in candidates]
+    return rank_backbones(train, candidates, scores=["logme"], sort_by="logme",
                           cache=cache, progress=progress)
 
 

@@ -25,6 +25,8 @@ LabelColumn = Annotated[str | None, typer.Option(help="Label column of tabular d
 PathColumn = Annotated[str | None, typer.Option(help="Image path column of a CSV.")]
 NoCache = Annotated[bool, typer.Option("--no-cache", help="Do not read or write cached features.")]
 Force = Annotated[bool, typer.Option(help="Replace an existing output folder.")]
+ImageSize = Annotated[int | None, typer.Option(help="Input size of an image backbone in pixels instead of its own "
+                                                    "(e.g. 128 for small images: about 3x faster fine-tuning).")]
 
 
 def parse_settings(pairs: list[str]) -> dict[str, Any]:
@@ -94,6 +96,7 @@ def fit(
     skip_bad_images: Annotated[bool, typer.Option(help="Skip unreadable images (listed in the report) "
                                                        "instead of stopping.")] = False,
     max_time: Annotated[float | None, typer.Option(help="Training time budget in seconds.")] = None,
+    image_size: ImageSize = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Feature cache folder (default ~/.cache/headstart).")
                          ] = None,
     no_cache: NoCache = False,
@@ -113,7 +116,8 @@ def fit(
         options["class_weight"] = None if class_weight == "none" else class_weight
     model = fit_model(data, backbone=backbone, strategy=strategy, out=out_dir, force=force, seed=seed,
                       val_fraction=val_fraction, test_fraction=test_fraction, cache=cache, progress=not quiet,
-                      max_time=max_time, calibrate=calibrate, skip_bad_images=skip_bad_images,
+                      max_time=max_time, calibrate=calibrate, image_size=image_size,
+                      skip_bad_images=skip_bad_images,
                       text_column=text_column, label_column=label_column, path_column=path_column, **options)
     from headstart.runtime import is_main_process
 
@@ -248,6 +252,7 @@ def rank(
                                                     "apply).")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for rank.json and report.html.")
                        ] = None,
+    image_size: ImageSize = None,
     text_column: TextColumn = None,
     label_column: LabelColumn = None,
     path_column: PathColumn = None,
@@ -260,7 +265,8 @@ def rank(
 
     result = rank_backbones(data, backbones=_names(backbone_list, "--backbones"),
                             scores=_numbers(scores, "--scores", str), sort_by=score, cache=not no_cache,
-                            out=out_dir, force=force, progress=not quiet, text_column=text_column,
+                            out=out_dir, force=force, progress=not quiet, image_size=image_size,
+                            text_column=text_column,
                             label_column=label_column, path_column=path_column)
     _wide().print(rank_table(result))
     out.print(f"best: [bold]{result.best}[/] — {result.explanation()}", highlight=False)
@@ -289,6 +295,7 @@ def compare(
                        ] = None,
     test_fraction: Annotated[float, typer.Option(help="Fixed hold-out share when the data has no test split.")
                              ] = 0.2,
+    image_size: ImageSize = None,
     text_column: TextColumn = None,
     label_column: LabelColumn = None,
     path_column: PathColumn = None,
@@ -315,6 +322,7 @@ def compare(
                                 shots=_numbers(shots, "--shots", int), seeds=seeds, backbone=backbone,
                                 max_time=max_time, cache=not no_cache, out=out_dir, force=force,
                                 settings=parse_settings(settings or []), test_fraction=test_fraction, on_run=show,
+                                image_size=image_size,
                                 text_column=text_column, label_column=label_column, path_column=path_column)
     if result.summary:
         grid = Table(title=f"Test accuracy on {result.n_test} examples (mean ± std over seeds)")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from headstart.backbones.base import Backbone, ImagePreprocess, SourceHead, TextPreprocess
-from headstart.errors import BackboneError
+from headstart.errors import BackboneError, ConfigError
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,32 @@ def create_backbone(ref: str, *, preprocess: dict[str, Any] | None = None) -> Ba
     raise BackboneError(f"unknown backbone {ref!r}; use one of: {names} (see `headstart backbones`)")
 
 
+def with_image_size(backbone: str | Backbone, image_size: int | None) -> Backbone:
+    """``backbone`` built (or rebuilt) so that it takes ``image_size``-pixel square inputs.
+
+    Pre-trained convolutional networks work at other resolutions than the one they were trained at; small
+    source images (28 px Fashion-MNIST) lose nothing at 128 px, and a step costs about a third of one at
+    224 px. The size is part of the preprocessing, so it is saved with the model and in feature-cache keys.
+
+    Args:
+        backbone: A reference or a built backbone.
+        image_size: Side of the model input in pixels; ``None`` keeps the backbone's own.
+
+    Raises:
+        ConfigError: ``image_size`` for a text backbone, or below 16 pixels.
+    """
+    net = create_backbone(backbone) if isinstance(backbone, str) else backbone
+    if image_size is None:
+        return net
+    if net.modality != "image" or not isinstance(net.preprocess, ImagePreprocess):
+        raise ConfigError(f"--image-size applies to image backbones; {net.ref!r} is a {net.modality} backbone")
+    if image_size < 16:
+        raise ConfigError(f"--image-size must be at least 16 pixels, not {image_size}")
+    if net.preprocess.input_size == image_size:
+        return net
+    return create_backbone(net.ref, preprocess={**net.preprocess.to_dict(), "input_size": image_size})
+
+
 def _load_builtin() -> None:
     # Importing the modules runs their @register_backbone decorators; deferred so that importing
     # headstart stays cheap.
@@ -90,4 +116,4 @@ def _load_builtin() -> None:
 
 
 __all__ = ["Backbone", "BackboneSpec", "ImagePreprocess", "SourceHead", "TextPreprocess", "create_backbone",
-           "list_backbones", "register_backbone"]
+           "list_backbones", "register_backbone", "with_image_size"]

@@ -2,8 +2,8 @@
 
 - Fashion-MNIST (``apt-get install dataset-fashion-mnist``; MIT licence, Zalando Research): 28x28 grayscale
   clothing images, 60,000 train / 10,000 test, 10 classes.
-- WordNet noun supersenses (``apt-get install wordnet-base``; WordNet 3.0 licence, Princeton University):
-  each noun synset's gloss labeled with its lexicographer file (``noun.animal``, ``noun.food``, ...).
+- WordNet supersenses (``apt-get install wordnet-base``; WordNet 3.0 licence, Princeton University): each
+  noun (or verb) synset's gloss labeled with its lexicographer file (``noun.animal``, ``verb.motion``, ...).
 """
 
 from __future__ import annotations
@@ -29,6 +29,12 @@ NOUN_LEXNAMES = {
     19: "noun.phenomenon", 20: "noun.plant", 21: "noun.possession", 22: "noun.process", 23: "noun.quantity",
     24: "noun.relation", 25: "noun.shape", 26: "noun.state", 27: "noun.substance", 28: "noun.time",
 }
+VERB_LEXNAMES = {
+    29: "verb.body", 30: "verb.change", 31: "verb.cognition", 32: "verb.communication", 33: "verb.competition",
+    34: "verb.consumption", 35: "verb.contact", 36: "verb.creation", 37: "verb.emotion", 38: "verb.motion",
+    39: "verb.perception", 40: "verb.possession", 41: "verb.social", 42: "verb.stative", 43: "verb.weather",
+}
+LEXNAMES = {"noun": NOUN_LEXNAMES, "verb": VERB_LEXNAMES}
 
 
 def _require(path: Path, package: str) -> Path:
@@ -87,9 +93,10 @@ def definition(gloss: str) -> str:
                      if part.strip() and not part.strip().startswith('"'))
 
 
-def load_wordnet_supersenses(root: str | Path = WORDNET_ROOT, classes: Sequence[str] | None = None
-                             ) -> tuple[list[str], np.ndarray, list[str]]:
-    """Noun synset definitions labeled with their supersense (lexicographer file), from ``data.noun``.
+def load_wordnet_supersenses(root: str | Path = WORDNET_ROOT, classes: Sequence[str] | None = None,
+                             pos: str = "noun") -> tuple[list[str], np.ndarray, list[str]]:
+    """Noun (or verb) synset definitions labeled with their supersense (lexicographer file), from
+    ``data.noun`` (or ``data.verb``).
 
     The text of each example is the synset's definition with the quoted example sentences removed (see
     :func:`definition`): the examples often contain the word itself, the definition rarely does. Synsets
@@ -97,21 +104,27 @@ def load_wordnet_supersenses(root: str | Path = WORDNET_ROOT, classes: Sequence[
 
     Args:
         root: Folder holding WordNet's ``data.noun``.
-        classes: Supersenses to keep (e.g. ``["noun.animal", "noun.food"]``); default: all 26.
+        classes: Supersenses to keep (e.g. ``["noun.animal", "noun.food"]``); default: all of ``pos``
+            (26 noun or 15 verb supersenses).
+        pos: ``"noun"`` or ``"verb"``.
 
     Returns:
         ``(texts, labels, class_names)``: definitions in file order, ``int64`` labels, the class names in
         lexicographer-file order.
 
     Raises:
-        DataError: ``data.noun`` is missing (``apt-get install wordnet-base``) or a class is unknown.
+        DataError: The data file is missing (``apt-get install wordnet-base``), or ``pos`` or a class is
+            unknown.
     """
-    path = _require(Path(root) / "data.noun", "wordnet-base")
-    names = list(NOUN_LEXNAMES.values()) if classes is None else list(classes)
-    unknown = sorted(set(names) - set(NOUN_LEXNAMES.values()))
+    if pos not in LEXNAMES:
+        raise DataError(f"WordNet part of speech must be 'noun' or 'verb', got {pos!r}")
+    lexnames = LEXNAMES[pos]
+    path = _require(Path(root) / f"data.{pos}", "wordnet-base")
+    names = list(lexnames.values()) if classes is None else list(classes)
+    unknown = sorted(set(names) - set(lexnames.values()))
     if unknown:
-        raise DataError(f"unknown noun supersense(s) {unknown}; choose from {list(NOUN_LEXNAMES.values())}")
-    names = [name for name in NOUN_LEXNAMES.values() if name in names]
+        raise DataError(f"unknown {pos} supersense(s) {unknown}; choose from {list(lexnames.values())}")
+    names = [name for name in lexnames.values() if name in names]
     index = {name: i for i, name in enumerate(names)}
     texts: list[str] = []
     labels: list[int] = []
@@ -120,7 +133,7 @@ def load_wordnet_supersenses(root: str | Path = WORDNET_ROOT, classes: Sequence[
             if line.startswith("  "):  # the licence header
                 continue
             fields, _, gloss = line.partition(" | ")
-            label = index.get(NOUN_LEXNAMES.get(int(fields.split(" ", 2)[1]), ""))
+            label = index.get(lexnames.get(int(fields.split(" ", 2)[1]), ""))
             text = definition(gloss.strip())
             if label is not None and text:
                 texts.append(text)

@@ -57,8 +57,6 @@ class TrainingConfig(StrategyConfig):
     precision: Literal["auto", "no", "bf16", "fp16"] = Field(
         "auto", description="Mixed precision: 'auto' is bf16 (fp16 where bf16 is unsupported) on GPU and "
                             "full precision on CPU, where bf16 autocast measured slower.")
-    channels_last: bool = Field(True, description="Train image models in channels-last memory format "
-                                                  "(much faster on CPU).")
 
     def resolve(self, modality: str, n_examples: int | None = None) -> TrainingConfig:
         """A copy with every ``None`` field that has a per-modality default filled in for ``modality``.

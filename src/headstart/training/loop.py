@@ -198,10 +198,9 @@ class _Run:
         self.accelerator = Accelerator(cpu=not torch.cuda.is_available(),
                                        mixed_precision=_mixed_precision(config.precision))
         self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
+        # The backbone keeps its module in the memory format it runs fastest in (channels-last for CNNs) and
+        # lays out each batch to match in its forward; the loop leaves both alone.
         self.net = Classifier(backbone, head).to(self.accelerator.device)
-        self.channels_last = config.channels_last and backbone.modality == "image"
-        if self.channels_last:
-            self.net.to(memory_format=torch.channels_last)
         self.group_of = self._group_index()
         self.fingerprint = self._fingerprint(run_key)
         self.checkpoint_dir = context.work_dir / CHECKPOINT_DIR
@@ -318,7 +317,9 @@ class _Run:
             param_groups.append({"params": params, "lr": lr, "base_lr": lr,
                                  "weight_decay": self.config.weight_decay if decays else 0.0,
                                  "name": "head" if group == self.n_groups else f"group{group}"})
-        optimizer = torch.optim.AdamW(param_groups, lr=stage.lr)
+        # The fused kernel updates every parameter in one pass (measured a few percent per step on CPU).
+        fused = all(p.dtype == torch.float32 for group in param_groups for p in group["params"])
+        optimizer = torch.optim.AdamW(param_groups, lr=stage.lr, fused=fused or None)
         return self.accelerator.prepare_optimizer(optimizer)
 
     def _wrap(self) -> nn.Module:
@@ -337,10 +338,7 @@ class _Run:
     def _to_device(self, batch: Any) -> Any:
         from accelerate.utils import send_to_device
 
-        batch = send_to_device(batch, self.accelerator.device)
-        if self.channels_last and isinstance(batch, torch.Tensor) and batch.ndim == 4:
-            batch = batch.contiguous(memory_format=torch.channels_last)
-        return batch
+        return send_to_device(batch, self.accelerator.device)
 
     def _time_up(self) -> bool:
         over = self.context.max_time is not None and time.monotonic() - self.started > self.context.max_time
@@ -481,8 +479,6 @@ class _Run:
             self.net.load_state_dict(self.best_state)
         self.net.__dict__.pop("forward", None)
         self.net.eval().to("cpu")
-        if self.channels_last:
-            self.net.to(memory_format=torch.contiguous_format)
         for param in self.net.parameters():
             param.requires_grad_(True)
         self.result.stop_reason = reason or ("early_stopping" if self.stopper.should_stop else "completed")
