@@ -51,3 +51,23 @@ def test_class_absent_from_training_is_never_predicted():
     head, _ = fit_linear_head(x, y, 4, c=1.0)
     assert head.out_features == 4
     assert (logits(head, x).argmax(1) != 3).all()
+
+
+def test_balanced_class_weight_chooses_c_by_balanced_accuracy(monkeypatch):
+    import headstart.strategies.linear as linear
+
+    seen = {}
+    real = linear.LogisticRegressionCV
+
+    def spy(*args, **kwargs):
+        seen["scoring"] = kwargs["scoring"]
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(linear, "LogisticRegressionCV", spy)
+    rng = np.random.default_rng(0)
+    labels = np.array([0] * 40 + [1] * 8)
+    features = rng.normal(size=(48, 4)) + labels[:, None]
+    linear.fit_linear_head(features, labels, 2, class_weight="balanced")
+    assert seen["scoring"] == "balanced_accuracy"
+    linear.fit_linear_head(features, labels, 2)
+    assert seen["scoring"] == "accuracy"

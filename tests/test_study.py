@@ -25,6 +25,15 @@ def test_summarise_matches_mean_std_and_t_interval():
     assert rows[1].std is None and rows[1].ci_low is None
 
 
+def test_intervals_stay_inside_the_range_of_the_metric():
+    # Two seeds far apart: the t interval (t = 12.7) would reach far below 0 and above 1.
+    records = _runs("finetune", 10, [0.95, 0.55]) + _runs("scratch", 10, [0.10, 0.60])
+    (row, _) = summarise(records)
+    assert row.ci_high == 1.0 and 0.0 <= row.ci_low < row.mean
+    (gain,) = gains(records)
+    assert gain.ci_low == -1.0 and gain.ci_high == 1.0
+
+
 def test_summarise_reads_other_metrics_and_names_a_missing_one():
     records = [RunRecord("linear", 5, 0, 15, 0.6, metrics={"macro_f1": 0.5})]
     assert summarise(records, metric="macro_f1")[0].mean == 0.5

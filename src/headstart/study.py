@@ -167,7 +167,8 @@ def summarise(records: Iterable[RunRecord], metric: str = "accuracy",
               confidence: float = 0.95) -> list[SummaryRow]:
     """Mean ± std and confidence interval of ``metric`` per strategy and size, over seeds.
 
-    The interval is ``mean ± t_{(1+confidence)/2, n-1} * std / sqrt(n)`` (Student's t).
+    The interval is ``mean ± t_{(1+confidence)/2, n-1} * std / sqrt(n)`` (Student's t), clipped to [0, 1],
+    the range of every metric a run records (with two seeds the t interval is wide enough to leave it).
 
     Args:
         records: The runs of a study.
@@ -185,7 +186,7 @@ def summarise(records: Iterable[RunRecord], metric: str = "accuracy",
             continue
         std = float(values.std(ddof=1))
         half = float(stats.t.ppf((1 + confidence) / 2, n - 1)) * std / np.sqrt(n)
-        rows.append(SummaryRow(strategy, size, n, mean, std, mean - half, mean + half))
+        rows.append(SummaryRow(strategy, size, n, mean, std, max(mean - half, 0.0), min(mean + half, 1.0)))
     return rows
 
 
@@ -206,7 +207,9 @@ def _compare(strategy: str, baseline: str, size: float, values: np.ndarray, base
         warnings.filterwarnings("ignore", message="Precision loss occurred", category=RuntimeWarning)
         test = stats.ttest_ind(values, base, equal_var=False)
     interval = test.confidence_interval(confidence)
-    return Gain(strategy, baseline, size, difference, std_error, float(interval.low), float(interval.high),
+    # A difference of two [0, 1] metrics lies in [-1, 1].
+    return Gain(strategy, baseline, size, difference, std_error, max(float(interval.low), -1.0),
+                min(float(interval.high), 1.0),
                 float(test.pvalue), len(values), len(base))
 
 

@@ -54,7 +54,8 @@ def fit_linear_head(features: np.ndarray, labels: np.ndarray, n_classes: int, *,
         class_weight: ``"balanced"`` weights classes by inverse frequency (scikit-learn's ``class_weight``).
 
     Returns:
-        The head and ``{"C": chosen C, "cv_accuracy": its mean cross-validated accuracy (if CV ran)}``.
+        The head and ``{"C": chosen C, "cv_accuracy": its mean cross-validated accuracy (if CV ran)}``; with
+        ``class_weight="balanced"`` C is chosen by, and ``cv_accuracy`` is, balanced accuracy.
     """
     mean = features.mean(axis=0)
     std = features.std(axis=0) + 1e-6
@@ -68,8 +69,10 @@ def fit_linear_head(features: np.ndarray, labels: np.ndarray, n_classes: int, *,
         n_folds = min(folds, smallest)
         if c is None and n_folds >= 2:
             cv = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+            # Balanced weights aim at every class equally, so C is chosen by balanced accuracy then.
+            scoring = "balanced_accuracy" if class_weight == "balanced" else "accuracy"
             clf = LogisticRegressionCV(Cs=np.logspace(-4, 2, c_values), l1_ratios=(0.0,), cv=cv,
-                                       max_iter=max_iter, scoring="accuracy", random_state=seed, n_jobs=1,
+                                       max_iter=max_iter, scoring=scoring, random_state=seed, n_jobs=1,
                                        use_legacy_attributes=False, class_weight=class_weight)
             clf.fit(z, labels)
             info["C"] = float(clf.C_)
