@@ -42,13 +42,16 @@ def test_early_stopping_state():
     assert restored == stopper
 
 
-def test_early_stopping_stops_training(tmp_path):
+@pytest.mark.parametrize(("min_steps", "epochs_run"), [(0, 3), (10, 5)])
+def test_early_stopping_stops_training_once_min_steps_are_done(tmp_path, min_steps, epochs_run):
+    # 20 examples in batches of 16: 2 steps per epoch. Nothing improves after epoch 0, so patience 2 ends the
+    # stage after 3 epochs, unless min_steps (10 steps = 5 epochs) are not done by then.
     data = color_images(30)
-    model = get_strategy("finetune", **FAST, epochs=20, lr=1e-12, patience=2).fit(
+    model = get_strategy("finetune", **FAST, epochs=20, lr=1e-12, patience=2, min_steps=min_steps).fit(
         TinyImageBackbone(), data.subset(range(20)), data.subset(range(20, 30)),
         FitContext(tmp_path, progress=False))
     train = model.metrics["train"]
-    assert train["stop_reason"] == "early_stopping" and len(train["history"]) == 3
+    assert train["stop_reason"] == "early_stopping" and len(train["history"]) == epochs_run
     assert train["best_epoch"] == 0
 
 

@@ -37,8 +37,9 @@ class TrainingConfig(StrategyConfig):
                                       "lower layer group gets the rate of the group above times this. "
                                       "Default: 0.7 for images, 0.9 for text.")
     min_steps: int = Field(100, ge=0, description="Epoch counts left at their default are raised so each "
-                           "stage runs at least this many optimisation steps (on one process): on small data a "
-                           "few epochs are only a handful of steps. 0 disables; explicit epochs are kept.")
+                           "stage runs at least this many optimisation steps (on one process), and early stopping "
+                           "waits for them: on small data a few epochs are only a handful of steps. 0 disables; "
+                           "explicit epochs are kept.")
     weight_decay: float = Field(0.01, ge=0, description="AdamW decoupled weight decay (not applied to biases "
                                                         "and normalization weights).")
     schedule: ScheduleName = Field("cosine", description="Learning-rate schedule per stage: 'cosine' (warmup "
@@ -51,7 +52,8 @@ class TrainingConfig(StrategyConfig):
         None, description="Training augmentation preset of the backbone's collate. Default: 'light' for "
                           "images, 'off' for text.")
     patience: int | None = Field(3, ge=1, description="Stop a stage after this many epochs without improvement "
-                                                     "of `monitor` on the validation set; None disables.")
+                                                     "of `monitor` on the validation set, once it has run "
+                                                     "`min_steps` steps; None disables.")
     monitor: Literal["val_accuracy", "val_loss"] = Field("val_accuracy", description="Validation metric for "
                                                          "early stopping and choosing the best epoch.")
     precision: Literal["auto", "no", "bf16", "fp16"] = Field(

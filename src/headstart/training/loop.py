@@ -452,13 +452,16 @@ class _Run:
             self._end_epoch(record)
             self.epoch += 1
             self.stage_epoch += 1
-            stage_over = self.stage_epoch >= stage.epochs or self.stopper.should_stop
+            # On small data an epoch is a handful of steps and the validation set a few examples, so patience
+            # alone would end a stage after a dozen noisy steps: it only counts once `min_steps` are done.
+            stop_early = self.stopper.should_stop and self.stage_step >= self.config.min_steps
+            stage_over = self.stage_epoch >= stage.epochs or stop_early
             if stage_over:
                 self.stage, self.stage_epoch, self.stage_step = self.stage + 1, 0, 0
                 self.done = self.stage >= len(self.stages)
             self._save(None if stage_over else optimizer)
             if stage_over:
-                return "early_stopping" if self.stopper.should_stop else None
+                return "early_stopping" if stop_early else None
         return None
 
     def execute(self) -> TrainResult:
@@ -481,7 +484,7 @@ class _Run:
         self.net.eval().to("cpu")
         for param in self.net.parameters():
             param.requires_grad_(True)
-        self.result.stop_reason = reason or ("early_stopping" if self.stopper.should_stop else "completed")
+        self.result.stop_reason = reason or "completed"
         self.result.best_epoch = self.stopper.best_epoch
         if self.stopper.best_epoch is not None:
             self.result.best = next((h for h in self.result.history if h["epoch"] == self.stopper.best_epoch
