@@ -147,7 +147,9 @@ def test_data_savings_interpolates_on_log_size():
 
 def test_data_savings_at_the_smallest_size_and_never():
     already = _runs("scratch", 100, [0.8]) + _runs("finetune", 5, [0.85]) + _runs("finetune", 50, [0.9])
-    assert data_savings(already, "finetune").size_needed == 5.0
+    savings = data_savings(already, "finetune")
+    assert savings.size_needed == 5.0 and savings.factor == 20.0
+    assert "smallest size measured: at least 20.0x fewer labels" in savings.message
     never = _runs("scratch", 100, [0.8]) + _runs("finetune", 5, [0.6]) + _runs("finetune", 100, [0.7])
     savings = data_savings(never, "finetune")
     assert savings.size_needed is None and savings.factor is None

@@ -133,6 +133,10 @@ def learning_curve_plot(curves: dict[str, dict[str, Sequence[float]]], size_labe
         points = np.asarray(curve.get("points", []), dtype=float).reshape(-1, 2)
         ax.scatter(points[:, 0], points[:, 1], color=color, s=10, alpha=0.35)
     ax.set_xscale("log")
+    # Ticks at the measured sizes only: a log axis alone labels just the powers of ten.
+    sizes = sorted({float(s) for curve in curves.values() for s in curve["size"]})
+    ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(sizes))
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
     ax.set_xlabel(f"training examples ({size_label}, log scale)")
     ax.set_ylabel(metric)

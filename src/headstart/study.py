@@ -351,5 +351,10 @@ def data_savings(records: Iterable[RunRecord], strategy: str, baseline: str = "s
                        f"{strategy} never reaches {baseline}'s {target * 100:.1f}% (at {baseline_size:g} "
                        f"{size_label}) within the sizes measured")
     factor = baseline_size / size_needed
+    if size_needed == min(size for size, _ in curve):
+        # Already there at the smallest size measured: the true need may be lower still.
+        return Savings(strategy, baseline, baseline_size, target, size_needed, factor,
+                       f"{reach} already with {size_needed:.3g} {size_label}, the smallest size measured: at "
+                       f"least {factor:.1f}x fewer labels")
     return Savings(strategy, baseline, baseline_size, target, size_needed, factor,
                    f"{reach} with {size_needed:.3g} {size_label}: {factor:.1f}x fewer labels")

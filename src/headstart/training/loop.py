@@ -249,8 +249,11 @@ class _Run:
                     torch.from_numpy(labels[indices]))
 
         # BatchNorm cannot train on a batch of one example: such a last batch is dropped.
+        # Worker processes draw their random streams from the generators re-seeded at each epoch's start, so
+        # augmentation stays reproducible (and resumable) with them.
         return DataLoader(range(n), batch_size=self.config.batch_size, sampler=self.sampler, collate_fn=collate,
-                          drop_last=per_rank % self.config.batch_size == 1 and per_rank > 1)
+                          drop_last=per_rank % self.config.batch_size == 1 and per_rank > 1,
+                          num_workers=self.config.loader_workers)
 
     # -- checkpoint -----------------------------------------------------------------------------------
 
