@@ -91,7 +91,8 @@ def with_image_size(backbone: str | Backbone, image_size: int | None) -> Backbon
     224 px. The size is part of the preprocessing, so it is saved with the model and in feature-cache keys.
 
     Args:
-        backbone: A reference or a built backbone.
+        backbone: A reference or a built backbone. A built one whose size differs is rebuilt from its
+            reference, so its weights are reloaded: resize before changing weights, not after.
         image_size: Side of the model input in pixels; ``None`` keeps the backbone's own.
 
     Raises:
