@@ -62,7 +62,7 @@ def image_rows(images: list[np.ndarray], batch_size: int) -> dict[str, float]:
 
     from headstart.backbones import create_backbone
     from headstart.backbones.bundled import LITE0_PREPROCESS
-    from headstart.backbones.vision import build_image_transform
+    from headstart.backbones.timm import build_image_transform
     from headstart.data.image_io import open_image
 
     transform = build_image_transform(LITE0_PREPROCESS)

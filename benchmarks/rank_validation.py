@@ -4,7 +4,7 @@ For each task (Fashion-MNIST images, scikit-learn digits upscaled to images, Wor
 definitions) and each candidate backbone (EfficientNet-Lite0 at input sizes 224/160/112/64 and cut after its
 5th or 4th stage; MiniLM whole, cut to 3 or 1 of its 6 layers, or at max_length 16; averaged GloVe vectors),
 this computes every score of
-:mod:`headstart.selection` from frozen features of the training examples, then the held-out test accuracy
+:mod:`headstart.transferability.scores` from frozen features of the training examples, then the held-out test accuracy
 of a model trained with the target strategy on the same examples. Kendall's tau between each score and that
 accuracy, over the backbones of a task, says how well the score ranks them (1: the same order).
 
@@ -32,13 +32,13 @@ from PIL import Image
 
 from headstart.api import fit
 from headstart.backbones import Backbone, create_backbone, with_image_size
+from headstart.backbones.features import FeatureCache
 from headstart.data import Dataset, load_dataset
 from headstart.data.images import from_arrays
 from headstart.data.reference import load_wordnet_supersenses
 from headstart.data.splits import DataSplits, sample_per_class
-from headstart.features import FeatureCache
-from headstart.ranking import rank_backbones
-from headstart.selection import SCORES, kendall_tau
+from headstart.transferability.ranking import rank_backbones
+from headstart.transferability.scores import SCORES, kendall_tau
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,7 +48,7 @@ def lite0_cut(stages: int, size: int) -> Backbone:
     import torch
     from torch import nn
 
-    from headstart.backbones.vision import _weights_version
+    from headstart.backbones.timm import _weights_version
 
     net = with_image_size("efficientnet_lite0", size)
     module = net.module
@@ -131,7 +131,7 @@ def evaluate_task(name: str, splits: DataSplits, candidates: Candidates, target:
         started = time.perf_counter()
         ranked = rank_backbones(splits.train, [net], cache=cache)
         options = {"epochs": epochs} if target == "finetune" and epochs else {}
-        model = fit(splits, backbone=net, strategy=target, cache=cache, progress=False, **options)
+        model = fit(splits, backbone=net, strategy=target, cache=cache, progress=False, settings=options)
         rows.append({"backbone": label, "scores": ranked.rows[0].scores,
                      "target_accuracy": model.metrics["test"]["accuracy"],
                      "seconds": round(time.perf_counter() - started, 1)})

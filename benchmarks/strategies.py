@@ -23,11 +23,13 @@ from typing import Any
 
 import torch
 
+import headstart.strategies
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "strategies.json"
 TASKS = {"image": (ROOT / "examples" / "fashion-mnist-mini", "efficientnet_lite0"),
          "text": (ROOT / "examples" / "wordnet-supersenses", "minilm")}
-STRATEGIES = ["linear", "finetune", "lp-ft", "lora", "scratch", "gradual", "l2sp"]
+STRATEGIES = list(headstart.strategies.STRATEGIES)
 # Resolved settings worth showing next to each result.
 SHOWN = ["epochs", "head_epochs", "lr", "head_lr", "rank"]
 
@@ -63,7 +65,7 @@ def run_row(task: str, strategy: str, splits, backbone, args: argparse.Namespace
         options["epochs"] = args.epochs
     started = time.perf_counter()
     model = headstart.fit(splits, backbone=backbone, strategy=strategy, seed=args.seed, cache=False,
-                          progress=False, max_time=args.max_time, val_fraction=args.val_fraction, **options)
+                          progress=False, max_time=args.max_time, val_fraction=args.val_fraction, settings=options)
     seconds = time.perf_counter() - started
     train = model.metrics.get("train", {})
     return {"task": task, "strategy": strategy, "accuracy": model.metrics["test"]["accuracy"],

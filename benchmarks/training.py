@@ -58,7 +58,8 @@ def measure(modality: str, strategy: str, overrides: dict, steps: int, batch: in
             image_size: int | None = None) -> dict:
     """Run one configuration in this process; returns examples/s and peak RSS."""
     from headstart.backbones import with_image_size
-    from headstart.strategies import FitContext, get_strategy
+    from headstart.strategies import get_strategy
+    from headstart.training import FitContext
 
     backbone = with_image_size(BACKBONES[modality], image_size)
     data = _data(modality, batch * steps)

@@ -35,7 +35,7 @@ def test_second_fit_reuses_cached_features(tmp_path, image_folder, tiny_backbone
     for klass in Backbone.__subclasses__():
         monkeypatch.setattr(klass, "embed", fail, raising=False)
     model = headstart.fit(image_folder, backbone=tiny_backbone, out=tmp_path / "b", progress=False, seed=0,
-                          c=0.1)
+                          settings={"c": 0.1})
     assert model.strategy_config["chosen_C"] == 0.1
 
 
@@ -55,7 +55,7 @@ def test_backbone_of_the_wrong_modality_is_refused(text_csv, tiny_timm_ref):
 
 def test_unknown_strategy_setting_names_the_setting(image_folder, tiny_backbone):
     with pytest.raises(ConfigError, match="no_such_knob"):
-        headstart.fit(image_folder, backbone=tiny_backbone, progress=False, no_such_knob=1)
+        headstart.fit(image_folder, backbone=tiny_backbone, progress=False, settings={"no_such_knob": 1})
 
 
 def test_evaluate_rejects_classes_the_model_does_not_know(tmp_path, image_folder, tiny_backbone):

@@ -13,7 +13,7 @@ from torch import nn
 
 from headstart.backbones import create_backbone, list_backbones
 from headstart.backbones.base import ImagePreprocess, TextPreprocess
-from headstart.backbones.vision import TimmBackbone, build_image_transform
+from headstart.backbones.timm import TimmBackbone, build_image_transform
 from headstart.errors import BackboneError
 
 RNG = np.random.default_rng(0)

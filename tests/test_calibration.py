@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from headstart.calibration import expected_calibration_error, fit_temperature, reliability_bins, softmax
 from headstart.errors import ConfigError, DataError
+from headstart.evaluation.calibration import expected_calibration_error, fit_temperature, reliability_bins, softmax
 
 # Two predictions at confidence 0.9 (one right), two at 0.6 (both right).
 HAND_PROBA = np.array([[0.9, 0.1], [0.9, 0.1], [0.4, 0.6], [0.4, 0.6]])

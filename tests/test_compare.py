@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 import headstart
 from headstart.backbones.base import Backbone
 from headstart.cli import app
-from headstart.comparison import strategy_settings
 from headstart.errors import ConfigError
+from headstart.studies.runner import strategy_settings
 
 FAST_SCRATCH = {"scratch.epochs": 1, "scratch.batch_size": 16, "scratch.augment": "off"}
 

@@ -24,7 +24,8 @@ WORKER = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     from safetensors.torch import save_file
     from training_support import TinyImageBackbone, color_images
-    from headstart.strategies import FitContext, get_strategy
+    from headstart.strategies import get_strategy
+    from headstart.training import FitContext
 
     out = Path({out!r})
     rank = int(os.environ["RANK"])

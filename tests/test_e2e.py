@@ -58,7 +58,7 @@ def test_minilm_lp_ft_fine_tunes_the_real_weights_on_wordnet_supersenses():
     splits = load_dataset(WORDNET)
     small = DataSplits(train=sample_per_class(splits.train, 8), val=None, test=sample_per_class(splits.test, 10),
                        source=splits.source)
-    model = headstart.fit(small, backbone="minilm", strategy="lp-ft", epochs=1, val_fraction=0.0, cache=False,
-                          progress=False)
+    model = headstart.fit(small, backbone="minilm", strategy="lp-ft", settings={"epochs": 1}, val_fraction=0.0,
+                          cache=False, progress=False)
     assert model.backbone_trained and len(model.metrics["train"]["history"]) == 1
     assert model.metrics["test"]["accuracy"] >= 0.60

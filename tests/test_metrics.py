@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 
+from headstart.data.balance import imbalance_ratio, imbalance_warning
 from headstart.errors import DataError
-from headstart.metrics import classification_metrics, imbalance_ratio, imbalance_warning
+from headstart.evaluation.metrics import classification_metrics
 
 NAMES = ["cat", "dog", "fox"]
 # Predictions (argmax): cat, cat, dog, dog, dog. "fox" never occurs and is never predicted.

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from headstart.errors import OutputExistsError
-from headstart.outputs import check_output, publish, work_dir, write_json
+from headstart.io import check_output, publish, work_dir, write_json
 
 
 def test_existing_output_is_refused_without_force(tmp_path):

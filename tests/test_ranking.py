@@ -20,8 +20,8 @@ from headstart.backbones.base import Backbone, ImagePreprocess
 from headstart.cli import app
 from headstart.data import load_dataset
 from headstart.errors import ConfigError
-from headstart.ranking import rank_backbones
 from headstart.strategies.linear import LinearConfig, fit_linear_head
+from headstart.transferability.ranking import rank_backbones
 
 
 class _PixelStatsBackbone(Backbone):
@@ -86,7 +86,7 @@ def test_modality_mismatch_fails_before_any_features(text_csv: Path, tiny_backbo
     def no_features(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("features were computed before the modality check")
 
-    monkeypatch.setattr("headstart.ranking.extract_features", no_features)
+    monkeypatch.setattr("headstart.transferability.ranking.extract_features", no_features)
     with pytest.raises(ConfigError, match="text data but these backbones are not text"):
         headstart.rank(text_csv, backbones=[tiny_backbone])
 
@@ -124,7 +124,7 @@ def test_fit_auto_ranks_bundled_backbones_and_keeps_the_ranking(text_csv: Path, 
 
 def test_calibration_round_trip(image_folder: Path, tiny_backbone: Backbone, tmp_path: Path) -> None:
     model = headstart.fit(image_folder, backbone=tiny_backbone, calibrate=True, out=tmp_path / "m",
-                          progress=False, c=100.0)
+                          progress=False, settings={"c": 100.0})
     calibration = model.metrics["calibration"]
     assert model.temperature == pytest.approx(calibration["temperature"]) and model.temperature != 1.0
     assert set(calibration["ece_before"]) == {"val", "test"} == set(calibration["ece_after"])

@@ -9,10 +9,12 @@ import pytest
 
 import headstart
 from headstart.backbones.base import Backbone
-from headstart.comparison import CompareResult, SkippedRun, _conclude
-from headstart.ranking import BackboneScores, RankResult
-from headstart.report import compare_report, fit_report, rank_report
-from headstart.study import RunRecord
+from headstart.reports.fit import fit_report
+from headstart.reports.ranking import rank_report
+from headstart.reports.study import compare_report
+from headstart.studies.runner import CompareResult, SkippedRun, _conclude
+from headstart.studies.statistics import RunRecord
+from headstart.transferability.ranking import BackboneScores, RankResult
 
 
 def assert_self_contained(page: str) -> None:

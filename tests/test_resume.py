@@ -14,8 +14,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from headstart.strategies import FitContext, get_strategy
-from headstart.training import CheckpointMismatchError
+from headstart.strategies import get_strategy
+from headstart.training import CheckpointMismatchError, FitContext
 from training_support import TinyImageBackbone, color_images
 
 TESTS = Path(__file__).parent
@@ -31,7 +31,8 @@ CHILD = textwrap.dedent("""
     from training_support import TinyImageBackbone, color_images
     import headstart.training.checkpoint as checkpoint
     import headstart.training.loop as loop
-    from headstart.strategies import FitContext, get_strategy
+    from headstart.strategies import get_strategy
+    from headstart.training import FitContext
 
     kill_at, when = {kill_at!r}, {when!r}
     if when == "after":

@@ -9,7 +9,7 @@ from scipy.stats import multivariate_normal
 from sklearn.covariance import LedoitWolf
 
 from headstart.errors import ConfigError, DataError
-from headstart.selection import (
+from headstart.transferability.scores import (
     SCORES,
     hscore,
     kendall_tau,
@@ -62,7 +62,7 @@ def test_nce_matches_hand_computed_conditional_entropy():
 def test_nce_in_registry_uses_the_argmax_source_class():
     probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.6, 0.4], [0.3, 0.7], [0.2, 0.8], [0.4, 0.6]])
     labels = np.array([0, 0, 1, 1, 1, 1])
-    assert SCORES["nce"].function(probs, labels) == pytest.approx(nce(probs.argmax(axis=1), labels))
+    assert SCORES.get("nce").function(probs, labels) == pytest.approx(nce(probs.argmax(axis=1), labels))
 
 
 # --- H-score ---------------------------------------------------------------------------------------

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from headstart.features import extract_features
+from headstart.backbones.features import extract_features
 from headstart.model import TransferModel
-from headstart.strategies import FitContext, get_strategy
-from headstart.strategies.finetune import new_head
+from headstart.strategies import get_strategy
+from headstart.strategies.base import new_head
 from headstart.strategies.linear import fit_linear_head
+from headstart.training import FitContext
 from training_support import TinyImageBackbone, TinyTextBackbone, color_images, sentiment_texts, state
 
 # min_steps=0: the tiny data sets would otherwise have their default epochs raised many times over.

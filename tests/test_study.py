@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 
 from headstart.errors import ConfigError, DataError
-from headstart.study import RunRecord, data_savings, gains, summarise, transfer_verdict
+from headstart.studies.statistics import RunRecord, data_savings, gains, summarise, transfer_verdict
 
 
 def _runs(strategy: str, size: float, accuracies: list[float]) -> list[RunRecord]:

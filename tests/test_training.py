@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from headstart.strategies import FitContext, get_strategy
+from headstart.strategies import get_strategy
+from headstart.training import FitContext
 from headstart.training.early_stopping import EarlyStopping
 from headstart.training.schedules import lr_factor
 from training_support import TinyImageBackbone, color_images

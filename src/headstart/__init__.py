@@ -29,8 +29,8 @@ _PUBLIC = {
     "list_backbones": "headstart.backbones",
     "get_strategy": "headstart.strategies",
     "list_strategies": "headstart.strategies",
-    "extract_features": "headstart.features",
-    "FeatureCache": "headstart.features",
+    "extract_features": "headstart.backbones",
+    "FeatureCache": "headstart.backbones",
 }
 
 __all__ = ["__version__", *_PUBLIC]

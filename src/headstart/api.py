@@ -1,30 +1,32 @@
-"""The Python API: the same features as the CLI, as functions."""
+"""The Python API: the same features as the CLI, as functions.
+
+Each function loads what it is given, calls one room of the package and publishes the result; the logic
+lives in those rooms (:mod:`headstart.fitting`, :mod:`headstart.transferability`, :mod:`headstart.studies`).
+"""
 
 from __future__ import annotations
 
+import inspect
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from headstart.backbones import Backbone, with_image_size
-from headstart.data import DataSplits, load_dataset
-from headstart.data.base import Dataset
-from headstart.data.splits import stratified_split
+from headstart.backbones import Backbone, FeatureCache, with_image_size
+from headstart.data import Dataset, DataSplits, load_dataset, load_inputs, modality_spec
 from headstart.errors import ConfigError, DataError
-from headstart.features import FeatureCache
+from headstart.evaluation import evaluate_dataset
+from headstart.fitting import complete_splits, fit_splits
+from headstart.io import check_output, is_main_process, publish, work_dir, write_json
 from headstart.model import TransferModel
-from headstart.outputs import check_output, publish, work_dir, write_json
-from headstart.runtime import is_main_process
-from headstart.strategies import FitContext, get_strategy
+from headstart.reports import write_compare_report, write_fit_report, write_rank_report
+from headstart.strategies import get_strategy
+from headstart.studies import CompareResult, compare_strategies
+from headstart.training import FitContext
 from headstart.training.checkpoint import CHECKPOINT_DIR
-
-if TYPE_CHECKING:
-    from headstart.comparison import CompareResult
-    from headstart.ranking import RankResult
-
-DEFAULT_BACKBONES = {"image": "efficientnet_lite0", "text": "minilm"}
+from headstart.transferability import RankResult, bundled_backbones, rank_backbones
 
 
 def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | None = None, strategy: str = "linear",
@@ -32,7 +34,7 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
         test_fraction: float = 0.2, cache: bool | str | Path | FeatureCache = True, progress: bool = True,
         max_time: float | None = None, calibrate: bool = False, image_size: int | None = None,
         skip_bad_images: bool = False, text_column: str | None = None, label_column: str | None = None,
-        path_column: str | None = None, **options: Any) -> TransferModel:
+        path_column: str | None = None, settings: dict[str, Any] | None = None) -> TransferModel:
     """Train a model on labeled data by transferring a pre-trained backbone.
 
     Data without a ``test`` split gets a stratified held-out test set (``test_fraction``); strategies that
@@ -43,7 +45,8 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
         data: An image folder (class subfolders, optionally inside ``train/ val/ test/``), a CSV of
             ``path,label``, a CSV/JSONL/Parquet of text and label, or already-loaded data.
         backbone: A backbone reference (``headstart backbones`` lists them) or a built backbone (e.g. with
-            custom preprocessing); default: ``efficientnet_lite0`` for images, ``minilm`` for text.
+            custom preprocessing); default: the modality's (``efficientnet_lite0`` for images, ``minilm``
+            for text).
             ``"auto"`` ranks the bundled backbones of the data's modality by LogME on the training split and
             uses the best (the ranking is kept in ``metrics["backbone_ranking"]``).
         strategy: How to transfer: ``linear`` (frozen features + logistic regression), ...
@@ -64,58 +67,39 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
             images: fine-tuning steps cost about a third of 224 px ones). Saved with the model.
         skip_bad_images: Skip unreadable images (listed in the metrics) instead of failing.
         text_column, label_column, path_column: Column names in tabular data, when not detected.
-        **options: The strategy's hyperparameters (``headstart strategies`` lists them).
+        settings: The strategy's settings, e.g. ``{"epochs": 3}`` (``headstart strategies`` lists them); kept
+            apart from these arguments, so ``seed`` or ``max_time`` given here is an error.
 
     Returns:
         The trained model; its ``metrics`` hold test (and validation) results.
 
     Example:
-        >>> model = fit("examples/fashion-mnist-mini", out="runs/demo")
+        >>> model = fit("examples/fashion-mnist-mini", out="runs/demo", settings={"c": 1.0})
         >>> model.metrics["test"]["accuracy"]
     """
     started = time.perf_counter()
+    chosen = get_strategy(strategy, **_strategy_settings(settings, fit))
     out = check_output(out, force=force) if out is not None else None
     splits = _as_splits(data, skip_bad_images=skip_bad_images, text_column=text_column,
                         label_column=label_column, path_column=path_column)
-    backbone = backbone or DEFAULT_BACKBONES[splits.train.modality]
-    chosen = get_strategy(strategy, seed=seed, **options)
-    splits = _complete_splits(splits, needs_val=chosen.uses_validation or calibrate, seed=seed,
-                              val_fraction=val_fraction, test_fraction=test_fraction)
+    backbone = backbone or modality_spec(splits.train.modality).default_backbone
+    splits = complete_splits(splits, needs_val=chosen.uses_validation or calibrate, seed=seed,
+                             val_fraction=val_fraction, test_fraction=test_fraction)
     feature_cache = _feature_cache(cache)
     ranking = None
     if backbone == "auto":
         ranking = _auto_backbone(splits.train, feature_cache, progress, image_size)
         backbone = ranking.best
     net = with_image_size(backbone, image_size)
-    if net.modality != splits.train.modality:
-        raise ConfigError(f"backbone {net.ref!r} is for {net.modality} data but {splits.source} holds "
-                          f"{splits.train.modality} data; choose a {splits.train.modality} backbone "
-                          "(see `headstart backbones`)")
-    workdir = work_dir(out) if out is not None else _scratch_dir()
-    context = FitContext(work_dir=workdir, cache=feature_cache, progress=progress, max_time=max_time)
-    model = chosen.fit(net, splits.train, splits.val, context)
-
-    from headstart.evaluation import evaluate_dataset
-
-    metrics: dict[str, Any] = {"data": _describe(splits), "backbone": net.ref, "strategy": strategy, **model.metrics}
-    warnings = _data_warnings(splits)
-    if warnings:
-        metrics["warnings"] = warnings
+    workdir = work_dir(out) if out is not None else Path(tempfile.mkdtemp(prefix="headstart-"))
+    context = FitContext(work_dir=workdir, seed=seed, cache=feature_cache, progress=progress, max_time=max_time)
+    model = fit_splits(splits, net, chosen, context, calibrate=calibrate)
     if ranking is not None:
-        metrics["backbone_ranking"] = ranking.to_dict()
-    if calibrate:
-        metrics["calibration"] = _calibrate(model, splits, feature_cache, chosen.config.batch_size, progress)
-    for name, part in (("val", splits.val), ("test", splits.test)):
-        if part is not None:
-            metrics[name] = evaluate_dataset(model, part, batch_size=chosen.config.batch_size,
-                                             progress=progress, cache=feature_cache)
-    metrics["seconds"] = round(time.perf_counter() - started, 2)
-    model.metrics = metrics
+        model.metrics["backbone_ranking"] = ranking.to_dict()
+    model.metrics["seconds"] = round(time.perf_counter() - started, 2)
     if out is None:
         shutil.rmtree(workdir, ignore_errors=True)
     elif is_main_process():  # under torchrun the other ranks leave the shared folder to rank 0
-        from headstart.report import write_fit_report
-
         model.save(workdir)
         write_fit_report(workdir, model, splits)
         shutil.rmtree(workdir / CHECKPOINT_DIR, ignore_errors=True)
@@ -138,8 +122,6 @@ def evaluate(model: TransferModel | str | Path, data: str | Path | Dataset, *, s
         split: ``train``, ``val``, ``test`` or ``all``; default: the test split if the data has one, else all.
         **columns: ``text_column``, ``label_column``, ``path_column`` for tabular data.
     """
-    from headstart.evaluation import evaluate_dataset
-
     model = load(model) if isinstance(model, (str, Path)) else model
     dataset = data if isinstance(data, Dataset) else _pick_split(load_dataset(data, training=False, **columns), split)
     return evaluate_dataset(model, dataset, batch_size=batch_size, progress=progress)
@@ -153,8 +135,6 @@ def predict(model: TransferModel | str | Path, inputs: Sequence[Any], *, top_k: 
         One dict per example: ``input``, ``label``, ``confidence`` and, for ``top_k > 1``, ``top`` — a list of
         ``(label, probability)`` pairs.
     """
-    from headstart.data.inputs import load_inputs
-
     model = load(model) if isinstance(model, (str, Path)) else model
     items, names = load_inputs([str(i) for i in inputs], model.modality)
     proba = model.predict_proba(items, batch_size=batch_size, progress=progress)
@@ -179,7 +159,7 @@ def rank(data: str | Path | DataSplits | Dataset, *, backbones: Sequence[str | B
     Args:
         data: Labeled data in any format :func:`fit` accepts.
         backbones: Backbone references (or built backbones) of the data's modality.
-        scores: Scores to compute (see :data:`headstart.selection.SCORES`); default every applicable one.
+        scores: Scores to compute (see :data:`headstart.transferability.scores.SCORES`); default every applicable one.
         sort_by: The score that orders the ranking (``logme`` by default).
         cache: As for :func:`fit`; the features are reused by a later ``fit`` on the same data.
         out: Folder for ``rank.json`` and ``report.html`` (written atomically; replaced only with ``force``).
@@ -188,14 +168,12 @@ def rank(data: str | Path | DataSplits | Dataset, *, backbones: Sequence[str | B
         image_size, skip_bad_images, text_column, label_column, path_column: As for :func:`fit`.
 
     Returns:
-        A :class:`~headstart.ranking.RankResult`, best backbone first.
+        A :class:`~headstart.transferability.ranking.RankResult`, best backbone first.
 
     Example:
         >>> result = rank("examples/wordnet-supersenses", backbones=["minilm", "glove"])
         >>> result.best
     """
-    from headstart.ranking import rank_backbones
-
     out = check_output(out, force=force) if out is not None else None
     splits = _as_splits(data, skip_bad_images=skip_bad_images, text_column=text_column,
                         label_column=label_column, path_column=path_column)
@@ -204,8 +182,6 @@ def rank(data: str | Path | DataSplits | Dataset, *, backbones: Sequence[str | B
     result = rank_backbones(splits.train, backbones, scores=scores, sort_by=sort_by, cache=_feature_cache(cache),
                             progress=progress)
     if out is not None:
-        from headstart.report import write_rank_report
-
         _publish_study(out, "rank.json", result, write_rank_report, force=force)
     return result
 
@@ -239,31 +215,27 @@ def compare(data: str | Path | DataSplits | Dataset, *, strategies: Sequence[str
             strategy that has the setting.
         test_fraction: Fixed hold-out share when the data has no test split.
         val_fraction: Validation share of each subset, for strategies that use validation.
-        on_run: Called with each :class:`~headstart.study.RunRecord` or skipped run as it happens.
+        on_run: Called with each :class:`~headstart.studies.statistics.RunRecord` or skipped run as it happens.
         image_size, skip_bad_images, text_column, label_column, path_column: As for :func:`fit`.
 
     Returns:
-        A :class:`~headstart.comparison.CompareResult`.
+        A :class:`~headstart.studies.runner.CompareResult`.
 
     Example:
         >>> result = compare("examples/fashion-mnist-mini", strategies=["linear", "finetune", "scratch"],
         ...                  fractions=[0.1, 1.0], seeds=2, max_time=600)
         >>> print(result.verdicts[0].message)
     """
-    from headstart.comparison import compare_strategies
-
     out = check_output(out, force=force) if out is not None else None
     splits = _as_splits(data, skip_bad_images=skip_bad_images, text_column=text_column,
                         label_column=label_column, path_column=path_column)
     if fractions is None and shots is None:
         fractions = DEFAULT_FRACTIONS
-    net = with_image_size(backbone or DEFAULT_BACKBONES[splits.train.modality], image_size)
+    net = with_image_size(backbone or modality_spec(splits.train.modality).default_backbone, image_size)
     result = compare_strategies(splits, strategies=strategies, backbone=net, fractions=fractions, shots=shots,
                                 seeds=seeds, max_time=max_time, cache=_feature_cache(cache), settings=settings,
                                 test_fraction=test_fraction, val_fraction=val_fraction, on_run=on_run)
     if out is not None:
-        from headstart.report import write_compare_report
-
         _publish_study(out, "compare.json", result, write_compare_report, force=force)
     return result
 
@@ -277,8 +249,6 @@ def _feature_cache(cache: bool | str | Path | FeatureCache) -> FeatureCache | No
 def _auto_backbone(train: Dataset, cache: FeatureCache | None, progress: bool, image_size: int | None
                    ) -> RankResult:
     """Rank the bundled backbones of ``train``'s modality by LogME (what ``backbone="auto"`` uses)."""
-    from headstart.ranking import bundled_backbones, rank_backbones
-
     candidates: list[str | Backbone] = list(bundled_backbones(train.modality))
     if image_size is not None:
         candidates = [with_image_size(ref, image_size) for ref in candidates]
@@ -286,38 +256,9 @@ def _auto_backbone(train: Dataset, cache: FeatureCache | None, progress: bool, i
                           cache=cache, progress=progress)
 
 
-def _data_warnings(splits: DataSplits) -> list[str]:
-    """Problems of the training data the user must know about (class imbalance)."""
-    from headstart.metrics import imbalance_warning
-
-    message = imbalance_warning(splits.train.class_counts(), splits.train.class_names)
-    return [message] if message else []
-
-
-def _calibrate(model: TransferModel, splits: DataSplits, cache: FeatureCache | None, batch_size: int,
-               progress: bool) -> dict[str, Any]:
-    """Fit ``model.temperature`` on the validation split; ECE of val and test before and after."""
-    from headstart.calibration import expected_calibration_error, fit_temperature
-    from headstart.evaluation import aligned_labels, dataset_logits
-
-    if splits.val is None:
-        raise ConfigError("calibration needs validation data: give a val split or a val_fraction above 0")
-    parts = {name: part for name, part in (("val", splits.val), ("test", splits.test)) if part is not None}
-    logits = {name: (dataset_logits(model, part, batch_size=batch_size, progress=progress, cache=cache),
-                     aligned_labels(model, part)) for name, part in parts.items()}
-
-    def ece() -> dict[str, float]:
-        return {name: expected_calibration_error(model.proba_from_logits(z), y) for name, (z, y) in logits.items()}
-
-    before = ece()
-    model.temperature = fit_temperature(*logits["val"])
-    return {"temperature": model.temperature, "fitted_on": f"val split ({len(splits.val)} examples)",
-            "ece_before": before, "ece_after": ece()}
-
-
 def _publish_study(out: str | Path, json_name: str, result: Any, write_report: Callable[[Path, Any], Any], *,
                    force: bool) -> None:
-    """Write a study's JSON and HTML report into ``out`` atomically (see :mod:`headstart.outputs`)."""
+    """Write a study's JSON and HTML report into ``out`` atomically (see :mod:`headstart.io`)."""
     workdir = work_dir(out)
     write_json(workdir / json_name, result.to_dict())
     write_report(workdir, result)
@@ -331,18 +272,6 @@ def _as_splits(data: Any, **kwargs: Any) -> DataSplits:
         return DataSplits(train=data, val=None, test=None, source=data.source)
     skip = kwargs.pop("skip_bad_images")
     return load_dataset(data, skip_bad=skip, **kwargs)
-
-
-def _complete_splits(splits: DataSplits, *, needs_val: bool, seed: int, val_fraction: float,
-                     test_fraction: float) -> DataSplits:
-    train, val, test = splits.train, splits.val, splits.test
-    if test is None and test_fraction > 0:
-        parts = stratified_split(train, val_fraction=0.0, test_fraction=test_fraction, seed=seed)
-        train, test = parts.train, parts.test
-    if val is None and needs_val and val_fraction > 0:
-        parts = stratified_split(train, val_fraction=val_fraction, test_fraction=0.0, seed=seed)
-        train, val = parts.train, parts.val
-    return DataSplits(train=train, val=val, test=test, source=splits.source, skipped=list(splits.skipped))
 
 
 def _pick_split(splits: DataSplits, split: str | None) -> Dataset:
@@ -359,19 +288,12 @@ def _pick_split(splits: DataSplits, split: str | None) -> Dataset:
                    splits.source)
 
 
-def _describe(splits: DataSplits) -> dict[str, Any]:
-    info: dict[str, Any] = {"source": splits.source, "modality": splits.train.modality,
-                            "classes": splits.train.class_names}
-    for name in ("train", "val", "test"):
-        part = getattr(splits, name)
-        if part is not None:
-            info[f"n_{name}"] = len(part)
-    if splits.skipped:
-        info["skipped"] = [str(s) for s in splits.skipped]
-    return info
-
-
-def _scratch_dir() -> Path:
-    import tempfile
-
-    return Path(tempfile.mkdtemp(prefix="headstart-"))
+def _strategy_settings(settings: dict[str, Any] | None, function: Callable[..., Any]) -> dict[str, Any]:
+    """``settings`` checked not to name an argument of ``function`` (one namespace each)."""
+    settings = dict(settings or {})
+    taken = sorted(set(settings) & set(inspect.signature(function).parameters))
+    if taken:
+        raise ConfigError(f"{', '.join(taken)} {'is an argument' if len(taken) == 1 else 'are arguments'} of "
+                          f"{function.__name__}, not strategy settings: pass {taken[0]}=... to "
+                          f"{function.__name__} (CLI: --{taken[0].replace('_', '-')}), not in settings (--set)")
+    return settings

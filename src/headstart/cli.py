@@ -12,7 +12,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from headstart import api
+from headstart.backbones import list_backbones
 from headstart.errors import ConfigError, HeadstartError
+from headstart.io import is_main_process
+from headstart.reports import ranking_rows
+from headstart.strategies import STRATEGIES
+from headstart.studies import SIZE_LABEL, SkippedRun
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Transfer learning for small data sets: fit, evaluate, predict.")
@@ -43,8 +49,6 @@ def parse_settings(pairs: list[str]) -> dict[str, Any]:
 @app.command()
 def backbones() -> None:
     """List the backbones headstart can use; bundled ones work offline now."""
-    from headstart.backbones import list_backbones
-
     grid = Table(title="Backbones")
     for column in ("name", "modality", "offline", "what it is"):
         grid.add_column(column)
@@ -55,11 +59,12 @@ def backbones() -> None:
 
 
 @app.command()
-def strategies() -> None:
+def strategies(
+    name: Annotated[str | None, typer.Argument(help="Show only this strategy.")] = None,
+) -> None:
     """List the transfer strategies and their settings (set them with `fit --set key=value`)."""
-    from headstart.strategies import list_strategies
-
-    for name, cls in list_strategies():
+    chosen = [(name, STRATEGIES.get(name))] if name else STRATEGIES.items()
+    for name, cls in chosen:
         grid = Table(title=f"{name}: {(cls.__doc__ or '').strip().splitlines()[0]}", title_justify="left")
         for column in ("setting", "default", "meaning"):
             grid.add_column(column)
@@ -104,8 +109,6 @@ def fit(
     quiet: Quiet = False,
 ) -> None:
     """Train a model on DATA by transferring a pre-trained backbone; writes model, metrics and report."""
-    from headstart.api import fit as fit_model
-
     if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1:
         raise ConfigError("--val-fraction and --test-fraction must be in [0, 1)")
     cache: bool | Path = False if no_cache else (cache_dir or True)
@@ -114,13 +117,12 @@ def fit(
         if class_weight not in ("balanced", "none"):
             raise ConfigError(f"--class-weight must be 'balanced' or 'none', not {class_weight!r}")
         options["class_weight"] = None if class_weight == "none" else class_weight
-    model = fit_model(data, backbone=backbone, strategy=strategy, out=out_dir, force=force, seed=seed,
+    model = api.fit(data, backbone=backbone, strategy=strategy, out=out_dir, force=force, seed=seed,
                       val_fraction=val_fraction, test_fraction=test_fraction, cache=cache, progress=not quiet,
                       max_time=max_time, calibrate=calibrate, image_size=image_size,
                       skip_bad_images=skip_bad_images,
-                      text_column=text_column, label_column=label_column, path_column=path_column, **options)
-    from headstart.runtime import is_main_process
-
+                      text_column=text_column, label_column=label_column, path_column=path_column,
+                      settings=options)
     if not is_main_process():
         return
     m = model.metrics
@@ -157,9 +159,7 @@ def evaluate(
     quiet: Quiet = False,
 ) -> None:
     """Measure a saved model on labeled data."""
-    from headstart.api import evaluate as evaluate_model
-
-    m = evaluate_model(model_dir, data, split=split, progress=not quiet, text_column=text_column,
+    m = api.evaluate(model_dir, data, split=split, progress=not quiet, text_column=text_column,
                        label_column=label_column, path_column=path_column)
     if as_json:
         out.print_json(json.dumps(m))
@@ -185,11 +185,9 @@ def predict(
     quiet: Quiet = False,
 ) -> None:
     """Predict classes for new inputs with a saved model."""
-    from headstart.api import predict as predict_inputs
-
     if output_format not in ("table", "json", "csv"):
         raise ConfigError(f"--format must be table, json or csv, not {output_format!r}")
-    rows = predict_inputs(model_dir, inputs, top_k=top_k, progress=not quiet)
+    rows = api.predict(model_dir, inputs, top_k=top_k, progress=not quiet)
     if output_format == "json":
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
     elif output_format == "csv":
@@ -230,8 +228,6 @@ def _wide() -> Console:
 
 def rank_table(result: Any) -> Table:
     """The rank result as a rich table, best backbone first."""
-    from headstart.report import ranking_rows
-
     _, header, body = ranking_rows(result.to_dict())
     grid = Table(title=f"Backbones for {result.source} by {result.sort_by} (higher is better)")
     for column in header:
@@ -261,9 +257,7 @@ def rank(
     quiet: Quiet = False,
 ) -> None:
     """Rank backbones for DATA by transferability scores of their frozen features (no training)."""
-    from headstart.api import rank as rank_backbones
-
-    result = rank_backbones(data, backbones=_names(backbone_list, "--backbones"),
+    result = api.rank(data, backbones=_names(backbone_list, "--backbones"),
                             scores=_numbers(scores, "--scores", str), sort_by=score, cache=not no_cache,
                             out=out_dir, force=force, progress=not quiet, image_size=image_size,
                             text_column=text_column,
@@ -304,9 +298,6 @@ def compare(
     quiet: Quiet = False,
 ) -> None:
     """Learning curves on DATA: strategies x training-set sizes x seeds, with the transfer verdict."""
-    from headstart.api import compare as compare_strategies
-    from headstart.comparison import SIZE_LABEL, SkippedRun
-
     def show(run: Any) -> None:
         if quiet:
             return
@@ -317,7 +308,7 @@ def compare(
             out.print(f"  {run.strategy:>10} {run.size:>7g} {SIZE_LABEL} seed {run.seed}: "
                       f"accuracy {run.accuracy:.1%} ({run.seconds:.1f} s)", highlight=False, soft_wrap=True)
 
-    result = compare_strategies(data, strategies=_names(strategy_list, "--strategies"),
+    result = api.compare(data, strategies=_names(strategy_list, "--strategies"),
                                 fractions=_numbers(fractions, "--fractions", float),
                                 shots=_numbers(shots, "--shots", int), seeds=seeds, backbone=backbone,
                                 max_time=max_time, cache=not no_cache, out=out_dir, force=force,

@@ -12,9 +12,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from headstart.backbones.base import Backbone
+from headstart import __version__
+from headstart.backbones import Backbone, create_backbone
 from headstart.errors import ModelFileError
-from headstart.outputs import write_json
+from headstart.io import write_json
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -51,7 +52,7 @@ class TransferModel:
 
     @property
     def modality(self) -> str:
-        """``"image"`` or ``"text"``, the backbone's."""
+        """The backbone's modality (``"image"``, ``"text"``, ...)."""
         return self.backbone.modality
 
     @torch.inference_mode()
@@ -81,16 +82,8 @@ class TransferModel:
         proba = self.predict_proba(items, batch_size=batch_size, progress=progress)
         return [self.class_names[i] for i in proba.argmax(axis=1)]
 
-    def evaluate(self, data: Any, *, batch_size: int = 64, progress: bool = False) -> dict[str, Any]:
-        """Metrics on labeled data (a :class:`~headstart.data.Dataset` or a path a loader understands)."""
-        from headstart.evaluation import evaluate_model
-
-        return evaluate_model(self, data, batch_size=batch_size, progress=progress)
-
     def config(self) -> dict[str, Any]:
         """What ``config.json`` holds."""
-        from headstart import __version__
-
         return {
             "format_version": FORMAT_VERSION,
             "headstart_version": __version__,
@@ -114,7 +107,7 @@ class TransferModel:
         """Write ``config.json``, ``model.safetensors`` and ``metrics.json`` into ``folder``.
 
         Each file is written atomically. To publish a whole folder atomically, save into a working folder and
-        use :func:`headstart.outputs.publish` (as ``fit`` does).
+        use :func:`headstart.io.publish` (as ``fit`` does).
         """
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
@@ -128,8 +121,6 @@ class TransferModel:
     @classmethod
     def load(cls, folder: str | Path) -> TransferModel:
         """Rebuild a model saved with :meth:`save`; predictions are identical to the saved model's."""
-        from headstart.backbones import create_backbone
-
         folder = Path(folder)
         config_path, weights_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE
         for path in (config_path, weights_path):

@@ -1,4 +1,8 @@
-"""A small name -> factory registry, shared by backbones and strategies."""
+"""The one registry: name -> entry, for backbones, strategies, transferability scores and table formats.
+
+As in timm's ``register_model``, the registered name is the key: nothing else repeats it, registering a name
+twice is an error, and every list of names (CLI help, tests, benchmarks) is read from the registry.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +15,10 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """Maps names to objects (classes or factories) of one kind.
+    """Maps names to entries (classes, factories or specs) of one kind, in registration order.
 
     Args:
-        kind: What is registered, used in error messages ("backbone", "strategy").
+        kind: What is registered, used in error messages (``"backbone"``, ``"strategy"``).
         error: The exception type raised for an unknown name.
 
     Example:
@@ -30,31 +34,41 @@ class Registry(Generic[T]):
         self.error = error
         self._entries: dict[str, T] = {}
 
+    def add(self, name: str, entry: T) -> T:
+        """Register ``entry`` under ``name``; returns it.
+
+        Raises:
+            ValueError: ``name`` is already registered (a programming error, not a user's).
+        """
+        if name in self._entries:
+            raise ValueError(f"{self.kind} {name!r} is already registered")
+        self._entries[name] = entry
+        return entry
+
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator that registers its target under ``name``."""
-
-        def add(obj: T) -> T:
-            if name in self._entries:
-                raise ValueError(f"{self.kind} {name!r} is already registered")
-            self._entries[name] = obj
-            return obj
-
-        return add
+        return lambda entry: self.add(name, entry)
 
     def get(self, name: str) -> T:
         """The entry for ``name``; raises the registry's error listing the known names."""
         try:
             return self._entries[name]
         except KeyError:
-            known = ", ".join(sorted(self._entries)) or "(none)"
-            raise self.error(f"unknown {self.kind} {name!r}; choose one of: {known}") from None
+            raise self.error(f"unknown {self.kind} {name!r}; choose one of: {self.known()}") from None
+
+    def known(self) -> str:
+        """The registered names, comma-separated, for messages."""
+        return ", ".join(self._entries) or "(none)"
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
 
     def __iter__(self) -> Iterator[str]:
-        return iter(sorted(self._entries))
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
     def items(self) -> list[tuple[str, T]]:
-        """Registered ``(name, entry)`` pairs, sorted by name."""
-        return sorted(self._entries.items())
+        """Registered ``(name, entry)`` pairs, in registration order."""
+        return list(self._entries.items())

@@ -12,13 +12,17 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import torch
 from torch import nn
 
-Modality = Literal["image", "text"]
+from headstart.data.modality import Modality
+from headstart.errors import BackboneError
+from headstart.progress import track
+
+P = TypeVar("P", bound="ImagePreprocess | TextPreprocess")
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,18 @@ def preprocess_from_dict(data: dict[str, Any]) -> Preprocess:
     if kind == "text":
         return TextPreprocess(**data)
     raise ValueError(f"unknown preprocessing kind {kind!r}")
+
+
+def restore_preprocess(saved: dict[str, Any] | None, expected: type[P], ref: str) -> P | None:
+    """The preprocessing saved with a model (``None`` when nothing was saved), checked to be of the kind the
+    backbone ``ref`` uses."""
+    if not saved:
+        return None
+    restored = preprocess_from_dict(saved)
+    if not isinstance(restored, expected):
+        raise BackboneError(f"the saved preprocessing is of kind {restored.kind!r}, which backbone {ref} "
+                            f"cannot use; the model folder may have been edited")
+    return restored
 
 
 @dataclass(frozen=True)
@@ -152,8 +168,6 @@ class Backbone(ABC):
             batch_size: Examples per forward pass.
             progress: Show a progress bar.
         """
-        from headstart.progress import track
-
         self.module.eval()
         out = np.empty((len(items), self.feature_dim), dtype=np.float32)
         done = 0

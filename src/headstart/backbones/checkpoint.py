@@ -13,8 +13,8 @@ from typing import Any
 
 from safetensors.torch import load_file
 
-from headstart.backbones import create_backbone, register_backbone
 from headstart.backbones.base import Backbone, SourceHead
+from headstart.backbones.references import create_backbone, register_backbone
 from headstart.errors import BackboneError
 
 CONFIG_FILE = "config.json"

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from headstart.backbones.base import Backbone, TextPreprocess
-from headstart.runtime import tune_runtime
+from headstart.backbones.engine import tune_runtime
 
 WORD_PATTERN = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?|[^\sa-z0-9]", re.IGNORECASE)
 

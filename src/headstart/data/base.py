@@ -6,11 +6,11 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-Modality = Literal["image", "text"]
+from headstart.data.modality import Modality, modality_spec
 
 
 @dataclass
@@ -23,7 +23,7 @@ class Dataset:
         labels: ``int64`` array, one label per item, each in ``range(len(class_names))``; ``-1`` marks an
             unlabeled example (prediction inputs, unlabeled target data).
         class_names: Class names, indexed by label.
-        modality: ``"image"`` or ``"text"``.
+        modality: A registered modality (:data:`~headstart.data.modality.MODALITIES`).
         source: Where the data came from (a path), used in messages and reports.
     """
 
@@ -57,13 +57,14 @@ class Dataset:
         Labels are not part of it: features depend on content only, so relabeling reuses cached features.
         """
         digest = hashlib.sha256(self.modality.encode())
+        files = bool(modality_spec(self.modality).file_suffixes)
         for item in self.items:
-            digest.update(item.encode("utf-8") if self.modality == "text" else _image_bytes(item))
+            digest.update(_item_bytes(item) if files else item.encode("utf-8"))
             digest.update(b"\0")
         return digest.hexdigest()[:32]
 
 
-def _image_bytes(item: Any) -> bytes:
+def _item_bytes(item: Any) -> bytes:
     if isinstance(item, (str, Path)):
         return hashlib.sha256(Path(item).read_bytes()).digest()
     arr = np.asarray(item)

@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from headstart.data.modality import modality_spec
 from headstart.errors import DataError
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+IMAGE_SUFFIXES = modality_spec("image").file_suffixes
 
 
 def open_image(item: Any) -> Image.Image:

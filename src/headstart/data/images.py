@@ -12,7 +12,7 @@ from PIL import Image, UnidentifiedImageError
 from headstart.data.base import Dataset
 from headstart.data.image_io import IMAGE_SUFFIXES
 from headstart.data.splits import SPLIT_NAMES, DataSplits, assemble_splits, encode_labels
-from headstart.data.text import Table
+from headstart.data.tables import Table
 from headstart.errors import DataError
 
 _SHOWN = 10

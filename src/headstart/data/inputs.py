@@ -9,7 +9,8 @@ from pathlib import Path
 from headstart.data.base import Modality
 from headstart.data.image_io import IMAGE_SUFFIXES
 from headstart.data.images import image_files, is_image_path, screen_images
-from headstart.data.text import TABLE_SUFFIXES, TEXT_COLUMNS, read_table, read_utf8, require_column
+from headstart.data.tables import TABLE_SUFFIXES, read_table, read_utf8, require_column
+from headstart.data.text import TEXT_COLUMNS
 from headstart.errors import ConfigError, DataError
 
 _TEXT_FILE_SUFFIXES = (".txt", *TABLE_SUFFIXES)

@@ -1,48 +1,30 @@
-"""The Strategy interface: how knowledge is carried from a backbone to the user's task."""
+"""The Strategy interface, its registry, and the prologue every loop-trained strategy shares.
+
+A strategy is registered by name (``@register_strategy("finetune")``; the name is the key and is not
+repeated) and declares its settings as a typed config. A loop-trained strategy is a short composition: it
+says which stages to run (head only, then more of the backbone) and, where it needs them, how to prepare
+the backbone, which parameters may train, a regulariser and how to finish; :class:`TrainedStrategy` does the
+rest (resolve settings, copy the backbone, a fresh head, the loop, the saved model).
+"""
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+import torch
+from pydantic import ValidationError
+from torch import nn
 
+from headstart.backbones import Backbone
+from headstart.data import Dataset
 from headstart.errors import ConfigError
-
-if TYPE_CHECKING:
-    from headstart.backbones.base import Backbone
-    from headstart.data.base import Dataset
-    from headstart.features import FeatureCache
-    from headstart.model import TransferModel
-
-
-class StrategyConfig(BaseModel):
-    """Hyperparameters every strategy has. Subclasses add theirs, each with a default and help text
-    (``Field(description=...)``): the CLI's ``--set key=value``, the saved config and the report read them."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    seed: int = Field(0, description="Random seed; the same seed and data give the same model.")
-    batch_size: int = Field(64, ge=1, description="Examples per batch (feature extraction and training).")
-
-
-@dataclass
-class FitContext:
-    """What a strategy needs from the run around it.
-
-    Attributes:
-        work_dir: The run's working folder (checkpoints go here; an interrupted run resumes from it).
-        cache: The frozen-feature cache, or ``None`` to always recompute.
-        progress: Show progress bars.
-        max_time: Wall-clock budget for training in seconds, or ``None``.
-    """
-
-    work_dir: Path
-    cache: FeatureCache | None = None
-    progress: bool = True
-    max_time: float | None = None
+from headstart.model import TransferModel
+from headstart.registry import Registry
+from headstart.training import FitContext, Stage, StrategyConfig, TrainingConfig, TrainResult, train
+from headstart.training.loop import Regularizer
 
 
 class Strategy(ABC):
@@ -50,9 +32,13 @@ class Strategy(ABC):
 
     Args:
         config: A complete config, or ``None`` for defaults.
-        **overrides: Individual hyperparameters, validated against ``config_class``.
+        **overrides: Individual settings, validated against ``config_class``.
+
+    Raises:
+        ConfigError: An unknown setting (the valid ones are listed) or a value that is not allowed.
     """
 
+    #: The registered name (set by :func:`register_strategy`).
     name: ClassVar[str]
     config_class: ClassVar[type[StrategyConfig]] = StrategyConfig
     #: Whether ``fit`` selects models on validation data (then ``headstart fit`` carves a validation split
@@ -60,6 +46,11 @@ class Strategy(ABC):
     uses_validation: ClassVar[bool] = False
 
     def __init__(self, config: StrategyConfig | None = None, **overrides: Any) -> None:
+        fields = self.config_class.model_fields
+        unknown = sorted(set(overrides) - set(fields))
+        if unknown:
+            raise ConfigError(f"strategy {self.name!r} has no setting {', '.join(map(repr, unknown))}; its settings "
+                              f"are: {', '.join(fields)} (see `headstart strategies {self.name}`)")
         base = (config or self.config_class()).model_dump()
         try:
             self.config = self.config_class(**{**base, **overrides})
@@ -70,4 +61,106 @@ class Strategy(ABC):
     @abstractmethod
     def fit(self, backbone: Backbone, train: Dataset, val: Dataset | None, context: FitContext
             ) -> TransferModel:
-        """Train and return a model; ``val`` (if given) is for model selection, never for training."""
+        """Train and return a model; ``val`` (if given) is for model selection, never for training. The
+        caller's ``backbone`` is not modified."""
+
+
+#: Every strategy, by name; ``headstart strategies``, the CLI's choices and the contract tests read it.
+STRATEGIES: Registry[type[Strategy]] = Registry("strategy")
+
+
+def register_strategy(name: str) -> Callable[[type[Strategy]], type[Strategy]]:
+    """Class decorator registering a strategy under ``name`` (which becomes its ``name``)."""
+
+    def add(cls: type[Strategy]) -> type[Strategy]:
+        cls.name = name
+        return STRATEGIES.add(name, cls)
+
+    return add
+
+
+def get_strategy(name: str, **settings: Any) -> Strategy:
+    """An instance of the strategy ``name`` with ``settings`` (validated)."""
+    return STRATEGIES.get(name)(**settings)
+
+
+def list_strategies() -> list[tuple[str, type[Strategy]]]:
+    """``(name, class)`` of every registered strategy, in registration order."""
+    return STRATEGIES.items()
+
+
+def new_head(feature_dim: int, n_classes: int, seed: int) -> nn.Linear:
+    """A freshly initialised linear head; the same seed gives the same weights."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return nn.Linear(feature_dim, n_classes)
+
+
+def head_stage(cfg: Any) -> Stage:
+    """The head-only stage on the frozen backbone that starts head-first strategies."""
+    return Stage("head", cfg.head_epochs, 0, cfg.head_lr)
+
+
+class TrainedStrategy(Strategy):
+    """A strategy that runs the shared training loop; subclasses declare :meth:`stages` and, if they need
+    them, :meth:`prepare`, :attr:`trainable`, :meth:`regularizer` and :meth:`finish`."""
+
+    config_class: ClassVar[type[TrainingConfig]] = TrainingConfig
+    uses_validation = True
+    #: Restricts which backbone parameters (by name) may train; ``None`` lets every trained group train.
+    trainable: ClassVar[Callable[[str], bool] | None] = None
+
+    @abstractmethod
+    def stages(self, backbone: Backbone, cfg: Any) -> list[Stage]:
+        """The phases of training, in order."""
+
+    def prepare(self, backbone: Backbone, cfg: Any, context: FitContext) -> dict[str, Any]:
+        """Change the (copied) backbone before training; returns what :meth:`finish` needs."""
+        return {}
+
+    def regularizer(self, backbone: Backbone, cfg: Any) -> Regularizer | None:
+        """An extra loss term on the network, or ``None``."""
+        return None
+
+    def finish(self, backbone: Backbone, head: nn.Linear, prepared: dict[str, Any]) -> dict[str, Any]:
+        """Undo what :meth:`prepare` did to the backbone after training; returns extra metrics."""
+        return {}
+
+    def resolve(self, modality: str, n_examples: int) -> Any:
+        """The settings with every per-modality default filled in."""
+        return self.config.resolve(modality, n_examples, self.name)
+
+    def loop_config(self, cfg: Any) -> TrainingConfig:
+        """The settings the loop runs with (a strategy may change some, e.g. weight decay under L2-SP)."""
+        return cfg
+
+    def fit(self, backbone: Backbone, train_data: Dataset, val: Dataset | None, context: FitContext
+            ) -> TransferModel:
+        cfg = self.resolve(backbone.modality, len(train_data))
+        backbone = copy.deepcopy(backbone)
+        prepared = self.prepare(backbone, cfg, context)
+        head = new_head(backbone.feature_dim, len(train_data.class_names), context.seed)
+        stages = self.stages(backbone, cfg)
+        result = train(backbone, head, train_data, val, stages, self.loop_config(cfg), context,
+                       run_key=run_key(self, cfg), trainable=self.trainable,
+                       regularizer=self.regularizer(backbone, cfg))
+        extra = self.finish(backbone, head, prepared)
+        return trained_model(self, backbone, head, train_data, cfg, result, context,
+                             extra_config=prepared.get("config"),
+                             extra_metrics={"stages": [s.name for s in stages], **extra})
+
+
+def run_key(strategy: Strategy, config: StrategyConfig) -> dict[str, Any]:
+    """What identifies a run for checkpoint matching: the strategy and its resolved settings."""
+    return {"strategy": strategy.name, "config": config.model_dump()}
+
+
+def trained_model(strategy: Strategy, backbone: Backbone, head: nn.Linear, train_data: Dataset,
+                  config: StrategyConfig, result: TrainResult, context: FitContext, *,
+                  extra_config: dict[str, Any] | None = None, extra_metrics: dict[str, Any] | None = None,
+                  backbone_trained: bool = True) -> TransferModel:
+    """The :class:`TransferModel` of a loop-trained strategy, with its settings, seed and training history."""
+    return TransferModel(backbone, head, train_data.class_names, strategy=strategy.name,
+                         strategy_config={**config.model_dump(), "seed": context.seed, **(extra_config or {})},
+                         backbone_trained=backbone_trained,
+                         metrics={"train": {**result.metrics(), **(extra_metrics or {})}})

@@ -8,20 +8,16 @@ instead of toward zero.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import torch
 from pydantic import Field
 from torch import nn
 
-from headstart.backbones.base import Backbone
-from headstart.data.base import Dataset
-from headstart.model import TransferModel
-from headstart.strategies import STRATEGIES
-from headstart.strategies.base import FitContext, Strategy
-from headstart.training import Classifier, Stage, TrainingConfig, TrainResult, train
-from headstart.training.config import HeadFirstConfig
+from headstart.backbones import Backbone
+from headstart.strategies.base import TrainedStrategy, head_stage, register_strategy
+from headstart.training import Classifier, HeadFirstConfig, Stage, TrainingConfig
+from headstart.training.loop import Regularizer
 
 
 class FinetuneConfig(HeadFirstConfig):
@@ -62,58 +58,27 @@ class L2SP:
         return penalty
 
 
-def new_head(feature_dim: int, n_classes: int, seed: int) -> nn.Linear:
-    """A freshly initialised linear head; the same seed gives the same weights."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return nn.Linear(feature_dim, n_classes)
-
-
-def run_key(strategy: Strategy, config: TrainingConfig) -> dict[str, Any]:
-    """What identifies a run for checkpoint matching: the strategy and its resolved settings."""
-    return {"strategy": strategy.name, "config": config.model_dump()}
-
-
-def trained_model(strategy: Strategy, backbone: Backbone, head: nn.Linear, train_data: Dataset,
-                  config: TrainingConfig, result: TrainResult, *, extra_config: dict[str, Any] | None = None,
-                  extra_metrics: dict[str, Any] | None = None, backbone_trained: bool = True) -> TransferModel:
-    """The :class:`TransferModel` of a loop-trained strategy, with its settings and training history."""
-    return TransferModel(backbone, head, train_data.class_names, strategy=strategy.name,
-                         strategy_config={**config.model_dump(), **(extra_config or {})},
-                         backbone_trained=backbone_trained,
-                         metrics={"train": {**result.metrics(), **(extra_metrics or {})}})
-
-
-@STRATEGIES.register("finetune")
-class Finetune(Strategy):
+@register_strategy("finetune")
+class Finetune(TrainedStrategy):
     """Head on the frozen backbone, then the whole network with layer-wise learning rates; the best epoch
-    on validation is kept. The caller's backbone is not modified (a copy is trained)."""
+    on validation is kept."""
 
-    name = "finetune"
-    uses_validation = True
     config_class = FinetuneConfig
 
-    def fit(self, backbone: Backbone, train_data: Dataset, val: Dataset | None, context: FitContext
-            ) -> TransferModel:
-        cfg = self.config.resolve(backbone.modality, len(train_data))
-        backbone = copy.deepcopy(backbone)
-        head = new_head(backbone.feature_dim, len(train_data.class_names), cfg.seed)
-        stages = [Stage("head", cfg.head_epochs, 0, cfg.head_lr),
-                  Stage("all", cfg.epochs, None, cfg.lr, cfg.layer_decay)]
-        regularizer = None
-        loop_cfg = cfg
-        if cfg.l2sp > 0:
-            regularizer = L2SP(backbone.module, cfg.l2sp, cfg.l2sp_beta)
-            loop_cfg = cfg.model_copy(update={"weight_decay": 0.0})
-        result = train(backbone, head, train_data, val, stages, loop_cfg, context, run_key=run_key(self, cfg),
-                       regularizer=regularizer)
-        return trained_model(self, backbone, head, train_data, cfg, result)
+    def stages(self, backbone: Backbone, cfg: Any) -> list[Stage]:
+        return [head_stage(cfg), Stage("all", cfg.epochs, None, cfg.lr, cfg.layer_decay)]
+
+    def regularizer(self, backbone: Backbone, cfg: Any) -> Regularizer | None:
+        return L2SP(backbone.module, cfg.l2sp, cfg.l2sp_beta) if cfg.l2sp > 0 else None
+
+    def loop_config(self, cfg: Any) -> TrainingConfig:
+        # L2-SP replaces weight decay: decay would pull the weights toward zero, away from the anchor.
+        return cfg.model_copy(update={"weight_decay": 0.0}) if cfg.l2sp > 0 else cfg
 
 
-@STRATEGIES.register("l2sp")
+@register_strategy("l2sp")
 class FinetuneL2SP(Finetune):
     """``finetune`` with L2-SP on: weights are pulled toward the pre-trained ones rather than toward zero,
     which keeps more of the source knowledge on small target data."""
 
-    name = "l2sp"
     config_class = L2SPConfig

@@ -14,12 +14,11 @@ from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits
 from torch import nn
 
-from headstart.backbones.base import Backbone
-from headstart.data.base import Dataset
-from headstart.features import extract_features
+from headstart.backbones import Backbone, extract_features
+from headstart.data import Dataset
 from headstart.model import TransferModel
-from headstart.strategies import STRATEGIES
-from headstart.strategies.base import FitContext, Strategy, StrategyConfig
+from headstart.strategies.base import Strategy, register_strategy
+from headstart.training import FitContext, StrategyConfig
 
 
 class LinearConfig(StrategyConfig):
@@ -100,12 +99,11 @@ def fit_linear_head(features: np.ndarray, labels: np.ndarray, n_classes: int, *,
     return head, info
 
 
-@STRATEGIES.register("linear")
+@register_strategy("linear")
 class LinearProbe(Strategy):
     """Frozen backbone + logistic regression chosen by cross-validation. Fast, hard to overfit, and the
     baseline every other strategy must beat."""
 
-    name = "linear"
     config_class = LinearConfig
 
     def fit(self, backbone: Backbone, train: Dataset, val: Dataset | None, context: FitContext
@@ -115,7 +113,7 @@ class LinearProbe(Strategy):
                                     progress=context.progress)
         head, info = fit_linear_head(features, train.labels, len(train.class_names), c=cfg.c,
                                      c_values=cfg.c_values, folds=cfg.folds, max_iter=cfg.max_iter,
-                                     seed=cfg.seed, class_weight=cfg.class_weight)
+                                     seed=context.seed, class_weight=cfg.class_weight)
         return TransferModel(backbone, head, train.class_names, strategy=self.name,
-                             strategy_config={**cfg.model_dump(), "chosen_C": info["C"]},
+                             strategy_config={**cfg.model_dump(), "seed": context.seed, "chosen_C": info["C"]},
                              metrics={"train": {"cv_accuracy": info.get("cv_accuracy")}})

@@ -4,22 +4,16 @@ backbone's weights, so the saved model is a plain backbone + head that reloads e
 
 from __future__ import annotations
 
-import copy
 from typing import Any, ClassVar
 
 import torch
 from pydantic import Field
 from torch import nn
 
-from headstart.backbones.base import Backbone
-from headstart.data.base import Dataset
+from headstart.backbones import Backbone
 from headstart.errors import ConfigError
-from headstart.model import TransferModel
-from headstart.strategies import STRATEGIES
-from headstart.strategies.base import FitContext, Strategy
-from headstart.strategies.finetune import new_head, run_key, trained_model
-from headstart.training import Stage, train
-from headstart.training.config import HeadFirstConfig, extend_defaults
+from headstart.strategies.base import TrainedStrategy, head_stage, register_strategy
+from headstart.training import FitContext, HeadFirstConfig, Stage
 
 # Attention projections LoRA adapts by default (query and value, as in the LoRA paper) across text model
 # families: BERT-like, LLaMA/BART-like, DistilBERT, T5, GPT-2.
@@ -29,14 +23,13 @@ _ATTENTION_TARGETS = {"query", "value", "q_proj", "v_proj", "q_lin", "v_lin", "q
 class LoraConfig(HeadFirstConfig):
     """Hyperparameters of LoRA fine-tuning: a head-only stage, then adapters and head together."""
 
-    modality_defaults: ClassVar[dict[str, dict[str, Any]]] = extend_defaults(
-        HeadFirstConfig.modality_defaults, image={"lr": 1e-3, "layer_decay": 1.0, "lora_dropout": 0.0},
-        text={"lr": 1e-3, "layer_decay": 1.0, "lora_dropout": 0.1})
+    strategy_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3, "layer_decay": 1.0}
 
     rank: int = Field(8, ge=1, description="Rank r of each low-rank update.")
     lora_alpha: float = Field(16.0, gt=0, description="LoRA scaling alpha (the update is scaled by alpha / r).")
     lora_dropout: float | None = Field(None, ge=0, lt=1, description="Dropout on the adapters' input. "
-                                                                     "Default: 0 for images, 0.1 for text.")
+                                                                     "Default: per modality (0 for images, 0.1 "
+                                                                     "for text).")
     target_modules: list[str] | None = Field(None, description="Names (or name suffixes) of the backbone's "
                                              "modules to adapt. Default: chosen from the module types: attention "
                                              "query/value projections for text, every Linear and non-grouped "
@@ -60,22 +53,18 @@ def is_adapter_parameter(name: str) -> bool:
     return "lora_" in name
 
 
-@STRATEGIES.register("lora")
-class Lora(Strategy):
+@register_strategy("lora")
+class Lora(TrainedStrategy):
     """Low-rank adapters on the frozen backbone plus a fully trained head; a few percent of the parameters
     train, so it fits in less memory and overfits less on small data."""
 
-    name = "lora"
-    uses_validation = True
     config_class = LoraConfig
+    trainable = staticmethod(is_adapter_parameter)
 
-    def fit(self, backbone: Backbone, train_data: Dataset, val: Dataset | None, context: FitContext
-            ) -> TransferModel:
+    def prepare(self, backbone: Backbone, cfg: Any, context: FitContext) -> dict[str, Any]:
         from peft import LoraConfig as PeftLoraConfig
         from peft import LoraModel
 
-        cfg = self.config.resolve(backbone.modality, len(train_data))
-        backbone = copy.deepcopy(backbone)
         targets = cfg.target_modules or lora_targets(backbone.module, backbone.modality)
         if not targets:
             raise ConfigError(f"found no Linear or Conv2d layers for LoRA in backbone {backbone.ref!r}; "
@@ -83,23 +72,22 @@ class Lora(Strategy):
         peft_config = PeftLoraConfig(r=cfg.rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                                      target_modules=targets)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed)
+            torch.manual_seed(context.seed)
             try:
                 adapted = LoraModel(backbone.module, peft_config, "default")
             except ValueError as err:
                 raise ConfigError(f"cannot apply LoRA to backbone {backbone.ref!r}: {err}") from None
         adapter_params = sum(p.numel() for name, p in backbone.module.named_parameters()
                              if is_adapter_parameter(name))
-        head = new_head(backbone.feature_dim, len(train_data.class_names), cfg.seed)
+        return {"adapted": adapted, "adapter_parameters": adapter_params, "config": {"target_modules": targets}}
+
+    def stages(self, backbone: Backbone, cfg: Any) -> list[Stage]:
         # The head is trained alone first: a random head's gradients would otherwise steer the adapters.
-        stages = [Stage("head", cfg.head_epochs, 0, cfg.head_lr),
-                  Stage("lora", cfg.epochs, None, cfg.lr, cfg.layer_decay)]
-        result = train(backbone, head, train_data, val, stages, cfg, context, run_key=run_key(self, cfg),
-                       trainable=is_adapter_parameter)
-        backbone.module = adapted.merge_and_unload()
-        return trained_model(self, backbone, head, train_data, cfg, result,
-                             extra_config={"target_modules": targets},
-                             extra_metrics={"adapter_parameters": adapter_params,
-                                            "head_parameters": sum(p.numel() for p in head.parameters()),
-                                            "backbone_parameters": sum(p.numel() for p in
-                                                                       backbone.module.parameters())})
+        return [head_stage(cfg), Stage("lora", cfg.epochs, None, cfg.lr, cfg.layer_decay)]
+
+    def finish(self, backbone: Backbone, head: nn.Linear, prepared: dict[str, Any]) -> dict[str, Any]:
+        # Merged adapters make the saved model a plain backbone + head that reloads exactly.
+        backbone.module = prepared["adapted"].merge_and_unload()
+        return {"adapter_parameters": prepared["adapter_parameters"],
+                "head_parameters": sum(p.numel() for p in head.parameters()),
+                "backbone_parameters": sum(p.numel() for p in backbone.module.parameters())}

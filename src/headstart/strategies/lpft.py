@@ -12,24 +12,18 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from headstart.backbones.base import Backbone
-from headstart.data.base import Dataset
-from headstart.features import extract_features
+from headstart.backbones import Backbone, extract_features
+from headstart.data import Dataset
 from headstart.model import TransferModel
-from headstart.strategies import STRATEGIES
-from headstart.strategies.base import FitContext, Strategy
-from headstart.strategies.finetune import run_key, trained_model
+from headstart.strategies.base import TrainedStrategy, register_strategy, run_key, trained_model
 from headstart.strategies.linear import fit_linear_head
-from headstart.training import Stage, TrainingConfig, train
-from headstart.training.config import extend_defaults
+from headstart.training import FitContext, Stage, TrainingConfig, train
 
 
 class LPFTConfig(TrainingConfig):
     """Hyperparameters of LP-FT: the probe's, then fine-tuning's (small, uniform learning rate)."""
 
-    modality_defaults: ClassVar[dict[str, dict[str, Any]]] = extend_defaults(
-        TrainingConfig.modality_defaults, image={"lr": 1e-4, "layer_decay": 1.0},
-        text={"lr": 1e-5, "layer_decay": 1.0})
+    strategy_defaults: ClassVar[dict[str, Any]] = {"layer_decay": 1.0}
 
     probe_c: float | None = Field(None, gt=0, description="Inverse regularization strength of the probe; None "
                                                           "chooses it by cross-validation.")
@@ -38,36 +32,37 @@ class LPFTConfig(TrainingConfig):
     probe_max_iter: int = Field(1000, ge=10, description="Solver iterations of the probe.")
 
 
-@STRATEGIES.register("lp-ft")
-class LinearProbeThenFinetune(Strategy):
+@register_strategy("lp-ft")
+class LinearProbeThenFinetune(TrainedStrategy):
     """Linear probe on cached frozen features, then whole-network fine-tuning starting from the probe."""
 
-    name = "lp-ft"
-    uses_validation = True
     config_class = LPFTConfig
+
+    def stages(self, backbone: Backbone, cfg: Any) -> list[Stage]:
+        return [Stage("all", cfg.epochs, None, cfg.lr, cfg.layer_decay)]
 
     def fit(self, backbone: Backbone, train_data: Dataset, val: Dataset | None, context: FitContext
             ) -> TransferModel:
-        cfg = self.config.resolve(backbone.modality, len(train_data))
+        cfg = self.resolve(backbone.modality, len(train_data))
         features = extract_features(backbone, train_data, cache=context.cache, batch_size=cfg.batch_size,
                                     progress=context.progress)
         head, probe = fit_linear_head(features, train_data.labels, len(train_data.class_names), c=cfg.probe_c,
                                       c_values=cfg.probe_c_values, folds=cfg.probe_folds,
-                                      max_iter=cfg.probe_max_iter, seed=cfg.seed)
+                                      max_iter=cfg.probe_max_iter, seed=context.seed)
         head = head.float()
         probe_head = copy.deepcopy(head)
         tuned = copy.deepcopy(backbone)
-        result = train(tuned, head, train_data, val, [Stage("all", cfg.epochs, None, cfg.lr, cfg.layer_decay)],
-                       cfg, context, run_key=run_key(self, cfg))
+        result = train(tuned, head, train_data, val, self.stages(tuned, cfg), cfg, context,
+                       run_key=run_key(self, cfg))
         probe["val_accuracy"] = self._val_accuracy(backbone, probe_head, val, context, cfg.batch_size)
         tuned_accuracy = (result.best or {}).get("val_accuracy")
         # Fine-tuning on little data (or a short budget) can distort good features; the probe is a model in
         # its own right, so keep it when fine-tuning does not beat it on validation.
         if probe["val_accuracy"] is not None and (tuned_accuracy is None or tuned_accuracy <= probe["val_accuracy"]):
-            return trained_model(self, backbone, probe_head, train_data, cfg, result, backbone_trained=False,
-                                 extra_config={"probe_C": probe["C"], "kept": "probe"},
+            return trained_model(self, backbone, probe_head, train_data, cfg, result, context,
+                                 backbone_trained=False, extra_config={"probe_C": probe["C"], "kept": "probe"},
                                  extra_metrics={"probe": probe, "kept": "probe"})
-        return trained_model(self, tuned, head, train_data, cfg, result,
+        return trained_model(self, tuned, head, train_data, cfg, result, context,
                              extra_config={"probe_C": probe["C"], "kept": "fine-tuned"},
                              extra_metrics={"probe": probe, "kept": "fine-tuned"})
 

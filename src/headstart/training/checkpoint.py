@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from headstart.errors import HeadstartError
-from headstart.outputs import write_json
+from headstart.io import write_json
 
 STATE_FILE = "state.json"
 #: The checkpoint folder inside a run's working folder; dropped when the finished run is published.

@@ -5,37 +5,40 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from headstart.strategies.base import StrategyConfig
+from headstart.data.modality import modality_spec
 from headstart.training.schedules import ScheduleName
 
 
-def extend_defaults(base: dict[str, dict[str, Any]], *, image: dict[str, Any], text: dict[str, Any]
-                    ) -> dict[str, dict[str, Any]]:
-    """``base`` per-modality defaults updated with a subclass's own (for ``modality_defaults``)."""
-    return {"image": {**base.get("image", {}), **image}, "text": {**base.get("text", {}), **text}}
+class StrategyConfig(BaseModel):
+    """Settings every strategy has. Subclasses add theirs, each with a default and help text
+    (``Field(description=...)``): the CLI's ``--set key=value``, ``headstart strategies``, the saved config and
+    the report all read this one definition. Run arguments (seed, budget, output folder) are not settings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    batch_size: int = Field(64, ge=1, description="Examples per batch (feature extraction and training).")
 
 
 class TrainingConfig(StrategyConfig):
-    """Knobs of the shared training loop. A field left at ``None`` takes its per-modality default from
-    ``modality_defaults`` (see :meth:`resolve`); every one can be set explicitly."""
+    """Knobs of the shared training loop. A field left at ``None`` takes its default for the data's modality
+    (see :meth:`resolve`); every one can be set explicitly."""
 
-    modality_defaults: ClassVar[dict[str, dict[str, Any]]] = {
-        "image": {"epochs": 5, "lr": 1e-3, "layer_decay": 0.7, "augment": "light"},
-        "text": {"epochs": 3, "lr": 5e-5, "layer_decay": 0.9, "augment": "off"},
-    }
+    #: This strategy's defaults on every modality, over the modality table's training defaults; the table's
+    #: per-strategy entries win over both.
+    strategy_defaults: ClassVar[dict[str, Any]] = {}
     #: Epoch fields that ``min_steps`` raises when they are left at their default.
     epoch_fields: ClassVar[tuple[str, ...]] = ("epochs",)
 
     batch_size: int = Field(32, ge=1, description="Examples per training step (per process).")
     epochs: int | None = Field(None, ge=0, description="Epochs of the main (whole-network) stage. "
-                                                      "Default: 5 for images, 3 for text, raised to reach `min_steps`.")
+                                                      "Default: per modality, raised to reach `min_steps`.")
     lr: float | None = Field(None, gt=0, description="Peak learning rate of the head and the top layer group. "
-                                                     "Default: 1e-3 for images, 5e-5 for text.")
+                                                     "Default: per modality.")
     layer_decay: float | None = Field(None, gt=0, le=1, description="Layer-wise learning-rate decay: each "
                                       "lower layer group gets the rate of the group above times this. "
-                                      "Default: 0.7 for images, 0.9 for text.")
+                                      "Default: per modality.")
     min_steps: int = Field(100, ge=0, description="Epoch counts left at their default are raised so each "
                            "stage runs at least this many optimisation steps (on one process), and early stopping "
                            "waits for them: on small data a few epochs are only a handful of steps. 0 disables; "
@@ -53,8 +56,8 @@ class TrainingConfig(StrategyConfig):
                                                            "disables clipping.")
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="Label smoothing of the cross-entropy loss.")
     augment: Literal["off", "light", "strong"] | None = Field(
-        None, description="Training augmentation preset of the backbone's collate. Default: 'light' for "
-                          "images, 'off' for text.")
+        None, description="Training augmentation preset of the backbone's collate. Default: per "
+                          "modality ('light' for images, 'off' for text).")
     patience: int | None = Field(3, ge=1, description="Stop a stage after this many epochs without improvement "
                                                      "of `monitor` on the validation set, once it has run "
                                                      "`min_steps` steps; None disables.")
@@ -64,19 +67,25 @@ class TrainingConfig(StrategyConfig):
         "auto", description="Mixed precision: 'auto' is bf16 (fp16 where bf16 is unsupported) on GPU and "
                             "full precision on CPU, where bf16 autocast measured slower.")
 
-    def resolve(self, modality: str, n_examples: int | None = None) -> TrainingConfig:
-        """A copy with every ``None`` field that has a per-modality default filled in for ``modality``.
+    def resolve(self, modality: str, n_examples: int | None = None, strategy: str | None = None
+                ) -> TrainingConfig:
+        """A copy with every ``None`` field filled in with its default for ``modality`` and ``strategy``.
+
+        Defaults come from the modality table (:mod:`headstart.data.modality`): its training defaults, then
+        this class's :attr:`strategy_defaults`, then the table's entries for ``strategy`` on that modality.
 
         Args:
-            modality: ``"image"`` or ``"text"``.
+            modality: A registered modality.
             n_examples: Training examples; with it, defaulted epoch fields are raised to reach ``min_steps``.
+            strategy: The registered name of the strategy (for its per-modality entries).
 
         Example:
             >>> HeadFirstConfig().resolve("text", n_examples=255).head_epochs  # 8 steps/epoch -> 13 epochs
             13
         """
-        defaults = self.modality_defaults.get(modality, {})
-        update = {k: v for k, v in defaults.items() if getattr(self, k) is None}
+        spec = modality_spec(modality)
+        defaults = {**spec.training, **self.strategy_defaults, **spec.strategies.get(strategy or "", {})}
+        update = {k: v for k, v in defaults.items() if k in type(self).model_fields and getattr(self, k) is None}
         if n_examples and self.min_steps:
             floor = math.ceil(self.min_steps / math.ceil(n_examples / self.batch_size))
             update.update({k: max(update[k], floor) for k in self.epoch_fields if update.get(k, 0) > 0})
@@ -84,21 +93,14 @@ class TrainingConfig(StrategyConfig):
 
 
 class HeadFirstConfig(TrainingConfig):
-    """A training config whose run starts with a head-only stage on the frozen backbone.
+    """A training config whose run starts with a head-only stage on the frozen backbone (its defaults, like the
+    head's learning rate, come per modality from the modality table)."""
 
-    The head's default learning rate differs by modality because Adam moves each weight by about the learning
-    rate per step, so the logits move by about ``lr * ||x||_1``: text backbones give L2-normalised embeddings
-    (``||x||_1`` about 15 for MiniLM), image backbones unnormalised pooled activations (hundreds).
-    """
-
-    modality_defaults: ClassVar[dict[str, dict[str, Any]]] = extend_defaults(
-        TrainingConfig.modality_defaults, image={"head_epochs": 1, "head_lr": 2e-3},
-        text={"head_epochs": 1, "head_lr": 3e-2})
     epoch_fields: ClassVar[tuple[str, ...]] = ("epochs", "head_epochs")
 
     head_epochs: int | None = Field(None, ge=0, description="Epochs training only the new head, backbone "
                                     "frozen (its BatchNorm statistics fixed). Default: 1, raised to reach "
                                     "`min_steps`.")
     head_lr: float | None = Field(None, gt=0, description="Peak learning rate of the head-only stage. "
-                                  "Default: 2e-3 for images, 3e-2 for text (normalised embeddings).")
+                                  "Default: per modality (larger for normalised text embeddings).")
 

@@ -26,8 +26,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import DataLoader, DistributedSampler
 
 from headstart.backbones.base import Backbone
+from headstart.backbones.engine import tune_runtime
 from headstart.data.base import Dataset
-from headstart.strategies.base import FitContext
 from headstart.training.checkpoint import (
     CHECKPOINT_DIR,
     load_checkpoint,
@@ -37,6 +37,7 @@ from headstart.training.checkpoint import (
     tensor_digest,
 )
 from headstart.training.config import TrainingConfig
+from headstart.training.context import FitContext
 from headstart.training.early_stopping import EarlyStopping
 from headstart.training.schedules import lr_factor
 
@@ -136,14 +137,6 @@ def train(backbone: Backbone, head: nn.Linear, train_data: Dataset, val_data: Da
     return run.execute()
 
 
-def _tune_runtime() -> None:
-    try:
-        from headstart.runtime import tune_runtime
-    except ImportError:
-        return
-    tune_runtime()
-
-
 def _mixed_precision(precision: str) -> str:
     if precision != "auto":
         return precision
@@ -188,7 +181,7 @@ class _Run:
                  trainable: Callable[[str], bool] | None, regularizer: Regularizer | None) -> None:
         from accelerate import Accelerator
 
-        _tune_runtime()
+        tune_runtime()
         self.started = time.monotonic()
         self.backbone, self.train_data, self.val_data = backbone, train_data, val_data
         # Stages without epochs change nothing; dropping them keeps stage indices in checkpoints meaningful.
@@ -226,6 +219,7 @@ class _Run:
     def _fingerprint(self, run_key: dict[str, Any]) -> str:
         key = {
             "run": run_key,
+            "seed": self.context.seed,
             "stages": [asdict(s) for s in self.stages],
             "backbone": self.backbone.config(),
             "initial_weights": tensor_digest(self.net.state_dict()),
@@ -240,7 +234,7 @@ class _Run:
         # Disjoint shards: with several processes the few examples that do not divide evenly are dropped
         # (a different few each epoch) rather than repeated.
         self.sampler = DistributedSampler(range(n), num_replicas=self.world, rank=self.rank, shuffle=True,
-                                          seed=self.config.seed, drop_last=self.world > 1)
+                                          seed=self.context.seed, drop_last=self.world > 1)
         per_rank = len(self.sampler)
         items, labels, augment = self.train_data.items, self.train_data.labels, self.config.augment or "off"
 
@@ -436,7 +430,7 @@ class _Run:
         if self.stage_epoch == 0:
             self.stopper.new_stage()
         while self.stage_epoch < stage.epochs:
-            _seed_epoch(self.config.seed, self.epoch, self.rank)
+            _seed_epoch(self.context.seed, self.epoch, self.rank)
             self.sampler.set_epoch(self.epoch)
             tic = time.monotonic()
             with _EpochBar(self.context.progress and self.accelerator.is_main_process,

@@ -11,34 +11,23 @@ import pickle
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
-import timm
 import torch
 from safetensors.torch import load_file
-from timm.data import resolve_data_config
-from timm.models import group_modules
 from torch import nn
-from torchvision import transforms as T
 
-from headstart.backbones import register_backbone
-from headstart.backbones.base import (
-    Backbone,
-    ImagePreprocess,
-    Preprocess,
-    SourceHead,
-    preprocess_from_dict,
-)
+from headstart.backbones.base import Backbone, ImagePreprocess, SourceHead, restore_preprocess
+from headstart.backbones.engine import OnnxEngine, tune_runtime
+from headstart.backbones.references import register_backbone
 from headstart.data.image_io import open_image
 from headstart.errors import BackboneError
 from headstart.progress import track
-from headstart.runtime import OnnxEngine, tune_runtime
 
 AUGMENT_PRESETS = ("off", "light", "strong")
 ENGINES = ("auto", "torch", "onnx")
 TORCH_SUFFIXES = {".pth", ".pt", ".bin"}
-P = TypeVar("P", bound=Preprocess)
 
 
 def build_image_transform(preprocess: ImagePreprocess, augment: str = "off") -> Callable[[Any], torch.Tensor]:
@@ -54,6 +43,8 @@ def build_image_transform(preprocess: ImagePreprocess, augment: str = "off") -> 
         >>> transform = build_image_transform(backbone.preprocess, augment="light")
         >>> tensor = transform(open_image("cat.png"))
     """
+    from torchvision import transforms as T  # torchvision and timm take seconds to import: only when used
+
     if augment not in AUGMENT_PRESETS:
         raise ValueError(f"augment must be one of {AUGMENT_PRESETS}, got {augment!r}")
     size = preprocess.input_size
@@ -70,6 +61,8 @@ def build_image_transform(preprocess: ImagePreprocess, augment: str = "off") -> 
 
 def preprocess_from_timm(model: nn.Module) -> ImagePreprocess:
     """The evaluation preprocessing in a timm model's ``pretrained_cfg``."""
+    from timm.data import resolve_data_config
+
     cfg = resolve_data_config({}, model=model)
     return ImagePreprocess(input_size=int(cfg["input_size"][-1]), crop_pct=float(cfg["crop_pct"]),
                            interpolation=str(cfg["interpolation"]), mean=tuple(map(float, cfg["mean"])),
@@ -128,6 +121,8 @@ class TimmBackbone(Backbone):
             matcher = self.module.group_matcher(coarse=True)
         except (AttributeError, NotImplementedError):
             return [self.module]
+        from timm.models import group_modules
+
         groups = group_modules(self.module, matcher)
         return [nn.ModuleList([self.module.get_submodule(name) for name in groups[key]]) for key in sorted(groups)]
 
@@ -241,6 +236,8 @@ def timm_from_state_dict(name: str, state: dict[str, torch.Tensor], source: str)
 
 
 def _create_timm(name: str, *, pretrained: bool) -> nn.Module:
+    import timm
+
     if not timm.is_model(name):
         raise BackboneError(f"unknown timm model {name!r}; list names with `timm.list_models('*pattern*')`")
     try:
@@ -265,15 +262,3 @@ def timm_backbone(argument: str | None, preprocess: dict[str, Any] | None) -> Ti
         model = _create_timm(name, pretrained=True)
         ref = f"timm:{name}"
     return TimmBackbone(model, ref=ref, preprocess=restore_preprocess(preprocess, ImagePreprocess, ref))
-
-
-def restore_preprocess(saved: dict[str, Any] | None, expected: type[P], ref: str) -> P | None:
-    """The preprocessing saved with a model (``None`` when nothing was saved), checked to be of the kind the
-    backbone ``ref`` uses."""
-    if not saved:
-        return None
-    restored = preprocess_from_dict(saved)
-    if not isinstance(restored, expected):
-        raise BackboneError(f"the saved preprocessing is of kind {restored.kind!r}, which backbone {ref} "
-                            f"cannot use; the model folder may have been edited")
-    return restored

@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from headstart.io import default_cache_dir
+
 # mallopt parameter numbers from glibc's <malloc.h>.
 _M_TRIM_THRESHOLD = -1
 _M_TOP_PAD = -2
@@ -63,8 +65,6 @@ def tune_runtime() -> bool:
 
 def onnx_cache_dir() -> Path:
     """Folder holding exported ONNX graphs: ``<headstart cache>/onnx``."""
-    from headstart.features import default_cache_dir
-
     return default_cache_dir() / "onnx"
 
 
@@ -116,11 +116,3 @@ def _export(module: nn.Module, example: torch.Tensor, path: Path) -> None:
     finally:
         tmp.unlink(missing_ok=True)
         module.train(was_training)
-
-
-def is_main_process() -> bool:
-    """Whether this is rank 0 of a torchrun / accelerate launch (or a plain single process).
-
-    Only the main process writes outputs; the others train their shard and return.
-    """
-    return int(os.environ.get("RANK", "0")) == 0

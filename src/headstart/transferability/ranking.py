@@ -1,7 +1,7 @@
 """Backbone ranking: which pre-trained backbone suits a data set, judged from frozen features alone.
 
 Each candidate embeds the training examples once (features are cached, so a later ``fit --strategy linear``
-on the winner is free), then every transferability score of :mod:`headstart.selection` is computed; LEEP
+on the winner is free), then every transferability score of :mod:`headstart.transferability.scores` is computed; LEEP
 and NCE also use the backbone's pre-training classifier when it ships one. Ranking takes seconds to
 minutes where fine-tuning every candidate would take hours.
 
@@ -19,13 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from headstart.backbones import create_backbone, list_backbones
-from headstart.backbones.base import Backbone
-from headstart.calibration import softmax
+from headstart.backbones import Backbone, FeatureCache, create_backbone, extract_features, list_backbones
 from headstart.data.base import Dataset
 from headstart.errors import ConfigError
-from headstart.features import FeatureCache, extract_features
-from headstart.selection import SCORES, score_features
+from headstart.evaluation import softmax
+from headstart.transferability.scores import SCORES, score_features
 
 DEFAULT_SCORE = "logme"
 
@@ -81,7 +79,7 @@ class RankResult:
 
     @property
     def score_names(self) -> list[str]:
-        """Every score computed for at least one backbone, in :data:`~headstart.selection.SCORES` order."""
+        """Every score computed for at least one backbone, in :data:`~headstart.transferability.scores.SCORES` order."""
         present = {name for row in self.rows for name in row.scores}
         return [name for name in SCORES if name in present]
 
@@ -131,7 +129,7 @@ def rank_backbones(dataset: Dataset, backbones: Sequence[str | Backbone], *, sco
         dataset: Labeled examples (usually the training split); at least 2 classes, and 2 examples per class
             for the cross-validated scores.
         backbones: References (``headstart backbones`` lists them) or built backbones.
-        scores: Score names from :data:`~headstart.selection.SCORES`; default every applicable one (LEEP
+        scores: Score names from :data:`~headstart.transferability.scores.SCORES`; default every applicable one (LEEP
             and NCE only for backbones with a pre-training classifier; backbones without one rank last by
             them). ``sort_by`` is always included.
         sort_by: The score to rank by.
@@ -167,7 +165,7 @@ def rank_backbones(dataset: Dataset, backbones: Sequence[str | Backbone], *, sco
         probs = source_probabilities(net, features)
         names = wanted
         if names is not None and probs is None:
-            names = [n for n in names if SCORES[n].needs == "features"]
+            names = [n for n in names if SCORES.get(n).needs == "features"]
         computed = score_features(features, dataset.labels, source_probs=probs, scores=names)
         rows.append(BackboneScores(net.ref, net.feature_dim, {k: v["value"] for k, v in computed.items()},
                                    {k: round(v["seconds"], 4) for k, v in computed.items()},

@@ -14,14 +14,7 @@ import numpy as np
 
 from headstart.backbones.base import Backbone
 from headstart.data.base import Dataset
-
-
-def default_cache_dir() -> Path:
-    """``$HEADSTART_CACHE``, else ``$XDG_CACHE_HOME/headstart``, else ``~/.cache/headstart``."""
-    if os.environ.get("HEADSTART_CACHE"):
-        return Path(os.environ["HEADSTART_CACHE"])
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "headstart"
+from headstart.io import default_cache_dir
 
 
 class FeatureCache:

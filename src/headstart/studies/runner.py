@@ -1,9 +1,9 @@
 """Learning-curve studies: several strategies trained on growing subsets of the training data, several seeds.
 
-Every run goes through :func:`headstart.api.fit` (no model folder is written) and is measured on one fixed
+Every run goes through :func:`headstart.fitting.fit_splits` (no model folder is written) and is measured on one fixed
 held-out test set, so sizes, seeds and strategies are comparable. Frozen-feature strategies (``linear``)
 slice the features of the whole training split, computed once, so their runs are nearly free. The records
-feed :mod:`headstart.study`: mean ± spread per size, gains over ``scratch``, data savings and the
+feed :mod:`headstart.studies.statistics`: mean ± spread per size, gains over ``scratch``, data savings and the
 negative-transfer verdict.
 
 Example:
@@ -14,21 +14,21 @@ Example:
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from headstart.backbones import create_backbone
-from headstart.backbones.base import Backbone
-from headstart.data.base import Dataset
-from headstart.data.splits import DataSplits, fraction_subset, sample_per_class, stratified_split
+from headstart.backbones import Backbone, FeatureCache, create_backbone, extract_features
+from headstart.data import Dataset, DataSplits, fraction_subset, sample_per_class, stratified_split
 from headstart.errors import ConfigError, DataError
-from headstart.features import FeatureCache, extract_features
+from headstart.fitting import check_modality, complete_splits, fit_splits
 from headstart.strategies import get_strategy
-from headstart.study import (
+from headstart.studies.statistics import (
     Gain,
     RunRecord,
     Savings,
@@ -39,6 +39,7 @@ from headstart.study import (
     summarise,
     transfer_verdict,
 )
+from headstart.training import FitContext
 
 BASELINE = "scratch"
 SIZE_LABEL = "examples/class"
@@ -65,7 +66,7 @@ class CompareResult:
         sizes: Training-set sizes in examples per class, ascending.
         n_test: Size of the fixed test set every run is measured on.
         test_source: ``"test split"`` or how the hold-out was made.
-        records: One :class:`~headstart.study.RunRecord` per completed run (``size`` in examples/class).
+        records: One :class:`~headstart.studies.statistics.RunRecord` per completed run (``size`` in examples/class).
         skipped: Runs left out because of the time budget.
         summary: Mean ± std per strategy and size.
         gains: Each transfer strategy minus ``scratch``, per size.
@@ -219,16 +220,13 @@ def compare_strategies(splits: DataSplits, *, strategies: Sequence[str], backbon
     Returns:
         A :class:`CompareResult`.
     """
-    from headstart.api import fit
-
     strategies = list(dict.fromkeys(strategies))
     if not strategies:
         raise ConfigError("compare needs at least one strategy, e.g. --strategies linear,finetune,scratch")
     if seeds < 1:
         raise ConfigError(f"seeds must be at least 1, got {seeds}")
     routed = strategy_settings(strategies, settings or {})
-    for name in strategies:
-        get_strategy(name, **routed[name])  # validates names and settings before any work
+    chosen = {name: get_strategy(name, **routed[name]) for name in strategies}  # validated before any work
     train, val, test = splits.train, splits.val, splits.test
     test_source = "the data's test split"
     if test is None:
@@ -237,9 +235,7 @@ def compare_strategies(splits: DataSplits, *, strategies: Sequence[str], backbon
         test_source = f"a fixed stratified {test_fraction:.0%} hold-out of the training data (seed 0)"
     plan = _plan_sizes(train, fractions, shots)
     net = create_backbone(backbone) if isinstance(backbone, str) else backbone
-    if net.modality != train.modality:
-        raise ConfigError(f"backbone {net.ref!r} is for {net.modality} data but {splits.source} holds "
-                          f"{train.modality} data; choose a {train.modality} backbone (see `headstart backbones`)")
+    check_modality(net, splits)
     sliced = SlicedFeatureCache(cache, net, [p for p in (train, val, test) if p is not None])
     result = CompareResult(splits.source, net.ref, strategies, [size for size, _ in plan], len(test), test_source)
     started = time.perf_counter()
@@ -259,8 +255,12 @@ def compare_strategies(splits: DataSplits, *, strategies: Sequence[str], backbon
                             on_run(skip)
                         continue
                 run_started, embedding = time.perf_counter(), sliced.seconds_
-                model = fit(DataSplits(part, val, test, splits.source), backbone=net, strategy=name, seed=seed,
-                            cache=sliced, progress=False, val_fraction=val_fraction, **routed[name])
+                run = complete_splits(DataSplits(part, val, test, splits.source),
+                                      needs_val=chosen[name].uses_validation, seed=seed, val_fraction=val_fraction,
+                                      test_fraction=0.0)
+                with tempfile.TemporaryDirectory(prefix="headstart-") as workdir:
+                    context = FitContext(Path(workdir), seed=seed, cache=sliced, progress=False)
+                    model = fit_splits(run, net, chosen[name], context)
                 seconds = time.perf_counter() - run_started
                 # The one-off embedding of the whole data is not a cost of the next runs.
                 last[name] = (size, seconds - (sliced.seconds_ - embedding))

@@ -6,11 +6,11 @@ from typing import Any
 
 import numpy as np
 
-from headstart.calibration import reliability_bins
+from headstart.backbones.features import FeatureCache, extract_features
 from headstart.data.base import Dataset
-from headstart.errors import DataError
-from headstart.features import FeatureCache, extract_features
-from headstart.metrics import classification_metrics
+from headstart.errors import ConfigError, DataError
+from headstart.evaluation.calibration import expected_calibration_error, fit_temperature, reliability_bins
+from headstart.evaluation.metrics import classification_metrics
 from headstart.model import TransferModel
 
 
@@ -42,7 +42,7 @@ def dataset_logits(model: TransferModel, dataset: Dataset, *, batch_size: int = 
 
 def evaluate_dataset(model: TransferModel, dataset: Dataset, *, batch_size: int = 64, progress: bool = False,
                      cache: FeatureCache | None = None) -> dict[str, Any]:
-    """Metrics of ``model`` on ``dataset`` (see :func:`headstart.metrics.classification_metrics`), logits
+    """Metrics of ``model`` on ``dataset`` (see :func:`headstart.evaluation.metrics.classification_metrics`), logits
     from :func:`dataset_logits`."""
     labels = aligned_labels(model, dataset)
     logits = dataset_logits(model, dataset, batch_size=batch_size, progress=progress, cache=cache)
@@ -52,9 +52,26 @@ def evaluate_dataset(model: TransferModel, dataset: Dataset, *, batch_size: int 
     return metrics
 
 
-def evaluate_model(model: TransferModel, data: Any, *, batch_size: int = 64, progress: bool = False
-                   ) -> dict[str, Any]:
-    """Metrics on a :class:`Dataset` or on a data path in any format ``fit`` accepts."""
-    from headstart.api import evaluate
+def calibrate_model(model: TransferModel, val: Dataset, test: Dataset | None, *, cache: FeatureCache | None = None,
+                    batch_size: int = 64, progress: bool = False) -> dict[str, Any]:
+    """Fit ``model.temperature`` on ``val`` (in place) so confidences match accuracy.
 
-    return evaluate(model, data, batch_size=batch_size, progress=progress)
+    Returns:
+        ``temperature``, what it was fitted on, and the ECE of ``val`` (and ``test``) before and after.
+
+    Raises:
+        ConfigError: ``val`` is empty.
+    """
+    if len(val) == 0:
+        raise ConfigError("calibration needs validation data: give a val split or a val_fraction above 0")
+    parts = {name: part for name, part in (("val", val), ("test", test)) if part is not None}
+    logits = {name: (dataset_logits(model, part, batch_size=batch_size, progress=progress, cache=cache),
+                     aligned_labels(model, part)) for name, part in parts.items()}
+
+    def ece() -> dict[str, float]:
+        return {name: expected_calibration_error(model.proba_from_logits(z), y) for name, (z, y) in logits.items()}
+
+    before = ece()
+    model.temperature = fit_temperature(*logits["val"])
+    return {"temperature": model.temperature, "fitted_on": f"val split ({len(val)} examples)",
+            "ece_before": before, "ece_after": ece()}

@@ -1,4 +1,5 @@
-"""Output folders that are never clobbered and never left half-written.
+"""Files and folders: output folders that are never clobbered nor left half-written, atomic writes, the cache
+folder, and which process writes.
 
 A run works in ``<out>.partial/`` (checkpoints live there, so an interrupted run resumes from it) and, when it
 is done, the finished folder replaces ``<out>`` in one rename. An existing ``<out>`` is replaced only with
@@ -14,7 +15,25 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from headstart.errors import OutputExistsError
+
+
+def default_cache_dir() -> Path:
+    """``$HEADSTART_CACHE``, else ``$XDG_CACHE_HOME/headstart``, else ``~/.cache/headstart``."""
+    if os.environ.get("HEADSTART_CACHE"):
+        return Path(os.environ["HEADSTART_CACHE"])
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "headstart"
+
+
+def is_main_process() -> bool:
+    """Whether this is rank 0 of a torchrun / accelerate launch (or a plain single process).
+
+    Only the main process writes outputs; the others train their shard and return.
+    """
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def check_output(out: str | Path, *, force: bool) -> Path:
@@ -70,8 +89,6 @@ def write_bytes(path: str | Path, data: bytes) -> None:
 
 
 def _json_default(value: Any) -> Any:
-    import numpy as np
-
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):

@@ -26,6 +26,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from headstart.errors import ConfigError, DataError
+from headstart.registry import Registry
 
 # LogME's fixed-point iteration: it usually converges in fewer than 10 steps. The damping keeps alpha and
 # beta finite when the weights or the residual vanish (it is the reference implementation's constant).
@@ -273,14 +274,14 @@ class ScoreSpec(NamedTuple):
     higher_is_better: bool
 
 
-SCORES: dict[str, ScoreSpec] = {
-    "logme": ScoreSpec(logme, "features", True),
-    "hscore": ScoreSpec(hscore, "features", True),
-    "knn": ScoreSpec(knn_accuracy, "features", True),
-    "linear_probe": ScoreSpec(linear_probe_accuracy, "features", True),
-    "leep": ScoreSpec(leep, "source_probs", True),
-    "nce": ScoreSpec(_nce_from_source_probs, "source_probs", True),
-}
+#: Every transferability score, by name; ``rank --score`` and ``--scores`` choose among them.
+SCORES: Registry[ScoreSpec] = Registry("transferability score")
+SCORES.add("logme", ScoreSpec(logme, "features", True))
+SCORES.add("hscore", ScoreSpec(hscore, "features", True))
+SCORES.add("knn", ScoreSpec(knn_accuracy, "features", True))
+SCORES.add("linear_probe", ScoreSpec(linear_probe_accuracy, "features", True))
+SCORES.add("leep", ScoreSpec(leep, "source_probs", True))
+SCORES.add("nce", ScoreSpec(_nce_from_source_probs, "source_probs", True))
 
 
 def score_features(features: np.ndarray, labels: np.ndarray, source_probs: np.ndarray | None = None,
@@ -309,7 +310,7 @@ def score_features(features: np.ndarray, labels: np.ndarray, source_probs: np.nd
         if unknown:
             raise ConfigError(f"unknown transferability score(s) {', '.join(unknown)}; "
                               f"choose from: {', '.join(SCORES)}")
-        missing = [name for name in names if SCORES[name].needs == "source_probs" and source_probs is None]
+        missing = [name for name in names if SCORES.get(name).needs == "source_probs" and source_probs is None]
         if missing:
             raise ConfigError(f"{', '.join(missing)} need the source model's class probabilities "
                               f"(source_probs); pass them or drop these scores")
@@ -318,7 +319,7 @@ def score_features(features: np.ndarray, labels: np.ndarray, source_probs: np.nd
     # One BLAS thread: small problems, and multi-threaded OpenBLAS was measured far slower on 2 loaded cores.
     with threadpool_limits(limits=1, user_api="blas"):
         for name in names:
-            spec = SCORES[name]
+            spec = SCORES.get(name)
             start = time.perf_counter()
             value = spec.function(inputs[spec.needs], labels)
             results[name] = {"value": float(value), "seconds": time.perf_counter() - start}

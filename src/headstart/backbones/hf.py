@@ -11,19 +11,19 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
-from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
-from transformers.utils import logging as hf_logging
 
-from headstart.backbones import register_backbone
-from headstart.backbones.base import Backbone, TextPreprocess
-from headstart.backbones.vision import restore_preprocess
+from headstart.backbones.base import Backbone, TextPreprocess, restore_preprocess
+from headstart.backbones.engine import tune_runtime
+from headstart.backbones.references import register_backbone
 from headstart.errors import BackboneError
-from headstart.runtime import tune_runtime
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 POOLINGS = ("mean", "cls", "max")
 _ST_PREFIX = "sentence_transformers.models."
@@ -127,6 +127,10 @@ def load_text_folder(folder: str | Path, *, ref: str, preprocess: TextPreprocess
     """
     folder = Path(folder)
     model_dir, pooling, normalize, default = _sentence_transformers_layout(folder)
+    # transformers takes seconds to import: only text backbones that are built pay for it.
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
     # transformers draws a per-tensor "Loading weights" bar even for local files; it says nothing useful and
     # breaks --quiet and piped output.
     hf_logging.disable_progress_bar()

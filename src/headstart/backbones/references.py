@@ -1,0 +1,108 @@
+"""The registry of backbone names and ``scheme:`` prefixes, and the one resolver of reference strings.
+
+References:
+    ``efficientnet_lite0``, ``minilm``, ``glove``   bundled weights, work offline
+    ``timm:<model-name>``                          any timm model (weights from the Hugging Face hub, or a
+                                                   local file: ``timm:<model-name>@/path/weights.safetensors``)
+    ``hf:<hub-id-or-local-folder>``                a transformers / sentence-transformers text encoder
+    ``ckpt:<folder>``                              the backbone of a model saved by headstart (a source model
+                                                   you trained first on related data)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from headstart.backbones.base import Backbone, ImagePreprocess
+from headstart.errors import BackboneError, ConfigError
+from headstart.registry import Registry
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """A registered backbone name or scheme.
+
+    Attributes:
+        name: Exact name (``"minilm"``) or scheme with a trailing colon (``"timm:"``).
+        modality: A registered modality, or several joined by ``/`` for schemes that serve more than one.
+        offline: Whether it works with no network (bundled weights or local files).
+        bundled: Whether its weights ship with headstart's dependencies (what ``backbone="auto"`` ranks).
+        description: One line for ``headstart backbones``.
+        factory: ``factory(argument, preprocess) -> Backbone``; ``argument`` is what follows the scheme
+            (``None`` for exact names), ``preprocess`` an optional saved preprocessing dict to restore.
+    """
+
+    name: str
+    modality: str
+    offline: bool
+    description: str
+    factory: Callable[[str | None, dict[str, Any] | None], Backbone]
+    bundled: bool = False
+
+
+#: Every backbone name and ``scheme:``; a family registers itself when its module is imported.
+BACKBONES: Registry[BackboneSpec] = Registry("backbone", BackboneError)
+
+
+def register_backbone(name: str, *, modality: str, offline: bool, description: str, bundled: bool = False
+                      ) -> Callable[[Callable[..., Backbone]], Callable[..., Backbone]]:
+    """Decorator registering a backbone factory under an exact name or a ``scheme:``."""
+
+    def add(factory: Callable[..., Backbone]) -> Callable[..., Backbone]:
+        BACKBONES.add(name, BackboneSpec(name, modality, offline, description, factory, bundled))
+        return factory
+
+    return add
+
+
+def list_backbones() -> list[BackboneSpec]:
+    """Every registered backbone name and scheme, bundled ones first."""
+    return sorted((spec for _, spec in BACKBONES.items()), key=lambda s: (not s.offline, s.name.endswith(":"), s.name))
+
+
+def create_backbone(ref: str, *, preprocess: dict[str, Any] | None = None) -> Backbone:
+    """Build the backbone that ``ref`` names.
+
+    Args:
+        ref: A bundled name or ``scheme:argument`` (see the module docstring).
+        preprocess: A saved preprocessing dict to restore instead of the weights' default.
+
+    Raises:
+        BackboneError: Unknown name, or weights that cannot be found or loaded.
+    """
+    if ref in BACKBONES and not ref.endswith(":"):
+        return BACKBONES.get(ref).factory(None, preprocess)
+    scheme, sep, argument = ref.partition(":")
+    if sep and f"{scheme}:" in BACKBONES and argument:
+        return BACKBONES.get(f"{scheme}:").factory(argument, preprocess)
+    names = ", ".join(s.name + ("<name>" if s.name.endswith(":") else "") for s in list_backbones())
+    raise BackboneError(f"unknown backbone {ref!r}; use one of: {names} (see `headstart backbones`)")
+
+
+def with_image_size(backbone: str | Backbone, image_size: int | None) -> Backbone:
+    """``backbone`` built (or rebuilt) so that it takes ``image_size``-pixel square inputs.
+
+    Pre-trained convolutional networks work at other resolutions than the one they were trained at; small
+    source images (28 px Fashion-MNIST) lose nothing at 128 px, and a step costs about a third of one at
+    224 px. The size is part of the preprocessing, so it is saved with the model and in feature-cache keys.
+
+    Args:
+        backbone: A reference or a built backbone. A built one whose size differs is rebuilt from its
+            reference, so its weights are reloaded: resize before changing weights, not after.
+        image_size: Side of the model input in pixels; ``None`` keeps the backbone's own.
+
+    Raises:
+        ConfigError: ``image_size`` for a text backbone, or below 16 pixels.
+    """
+    net = create_backbone(backbone) if isinstance(backbone, str) else backbone
+    if image_size is None:
+        return net
+    if net.modality != "image" or not isinstance(net.preprocess, ImagePreprocess):
+        raise ConfigError(f"--image-size applies to image backbones; {net.ref!r} is a {net.modality} backbone")
+    if image_size < 16:
+        raise ConfigError(f"--image-size must be at least 16 pixels, not {image_size}")
+    if net.preprocess.input_size == image_size:
+        return net
+    return create_backbone(net.ref, preprocess={**net.preprocess.to_dict(), "input_size": image_size})

@@ -1,0 +1,97 @@
+"""The core of every training run: fit a strategy on already-split data, then measure the model.
+
+``headstart.fit``, ``compare`` (each of its runs) and any other caller that trains go through
+:func:`fit_splits`, so a model's metrics mean the same thing wherever it was trained.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from headstart.backbones import Backbone
+from headstart.data import DataSplits, stratified_split
+from headstart.data.balance import imbalance_warning
+from headstart.errors import ConfigError
+from headstart.evaluation import calibrate_model, evaluate_dataset
+from headstart.model import TransferModel
+from headstart.strategies import Strategy
+from headstart.training import FitContext
+
+
+def check_modality(backbone: Backbone, splits: DataSplits) -> None:
+    """Refuse a backbone made for another kind of data than ``splits`` holds.
+
+    Raises:
+        ConfigError: Names both modalities and where to find a fitting backbone.
+    """
+    if backbone.modality != splits.train.modality:
+        raise ConfigError(f"backbone {backbone.ref!r} is for {backbone.modality} data but {splits.source} holds "
+                          f"{splits.train.modality} data; choose a {splits.train.modality} backbone "
+                          "(see `headstart backbones`)")
+
+
+def complete_splits(splits: DataSplits, *, needs_val: bool, seed: int, val_fraction: float,
+                    test_fraction: float) -> DataSplits:
+    """``splits`` with a stratified test split carved from train when it has none (``test_fraction``), and a
+    validation split when ``needs_val`` and it has none (``val_fraction`` of what is left)."""
+    train, val, test = splits.train, splits.val, splits.test
+    if test is None and test_fraction > 0:
+        parts = stratified_split(train, val_fraction=0.0, test_fraction=test_fraction, seed=seed)
+        train, test = parts.train, parts.test
+    if val is None and needs_val and val_fraction > 0:
+        parts = stratified_split(train, val_fraction=val_fraction, test_fraction=0.0, seed=seed)
+        train, val = parts.train, parts.val
+    return DataSplits(train=train, val=val, test=test, source=splits.source, skipped=list(splits.skipped))
+
+
+def describe(splits: DataSplits) -> dict[str, Any]:
+    """The data summary stored in ``metrics["data"]``: source, modality, classes and split sizes."""
+    info: dict[str, Any] = {"source": splits.source, "modality": splits.train.modality,
+                            "classes": splits.train.class_names}
+    for name in ("train", "val", "test"):
+        part = getattr(splits, name)
+        if part is not None:
+            info[f"n_{name}"] = len(part)
+    if splits.skipped:
+        info["skipped"] = [str(s) for s in splits.skipped]
+    return info
+
+
+def fit_splits(splits: DataSplits, backbone: Backbone, strategy: Strategy, context: FitContext, *,
+               calibrate: bool = False) -> TransferModel:
+    """Train ``strategy`` on ``splits.train`` (selecting on ``splits.val``) and measure it.
+
+    Args:
+        splits: Already split data; ``val`` is used for model selection and calibration, ``test`` only to
+            measure the finished model.
+        backbone: Where the knowledge comes from; it is not modified.
+        strategy: How it is transferred.
+        context: Working folder, seed, feature cache, progress and budget of the run.
+        calibrate: Fit a softmax temperature on ``splits.val`` (ECE before and after in the metrics).
+
+    Returns:
+        The model; its ``metrics`` hold the data summary, warnings, training history, calibration and the
+        validation and test metrics.
+
+    Raises:
+        ConfigError: A backbone of another modality, or ``calibrate`` without validation data.
+    """
+    check_modality(backbone, splits)
+    if calibrate and splits.val is None:
+        raise ConfigError("calibration needs validation data: give a val split or a val_fraction above 0")
+    model = strategy.fit(backbone, splits.train, splits.val, context)
+    metrics: dict[str, Any] = {"data": describe(splits), "backbone": backbone.ref, "strategy": strategy.name,
+                               **model.metrics}
+    warning = imbalance_warning(splits.train.class_counts(), splits.train.class_names)
+    if warning:
+        metrics["warnings"] = [warning]
+    batch_size = strategy.config.batch_size
+    if calibrate:
+        metrics["calibration"] = calibrate_model(model, splits.val, splits.test, cache=context.cache,
+                                                 batch_size=batch_size, progress=context.progress)
+    for name, part in (("val", splits.val), ("test", splits.test)):
+        if part is not None:
+            metrics[name] = evaluate_dataset(model, part, batch_size=batch_size, progress=context.progress,
+                                             cache=context.cache)
+    model.metrics = metrics
+    return model

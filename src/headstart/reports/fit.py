@@ -1,0 +1,45 @@
+"""The report of one trained model: headline metrics, confusion matrix, calibration, training curves."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+from headstart.data import DataSplits
+from headstart.model import TransferModel
+from headstart.reports.html import calibration_section, cards, evaluation_section, page, table, write_page
+from headstart.reports.plots import history_plot
+from headstart.reports.ranking import ranking_section
+
+
+def fit_report(model: TransferModel, splits: DataSplits | None = None) -> str:
+    """The HTML report of a ``fit`` run: data, backbone, strategy, results, training curves."""
+    m = model.metrics
+    data = m.get("data", {})
+    subtitle = (f"{model.strategy} transfer from {model.backbone.ref} to {data.get('source', 'data')} "
+                f"({len(model.class_names)} classes)")
+    sizes = [[name, data[f"n_{name}"]] for name in ("train", "val", "test") if f"n_{name}" in data]
+    sections = [cards([(f"{name} examples", str(n)) for name, n in sizes]
+                      + [("seconds", f"{m.get('seconds', 0):.1f}")])]
+    if data.get("skipped"):
+        sections.append(f"<p class='warn'>{len(data['skipped'])} unreadable images were skipped: "
+                        f"{html.escape(', '.join(data['skipped'][:10]))}</p>")
+    sections.extend(f"<p class='warn'>Warning: {html.escape(w)}</p>" for w in m.get("warnings", []))
+    if "backbone_ranking" in m:
+        sections.append(ranking_section("Backbone choice (--backbone auto)", m["backbone_ranking"]))
+    if "calibration" in m:
+        sections.append(calibration_section(m["calibration"]))
+    for name in ("test", "val"):
+        if name in m:
+            sections.append(evaluation_section(f"Results on the {name} split", m[name], model.class_names))
+    history = m.get("train", {}).get("history")
+    if history:
+        sections.append(f"<h2>Training</h2><img alt='training curves' src='{history_plot(history)}'>")
+    settings = [[k, v] for k, v in model.strategy_config.items()]
+    sections.append("<h2>Settings</h2>" + table(["setting", "value"], settings))
+    return page("headstart fit report", subtitle, sections)
+
+
+def write_fit_report(folder: str | Path, model: TransferModel, splits: DataSplits | None = None) -> Path:
+    """Write the fit ``report.html`` into ``folder`` atomically; returns its path."""
+    return write_page(folder, fit_report(model, splits))

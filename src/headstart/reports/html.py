@@ -1,0 +1,93 @@
+"""The building blocks of headstart's self-contained HTML reports (plots embedded as images)."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+from headstart.io import write_bytes
+from headstart.reports.plots import confusion_matrix_plot, reliability_plot
+
+STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1000px;margin:2em auto;
+     padding:0 1em;color:#1d2330;line-height:1.45}
+h1{font-size:1.6em;margin-bottom:.2em} h2{font-size:1.2em;margin-top:1.8em;border-bottom:1px solid #dde}
+.sub{color:#5a6275;margin-top:0}
+.cards{display:flex;flex-wrap:wrap;gap:.8em;margin:1em 0}
+.card{background:#f3f5fa;border-radius:8px;padding:.6em 1em;min-width:8em}
+.card b{display:block;font-size:1.4em} .card span{color:#5a6275;font-size:.85em}
+table{border-collapse:collapse;font-size:.9em} td,th{padding:.25em .7em;border-bottom:1px solid #e5e8f0;
+     text-align:right} th:first-child,td:first-child{text-align:left}
+.warn{background:#fff4e0;border-left:4px solid #f0a020;padding:.5em 1em}
+.verdict{padding:.5em 1em;border-left:4px solid #8a93a6;background:#f3f5fa}
+.verdict.positive{border-color:#2e9d55;background:#e9f7ee} .verdict.negative{border-color:#d0453a;background:#fdecea}
+img{max-width:100%} .figs{display:flex;flex-wrap:wrap;gap:1.5em;align-items:flex-start}
+"""
+
+
+def page(title: str, subtitle: str, sections: list[str]) -> str:
+    """A complete HTML page with the report style."""
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
+            f"<p class='sub'>{html.escape(subtitle)}</p>{''.join(sections)}</body></html>")
+
+
+def cards(values: list[tuple[str, str]]) -> str:
+    """A row of headline numbers."""
+    items = "".join(f"<div class='card'><b>{html.escape(v)}</b><span>{html.escape(k)}</span></div>"
+                    for k, v in values)
+    return f"<div class='cards'>{items}</div>"
+
+
+def table(header: list[str], rows: list[list[Any]]) -> str:
+    """An HTML table; floats are shown with three decimals."""
+    def cell(value: Any) -> str:
+        if value is None:
+            return "–"
+        return f"{value:.3f}" if isinstance(value, float) else html.escape(str(value))
+
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def evaluation_section(title: str, metrics: dict[str, Any], class_names: list[str]) -> str:
+    """Headline metrics, per-class table, confusion matrix and reliability diagram of one evaluation."""
+    parts = [f"<h2>{html.escape(title)}</h2>",
+             cards([("accuracy", f"{metrics['accuracy']:.1%}"),
+                    ("balanced accuracy", f"{metrics['balanced_accuracy']:.1%}"),
+                    ("macro F1", f"{metrics['macro_f1']:.3f}"),
+                    ("calibration error (ECE)", f"{metrics['ece']:.3f}"),
+                    ("examples", str(metrics.get("n_examples", "")))])]
+    per_class = metrics.get("per_class", {})
+    rows = [[name, per_class[name]["precision"], per_class[name]["recall"], per_class[name]["f1"],
+             per_class[name]["support"]] for name in class_names if name in per_class]
+    figures = [f"<img alt='confusion matrix' src='{confusion_matrix_plot(metrics['confusion_matrix'], class_names)}'>"]
+    if "reliability" in metrics:
+        diagram = reliability_plot(metrics["reliability"], metrics["ece"])
+        figures.append(f"<img alt='reliability diagram' src='{diagram}'>")
+    parts.append(f"<div class='figs'>{''.join(figures)}</div>")
+    parts.append(table(["class", "precision", "recall", "F1", "support"], rows))
+    return "".join(parts)
+
+
+def calibration_section(calibration: dict[str, Any]) -> str:
+    """Temperature scaling: the fitted temperature and ECE per split before and after it."""
+    before, after = calibration["ece_before"], calibration["ece_after"]
+    rows = [[f"{name} split" + (" (fitted here, optimistic)" if name == "val" else ""), before[name],
+             after[name]] for name in ("test", "val") if name in before]
+    t = calibration["temperature"]
+    effect = ("the model was overconfident, so probabilities are softened" if t > 1 else
+              "the model was underconfident, so probabilities are sharpened")
+    return (f"<h2>Calibration</h2><p>Softmax temperature <b>{t:.3f}</b> fitted on the "
+            f"{html.escape(calibration['fitted_on'])}: {effect}; predictions and accuracy are unchanged. "
+            f"Expected calibration error (lower is better); the results below use the temperature:</p>"
+            + table(["evaluated on", "ECE before", "ECE after"], rows))
+
+
+def write_page(folder: str | Path, content: str) -> Path:
+    """Write ``report.html`` into ``folder`` atomically; returns its path."""
+    path = Path(folder) / "report.html"
+    write_bytes(path, content.encode())
+    return path

@@ -1,0 +1,63 @@
+"""The report of a learning-curve study: curves, verdicts, savings and every run."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+from headstart.reports.html import cards, page, table, write_page
+from headstart.reports.plots import learning_curve_plot
+from headstart.studies import SIZE_LABEL, CompareResult
+
+
+def compare_report(result: CompareResult) -> str:
+    """The HTML report of ``headstart compare``: learning curves, verdicts, savings, tables."""
+    subtitle = (f"{', '.join(result.strategies)} from {result.backbone} on {result.source}; tested on "
+                f"{result.n_test} examples ({result.test_source})")
+    runs = len(result.records)
+    sections = [cards([("runs", str(runs)), ("skipped (time budget)", str(len(result.skipped))),
+                       ("sizes", ", ".join(f"{s:g}" for s in result.sizes) + f" {SIZE_LABEL}"),
+                       ("seconds", f"{result.seconds:.0f}")])]
+    sections.append("<h2>Verdict</h2>")
+    for verdict in result.verdicts:
+        sections.append(f"<p class='verdict {verdict.status}'><b>{html.escape(verdict.strategy)}</b>: "
+                        f"{html.escape(verdict.message)}</p>")
+    for saving in result.savings:
+        sections.append(f"<p>Data savings: {html.escape(saving.message)}</p>")
+    sections.extend(f"<p class='warn'>{html.escape(note)}</p>" for note in result.notes)
+    if result.summary:
+        curves: dict[str, dict[str, list[Any]]] = {}
+        for row in result.summary:
+            curve = curves.setdefault(row.strategy, {"size": [], "mean": [], "std": [], "points": []})
+            curve["size"].append(row.size)
+            curve["mean"].append(row.mean)
+            curve["std"].append(row.std or 0.0)
+        for record in result.records:
+            curves[record.strategy]["points"].append((record.size, record.accuracy))
+        sections.append(f"<h2>Learning curves</h2><img alt='learning curves' "
+                        f"src='{learning_curve_plot(curves, SIZE_LABEL)}'>")
+        sections.append("<h2>Test accuracy per size</h2>" + table(
+            ["strategy", SIZE_LABEL, "seeds", "mean", "std", "95% CI"],
+            [[r.strategy, f"{r.size:g}", r.n_seeds, r.mean, r.std,
+              "–" if r.ci_low is None else f"{r.ci_low:.3f} – {r.ci_high:.3f}"] for r in result.summary]))
+    if result.gains:
+        sections.append("<h2>Gain over scratch</h2>" + table(
+            ["strategy", SIZE_LABEL, "difference", "95% CI", "p-value"],
+            [[g.strategy, f"{g.size:g}", f"{g.difference * 100:+.1f} points",
+              "–" if g.ci_low is None else f"{g.ci_low * 100:+.1f} – {g.ci_high * 100:+.1f}",
+              "–" if g.p_value is None else f"{g.p_value:.2g}"] for g in result.gains]))
+    if result.skipped:
+        sections.append("<h2>Skipped runs</h2>" + table(
+            ["strategy", SIZE_LABEL, "seed", "reason"],
+            [[s.strategy, f"{s.size:g}", s.seed, s.reason] for s in result.skipped]))
+    sections.append("<h2>Every run</h2>" + table(
+        ["strategy", SIZE_LABEL, "seed", "training examples", "accuracy", "balanced accuracy", "ECE", "seconds"],
+        [[r.strategy, f"{r.size:g}", r.seed, r.n_train, r.accuracy, r.metrics.get("balanced_accuracy"),
+          r.metrics.get("ece"), r.seconds] for r in result.records]))
+    return page("headstart compare report", subtitle, sections)
+
+
+def write_compare_report(folder: str | Path, result: CompareResult) -> Path:
+    """Write the compare ``report.html`` into ``folder`` atomically; returns its path."""
+    return write_page(folder, compare_report(result))
