@@ -24,7 +24,7 @@ from headstart.errors import ConfigError
 from headstart.model import TransferModel
 from headstart.registry import Registry
 from headstart.training import FitContext, Stage, StrategyConfig, TrainingConfig, TrainResult, train
-from headstart.training.loop import Regularizer
+from headstart.training.network import Regularizer
 
 
 class Strategy(ABC):

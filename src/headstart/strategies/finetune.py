@@ -17,7 +17,7 @@ from torch import nn
 from headstart.backbones import Backbone
 from headstart.strategies.base import TrainedStrategy, head_stage, register_strategy
 from headstart.training import Classifier, HeadFirstConfig, Stage, TrainingConfig
-from headstart.training.loop import Regularizer
+from headstart.training.network import Regularizer
 
 
 class FinetuneConfig(HeadFirstConfig):

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from headstart.data.base import Dataset
 from headstart.errors import HeadstartError
 from headstart.io import write_json
+from headstart.training.network import Classifier
+from headstart.training.stages import Stage
 
 STATE_FILE = "state.json"
 #: The checkpoint folder inside a run's working folder; dropped when the finished run is published.
@@ -35,6 +39,38 @@ def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
         digest.update(f"{name}:{flat.dtype}:{tuple(tensor.shape)}".encode())
         digest.update(flat.view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+def run_fingerprint(run_key: dict[str, Any], *, seed: int, stages: list[Stage], net: Classifier,
+                    train_data: Dataset, val_data: Dataset | None, processes: int) -> str:
+    """A hash of what identifies a run: a checkpoint is resumed only by a run with the same fingerprint.
+
+    Args:
+        run_key: The strategy's name and settings.
+        seed: The run's seed.
+        stages: Its stages.
+        net: The network before training (its configuration and initial weights count).
+        train_data: Training examples and labels.
+        val_data: Validation examples and labels, or ``None``.
+        processes: Number of data-parallel processes (each trains on its own shard).
+    """
+    key = {
+        "run": run_key,
+        "seed": seed,
+        "stages": [asdict(s) for s in stages],
+        "backbone": net.backbone.config(),
+        "initial_weights": tensor_digest(net.state_dict()),
+        "train": _data_digest(train_data),
+        "val": _data_digest(val_data),
+        "processes": processes,
+    }
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _data_digest(data: Dataset | None) -> str | None:
+    if data is None:
+        return None
+    return hashlib.sha256(data.content_hash().encode() + data.labels.tobytes()).hexdigest()
 
 
 def save_checkpoint(folder: Path, state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:

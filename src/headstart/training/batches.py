@@ -1,0 +1,49 @@
+"""How training examples reach the loop: each process's shard of every epoch, batched and collated by the
+backbone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+
+from headstart.backbones.base import Backbone
+from headstart.data.base import Dataset
+from headstart.training.config import TrainingConfig
+
+
+def train_loader(data: Dataset, backbone: Backbone, config: TrainingConfig, *, seed: int, rank: int,
+                 world: int) -> tuple[DataLoader, DistributedSampler]:
+    """This process's shuffled, augmented training batches and the sampler that shuffles them.
+
+    Args:
+        data: The training examples.
+        backbone: Collates (and augments) examples into a batch.
+        config: Batch size, augmentation and loader workers.
+        seed: Seed of the shuffling (call ``sampler.set_epoch`` before each epoch).
+        rank: This process's index.
+        world: Number of processes.
+
+    Returns:
+        The loader, yielding ``(batch, labels)``, and its sampler.
+    """
+    n = len(data)
+    # Disjoint shards: with several processes the few examples that do not divide evenly are dropped
+    # (a different few each epoch) rather than repeated.
+    sampler = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=True, seed=seed,
+                                 drop_last=world > 1)
+    per_rank = len(sampler)
+    items, labels, augment = data.items, data.labels, config.augment or "off"
+
+    def collate(indices: list[int]) -> tuple[Any, torch.Tensor]:
+        return backbone.collate([items[i] for i in indices], augment=augment), torch.from_numpy(labels[indices])
+
+    # BatchNorm cannot train on a batch of one example: such a last batch is dropped.
+    # Worker processes draw their random streams from the generators re-seeded at each epoch's start, so
+    # augmentation stays reproducible (and resumable) with them.
+    loader = DataLoader(range(n), batch_size=config.batch_size, sampler=sampler, collate_fn=collate,
+                        drop_last=per_rank % config.batch_size == 1 and per_rank > 1,
+                        num_workers=config.loader_workers)
+    return loader, sampler
+
