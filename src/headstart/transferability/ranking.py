@@ -23,7 +23,7 @@ from headstart.backbones import Backbone, FeatureCache, create_backbone, extract
 from headstart.data.base import Dataset
 from headstart.errors import ConfigError
 from headstart.evaluation import softmax
-from headstart.transferability.scores import SCORES, score_features
+from headstart.transferability.scores import SCORES, check_score_names, score_features
 
 DEFAULT_SCORE = "logme"
 
@@ -117,6 +117,23 @@ def bundled_backbones(modality: str) -> list[str]:
             if spec.bundled and spec.modality == modality]
 
 
+def _wanted_scores(scores: Sequence[str] | None, sort_by: str) -> list[str] | None:
+    """The scores to compute, ``sort_by`` first (``None``: every applicable one); checked before any work."""
+    if sort_by not in SCORES:
+        raise ConfigError(f"unknown score {sort_by!r} to rank by; choose from: {', '.join(SCORES)}")
+    return None if scores is None else check_score_names(dict.fromkeys([sort_by, *scores]))
+
+
+def _built_backbones(backbones: Sequence[str | Backbone], dataset: Dataset) -> list[Backbone]:
+    """Every backbone built and checked against the data's modality."""
+    nets = [create_backbone(b) if isinstance(b, str) else b for b in backbones]
+    wrong = [f"{net.ref} ({net.modality})" for net in nets if net.modality != dataset.modality]
+    if wrong:
+        raise ConfigError(f"{dataset.source} holds {dataset.modality} data but these backbones are not "
+                          f"{dataset.modality} backbones: {', '.join(wrong)}; see `headstart backbones`")
+    return nets
+
+
 def rank_backbones(dataset: Dataset, backbones: Sequence[str | Backbone], *, scores: Sequence[str] | None = None,
                    sort_by: str = DEFAULT_SCORE, cache: FeatureCache | None = None, batch_size: int = 64,
                    progress: bool = False) -> RankResult:
@@ -145,18 +162,8 @@ def rank_backbones(dataset: Dataset, backbones: Sequence[str | Backbone], *, sco
     """
     if not backbones:
         raise ConfigError("rank needs at least one backbone, e.g. --backbones efficientnet_lite0,timm:resnet18")
-    if sort_by not in SCORES:
-        raise ConfigError(f"unknown score {sort_by!r} to rank by; choose from: {', '.join(SCORES)}")
-    wanted = None if scores is None else list(dict.fromkeys([sort_by, *scores]))
-    if wanted is not None:
-        unknown = [name for name in wanted if name not in SCORES]
-        if unknown:
-            raise ConfigError(f"unknown score(s) {', '.join(unknown)}; choose from: {', '.join(SCORES)}")
-    nets = [create_backbone(b) if isinstance(b, str) else b for b in backbones]
-    wrong = [f"{net.ref} ({net.modality})" for net in nets if net.modality != dataset.modality]
-    if wrong:
-        raise ConfigError(f"{dataset.source} holds {dataset.modality} data but these backbones are not "
-                          f"{dataset.modality} backbones: {', '.join(wrong)}; see `headstart backbones`")
+    wanted = _wanted_scores(scores, sort_by)
+    nets = _built_backbones(backbones, dataset)
     rows = []
     for net in nets:
         started = time.perf_counter()
