@@ -3,8 +3,8 @@
 Every run goes through :func:`headstart.fitting.fit_splits` (no model folder is written) and is measured on one fixed
 held-out test set, so sizes, seeds and strategies are comparable. Frozen-feature strategies (``linear``)
 slice the features of the whole training split, computed once, so their runs are nearly free. The records
-feed :mod:`headstart.studies.statistics`: mean ± spread per size, gains over ``scratch``, data savings and the
-negative-transfer verdict.
+(:mod:`headstart.studies.records`) feed :mod:`headstart.studies.statistics`: mean ± spread per size, gains
+over ``scratch``, data savings and the negative-transfer verdict.
 
 Example:
     >>> result = compare_strategies(splits, strategies=["linear", "finetune", "scratch"],
@@ -17,7 +17,6 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,75 +26,12 @@ from headstart.backbones import Backbone, FeatureCache, create_backbone, extract
 from headstart.data import Dataset, DataSplits, fraction_subset, sample_per_class, stratified_split
 from headstart.errors import ConfigError, DataError
 from headstart.fitting import check_modality, complete_splits, fit_splits
-from headstart.strategies import get_strategy
-from headstart.studies.statistics import (
-    Gain,
-    RunRecord,
-    Savings,
-    SummaryRow,
-    Verdict,
-    data_savings,
-    gains,
-    summarise,
-    transfer_verdict,
-)
+from headstart.strategies import Strategy, get_strategy
+from headstart.studies.records import SIZE_LABEL, CompareResult, RunRecord, SkippedRun
+from headstart.studies.statistics import data_savings, gains, summarise, transfer_verdict
 from headstart.training import FitContext
 
 BASELINE = "scratch"
-SIZE_LABEL = "examples/class"
-
-
-@dataclass(frozen=True)
-class SkippedRun:
-    """A planned run that did not happen, and why."""
-
-    strategy: str
-    size: float
-    seed: int
-    reason: str
-
-
-@dataclass
-class CompareResult:
-    """Everything a study measured and concluded.
-
-    Attributes:
-        source: Where the data came from.
-        backbone: The backbone every strategy started from.
-        strategies: The strategies compared, in the order given.
-        sizes: Training-set sizes in examples per class, ascending.
-        n_test: Size of the fixed test set every run is measured on.
-        test_source: ``"test split"`` or how the hold-out was made.
-        records: One :class:`~headstart.studies.statistics.RunRecord` per completed run (``size`` in examples/class).
-        skipped: Runs left out because of the time budget.
-        summary: Mean ± std per strategy and size.
-        gains: Each transfer strategy minus ``scratch``, per size.
-        verdicts: Negative-transfer verdict of each transfer strategy against ``scratch``.
-        savings: How few labels each transfer strategy needs to match ``scratch`` on all the data.
-        notes: What could not be concluded, and why.
-        seconds: Wall-clock time of the whole study.
-    """
-
-    source: str
-    backbone: str
-    strategies: list[str]
-    sizes: list[float]
-    n_test: int
-    test_source: str
-    records: list[RunRecord] = field(default_factory=list)
-    skipped: list[SkippedRun] = field(default_factory=list)
-    summary: list[SummaryRow] = field(default_factory=list)
-    gains: list[Gain] = field(default_factory=list)
-    verdicts: list[Verdict] = field(default_factory=list)
-    savings: list[Savings] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (what ``compare.json`` holds)."""
-        return {key: ([asdict(v) for v in value] if isinstance(value, list) and value
-                      and hasattr(value[0], "__dataclass_fields__") else value)
-                for key, value in self.__dict__.items()} | {"size_label": SIZE_LABEL}
 
 
 class SlicedFeatureCache(FeatureCache):
@@ -221,59 +157,88 @@ def compare_strategies(splits: DataSplits, *, strategies: Sequence[str], backbon
         A :class:`CompareResult`.
     """
     strategies = list(dict.fromkeys(strategies))
+    chosen = _chosen_strategies(strategies, seeds, settings or {})  # validated before any work
+    train, test, test_source = _test_set(splits, test_fraction)
+    plan = _plan_sizes(train, fractions, shots)
+    net = create_backbone(backbone) if isinstance(backbone, str) else backbone
+    check_modality(net, splits)
+    sliced = SlicedFeatureCache(cache, net, [p for p in (train, splits.val, test) if p is not None])
+    result = CompareResult(splits.source, net.ref, strategies, [size for size, _ in plan], len(test), test_source)
+    budget = _Budget(max_time)
+    for size, subset in plan:
+        for seed in range(seeds):
+            run_splits = DataSplits(subset(seed), splits.val, test, splits.source)
+            for name in strategies:
+                outcome = budget.skipped(name, size, seed)
+                if outcome is None:
+                    outcome, cost = _measure(name, chosen[name], run_splits, size, seed, net, sliced, val_fraction)
+                    budget.spent(name, size, cost)
+                (result.skipped if isinstance(outcome, SkippedRun) else result.records).append(outcome)
+                if on_run:
+                    on_run(outcome)
+    _conclude(result)
+    result.seconds = round(time.perf_counter() - budget.started, 2)
+    return result
+
+
+def _chosen_strategies(strategies: list[str], seeds: int, settings: dict[str, Any]) -> dict[str, Strategy]:
+    """Each strategy built with its settings (which checks them)."""
     if not strategies:
         raise ConfigError("compare needs at least one strategy, e.g. --strategies linear,finetune,scratch")
     if seeds < 1:
         raise ConfigError(f"seeds must be at least 1, got {seeds}")
-    routed = strategy_settings(strategies, settings or {})
-    chosen = {name: get_strategy(name, **routed[name]) for name in strategies}  # validated before any work
-    train, val, test = splits.train, splits.val, splits.test
-    test_source = "the data's test split"
-    if test is None:
-        held = stratified_split(train, val_fraction=0.0, test_fraction=test_fraction, seed=0)
-        train, test = held.train, held.test
-        test_source = f"a fixed stratified {test_fraction:.0%} hold-out of the training data (seed 0)"
-    plan = _plan_sizes(train, fractions, shots)
-    net = create_backbone(backbone) if isinstance(backbone, str) else backbone
-    check_modality(net, splits)
-    sliced = SlicedFeatureCache(cache, net, [p for p in (train, val, test) if p is not None])
-    result = CompareResult(splits.source, net.ref, strategies, [size for size, _ in plan], len(test), test_source)
-    started = time.perf_counter()
-    last: dict[str, tuple[float, float]] = {}  # strategy -> (size, seconds) of its latest run
-    for size, subset in plan:
-        for seed in range(seeds):
-            part = subset(seed)
-            for name in strategies:
-                elapsed = time.perf_counter() - started
-                if max_time is not None:
-                    estimate = last[name][1] * size / last[name][0] if name in last else 0.0
-                    if elapsed + estimate > max_time:
-                        skip = SkippedRun(name, size, seed, f"time budget: {elapsed:.0f} s spent, this run would "
-                                                            f"take ~{estimate:.0f} s of the {max_time:g} s budget")
-                        result.skipped.append(skip)
-                        if on_run:
-                            on_run(skip)
-                        continue
-                run_started, embedding = time.perf_counter(), sliced.seconds_
-                run = complete_splits(DataSplits(part, val, test, splits.source),
-                                      needs_val=chosen[name].uses_validation, seed=seed, val_fraction=val_fraction,
-                                      test_fraction=0.0)
-                with tempfile.TemporaryDirectory(prefix="headstart-") as workdir:
-                    context = FitContext(Path(workdir), seed=seed, cache=sliced, progress=False)
-                    model = fit_splits(run, net, chosen[name], context)
-                seconds = time.perf_counter() - run_started
-                # The one-off embedding of the whole data is not a cost of the next runs.
-                last[name] = (size, seconds - (sliced.seconds_ - embedding))
-                m = model.metrics["test"]
-                record = RunRecord(name, size, seed, len(part), m["accuracy"],
-                                   {"balanced_accuracy": m["balanced_accuracy"], "macro_f1": m["macro_f1"],
-                                    "ece": m["ece"]}, round(seconds, 3))
-                result.records.append(record)
-                if on_run:
-                    on_run(record)
-    _conclude(result)
-    result.seconds = round(time.perf_counter() - started, 2)
-    return result
+    routed = strategy_settings(strategies, settings)
+    return {name: get_strategy(name, **routed[name]) for name in strategies}
+
+
+def _test_set(splits: DataSplits, test_fraction: float) -> tuple[Dataset, Dataset, str]:
+    """``(train, test, where the test set comes from)``: the test split, or a fixed hold-out of train."""
+    if splits.test is not None:
+        return splits.train, splits.test, "the data's test split"
+    held = stratified_split(splits.train, val_fraction=0.0, test_fraction=test_fraction, seed=0)
+    assert held.test is not None
+    return held.train, held.test, f"a fixed stratified {test_fraction:.0%} hold-out of the training data (seed 0)"
+
+
+class _Budget:
+    """The study's time budget: a run is skipped when its estimate, the same strategy's previous run scaled by
+    size, would end past ``max_time`` (``None``: no budget). A run that has started always finishes."""
+
+    def __init__(self, max_time: float | None) -> None:
+        self.max_time, self.started = max_time, time.perf_counter()
+        self.last: dict[str, tuple[float, float]] = {}  # strategy -> (size, seconds) of its latest run
+
+    def skipped(self, name: str, size: float, seed: int) -> SkippedRun | None:
+        """The run, skipped, if it would not fit; ``None`` if it fits."""
+        elapsed = time.perf_counter() - self.started
+        if self.max_time is None:
+            return None
+        estimate = self.last[name][1] * size / self.last[name][0] if name in self.last else 0.0
+        if elapsed + estimate <= self.max_time:
+            return None
+        return SkippedRun(name, size, seed, f"time budget: {elapsed:.0f} s spent, this run would take "
+                                            f"~{estimate:.0f} s of the {self.max_time:g} s budget")
+
+    def spent(self, name: str, size: float, seconds: float) -> None:
+        """Record what a run of ``name`` at ``size`` cost."""
+        self.last[name] = (size, seconds)
+
+
+def _measure(name: str, strategy: Strategy, splits: DataSplits, size: float, seed: int, net: Backbone,
+             cache: SlicedFeatureCache, val_fraction: float) -> tuple[RunRecord, float]:
+    """Train one run and measure it on the test split; returns its record and its cost in seconds, which
+    leaves out the one-off embedding of the whole data (not a cost of the next runs)."""
+    run_started, embedding = time.perf_counter(), cache.seconds_
+    run = complete_splits(splits, needs_val=strategy.uses_validation, seed=seed, val_fraction=val_fraction,
+                          test_fraction=0.0)
+    with tempfile.TemporaryDirectory(prefix="headstart-") as workdir:
+        model = fit_splits(run, net, strategy, FitContext(Path(workdir), seed=seed, cache=cache, progress=False))
+    seconds = time.perf_counter() - run_started
+    m = model.metrics["test"]
+    record = RunRecord(name, size, seed, len(splits.train), m["accuracy"],
+                       {"balanced_accuracy": m["balanced_accuracy"], "macro_f1": m["macro_f1"], "ece": m["ece"]},
+                       round(seconds, 3))
+    return record, seconds - (cache.seconds_ - embedding)
 
 
 def _conclude(result: CompareResult) -> None:

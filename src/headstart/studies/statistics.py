@@ -13,125 +13,18 @@ from __future__ import annotations
 import warnings
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from itertools import pairwise
-from typing import Literal
 
 import numpy as np
 from scipy import stats
 
 from headstart.errors import ConfigError, DataError
-
-Status = Literal["positive", "negative", "inconclusive"]
+from headstart.studies.records import Gain, RunRecord, Savings, SizeVerdict, Status, SummaryRow, Verdict
 
 # Verdict thresholds, in accuracy units (0.01 = 1 point); overridable per call.
 ALPHA = 0.05
 MIN_GAP = 0.01
 SINGLE_SEED_GAP = 0.10
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """The outcome of one training run in a study.
-
-    Attributes:
-        strategy: Strategy name (``"finetune"``, ``"linear"``, ``"scratch"``, ...).
-        size: Position on the learning curve: labeled examples per class, or a fraction of the training
-            set; all records of one study use the same unit.
-        seed: Seed of the run (data subsample and training).
-        n_train: Number of training examples actually used.
-        accuracy: Test accuracy in ``[0, 1]``.
-        metrics: Other test metrics (e.g. ``{"macro_f1": 0.8}``).
-        seconds: Training time, if measured.
-    """
-
-    strategy: str
-    size: float
-    seed: int
-    n_train: int
-    accuracy: float
-    metrics: dict[str, float] = field(default_factory=dict)
-    seconds: float | None = None
-
-    def __post_init__(self) -> None:
-        if not self.size > 0:
-            raise DataError(f"run {self.strategy!r} seed {self.seed}: size must be positive, got {self.size}")
-        if not 0.0 <= self.accuracy <= 1.0:
-            raise DataError(f"run {self.strategy!r} seed {self.seed}: accuracy must be in [0, 1], "
-                            f"got {self.accuracy}")
-
-
-@dataclass(frozen=True)
-class SummaryRow:
-    """Mean, standard deviation (``ddof=1``) and t-based confidence interval of one strategy at one size.
-
-    ``std``, ``ci_low`` and ``ci_high`` are ``None`` with a single seed.
-    """
-
-    strategy: str
-    size: float
-    n_seeds: int
-    mean: float
-    std: float | None
-    ci_low: float | None
-    ci_high: float | None
-
-
-@dataclass(frozen=True)
-class Gain:
-    """Mean of ``strategy`` minus mean of ``baseline`` at one size, with Welch's t-test.
-
-    ``std_error``, ``ci_low``, ``ci_high`` and ``p_value`` are ``None`` unless both sides have at least
-    2 seeds.
-    """
-
-    strategy: str
-    baseline: str
-    size: float
-    difference: float
-    std_error: float | None
-    ci_low: float | None
-    ci_high: float | None
-    p_value: float | None
-    n_seeds: int
-    n_baseline_seeds: int
-
-
-@dataclass(frozen=True)
-class SizeVerdict:
-    """Whether transfer helped at one size, and why."""
-
-    size: float
-    status: Status
-    gain: Gain
-    message: str
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """Whether transfer helped overall, with the per-size verdicts it is based on."""
-
-    strategy: str
-    baseline: str
-    status: Status
-    message: str
-    per_size: list[SizeVerdict]
-
-
-@dataclass(frozen=True)
-class Savings:
-    """How few labels ``strategy`` needs to match ``baseline`` trained on its largest size.
-
-    ``size_needed`` and ``factor`` are ``None`` when the strategy never reaches the target.
-    """
-
-    strategy: str
-    baseline: str
-    baseline_size: float
-    target_accuracy: float
-    size_needed: float | None
-    factor: float | None
-    message: str
 
 
 def _value(record: RunRecord, metric: str) -> float:
