@@ -1,0 +1,63 @@
+"""The Typer app, its consoles, and the option types and parsers every command shares."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from headstart.errors import ConfigError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Transfer learning for small data sets: fit, evaluate, predict.")
+out = Console(soft_wrap=True)  # summary lines stay whole when piped or logged
+err = Console(stderr=True)
+
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or informational output.")]
+TextColumn = Annotated[str | None, typer.Option(help="Text column of tabular data.")]
+LabelColumn = Annotated[str | None, typer.Option(help="Label column of tabular data.")]
+PathColumn = Annotated[str | None, typer.Option(help="Image path column of a CSV.")]
+NoCache = Annotated[bool, typer.Option("--no-cache", help="Do not read or write cached features.")]
+Force = Annotated[bool, typer.Option(help="Replace an existing output folder.")]
+ImageSize = Annotated[int | None, typer.Option(help="Input size of an image backbone in pixels instead of its own "
+                                                    "(e.g. 128 for small images: about 3x faster fine-tuning).")]
+DataArgument = Annotated[Path, typer.Argument(help="Labeled data in any format `fit` accepts.")]
+ModelArgument = Annotated[Path, typer.Argument(help="A model folder written by `headstart fit`.")]
+
+
+def parse_settings(pairs: list[str]) -> dict[str, Any]:
+    """``["lr=0.01", "epochs=3"]`` -> ``{"lr": "0.01", "epochs": "3"}``; the strategy's config converts types."""
+    settings = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set expects key=value, got {pair!r} (see `headstart strategies` for keys)")
+        settings[key.strip().replace("-", "_")] = None if value.strip().lower() == "none" else value.strip()
+    return settings
+
+
+def comma_list(value: str, option: str) -> list[str]:
+    """A comma-separated option value as a list; raises :class:`ConfigError` if it names nothing."""
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise ConfigError(f"{option} needs a comma-separated list, e.g. {option} a,b")
+    return items
+
+
+def typed_list(value: str | None, option: str, kind: type) -> list[Any] | None:
+    """A comma-separated option value as values of type ``kind`` (``None`` stays ``None``)."""
+    if value is None:
+        return None
+    try:
+        return [kind(v) for v in comma_list(value, option)]
+    except ValueError:
+        raise ConfigError(f"{option} expects comma-separated {kind.__name__}s, got {value!r}") from None
+
+
+def wide() -> Console:
+    """The console for wide tables."""
+    # Piped output has no terminal width to respect; rich's 80-column default would truncate score tables.
+    return out if out.is_terminal else Console(width=160)
+

@@ -1,0 +1,167 @@
+"""Commands on models: fit one, evaluate it, predict with it."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from headstart import api
+from headstart.cli.app import (
+    DataArgument,
+    Force,
+    ImageSize,
+    LabelColumn,
+    ModelArgument,
+    NoCache,
+    PathColumn,
+    Quiet,
+    TextColumn,
+    app,
+    err,
+    out,
+    parse_settings,
+)
+from headstart.errors import ConfigError
+from headstart.io import is_main_process
+from headstart.model import TransferModel
+
+
+@app.command()
+def fit(
+    data: Annotated[Path, typer.Argument(help="Image folder (class subfolders, optional train/val/test), "
+                                              "CSV of path,label, or CSV/JSONL/Parquet of text,label.")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the model, metrics and report.")],
+    backbone: Annotated[str | None, typer.Option(help="Backbone reference (see `headstart backbones`), or "
+                                                      "'auto' to rank the bundled ones by LogME and take the "
+                                                      "best; default: efficientnet_lite0 / minilm by modality.")
+                        ] = None,
+    strategy: Annotated[str, typer.Option(help="How to transfer (see `headstart strategies`).")] = "linear",
+    calibrate: Annotated[bool, typer.Option("--calibrate", help="Fit a softmax temperature on validation data "
+                                                                "so confidences match accuracy (reports ECE "
+                                                                "before/after).")] = False,
+    class_weight: Annotated[str | None, typer.Option(help="'balanced' to weight classes by inverse frequency "
+                                                          "(linear strategy; for imbalanced data).")] = None,
+    settings: Annotated[list[str] | None, typer.Option("--set", help="Strategy setting key=value; repeatable.")
+                        ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed for splits and training.")] = 0,
+    val_fraction: Annotated[float, typer.Option(help="Validation share when the data has no val split "
+                                                     "and the strategy uses one.")] = 0.15,
+    test_fraction: Annotated[float, typer.Option(help="Held-out test share when the data has no test split.")
+                             ] = 0.2,
+    text_column: TextColumn = None,
+    label_column: LabelColumn = None,
+    path_column: PathColumn = None,
+    skip_bad_images: Annotated[bool, typer.Option(help="Skip unreadable images (listed in the report) "
+                                                       "instead of stopping.")] = False,
+    max_time: Annotated[float | None, typer.Option(help="Training time budget in seconds.")] = None,
+    image_size: ImageSize = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Feature cache folder (default ~/.cache/headstart).")
+                         ] = None,
+    no_cache: NoCache = False,
+    force: Force = False,
+    quiet: Quiet = False,
+) -> None:
+    """Train a model on DATA by transferring a pre-trained backbone; writes model, metrics and report."""
+    if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1:
+        raise ConfigError("--val-fraction and --test-fraction must be in [0, 1)")
+    cache: bool | Path = False if no_cache else (cache_dir or True)
+    options = parse_settings(settings or [])
+    if class_weight is not None:
+        if class_weight not in ("balanced", "none"):
+            raise ConfigError(f"--class-weight must be 'balanced' or 'none', not {class_weight!r}")
+        options["class_weight"] = None if class_weight == "none" else class_weight
+    model = api.fit(data, backbone=backbone, strategy=strategy, out=out_dir, force=force, seed=seed,
+                    val_fraction=val_fraction, test_fraction=test_fraction, cache=cache, progress=not quiet,
+                    max_time=max_time, calibrate=calibrate, image_size=image_size, skip_bad_images=skip_bad_images,
+                    text_column=text_column, label_column=label_column, path_column=path_column, settings=options)
+    if is_main_process():
+        _print_fit(model, out_dir)
+
+
+def _print_fit(model: TransferModel, out_dir: Path) -> None:
+    """Warnings, then what was chosen and measured, then where the model and report are."""
+    m = model.metrics
+    for warning in m.get("warnings", []):
+        err.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
+    if "backbone_ranking" in m:
+        out.print(f"backbone auto: chose [bold]{m['backbone_ranking']['best']}[/] — "
+                  f"{m['backbone_ranking']['explanation']}", highlight=False)
+    if "calibration" in m:
+        c = m["calibration"]
+        changes = ", ".join(f"{name} {c['ece_before'][name]:.3f} -> {c['ece_after'][name]:.3f}"
+                            for name in ("test", "val") if name in c["ece_before"])
+        out.print(f"calibrated: temperature {c['temperature']:.3f}; ECE {changes}")
+    if "test" in m:
+        t = m["test"]
+        out.print(f"test accuracy [bold]{t['accuracy']:.1%}[/] on {t['n_examples']} held-out examples "
+                  f"(balanced {t['balanced_accuracy']:.1%}, macro F1 {t['macro_f1']:.3f}) "
+                  f"— {model.strategy} on {model.backbone.ref}, {m['data']['n_train']} training examples, "
+                  f"{m['seconds']:.1f} s")
+    out.print(f"model:  {out_dir}/")
+    out.print(f"report: {out_dir / 'report.html'}")
+
+
+@app.command()
+def evaluate(
+    model_dir: ModelArgument,
+    data: DataArgument,
+    split: Annotated[str | None, typer.Option(help="train, val, test or all (default: test if present, "
+                                                   "else all).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print every metric as JSON.")] = False,
+    text_column: TextColumn = None,
+    label_column: LabelColumn = None,
+    path_column: PathColumn = None,
+    quiet: Quiet = False,
+) -> None:
+    """Measure a saved model on labeled data."""
+    m = api.evaluate(model_dir, data, split=split, progress=not quiet, text_column=text_column,
+                     label_column=label_column, path_column=path_column)
+    if as_json:
+        out.print_json(json.dumps(m))
+        return
+    out.print(f"accuracy {m['accuracy']:.4f}  balanced accuracy {m['balanced_accuracy']:.4f}  "
+              f"macro F1 {m['macro_f1']:.4f}  ECE {m['ece']:.4f}  on {m['n_examples']} examples")
+    grid = Table()
+    for column in ("class", "precision", "recall", "F1", "support"):
+        grid.add_column(column, justify="left" if column == "class" else "right")
+    for name, row in m["per_class"].items():
+        grid.add_row(name, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}",
+                     str(row["support"]))
+    out.print(grid)
+
+
+@app.command()
+def predict(
+    model_dir: ModelArgument,
+    inputs: Annotated[list[str], typer.Argument(help="Image files or folders; or texts, a .txt file (one "
+                                                     "text per line) or a CSV/JSONL with a text column.")],
+    output_format: Annotated[str, typer.Option("--format", help="table, json or csv.")] = "table",
+    top_k: Annotated[int, typer.Option(help="How many classes to show per input.")] = 1,
+    quiet: Quiet = False,
+) -> None:
+    """Predict classes for new inputs with a saved model."""
+    if output_format not in ("table", "json", "csv"):
+        raise ConfigError(f"--format must be table, json or csv, not {output_format!r}")
+    rows = api.predict(model_dir, inputs, top_k=top_k, progress=not quiet)
+    if output_format == "json":
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+    elif output_format == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["input", "label", "confidence"])
+        writer.writerows([r["input"], r["label"], f"{r['confidence']:.6f}"] for r in rows)
+    else:
+        grid = Table()
+        for column in ("input", "label", "confidence"):
+            grid.add_column(column)
+        for r in rows:
+            shown = r["input"] if len(r["input"]) <= 80 else r["input"][:77] + "..."
+            label = r["label"] if top_k <= 1 else ", ".join(f"{n} {p:.2f}" for n, p in r["top"])
+            grid.add_row(shown, label, f"{r['confidence']:.3f}")
+        out.print(grid)
+
