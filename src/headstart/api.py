@@ -16,7 +16,7 @@ from typing import Any
 
 from headstart.backbones import Backbone, FeatureCache, with_image_size
 from headstart.data import Dataset, DataSplits, load_dataset, load_inputs, modality_spec
-from headstart.errors import ConfigError, DataError
+from headstart.errors import ConfigError
 from headstart.evaluation import evaluate_dataset
 from headstart.fitting import complete_splits, fit_splits
 from headstart.io import check_output, is_main_process, publish, work_dir, write_json
@@ -37,32 +37,26 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
         path_column: str | None = None, settings: dict[str, Any] | None = None) -> TransferModel:
     """Train a model on labeled data by transferring a pre-trained backbone.
 
-    Data without a ``test`` split gets a stratified held-out test set (``test_fraction``); strategies that
-    select models on validation data get a validation split (``val_fraction``) when there is none.
     Very unequal class sizes give a warning in ``metrics["warnings"]`` (and the report).
 
     Args:
         data: An image folder (class subfolders, optionally inside ``train/ val/ test/``), a CSV of
             ``path,label``, a CSV/JSONL/Parquet of text and label, or already-loaded data.
-        backbone: A backbone reference (``headstart backbones`` lists them) or a built backbone (e.g. with
-            custom preprocessing); default: the modality's (``efficientnet_lite0`` for images, ``minilm``
-            for text).
-            ``"auto"`` ranks the bundled backbones of the data's modality by LogME on the training split and
-            uses the best (the ranking is kept in ``metrics["backbone_ranking"]``).
+        backbone: A backbone reference (``headstart backbones`` lists them) or a built backbone (e.g. with custom
+            preprocessing); default: the modality's (``efficientnet_lite0`` for images, ``minilm`` for text).
+            ``"auto"``: the best bundled backbone of the modality by LogME on the training split (the ranking is
+            kept in ``metrics["backbone_ranking"]``).
         strategy: How to transfer: ``linear`` (frozen features + logistic regression), ...
         out: Folder to write the model, metrics and report to (written atomically; an existing folder is
             replaced only with ``force``). ``None`` keeps the model in memory only.
         force: Replace an existing ``out``.
         seed: Random seed for splits and training.
-        val_fraction: Share of the training data held out for validation when a strategy needs it.
-        test_fraction: Share held out for the final test when the data has no test split.
-        cache: ``True`` for the default feature cache, a folder or a :class:`FeatureCache` for another one,
-            ``False`` for none.
-        progress: Show progress bars.
-        max_time: Training budget in seconds.
-        calibrate: Fit a softmax temperature on the validation split (carved from the training data when
-            there is none) so confidences match accuracy; ECE before and after is in
-            ``metrics["calibration"]``.
+        val_fraction: Validation share of the training data when a strategy needs one and the data has none.
+        test_fraction: Share held out (stratified) for the final test when the data has no test split.
+        cache: ``True``: the default feature cache; a folder or a :class:`FeatureCache`: another one; ``False``: none.
+        progress, max_time: Show progress bars; the training budget in seconds.
+        calibrate: Fit a softmax temperature on the validation split (carved from the training data when there
+            is none) so confidences match accuracy; ECE before and after is in ``metrics["calibration"]``.
         image_size: Input size of an image backbone in pixels, instead of its own (e.g. 128 for small source
             images: fine-tuning steps cost about a third of 224 px ones). Saved with the model.
         skip_bad_images: Skip unreadable images (listed in the metrics) instead of failing.
@@ -82,21 +76,34 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
     out = check_output(out, force=force) if out is not None else None
     splits = _as_splits(data, skip_bad_images=skip_bad_images, text_column=text_column,
                         label_column=label_column, path_column=path_column)
-    backbone = backbone or modality_spec(splits.train.modality).default_backbone
     splits = complete_splits(splits, needs_val=chosen.uses_validation or calibrate, seed=seed,
                              val_fraction=val_fraction, test_fraction=test_fraction)
     feature_cache = _feature_cache(cache)
-    ranking = None
-    if backbone == "auto":
-        ranking = _auto_backbone(splits.train, feature_cache, progress, image_size)
-        backbone = ranking.best
-    net = with_image_size(backbone, image_size)
+    net, ranking = _fit_backbone(backbone, splits.train, feature_cache, progress, image_size)
     workdir = work_dir(out) if out is not None else Path(tempfile.mkdtemp(prefix="headstart-"))
     context = FitContext(work_dir=workdir, seed=seed, cache=feature_cache, progress=progress, max_time=max_time)
     model = fit_splits(splits, net, chosen, context, calibrate=calibrate)
     if ranking is not None:
         model.metrics["backbone_ranking"] = ranking.to_dict()
     model.metrics["seconds"] = round(time.perf_counter() - started, 2)
+    _publish_fit(model, splits, workdir, out, force=force)
+    return model
+
+
+def _fit_backbone(backbone: str | Backbone | None, train: Dataset, cache: FeatureCache | None, progress: bool,
+                  image_size: int | None) -> tuple[Backbone, RankResult | None]:
+    """The backbone :func:`fit` starts from (the modality's default, or the best bundled one for ``"auto"``)
+    at ``image_size``, and the ranking that chose it (``"auto"`` only)."""
+    backbone = backbone or modality_spec(train.modality).default_backbone
+    ranking = None
+    if backbone == "auto":
+        ranking = _auto_backbone(train, cache, progress, image_size)
+        backbone = ranking.best
+    return with_image_size(backbone, image_size), ranking
+
+
+def _publish_fit(model: TransferModel, splits: DataSplits, workdir: Path, out: Path | None, *, force: bool) -> None:
+    """Save the model and its report into ``out`` atomically, or drop the working folder without ``out``."""
     if out is None:
         shutil.rmtree(workdir, ignore_errors=True)
     elif is_main_process():  # under torchrun the other ranks leave the shared folder to rank 0
@@ -104,7 +111,6 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
         write_fit_report(workdir, model, splits)
         shutil.rmtree(workdir / CHECKPOINT_DIR, ignore_errors=True)
         publish(workdir, out, force=force)
-    return model
 
 
 def load(folder: str | Path) -> TransferModel:
@@ -123,7 +129,7 @@ def evaluate(model: TransferModel | str | Path, data: str | Path | Dataset, *, s
         **columns: ``text_column``, ``label_column``, ``path_column`` for tabular data.
     """
     model = load(model) if isinstance(model, (str, Path)) else model
-    dataset = data if isinstance(data, Dataset) else _pick_split(load_dataset(data, training=False, **columns), split)
+    dataset = data if isinstance(data, Dataset) else load_dataset(data, training=False, **columns).select(split)
     return evaluate_dataset(model, dataset, batch_size=batch_size, progress=progress)
 
 
@@ -272,20 +278,6 @@ def _as_splits(data: Any, **kwargs: Any) -> DataSplits:
         return DataSplits(train=data, val=None, test=None, source=data.source)
     skip = kwargs.pop("skip_bad_images")
     return load_dataset(data, skip_bad=skip, **kwargs)
-
-
-def _pick_split(splits: DataSplits, split: str | None) -> Dataset:
-    available = {n: getattr(splits, n) for n in ("train", "val", "test") if getattr(splits, n) is not None}
-    split = split or ("test" if "test" in available else "all")
-    if split in available:
-        return available[split]
-    if split != "all":
-        raise DataError(f"{splits.source} has no {split!r} split; choose --split from: "
-                        f"{', '.join([*available, 'all'])}")
-    parts = list(available.values())
-    return Dataset([item for part in parts for item in part.items],
-                   [label for part in parts for label in part.labels], parts[0].class_names, parts[0].modality,
-                   splits.source)
 
 
 def _strategy_settings(settings: dict[str, Any] | None, function: Callable[..., Any]) -> dict[str, Any]:

@@ -59,31 +59,34 @@ def load_dataset(path: str | Path, *, modality: Modality | None = None, text_col
     path = Path(path)
     if not path.exists():
         raise DataError(f"data path {path} does not exist")
-    options = {"modality": modality, "text_column": text_column, "label_column": label_column,
-               "path_column": path_column, "skip_bad": skip_bad}
+    splits = _load_path(path, modality=modality, text_column=text_column, label_column=label_column,
+                        path_column=path_column, skip_bad=skip_bad)
+    if training:
+        check_trainable(splits)
+    return splits
+
+
+def _load_path(path: Path, *, modality: Modality | None, skip_bad: bool, **columns: str | None) -> DataSplits:
+    """The data at an existing ``path``, by its layout (see :func:`load_dataset`)."""
+    options = {"modality": modality, "skip_bad": skip_bad, **columns}
     if path.is_dir():
         tables = {split: table for split in SPLIT_NAMES if (table := _split_table(path, split)) is not None}
         if tables and "train" not in tables:
             raise DataError(f"{path} has {[p.name for p in tables.values()]} but no train table; add one "
                             f"(train{next(iter(tables.values())).suffix})")
         if tables:
-            splits = _load_tables(tables, source=str(path), **options)
-        elif modality == "text":
+            return _load_tables(tables, source=str(path), **options)
+        if modality == "text":
             raise DataError(f"{path} has no train.csv/.tsv/.jsonl/.parquet; a text data set is a table file or a "
                             "folder with train.<ext> and optionally val.<ext>, test.<ext>")
-        else:
-            splits = load_image_folder(path, skip_bad=skip_bad)
-    elif path.suffix.lower() in TABLE_SUFFIXES:
-        splits = _load_tables({None: path}, source=str(path), **options)
-    elif path.suffix.lower() in IMAGE_SUFFIXES:
+        return load_image_folder(path, skip_bad=skip_bad)
+    if path.suffix.lower() in TABLE_SUFFIXES:
+        return _load_tables({None: path}, source=str(path), **options)
+    if path.suffix.lower() in IMAGE_SUFFIXES:
         raise DataError(f"{path} is a single image; a data set is a folder of class subfolders or a table of "
                         "paths and labels")
-    else:
-        raise DataError(f"{path}: unsupported data format {path.suffix or '(no suffix)'!r}; use a folder of "
-                        f"class subfolders or a {', '.join(TABLE_SUFFIXES)} file")
-    if training:
-        check_trainable(splits)
-    return splits
+    raise DataError(f"{path}: unsupported data format {path.suffix or '(no suffix)'!r}; use a folder of "
+                    f"class subfolders or a {', '.join(TABLE_SUFFIXES)} file")
 
 
 def _split_table(folder: Path, split: str) -> Path | None:

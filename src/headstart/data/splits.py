@@ -47,6 +47,24 @@ class DataSplits:
         sets = (self.train, self.val, self.test)
         return {name: ds for name, ds in zip(SPLIT_NAMES, sets, strict=True) if ds is not None}
 
+    def select(self, split: str | None = None) -> Dataset:
+        """One split by name, or ``"all"`` of them as one data set; default: ``test`` if present, else all.
+
+        Raises:
+            DataError: There is no such split.
+        """
+        available = self.present()
+        split = split or ("test" if "test" in available else "all")
+        if split in available:
+            return available[split]
+        if split != "all":
+            raise DataError(f"{self.source} has no {split!r} split; choose --split from: "
+                            f"{', '.join([*available, 'all'])}")
+        parts = list(available.values())
+        return Dataset([item for part in parts for item in part.items],
+                       [label for part in parts for label in part.labels], parts[0].class_names, parts[0].modality,
+                       self.source)
+
 
 def sorted_class_names(labels: Sequence[str]) -> list[str]:
     """Distinct labels, numerically sorted when all are integers (``"2"`` before ``"10"``), else by text."""

@@ -58,7 +58,15 @@ def fit_linear_head(features: np.ndarray, labels: np.ndarray, n_classes: int, *,
     """
     mean = features.mean(axis=0)
     std = features.std(axis=0) + 1e-6
-    z = (features - mean) / std
+    clf, info = _fit_logistic((features - mean) / std, labels, c=c, c_values=c_values, folds=folds,
+                              max_iter=max_iter, seed=seed, class_weight=class_weight)
+    return _folded_head(clf, mean, std, n_classes), info
+
+
+def _fit_logistic(z: np.ndarray, labels: np.ndarray, *, c: float | None, c_values: int, folds: int,
+                  max_iter: int, seed: int, class_weight: Literal[None, "balanced"]
+                  ) -> tuple[LogisticRegression, dict[str, float]]:
+    """The logistic regression on standardized features ``z``, with C chosen by cross-validation if not given."""
     info: dict[str, float] = {}
     # One BLAS thread: these problems are small, and multi-threaded OpenBLAS inside L-BFGS was measured 60x
     # slower on a 2-core machine under load (threads spin while waiting for each other).
@@ -80,7 +88,12 @@ def fit_linear_head(features: np.ndarray, labels: np.ndarray, n_classes: int, *,
             info["C"] = float(c if c is not None else 1.0)
             clf = LogisticRegression(C=info["C"], max_iter=max_iter, random_state=seed, class_weight=class_weight)
             clf.fit(z, labels)
-    weight = np.zeros((n_classes, features.shape[1]))
+    return clf, info
+
+
+def _folded_head(clf: LogisticRegression, mean: np.ndarray, std: np.ndarray, n_classes: int) -> nn.Linear:
+    """An ``nn.Linear`` on raw features equal to ``clf`` on features standardized with ``mean`` and ``std``."""
+    weight = np.zeros((n_classes, len(mean)))
     bias = np.zeros(n_classes)
     present = clf.classes_
     if len(present) == 2:  # sklearn stores one row for binary problems: logits (-w, +w) give the same softmax
@@ -92,11 +105,11 @@ def fit_linear_head(features: np.ndarray, labels: np.ndarray, n_classes: int, *,
     bias[:] = -1e4
     weight[present] = coef / std
     bias[present] = intercept - (coef / std) @ mean
-    head = nn.Linear(features.shape[1], n_classes)
+    head = nn.Linear(len(mean), n_classes)
     with torch.no_grad():
         head.weight.copy_(torch.from_numpy(weight))
         head.bias.copy_(torch.from_numpy(bias))
-    return head, info
+    return head
 
 
 @register_strategy("linear")
