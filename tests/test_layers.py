@@ -1,9 +1,10 @@
-"""The package's rooms import only downward, and never from inside a function.
+"""The package's rooms import only downward, never from inside a function, and its modules stay short.
 
 Each module belongs to a room (its first name under ``headstart``); rooms are ordered bottom to top, and a
 module may import from its own room or from rooms below it. Imports inside functions would hide cycles, so
 any ``headstart`` import inside a function fails the test; third-party libraries may be imported late (to
-keep start-up fast), and ``if TYPE_CHECKING:`` blocks are only read by type checkers.
+keep start-up fast), and ``if TYPE_CHECKING:`` blocks are only read by type checkers. Modules and functions
+have a size limit, so that a module does one job and a function reads at a glance.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ LAYERS: list[set[str]] = [
     {"cli", "__main__"},
 ]
 LEVEL = {room: level for level, rooms in enumerate(LAYERS) for room in rooms}
+#: Most lines in a module, and in a function (its ``def`` line to its last, docstring and decorators included).
+MAX_MODULE_LINES = 320
+MAX_FUNCTION_LINES = 60
 
 
 def _modules() -> list[Path]:
@@ -93,3 +97,30 @@ def test_the_checker_sees_upward_and_hidden_imports(tmp_path: Path) -> None:
     module = tmp_path / "bad.py"
     module.write_text("from headstart.api import fit\n\ndef f():\n    from headstart.model import TransferModel\n")
     assert _imports(module) == [(1, "api", False), (4, "model", True)]
+
+
+def _oversized(path: Path, name: str) -> list[str]:
+    source = path.read_text()
+    lines = source.count("\n")
+    found = [f"{name}: {lines} lines"] if lines > MAX_MODULE_LINES else []
+    for node in ast.walk(ast.parse(source, filename=str(path))):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            start = min([node.lineno, *(decorator.lineno for decorator in node.decorator_list)])
+            length = (node.end_lineno or node.lineno) - start + 1
+            if length > MAX_FUNCTION_LINES:
+                found.append(f"{name}:{node.lineno} {node.name}(): {length} lines")
+    return found
+
+
+def test_modules_and_functions_stay_short() -> None:
+    offenders = [entry for path in _modules() for entry in _oversized(path, str(path.relative_to(PACKAGE)))]
+    assert not offenders, (f"over {MAX_MODULE_LINES} lines per module or {MAX_FUNCTION_LINES} per function; "
+                           f"split by meaning: {offenders}")
+
+
+def test_the_size_check_sees_long_modules_and_functions(tmp_path: Path) -> None:
+    module = tmp_path / "long.py"
+    body = "".join(f"    x{i} = {i}\n" for i in range(MAX_FUNCTION_LINES))
+    module.write_text(f"@staticmethod\ndef long():\n{body}\n\ndef short():\n    pass\n" + "\n" * MAX_MODULE_LINES)
+    assert _oversized(module, "long.py") == [f"long.py: {MAX_MODULE_LINES + MAX_FUNCTION_LINES + 6} lines",
+                                  f"long.py:2 long(): {MAX_FUNCTION_LINES + 2} lines"]
