@@ -118,3 +118,36 @@ def test_mismatched_resume_is_refused(change, tmp_path):
     with pytest.raises(CheckpointMismatchError, match="different run"):
         get_strategy("finetune", batch_size=8, epochs=1, lr=lr).fit(TinyImageBackbone(), other, None, context)
     assert os.path.isfile(tmp_path / "checkpoint" / "state.json")
+
+
+class Crash(Exception):
+    pass
+
+
+def test_resume_continues_early_stopping_where_it_stood(tmp_path, monkeypatch):
+    # Nothing improves after epoch 0 (lr 1e-12), so patience 2 stops after 3 epochs. The run crashes after
+    # checkpointing epoch 1 (one epoch without improvement): the resumed run must stop after one more epoch,
+    # not restart its patience.
+    import headstart.training.loop as loop
+
+    data = color_images(30)
+
+    def run():
+        return get_strategy("finetune", batch_size=16, head_epochs=0, epochs=20, lr=1e-12, patience=2,
+                            min_steps=0).fit(TinyImageBackbone(), data.subset(range(20)), data.subset(range(20, 30)),
+                                             FitContext(tmp_path, progress=False))
+
+    original = loop.save_checkpoint
+
+    def crash_after_second(folder, state, tensors):
+        original(folder, state, tensors)
+        if state["serial"] == 2:
+            raise Crash
+
+    monkeypatch.setattr(loop, "save_checkpoint", crash_after_second)
+    with pytest.raises(Crash):
+        run()
+    monkeypatch.setattr(loop, "save_checkpoint", original)
+    train = run().metrics["train"]
+    assert train["resumed_from_epoch"] == 2 and train["stop_reason"] == "early_stopping"
+    assert [h["epoch"] for h in train["history"]] == [0, 1, 2] and train["best_epoch"] == 0
