@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -23,7 +24,7 @@ from headstart.studies import SIZE_LABEL, SkippedRun
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Transfer learning for small data sets: fit, evaluate, predict.")
 out = Console(soft_wrap=True)  # summary lines stay whole when piped or logged
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # an error stays one line, as the CLI promises, at any width
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or informational output.")]
 TextColumn = Annotated[str | None, typer.Option(help="Text column of tabular data.")]
@@ -65,7 +66,9 @@ def strategies(
     """List the transfer strategies and their settings (set them with `fit --set key=value`)."""
     chosen = [(name, STRATEGIES.get(name))] if name else STRATEGIES.items()
     for name, cls in chosen:
-        grid = Table(title=f"{name}: {(cls.__doc__ or '').strip().splitlines()[0]}", title_justify="left")
+        # The docstring's whole first paragraph: its first line alone stops mid-sentence where the source wraps.
+        summary = " ".join((inspect.getdoc(cls) or "").split("\n\n")[0].split())
+        grid = Table(title=f"{name}: {summary}", title_justify="left")
         for column in ("setting", "default", "meaning"):
             grid.add_column(column)
         for field, info in cls.config_class.model_fields.items():
