@@ -3,6 +3,7 @@ folder, tiny data sets."""
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 from pathlib import Path
 
@@ -31,6 +32,21 @@ def isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     mp.setenv("HEADSTART_CACHE", str(root))
     yield root
     mp.undo()
+
+
+@pytest.fixture(autouse=True)
+def bundled_weights_only_in_e2e(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Building a bundled backbone (real weights, seconds to load) fails a test not marked ``e2e``."""
+    if request.node.get_closest_marker("e2e"):
+        return
+    from headstart.backbones import BACKBONES
+
+    def refuse(argument: str | None, preprocess: dict | None) -> None:
+        raise AssertionError("this test loads bundled weights: mark it @pytest.mark.e2e or use a tiny backbone")
+
+    for name, spec in BACKBONES.items():
+        if spec.bundled:
+            monkeypatch.setitem(BACKBONES._entries, name, dataclasses.replace(spec, factory=refuse))
 
 
 @pytest.fixture(scope="session")
