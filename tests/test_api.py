@@ -5,6 +5,7 @@ import pytest
 
 import headstart
 from headstart.errors import ConfigError, DataError, OutputExistsError
+from training_support import TinyTextBackbone
 
 
 def test_fit_save_reload_gives_identical_predictions(tmp_path, image_folder, tiny_backbone, tiny_timm_ref):
@@ -96,4 +97,4 @@ def test_image_size_changes_the_feature_cache_key(tiny_timm_ref):
 
 def test_image_size_is_refused_for_text_backbones(text_csv):
     with pytest.raises(ConfigError, match="image-size applies to image backbones"):
-        headstart.fit(text_csv, backbone="glove", image_size=64, progress=False)
+        headstart.fit(text_csv, backbone=TinyTextBackbone(), image_size=64, progress=False)

@@ -27,23 +27,6 @@ def timm_weights(tiny_timm_ref: str) -> Path:
     return Path(tiny_timm_ref.split("@", 1)[1])
 
 
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A randomly initialised 2-layer BERT with its tokenizer, saved with ``save_pretrained``."""
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    folder = tmp_path_factory.mktemp("bert")
-    words = ["the", "a", "cat", "sat", "on", "mat", "stocks", "fell", "sharply", "monday"]
-    vocab = folder / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", *words]) + "\n")
-    BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(folder)
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=37, max_position_embeddings=64)
-    BertModel(config).save_pretrained(folder)
-    return folder
-
-
 def _sentence_transformers_folder(bert: Path, target: Path) -> Path:
     # The same tiny BERT in sentence-transformers layout: CLS pooling, normalized, 8 tokens at most.
     target.mkdir()

@@ -62,12 +62,12 @@ def test_fit_temperature_is_about_one_for_calibrated_logits():
     assert fit_temperature(logits, labels) == pytest.approx(1.0, rel=0.1)
 
 
-def test_inputs_are_validated():
-    with pytest.raises(DataError, match="sum to 1"):
-        expected_calibration_error(np.array([[2.0, 1.0]]), np.array([0]))
-    with pytest.raises(DataError, match="labels must lie"):
-        expected_calibration_error(HAND_PROBA, np.array([0, 1, 2, 1]))
-    with pytest.raises(DataError, match="one per row"):
-        fit_temperature(np.zeros((3, 2)), np.array([0, 1]))
-    with pytest.raises(ConfigError, match="n_bins"):
-        reliability_bins(HAND_PROBA, HAND_LABELS, n_bins=0)
+@pytest.mark.parametrize(("call", "error", "message"), [
+    (lambda: expected_calibration_error(np.array([[2.0, 1.0]]), np.array([0])), DataError, "sum to 1"),
+    (lambda: expected_calibration_error(HAND_PROBA, np.array([0, 1, 2, 1])), DataError, "labels must lie"),
+    (lambda: fit_temperature(np.zeros((3, 2)), np.array([0, 1])), DataError, "one per row"),
+    (lambda: reliability_bins(HAND_PROBA, HAND_LABELS, n_bins=0), ConfigError, "n_bins"),
+], ids=["not-probabilities", "label-out-of-range", "labels-per-row", "no-bins"])
+def test_inputs_are_validated(call, error, message):
+    with pytest.raises(error, match=message):
+        call()

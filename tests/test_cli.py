@@ -1,8 +1,10 @@
 import json
 
+import pytest
 from typer.testing import CliRunner
 
-from headstart.cli import app, main
+from headstart.cli import app, main, parse_settings
+from headstart.errors import ConfigError
 
 runner = CliRunner()
 
@@ -39,14 +41,12 @@ def test_fit_evaluate_predict_round_trip(tmp_path, image_folder, tiny_timm_ref):
 
 def test_user_errors_exit_2_with_one_line_and_no_traceback(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("sys.argv", ["headstart", "fit", str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
-    try:
+    with pytest.raises(SystemExit) as stop:
         main()
-    except SystemExit as stop:
-        code = stop.code
-    captured = capsys.readouterr()
-    assert code == 2
-    assert "error:" in captured.err and "missing" in captured.err
-    assert "Traceback" not in captured.err
+    error = capsys.readouterr().err
+    assert stop.value.code == 2
+    assert error.startswith("error:") and "missing" in error and len(error.strip().splitlines()) == 1
+    assert "Traceback" not in error
 
 
 def test_existing_output_folder_needs_force(tmp_path, image_folder, tiny_timm_ref, capsys, monkeypatch):
@@ -54,22 +54,13 @@ def test_existing_output_folder_needs_force(tmp_path, image_folder, tiny_timm_re
     out.mkdir()
     monkeypatch.setattr("sys.argv", ["headstart", "fit", str(image_folder), "--out", str(out),
                                      "--backbone", tiny_timm_ref, "--quiet"])
-    try:
+    with pytest.raises(SystemExit) as stop:
         main()
-    except SystemExit as stop:
-        assert stop.code == 2
-    assert "--force" in capsys.readouterr().err
+    assert stop.value.code == 2 and "--force" in capsys.readouterr().err
 
 
-def test_bad_set_syntax_is_a_user_error(tmp_path, image_folder):
-    from headstart.cli import parse_settings
-    from headstart.errors import ConfigError
-
+def test_set_pairs_are_parsed_and_bad_syntax_is_a_user_error():
     assert parse_settings(["c=0.5", "max-iter=10", "c_values=none"]) == {"c": "0.5", "max_iter": "10",
                                                                         "c_values": None}
-    try:
+    with pytest.raises(ConfigError, match="key=value"):
         parse_settings(["oops"])
-    except ConfigError as error:
-        assert "key=value" in str(error)
-    else:
-        raise AssertionError("no error")

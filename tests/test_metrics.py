@@ -25,7 +25,7 @@ PROBA = np.array([
 
 def test_metrics_match_hand_computed_values_and_are_json_ready():
     result = classification_metrics(Y_TRUE, PROBA, NAMES)
-    json.dumps(result, allow_nan=False)
+    assert json.loads(json.dumps(result, allow_nan=False)) == result
     assert result["n_examples"] == 5
     assert result["accuracy"] == pytest.approx(4 / 5)
     # Recall: cat 2/3, dog 2/2; fox absent so left out.
@@ -38,7 +38,9 @@ def test_metrics_match_hand_computed_values_and_are_json_ready():
                                           "f1": pytest.approx(0.8), "support": 3}
     assert result["per_class"]["dog"]["precision"] == pytest.approx(2 / 3)
     assert result["per_class"]["fox"] == {"precision": None, "recall": None, "f1": None, "support": 0}
-    assert 0.0 <= result["ece"] <= 1.0
+    # Confidences 0.7 (twice, right), 0.6 and 0.8 (right), 0.5 (wrong) fall in four bins of the default 15:
+    # ECE = 2/5 * 0.3 + 1/5 * (0.4 + 0.2 + 0.5).
+    assert result["ece"] == pytest.approx(0.34)
     assert "top5_accuracy" not in result
 
 

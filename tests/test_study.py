@@ -122,15 +122,18 @@ def test_single_seed_needs_more_seeds_unless_the_gap_is_large():
                             single_seed_gap=0.2).status == "inconclusive"
 
 
-def test_verdict_errors_name_what_is_missing():
-    with pytest.raises(ConfigError, match="no runs of strategy 'lora'"):
-        transfer_verdict(_runs("scratch", 10, [0.5]), "lora")
-    with pytest.raises(DataError, match="never run at the same size"):
-        transfer_verdict(_runs("scratch", 10, [0.5]) + _runs("lora", 20, [0.5]), "lora")
-    with pytest.raises(ConfigError, match="both 'scratch'"):
-        data_savings(_runs("scratch", 10, [0.5]), "scratch")
-    with pytest.raises(DataError, match="no run records"):
-        summarise([])
+@pytest.mark.parametrize(("call", "error", "message"), [
+    (lambda: transfer_verdict(_runs("scratch", 10, [0.5]), "lora"), ConfigError, "no runs of strategy 'lora'"),
+    (lambda: transfer_verdict(_runs("scratch", 10, [0.5]) + _runs("lora", 20, [0.5]), "lora"), DataError,
+     "never run at the same size"),
+    (lambda: data_savings(_runs("scratch", 10, [0.5]), "scratch"), ConfigError, "both 'scratch'"),
+    (lambda: summarise([]), DataError, "no run records"),
+    (lambda: RunRecord("scratch", 0, 0, 0, 0.5), DataError, "size must be positive"),
+    (lambda: RunRecord("scratch", 10, 0, 30, 75.0), DataError, r"accuracy must be in \[0, 1\]"),
+], ids=["no-runs", "no-common-size", "savings-against-itself", "no-records", "zero-size", "accuracy-percent"])
+def test_errors_name_what_is_missing_or_wrong(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
 
 
 def test_data_savings_interpolates_on_log_size():
@@ -154,10 +157,3 @@ def test_data_savings_at_the_smallest_size_and_never():
     savings = data_savings(never, "finetune")
     assert savings.size_needed is None and savings.factor is None
     assert "never reaches" in savings.message
-
-
-def test_run_record_validates_size_and_accuracy():
-    with pytest.raises(DataError, match="size must be positive"):
-        RunRecord("scratch", 0, 0, 0, 0.5)
-    with pytest.raises(DataError, match=r"accuracy must be in \[0, 1\]"):
-        RunRecord("scratch", 10, 0, 30, 75.0)

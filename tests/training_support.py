@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from transformers import BertConfig, BertModel
 
 from headstart.backbones import register_backbone
 from headstart.backbones.base import Backbone, ImagePreprocess, TextPreprocess
@@ -58,8 +59,6 @@ class TinyTextBackbone(Backbone):
     feature_dim = 32
 
     def __init__(self, seed: int = 0) -> None:
-        from transformers import BertConfig, BertModel
-
         config = BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                             intermediate_size=64, max_position_embeddings=40, hidden_dropout_prob=0.0,
                             attention_probs_dropout_prob=0.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Annotated
 
 import typer
@@ -31,7 +32,9 @@ def strategies(
     """List the transfer strategies and their settings (set them with `fit --set key=value`)."""
     chosen = [(name, STRATEGIES.get(name))] if name else STRATEGIES.items()
     for name, cls in chosen:
-        grid = Table(title=f"{name}: {(cls.__doc__ or '').strip().splitlines()[0]}", title_justify="left")
+        # The docstring's whole first paragraph: its first line alone stops mid-sentence where the source wraps.
+        summary = " ".join((inspect.getdoc(cls) or "").split("\n\n")[0].split())
+        grid = Table(title=f"{name}: {summary}", title_justify="left")
         for column in ("setting", "default", "meaning"):
             grid.add_column(column)
         for field, info in cls.config_class.model_fields.items():
