@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from headstart.backbones import Backbone, FeatureCache, with_image_size
-from headstart.data import Dataset, DataSplits, load_dataset, load_inputs, modality_spec
+from headstart.data import Dataset, DataSplits, as_splits, load_dataset, load_inputs, modality_spec
 from headstart.errors import ConfigError
 from headstart.evaluation import evaluate_dataset
 from headstart.fitting import complete_splits, fit_splits
@@ -26,7 +26,7 @@ from headstart.strategies import get_strategy
 from headstart.studies import CompareResult, compare_strategies
 from headstart.training import FitContext
 from headstart.training.checkpoint import CHECKPOINT_DIR
-from headstart.transferability import RankResult, bundled_backbones, rank_backbones
+from headstart.transferability import RankResult, rank_backbones, rank_bundled
 
 
 def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | None = None, strategy: str = "linear",
@@ -74,11 +74,11 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
     started = time.perf_counter()
     chosen = get_strategy(strategy, **_strategy_settings(settings, fit))
     out = check_output(out, force=force) if out is not None else None
-    splits = _as_splits(data, skip_bad_images=skip_bad_images, text_column=text_column,
+    splits = as_splits(data, skip_bad=skip_bad_images, text_column=text_column,
                         label_column=label_column, path_column=path_column)
     splits = complete_splits(splits, needs_val=chosen.uses_validation or calibrate, seed=seed,
                              val_fraction=val_fraction, test_fraction=test_fraction)
-    feature_cache = _feature_cache(cache)
+    feature_cache = FeatureCache.from_option(cache)
     net, ranking = _fit_backbone(backbone, splits.train, feature_cache, progress, image_size)
     workdir = work_dir(out) if out is not None else Path(tempfile.mkdtemp(prefix="headstart-"))
     context = FitContext(work_dir=workdir, seed=seed, cache=feature_cache, progress=progress, max_time=max_time)
@@ -97,7 +97,7 @@ def _fit_backbone(backbone: str | Backbone | None, train: Dataset, cache: Featur
     backbone = backbone or modality_spec(train.modality).default_backbone
     ranking = None
     if backbone == "auto":
-        ranking = _auto_backbone(train, cache, progress, image_size)
+        ranking = rank_bundled(train, cache=cache, progress=progress, image_size=image_size)
         backbone = ranking.best
     return with_image_size(backbone, image_size), ranking
 
@@ -181,12 +181,12 @@ def rank(data: str | Path | DataSplits | Dataset, *, backbones: Sequence[str | B
         >>> result.best
     """
     out = check_output(out, force=force) if out is not None else None
-    splits = _as_splits(data, skip_bad_images=skip_bad_images, text_column=text_column,
+    splits = as_splits(data, skip_bad=skip_bad_images, text_column=text_column,
                         label_column=label_column, path_column=path_column)
     if image_size is not None:
         backbones = [with_image_size(b, image_size) for b in backbones]
-    result = rank_backbones(splits.train, backbones, scores=scores, sort_by=sort_by, cache=_feature_cache(cache),
-                            progress=progress)
+    result = rank_backbones(splits.train, backbones, scores=scores, sort_by=sort_by,
+                            cache=FeatureCache.from_option(cache), progress=progress)
     if out is not None:
         _publish_study(out, "rank.json", result, write_rank_report, force=force)
     return result
@@ -233,33 +233,18 @@ def compare(data: str | Path | DataSplits | Dataset, *, strategies: Sequence[str
         >>> print(result.verdicts[0].message)
     """
     out = check_output(out, force=force) if out is not None else None
-    splits = _as_splits(data, skip_bad_images=skip_bad_images, text_column=text_column,
+    splits = as_splits(data, skip_bad=skip_bad_images, text_column=text_column,
                         label_column=label_column, path_column=path_column)
     if fractions is None and shots is None:
         fractions = DEFAULT_FRACTIONS
     net = with_image_size(backbone or modality_spec(splits.train.modality).default_backbone, image_size)
     result = compare_strategies(splits, strategies=strategies, backbone=net, fractions=fractions, shots=shots,
-                                seeds=seeds, max_time=max_time, cache=_feature_cache(cache), settings=settings,
-                                test_fraction=test_fraction, val_fraction=val_fraction, on_run=on_run)
+                                seeds=seeds, max_time=max_time, cache=FeatureCache.from_option(cache),
+                                settings=settings, test_fraction=test_fraction, val_fraction=val_fraction,
+                                on_run=on_run)
     if out is not None:
         _publish_study(out, "compare.json", result, write_compare_report, force=force)
     return result
-
-
-def _feature_cache(cache: bool | str | Path | FeatureCache) -> FeatureCache | None:
-    if isinstance(cache, FeatureCache):
-        return cache
-    return None if cache is False else FeatureCache(None if cache is True else cache)
-
-
-def _auto_backbone(train: Dataset, cache: FeatureCache | None, progress: bool, image_size: int | None
-                   ) -> RankResult:
-    """Rank the bundled backbones of ``train``'s modality by LogME (what ``backbone="auto"`` uses)."""
-    candidates: list[str | Backbone] = list(bundled_backbones(train.modality))
-    if image_size is not None:
-        candidates = [with_image_size(ref, image_size) for ref in candidates]
-    return rank_backbones(train, candidates, scores=["logme"], sort_by="logme",
-                          cache=cache, progress=progress)
 
 
 def _publish_study(out: str | Path, json_name: str, result: Any, write_report: Callable[[Path, Any], Any], *,
@@ -269,15 +254,6 @@ def _publish_study(out: str | Path, json_name: str, result: Any, write_report: C
     write_json(workdir / json_name, result.to_dict())
     write_report(workdir, result)
     publish(workdir, out, force=force)
-
-
-def _as_splits(data: Any, **kwargs: Any) -> DataSplits:
-    if isinstance(data, DataSplits):
-        return data
-    if isinstance(data, Dataset):
-        return DataSplits(train=data, val=None, test=None, source=data.source)
-    skip = kwargs.pop("skip_bad_images")
-    return load_dataset(data, skip_bad=skip, **kwargs)
 
 
 def _strategy_settings(settings: dict[str, Any] | None, function: Callable[..., Any]) -> dict[str, Any]:

@@ -27,6 +27,14 @@ class FeatureCache:
     def __init__(self, root: str | Path | None = None) -> None:
         self.root = Path(root) if root is not None else default_cache_dir()
 
+    @classmethod
+    def from_option(cls, cache: bool | str | Path | FeatureCache) -> FeatureCache | None:
+        """The cache an API ``cache=`` argument asks for: ``True`` the default one, a folder or a cache that
+        one, ``False`` none."""
+        if isinstance(cache, FeatureCache):
+            return cache
+        return None if cache is False else cls(None if cache is True else cache)
+
     def path(self, backbone: Backbone, dataset: Dataset) -> Path:
         """Where the features of ``dataset`` under ``backbone`` are (or would be) stored."""
         return self.root / "features" / f"{backbone.fingerprint()}-{dataset.content_hash()}.npy"

@@ -10,7 +10,7 @@ Example:
 from headstart.data.base import Dataset
 from headstart.data.images import from_arrays
 from headstart.data.inputs import load_inputs
-from headstart.data.load import load_dataset
+from headstart.data.load import as_splits, load_dataset
 from headstart.data.modality import MODALITIES, Modality, ModalitySpec, modality_spec
 from headstart.data.splits import DataSplits, fraction_subset, sample_per_class, stratified_split
 from headstart.data.text import from_texts
@@ -20,6 +20,7 @@ __all__ = [
     "DataSplits",
     "Dataset",
     "Modality",
+    "as_splits",
     "ModalitySpec",
     "fraction_subset",
     "from_arrays",

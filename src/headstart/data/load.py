@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from headstart.data.base import Modality
+from headstart.data.base import Dataset, Modality
 from headstart.data.image_io import IMAGE_SUFFIXES
 from headstart.data.images import image_paths_from_table, is_image_path, load_image_folder, screen_images
 from headstart.data.modality import MODALITIES
@@ -152,3 +153,13 @@ def _split_column(table: Table) -> list[str]:
         raise DataError(f"{table.path}: column {column!r} must be train, val or test; found {bad[:10]}"
                         f"{f' and {len(bad) - 10} more' if len(bad) > 10 else ''}")
     return [_SPLIT_ALIASES[value] for value in values]
+
+
+def as_splits(data: str | Path | DataSplits | Dataset, **options: Any) -> DataSplits:
+    """``data`` as splits: loaded with :func:`load_dataset` (``options``) from a path, or wrapped when it is
+    already a data set (all of it for training) or splits."""
+    if isinstance(data, DataSplits):
+        return data
+    if isinstance(data, Dataset):
+        return DataSplits(train=data, val=None, test=None, source=data.source)
+    return load_dataset(data, **options)

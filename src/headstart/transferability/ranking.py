@@ -19,7 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from headstart.backbones import Backbone, FeatureCache, create_backbone, extract_features, list_backbones
+from headstart.backbones import (
+    Backbone,
+    FeatureCache,
+    create_backbone,
+    extract_features,
+    list_backbones,
+    with_image_size,
+)
 from headstart.data.base import Dataset
 from headstart.errors import ConfigError
 from headstart.evaluation import softmax
@@ -180,3 +187,13 @@ def rank_backbones(dataset: Dataset, backbones: Sequence[str | Backbone], *, sco
     rows.sort(key=lambda row: -row.scores.get(sort_by, -np.inf))
     return RankResult(dataset.source, dataset.modality, len(dataset), int((dataset.class_counts() > 0).sum()),
                       sort_by, rows)
+
+
+def rank_bundled(train: Dataset, *, cache: FeatureCache | None = None, progress: bool = False,
+                 image_size: int | None = None) -> RankResult:
+    """Rank the bundled backbones of ``train``'s modality by LogME (what ``backbone="auto"`` uses), images at
+    ``image_size`` pixels when given."""
+    candidates: list[str | Backbone] = list(bundled_backbones(train.modality))
+    if image_size is not None:
+        candidates = [with_image_size(ref, image_size) for ref in candidates]
+    return rank_backbones(train, candidates, scores=["logme"], sort_by="logme", cache=cache, progress=progress)
