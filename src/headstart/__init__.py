@@ -22,6 +22,7 @@ _PUBLIC = {
     "predict": "headstart.api",
     "rank": "headstart.api",
     "compare": "headstart.api",
+    "forgetting": "headstart.api",
     "load_dataset": "headstart.data",
     "Dataset": "headstart.data",
     "TransferModel": "headstart.model",

@@ -18,6 +18,7 @@ from headstart.backbones import Backbone, FeatureCache, with_image_size
 from headstart.data import Dataset, DataSplits, as_splits, load_dataset, load_inputs, modality_spec
 from headstart.errors import ConfigError
 from headstart.evaluation import evaluate_dataset
+from headstart.evaluation.forgetting import ReferenceSet, measure_forgetting
 from headstart.fitting import complete_splits, fit_splits
 from headstart.io import check_output, is_main_process, publish, work_dir, write_json
 from headstart.model import TransferModel
@@ -119,18 +120,58 @@ def load(folder: str | Path) -> TransferModel:
 
 
 def evaluate(model: TransferModel | str | Path, data: str | Path | Dataset, *, split: str | None = None,
-             batch_size: int = 64, progress: bool = False, **columns: str | None) -> dict[str, Any]:
+             batch_size: int = 64, progress: bool = False, forgetting: bool = False, **columns: str | None
+             ) -> dict[str, Any]:
     """Metrics of a model on labeled data.
 
     Args:
         model: A model or its folder.
         data: A labeled data set in any format :func:`fit` accepts.
         split: ``train``, ``val``, ``test`` or ``all``; default: the test split if the data has one, else all.
+        forgetting: Also measure what the model's backbone kept of its source on the bundled reference set
+            and these examples (``metrics["forgetting"]``, see :func:`forgetting`).
         **columns: ``text_column``, ``label_column``, ``path_column`` for tabular data.
     """
     model = load(model) if isinstance(model, (str, Path)) else model
     dataset = data if isinstance(data, Dataset) else load_dataset(data, training=False, **columns).select(split)
-    return evaluate_dataset(model, dataset, batch_size=batch_size, progress=progress)
+    metrics = evaluate_dataset(model, dataset, batch_size=batch_size, progress=progress)
+    if forgetting:
+        metrics["forgetting"] = measure_forgetting(model, target=dataset.items, batch_size=batch_size,
+                                                   progress=progress)
+    return metrics
+
+
+def forgetting(model: TransferModel | str | Path, *, reference: str | Path | Sequence[Any] | None = None,
+               data: str | Path | Sequence[Any] | None = None, batch_size: int = 64, progress: bool = False
+               ) -> dict[str, Any]:
+    """What a saved model's backbone kept of its source backbone (catastrophic forgetting, measured).
+
+    The source is rebuilt from the model's backbone reference (the pre-trained weights, or the ``ckpt:``
+    model it started from) and compared with the transferred backbone on the same inputs: feature CKA, mean
+    cosine, pairwise-similarity Spearman, and source top-1 agreement / KL where the backbone has its source
+    classifier. A frozen backbone reports the unchanged values without computing anything.
+
+    Args:
+        model: A model or its folder.
+        reference: Source-domain inputs (image files or folders, a .txt of texts, ...) instead of the bundled
+            reference set of the model's modality.
+        data: Target inputs to measure on as well (same forms as :func:`predict` takes).
+        batch_size: Examples per forward pass.
+        progress: Show progress bars.
+
+    Returns:
+        The forgetting section (as stored in ``metrics.json`` by ``fit``).
+
+    Example:
+        >>> headstart.forgetting("runs/finetuned")["reference"]["feature_cka"]
+    """
+    model = load(model) if isinstance(model, (str, Path)) else model
+    chosen = None
+    if reference is not None:
+        items, _ = load_inputs([str(r) for r in _as_list(reference)], model.modality)
+        chosen = ReferenceSet(f"{len(items)} reference inputs", items)
+    target = load_inputs([str(d) for d in _as_list(data)], model.modality)[0] if data is not None else None
+    return measure_forgetting(model, target=target, reference=chosen, batch_size=batch_size, progress=progress)
 
 
 def predict(model: TransferModel | str | Path, inputs: Sequence[Any], *, top_k: int = 1, batch_size: int = 64,
@@ -265,3 +306,7 @@ def _strategy_settings(settings: dict[str, Any] | None, function: Callable[..., 
                           f"{function.__name__}, not strategy settings: pass {taken[0]}=... to "
                           f"{function.__name__} (CLI: --{taken[0].replace('_', '-')}), not in settings (--set)")
     return settings
+
+
+def _as_list(value: str | Path | Sequence[Any]) -> list[Any]:
+    return [value] if isinstance(value, (str, Path)) else list(value)

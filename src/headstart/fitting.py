@@ -13,6 +13,7 @@ from headstart.data import DataSplits, stratified_split
 from headstart.data.balance import imbalance_warning
 from headstart.errors import ConfigError
 from headstart.evaluation import calibrate_model, evaluate_dataset
+from headstart.evaluation.forgetting import measure_forgetting
 from headstart.model import TransferModel
 from headstart.strategies import Strategy
 from headstart.training import FitContext
@@ -93,5 +94,14 @@ def fit_splits(splits: DataSplits, backbone: Backbone, strategy: Strategy, conte
         if part is not None:
             metrics[name] = evaluate_dataset(model, part, batch_size=batch_size, progress=context.progress,
                                              cache=context.cache)
+    metrics["forgetting"] = _forgetting(model, backbone, splits, batch_size, context.progress)
     model.metrics = metrics
     return model
+
+
+def _forgetting(model: TransferModel, source: Backbone, splits: DataSplits, batch_size: int, progress: bool
+                ) -> dict[str, Any]:
+    """What the transferred backbone kept of ``source`` (the caller's backbone, which strategies never modify),
+    on the bundled reference set and the test split."""
+    target = splits.test.items if splits.test is not None else None
+    return measure_forgetting(model, target=target, source=source, batch_size=batch_size, progress=progress)

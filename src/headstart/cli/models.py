@@ -28,8 +28,10 @@ from headstart.cli.app import (
     parse_settings,
 )
 from headstart.errors import ConfigError
+from headstart.evaluation.forgetting import forgetting_summary
 from headstart.io import is_main_process
 from headstart.model import TransferModel
+from headstart.strategies import STRATEGIES, TrainedStrategy
 
 
 @app.command()
@@ -103,6 +105,8 @@ def _print_fit(model: TransferModel, out_dir: Path) -> None:
                   f"(balanced {t['balanced_accuracy']:.1%}, macro F1 {t['macro_f1']:.3f}) "
                   f"— {model.strategy} on {model.backbone.ref}, {m['data']['n_train']} training examples, "
                   f"{m['seconds']:.1f} s")
+    if "forgetting" in m and issubclass(STRATEGIES.get(model.strategy), TrainedStrategy):
+        out.print(f"forgetting: {forgetting_summary(m['forgetting'])}", highlight=False)
     out.print(f"model:  {out_dir}/")
     out.print(f"report: {out_dir / 'report.html'}")
 
@@ -114,14 +118,17 @@ def evaluate(
     split: Annotated[str | None, typer.Option(help="train, val, test or all (default: test if present, "
                                                    "else all).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print every metric as JSON.")] = False,
+    forgetting: Annotated[bool, typer.Option("--forgetting", help="Also measure what the backbone kept of its "
+                                                                  "source (bundled reference set and DATA).")
+                          ] = False,
     text_column: TextColumn = None,
     label_column: LabelColumn = None,
     path_column: PathColumn = None,
     quiet: Quiet = False,
 ) -> None:
     """Measure a saved model on labeled data."""
-    m = api.evaluate(model_dir, data, split=split, progress=not quiet, text_column=text_column,
-                     label_column=label_column, path_column=path_column)
+    m = api.evaluate(model_dir, data, split=split, progress=not quiet, forgetting=forgetting,
+                     text_column=text_column, label_column=label_column, path_column=path_column)
     if as_json:
         out.print_json(json.dumps(m))
         return
@@ -134,6 +141,8 @@ def evaluate(
         grid.add_row(name, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}",
                      str(row["support"]))
     out.print(grid)
+    if forgetting:
+        out.print(f"forgetting: {forgetting_summary(m['forgetting'])}", highlight=False)
 
 
 @app.command()

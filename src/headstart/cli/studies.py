@@ -27,6 +27,7 @@ from headstart.cli.app import (
 )
 from headstart.reports import ranking_rows
 from headstart.studies import SIZE_LABEL, CompareResult, RunRecord, SkippedRun
+from headstart.studies.tradeoff import tradeoff_message
 
 
 def rank_table(result: Any) -> Table:
@@ -122,6 +123,8 @@ def _print_compare(result: CompareResult, max_time: float | None, out_dir: Path 
         colour = {"positive": "green", "negative": "red"}.get(verdict.status, "yellow")
         out.print(f"[bold {colour}]{verdict.strategy}: {verdict.status}[/] — {verdict.message}", highlight=False,
                   soft_wrap=True)
+    if len(result.tradeoff) > 1:
+        out.print(f"forgetting: {tradeoff_message(result.tradeoff)}", highlight=False, soft_wrap=True)
     for note in result.notes:
         out.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
     if result.skipped:

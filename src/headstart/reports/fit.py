@@ -7,7 +7,15 @@ from pathlib import Path
 
 from headstart.data import DataSplits
 from headstart.model import TransferModel
-from headstart.reports.html import calibration_section, cards, evaluation_section, page, table, write_page
+from headstart.reports.html import (
+    calibration_section,
+    cards,
+    evaluation_section,
+    forgetting_section,
+    page,
+    table,
+    write_page,
+)
 from headstart.reports.plots import history_plot
 from headstart.reports.ranking import ranking_section
 
@@ -32,6 +40,8 @@ def fit_report(model: TransferModel, splits: DataSplits | None = None) -> str:
     for name in ("test", "val"):
         if name in m:
             sections.append(evaluation_section(f"Results on the {name} split", m[name], model.class_names))
+    if "forgetting" in m:
+        sections.append(forgetting_section(m["forgetting"]))
     history = m.get("train", {}).get("history")
     if history:
         sections.append(f"<h2>Training</h2><img alt='training curves' src='{history_plot(history)}'>")

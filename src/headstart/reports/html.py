@@ -86,6 +86,17 @@ def calibration_section(calibration: dict[str, Any]) -> str:
             + table(["evaluated on", "ECE before", "ECE after"], rows))
 
 
+def forgetting_section(forgetting: dict[str, Any]) -> str:
+    """What the transferred backbone kept of its source, per input set (see headstart.evaluation.forgetting)."""
+    measures = ["feature_cka", "mean_cosine", "similarity_spearman", "source_agreement", "source_kl"]
+    rows = [[part.get("name", f"{part['n']} {name} inputs"), *(part.get(k) for k in measures)]
+            for name in ("reference", "target") if (part := forgetting.get(name))]
+    notes = "".join(f"<p class='sub'>{html.escape(note)}</p>" for note in forgetting.get("notes", []))
+    return ("<h2>What the backbone kept of its source</h2>"
+            + table(["inputs", "feature CKA", "mean cosine", "similarity Spearman", "source top-1 kept",
+                     "source KL"], rows) + notes)
+
+
 def write_page(folder: str | Path, content: str) -> Path:
     """Write ``report.html`` into ``folder`` atomically; returns its path."""
     path = Path(folder) / "report.html"

@@ -144,3 +144,22 @@ def learning_curve_plot(curves: dict[str, dict[str, Sequence[float]]], size_labe
     ax.grid(True, alpha=0.3)
     ax.legend()
     return to_data_uri(fig)
+
+
+def tradeoff_plot(points: Sequence[Any]) -> str:
+    """Target accuracy against retention (feature CKA to the source backbone), one dot per strategy; the
+    frontier (strategies no other beats on both axes) is joined by a line."""
+    fig, ax = plt.subplots(figsize=(6.0, 4.4))
+    for index, point in enumerate(points):
+        marker = "o" if not point.dominated_by else "x"
+        ax.scatter(point.retention, point.accuracy, color=f"C{index}", marker=marker, s=60, label=point.strategy)
+    frontier = sorted((p for p in points if not p.dominated_by), key=lambda p: p.retention)
+    if len(frontier) > 1:
+        ax.plot([p.retention for p in frontier], [p.accuracy for p in frontier], color="#8a93a6", linewidth=1,
+                linestyle="--", label="frontier")
+    ax.set_xlabel("retention: feature CKA to the source backbone (1 = unchanged)")
+    ax.set_ylabel("target test accuracy")
+    ax.set_title("What each strategy kept of the source, and what it gained (x: dominated)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
+    return to_data_uri(fig)

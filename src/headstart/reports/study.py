@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from headstart.reports.html import cards, page, table, write_page
-from headstart.reports.plots import learning_curve_plot
+from headstart.reports.plots import learning_curve_plot, tradeoff_plot
 from headstart.studies import SIZE_LABEL, CompareResult
+from headstart.studies.tradeoff import tradeoff_message
 
 
 def compare_report(result: CompareResult) -> str:
@@ -41,6 +42,11 @@ def compare_report(result: CompareResult) -> str:
             ["strategy", SIZE_LABEL, "seeds", "mean", "std", "95% CI"],
             [[r.strategy, f"{r.size:g}", r.n_seeds, r.mean, r.std,
               "–" if r.ci_low is None else f"{r.ci_low:.3f} – {r.ci_high:.3f}"] for r in result.summary]))
+    if len(result.tradeoff) > 1:
+        sections.append(f"<h2>Accuracy against forgetting</h2><p>{html.escape(tradeoff_message(result.tradeoff))}"
+                        f" (at the largest size each ran; retention is the feature CKA between the source and the "
+                        f"transferred backbone on the bundled reference set).</p>"
+                        f"<img alt='accuracy against retention' src='{tradeoff_plot(result.tradeoff)}'>")
     if result.gains:
         sections.append("<h2>Gain over scratch</h2>" + table(
             ["strategy", SIZE_LABEL, "difference", "95% CI", "p-value"],
@@ -52,9 +58,10 @@ def compare_report(result: CompareResult) -> str:
             ["strategy", SIZE_LABEL, "seed", "reason"],
             [[s.strategy, f"{s.size:g}", s.seed, s.reason] for s in result.skipped]))
     sections.append("<h2>Every run</h2>" + table(
-        ["strategy", SIZE_LABEL, "seed", "training examples", "accuracy", "balanced accuracy", "ECE", "seconds"],
+        ["strategy", SIZE_LABEL, "seed", "training examples", "accuracy", "balanced accuracy", "ECE", "retention",
+         "seconds"],
         [[r.strategy, f"{r.size:g}", r.seed, r.n_train, r.accuracy, r.metrics.get("balanced_accuracy"),
-          r.metrics.get("ece"), r.seconds] for r in result.records]))
+          r.metrics.get("ece"), r.metrics.get("retention"), r.seconds] for r in result.records]))
     return page("headstart compare report", subtitle, sections)
 
 

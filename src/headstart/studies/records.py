@@ -118,6 +118,23 @@ class Savings:
 
 
 @dataclass(frozen=True)
+class TradeoffPoint:
+    """One strategy's mean target accuracy and retention at the largest size it ran, over seeds.
+
+    Attributes:
+        dominated_by: Strategies that are at least as good on both axes and better on one (empty on the
+            frontier).
+    """
+
+    strategy: str
+    size: float
+    accuracy: float
+    retention: float
+    n_seeds: int
+    dominated_by: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class SkippedRun:
     """A planned run that did not happen, and why."""
 
@@ -144,6 +161,7 @@ class CompareResult:
         gains: Each transfer strategy minus ``scratch``, per size.
         verdicts: Negative-transfer verdict of each transfer strategy against ``scratch``.
         savings: How few labels each transfer strategy needs to match ``scratch`` on all the data.
+        tradeoff: Each strategy's accuracy against how much of the source backbone it kept (largest size).
         notes: What could not be concluded, and why.
         seconds: Wall-clock time of the whole study.
     """
@@ -160,6 +178,7 @@ class CompareResult:
     gains: list[Gain] = field(default_factory=list)
     verdicts: list[Verdict] = field(default_factory=list)
     savings: list[Savings] = field(default_factory=list)
+    tradeoff: list[TradeoffPoint] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 

@@ -29,6 +29,7 @@ from headstart.fitting import check_modality, complete_splits, fit_splits
 from headstart.strategies import Strategy, get_strategy
 from headstart.studies.records import SIZE_LABEL, CompareResult, RunRecord, SkippedRun
 from headstart.studies.statistics import data_savings, gains, summarise, transfer_verdict
+from headstart.studies.tradeoff import RETENTION, retention_of, tradeoff
 from headstart.training import FitContext
 
 BASELINE = "scratch"
@@ -235,9 +236,11 @@ def _measure(name: str, strategy: Strategy, splits: DataSplits, size: float, see
         model = fit_splits(run, net, strategy, FitContext(Path(workdir), seed=seed, cache=cache, progress=False))
     seconds = time.perf_counter() - run_started
     m = model.metrics["test"]
-    record = RunRecord(name, size, seed, len(splits.train), m["accuracy"],
-                       {"balanced_accuracy": m["balanced_accuracy"], "macro_f1": m["macro_f1"], "ece": m["ece"]},
-                       round(seconds, 3))
+    extra = {"balanced_accuracy": m["balanced_accuracy"], "macro_f1": m["macro_f1"], "ece": m["ece"]}
+    retention = retention_of(model.metrics["forgetting"])
+    if retention is not None:
+        extra[RETENTION] = retention
+    record = RunRecord(name, size, seed, len(splits.train), m["accuracy"], extra, round(seconds, 3))
     return record, seconds - (cache.seconds_ - embedding)
 
 
@@ -247,6 +250,7 @@ def _conclude(result: CompareResult) -> None:
         result.notes.append("no run finished within the time budget; raise --max-time or use smaller sizes")
         return
     result.summary = summarise(result.records)
+    result.tradeoff = tradeoff(result.records)
     ran = {r.strategy for r in result.records}
     transfer = [s for s in result.strategies if s != BASELINE and s in ran]
     if BASELINE not in result.strategies:
