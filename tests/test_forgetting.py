@@ -132,3 +132,15 @@ def test_forgetting_api_on_a_saved_model_and_a_reference_of_another_modality(tmp
     texts.write_text("a sentence\nanother one\n")
     with pytest.raises(headstart.errors.DataError, match="not an image"):
         headstart.forgetting(tmp_path / "m", reference=texts)
+
+
+def test_compare_records_retention_and_draws_the_tradeoff(image_folder, tiny_backbone) -> None:
+    from headstart.reports.study import compare_report
+
+    result = headstart.compare(image_folder, strategies=["linear", "scratch"], fractions=[1.0], seeds=1,
+                               backbone=tiny_backbone,
+                               settings={"scratch.epochs": 1, "scratch.batch_size": 16, "scratch.augment": "off"})
+    points = {p.strategy: p for p in result.tradeoff}
+    assert points["linear"].retention == 1.0 and points["scratch"].retention < 0.99
+    page = compare_report(result)
+    assert "Accuracy against forgetting" in page and "accuracy against retention" in page

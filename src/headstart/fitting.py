@@ -94,14 +94,15 @@ def fit_splits(splits: DataSplits, backbone: Backbone, strategy: Strategy, conte
         if part is not None:
             metrics[name] = evaluate_dataset(model, part, batch_size=batch_size, progress=context.progress,
                                              cache=context.cache)
-    metrics["forgetting"] = _forgetting(model, backbone, splits, batch_size, context.progress)
+    metrics["forgetting"] = _forgetting(model, backbone, splits, batch_size, context)
     model.metrics = metrics
     return model
 
 
-def _forgetting(model: TransferModel, source: Backbone, splits: DataSplits, batch_size: int, progress: bool
+def _forgetting(model: TransferModel, source: Backbone, splits: DataSplits, batch_size: int, context: FitContext
                 ) -> dict[str, Any]:
     """What the transferred backbone kept of ``source`` (the caller's backbone, which strategies never modify),
     on the bundled reference set and the test split."""
     target = splits.test.items if splits.test is not None else None
-    return measure_forgetting(model, target=target, source=source, batch_size=batch_size, progress=progress)
+    return measure_forgetting(model, target=target, source=source, cache=context.cache, batch_size=batch_size,
+                              progress=context.progress)

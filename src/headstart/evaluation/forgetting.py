@@ -29,7 +29,8 @@ import numpy as np
 from PIL import Image, ImageOps
 from scipy.stats import spearmanr
 
-from headstart.backbones import Backbone, SourceHead, create_backbone
+from headstart.backbones import Backbone, FeatureCache, SourceHead, create_backbone, extract_features
+from headstart.data import Dataset
 from headstart.errors import ConfigError
 from headstart.evaluation.calibration import softmax
 from headstart.model import TransferModel
@@ -129,8 +130,9 @@ def source_backbone(model: TransferModel) -> Backbone:
 
 
 def measure_forgetting(model: TransferModel, *, target: Sequence[Any] | None = None,
-                       reference: ReferenceSet | None = None, source: Backbone | None = None, batch_size: int = 64,
-                       progress: bool = False) -> dict[str, Any]:
+                       reference: ReferenceSet | None = None, source: Backbone | None = None,
+                       cache: FeatureCache | None = None, batch_size: int = 64, progress: bool = False
+                       ) -> dict[str, Any]:
     """How much of its source a model's backbone kept, on the reference set and on target inputs.
 
     A frozen backbone reports the unchanged values without computing anything.
@@ -142,6 +144,7 @@ def measure_forgetting(model: TransferModel, *, target: Sequence[Any] | None = N
             modality with no bundled set, or a backbone that cannot read it) only ``target`` is measured, and
             the result says so.
         source: The source backbone to compare with; default :func:`source_backbone`.
+        cache: Feature cache for the source backbone's (frozen) features, which repeat across runs.
         batch_size: Examples per forward pass.
         progress: Show progress bars.
 
@@ -183,7 +186,8 @@ def measure_forgetting(model: TransferModel, *, target: Sequence[Any] | None = N
                               f"is a {model.modality} model")
         for name, items in parts.items():
             try:
-                old = before.embed(items, batch_size=batch_size, progress=progress)
+                unlabeled = Dataset(items, np.full(len(items), -1), [], before.modality)
+                old = extract_features(before, unlabeled, cache=cache, batch_size=batch_size, progress=progress)
                 new = model.backbone.embed(items, batch_size=batch_size, progress=progress)
             except Exception as error:  # e.g. a custom backbone that reads only its own input format
                 if not bundled or name != "reference":
