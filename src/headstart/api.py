@@ -144,23 +144,13 @@ def evaluate(model: TransferModel | str | Path, data: str | Path | Dataset, *, s
 def forgetting(model: TransferModel | str | Path, *, reference: str | Path | Sequence[Any] | None = None,
                data: str | Path | Sequence[Any] | None = None, batch_size: int = 64, progress: bool = False
                ) -> dict[str, Any]:
-    """What a saved model's backbone kept of its source backbone (catastrophic forgetting, measured).
-
-    The source is rebuilt from the model's backbone reference (the pre-trained weights, or the ``ckpt:``
-    model it started from) and compared with the transferred backbone on the same inputs: feature CKA, mean
-    cosine, pairwise-similarity Spearman, and source top-1 agreement / KL where the backbone has its source
-    classifier. A frozen backbone reports the unchanged values without computing anything.
+    """What a model's backbone kept of its source (see :mod:`headstart.evaluation.forgetting`).
 
     Args:
         model: A model or its folder.
-        reference: Source-domain inputs (image files or folders, a .txt of texts, ...) instead of the bundled
-            reference set of the model's modality.
-        data: Target inputs to measure on as well (same forms as :func:`predict` takes).
-        batch_size: Examples per forward pass.
-        progress: Show progress bars.
-
-    Returns:
-        The forgetting section (as stored in ``metrics.json`` by ``fit``).
+        reference: Source-domain inputs (files, folders, a .txt of texts) instead of the bundled reference set.
+        data: Target inputs to measure on as well (as :func:`predict` takes them).
+        batch_size, progress: As for :func:`evaluate`.
 
     Example:
         >>> headstart.forgetting("runs/finetuned")["reference"]["feature_cka"]

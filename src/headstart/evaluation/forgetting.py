@@ -166,8 +166,8 @@ def measure_forgetting(model: TransferModel, *, target: Sequence[Any] | None = N
              "target": list(target)[:MAX_TARGET_EXAMPLES] if target is not None else None}
     parts = {name: items for name, items in parts.items() if items}
     head = model.backbone.source_head()
-    result: dict[str, Any] = {"backbone_changed": model.backbone_trained,
-                              "source_head": head is not None, "notes": []}
+    result: dict[str, Any] = {"backbone_changed": model.backbone_trained, "source_head": head is not None,
+                              "notes": []}
     if reference is None:
         result["notes"].append(f"no bundled {model.modality} reference set: measured on target inputs only")
     if head is None:
@@ -176,8 +176,7 @@ def measure_forgetting(model: TransferModel, *, target: Sequence[Any] | None = N
         unchanged = {"feature_cka": 1.0, "mean_cosine": 1.0, "similarity_spearman": 1.0}
         if head is not None:
             unchanged |= {"source_agreement": 1.0, "source_kl": 0.0}
-        for name, items in parts.items():
-            result[name] = {"n": len(items), **unchanged}
+        result |= {name: {"n": len(items), **unchanged} for name, items in parts.items()}
         result["notes"].append("backbone frozen: nothing to forget")
     else:
         before = source if source is not None else source_backbone(model)
@@ -185,21 +184,31 @@ def measure_forgetting(model: TransferModel, *, target: Sequence[Any] | None = N
             raise ConfigError(f"the source backbone {before.ref!r} is a {before.modality} backbone but the model "
                               f"is a {model.modality} model")
         for name, items in parts.items():
-            try:
-                unlabeled = Dataset(items, np.full(len(items), -1), [], before.modality)
-                old = extract_features(before, unlabeled, cache=cache, batch_size=batch_size, progress=progress)
-                new = model.backbone.embed(items, batch_size=batch_size, progress=progress)
-            except Exception as error:  # e.g. a custom backbone that reads only its own input format
-                if not bundled or name != "reference":
-                    raise
-                result["notes"].append(f"the bundled reference set could not be embedded ({error}): measured on "
-                                       "target inputs only")
-                continue
-            result[name] = {"n": len(items), **compare_features(old, new, head)}
+            measured = _measure_part(model, before, items, head, cache, batch_size, progress,
+                                     tolerate=bundled and name == "reference")
+            if isinstance(measured, str):
+                result["notes"].append(measured)
+            else:
+                result[name] = measured
     if "reference" in result:
         result["reference"]["name"] = reference.name
     result["seconds"] = round(time.perf_counter() - started, 3)
     return result
+
+
+def _measure_part(model: TransferModel, before: Backbone, items: list[Any], head: SourceHead | None,
+                  cache: FeatureCache | None, batch_size: int, progress: bool, *, tolerate: bool
+                  ) -> dict[str, Any] | str:
+    """The measures on ``items``; with ``tolerate``, a backbone that cannot read them gives a note instead."""
+    try:
+        unlabeled = Dataset(items, np.full(len(items), -1), [], before.modality)
+        old = extract_features(before, unlabeled, cache=cache, batch_size=batch_size, progress=progress)
+        new = model.backbone.embed(items, batch_size=batch_size, progress=progress)
+    except Exception as error:  # e.g. a custom backbone that reads only its own input format
+        if not tolerate:
+            raise
+        return f"the bundled reference set could not be embedded ({error}): measured on target inputs only"
+    return {"n": len(items), **compare_features(old, new, head)}
 
 
 def forgetting_summary(forgetting: dict[str, Any]) -> str:
