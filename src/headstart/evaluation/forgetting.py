@@ -149,14 +149,10 @@ def measure_forgetting(model: TransferModel, *, target: Sequence[Any] | None = N
         progress: Show progress bars.
 
     Returns:
-        ``{"backbone_changed", "reference": {name, n, measures...}, "target": {...}, "source_head", "note",
-        "seconds"}``.
+        ``backbone_changed``, ``reference`` and ``target`` (``n`` and the measures), ``notes``, ``seconds``.
 
     Raises:
-        ConfigError: ``reference`` or ``target`` of another modality than the model's.
-
-    Example:
-        >>> measure_forgetting(headstart.load("runs/finetuned"))["reference"]["feature_cka"]
+        ConfigError: A source backbone of another modality than the model's.
     """
     started = time.perf_counter()
     bundled = reference is None
@@ -166,8 +162,7 @@ def measure_forgetting(model: TransferModel, *, target: Sequence[Any] | None = N
              "target": list(target)[:MAX_TARGET_EXAMPLES] if target is not None else None}
     parts = {name: items for name, items in parts.items() if items}
     head = model.backbone.source_head()
-    result: dict[str, Any] = {"backbone_changed": model.backbone_trained, "source_head": head is not None,
-                              "notes": []}
+    result: dict[str, Any] = {"backbone_changed": model.backbone_trained, "notes": []}
     if reference is None:
         result["notes"].append(f"no bundled {model.modality} reference set: measured on target inputs only")
     if head is None:
