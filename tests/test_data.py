@@ -26,6 +26,7 @@ from headstart.data.reference import (
     load_fashion_mnist,
     load_wordnet_supersenses,
 )
+from headstart.data.splits import check_selectable
 from headstart.errors import ConfigError, DataError
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -87,8 +88,7 @@ def test_split_folders(tmp_path):
     ({"train/a": 2, "train/b": 2, "validation/a": 1}, r"other folders \['validation'\]"),
     ({"a": 2, "b": 2, "empty": 0}, r"empty class folder.*empty \(0 files"),
     ({"cats": 3}, r"only one class \('cats'\)"),
-    ({"cats": 3, "dogs": 1}, r"class 'dogs' \(1\) has fewer than 2 examples"),
-], ids=["class-only-in-val", "no-train", "other-folders", "empty-class", "one-class", "one-example"])
+], ids=["class-only-in-val", "no-train", "other-folders", "empty-class", "one-class"])
 def test_unusable_folder_layouts_are_refused_naming_the_problem(tmp_path, layout, message):
     class_folder(tmp_path, layout)
     with pytest.raises(DataError, match=message):
@@ -104,6 +104,14 @@ def test_folder_without_class_folders(tmp_path):
 def test_one_class_is_enough_for_evaluation(tmp_path):
     class_folder(tmp_path, {"cats": 3})
     assert load_dataset(tmp_path, training=False).class_names == ["cats"]
+
+
+def test_class_with_one_example_loads_but_cannot_give_a_validation_example(tmp_path):
+    class_folder(tmp_path, {"cats": 3, "dogs": 1})
+    splits = load_dataset(tmp_path)
+    with pytest.raises(DataError, match=r"class 'dogs' \(1\) has fewer than 2 examples.*--val-fraction 0.*"
+                                        r"prototypes"):
+        check_selectable(splits.train, "strategy 'finetune' selects on validation data")
 
 
 def test_class_with_one_example_is_fine_with_a_val_split(tmp_path):

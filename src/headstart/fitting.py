@@ -11,6 +11,7 @@ from typing import Any
 from headstart.backbones import Backbone
 from headstart.data import DataSplits, stratified_split
 from headstart.data.balance import imbalance_warning
+from headstart.data.splits import check_selectable
 from headstart.errors import ConfigError
 from headstart.evaluation import calibrate_model, evaluate_dataset
 from headstart.evaluation.forgetting import measure_forgetting
@@ -32,14 +33,20 @@ def check_modality(backbone: Backbone, splits: DataSplits) -> None:
 
 
 def complete_splits(splits: DataSplits, *, needs_val: bool, seed: int, val_fraction: float,
-                    test_fraction: float) -> DataSplits:
+                    test_fraction: float, why: str = "the run selects on validation data") -> DataSplits:
     """``splits`` with a stratified test split carved from train when it has none (``test_fraction``), and a
-    validation split when ``needs_val`` and it has none (``val_fraction`` of what is left)."""
+    validation split when ``needs_val`` and it has none (``val_fraction`` of what is left).
+
+    Raises:
+        DataError: A validation split is needed but a class has a single training example (``why`` says
+            what needs it).
+    """
     train, val, test = splits.train, splits.val, splits.test
     if test is None and test_fraction > 0:
         parts = stratified_split(train, val_fraction=0.0, test_fraction=test_fraction, seed=seed)
         train, test = parts.train, parts.test
     if val is None and needs_val and val_fraction > 0:
+        check_selectable(train, why)
         parts = stratified_split(train, val_fraction=val_fraction, test_fraction=0.0, seed=seed)
         train, val = parts.train, parts.val
     return DataSplits(train=train, val=val, test=test, source=splits.source, skipped=list(splits.skipped))

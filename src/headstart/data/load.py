@@ -44,8 +44,8 @@ def load_dataset(path: str | Path, *, modality: Modality | None = None, text_col
         label_column: The column of class labels.
         path_column: The column of image paths.
         skip_bad: Leave out unreadable image files (listed in ``DataSplits.skipped``) instead of failing.
-        training: Also check that the train split can train a classifier (two classes or more; with no val
-            split, two examples or more per class). Pass ``False`` for evaluation data.
+        training: Also check that the train split can train a classifier (two classes or more). Pass
+            ``False`` for evaluation data.
 
     Returns:
         ``DataSplits`` whose class names are the sorted labels of the train split (for a data set without

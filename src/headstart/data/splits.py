@@ -136,23 +136,35 @@ def assemble_splits(items: list[Any], labels: list[str], split_of: list[str], mo
 
 
 def check_trainable(splits: DataSplits) -> None:
-    """Check that ``splits.train`` can train a classifier: two classes or more, and, when there is no
-    validation split to select the model on, two examples or more per class (so one can be held out).
+    """Check that ``splits.train`` can train a classifier: two classes or more.
 
     Raises:
-        DataError: Naming the class(es) at fault and their counts.
+        DataError: Naming the class there is.
     """
     train = splits.train
     if len(train.class_names) < 2:
         raise DataError(f"{train.source} has only one class ({train.class_names[0]!r}); a classifier needs "
                         "at least two")
-    if splits.val is not None:
-        return
+
+
+def check_selectable(train: Dataset, why: str) -> None:
+    """Check that a validation example of every class can be held out of ``train`` (two or more per class).
+
+    Args:
+        train: The training examples a validation split would be carved from.
+        why: What needs the validation data, for the message (``"strategy 'finetune' selects on validation
+            data"``).
+
+    Raises:
+        DataError: Naming the classes with a single example and every way out.
+    """
     counts = train.class_counts()
     single = [f"{name!r} ({count})" for name, count in zip(train.class_names, counts, strict=True) if count < 2]
     if single:
         raise DataError(f"{train.source}: class {', '.join(single)} has fewer than 2 examples, so no validation "
-                        "example can be held out; add examples to it, or give a separate val split")
+                        f"example can be held out, but {why}; add examples, give a separate val split, train "
+                        "without selection (val_fraction=0, CLI --val-fraction 0), or use a strategy that needs "
+                        "no validation data (prototypes, linear)")
 
 
 def _check_fraction(name: str, value: float, *, allow_zero: bool) -> None:

@@ -3,7 +3,7 @@
 Each strategy is one module that registers itself; adding one is a new module plus one import line here.
 """
 
-from headstart.strategies import finetune, gradual, linear, lora, lpft, scratch  # noqa: F401  (registration)
+from headstart.strategies import finetune, gradual, linear, lora, lpft, prototypes, scratch  # noqa: F401  (registration)
 from headstart.strategies.base import (
     STRATEGIES,
     Strategy,

@@ -18,11 +18,12 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
-from headstart.backbones import Backbone
+from headstart.backbones import Backbone, extract_features
 from headstart.data import Dataset
 from headstart.errors import ConfigError
 from headstart.model import TransferModel
 from headstart.registry import Registry
+from headstart.strategies.heads import prototype_head
 from headstart.training import FitContext, Stage, StrategyConfig, TrainingConfig, TrainResult, train
 from headstart.training.network import Regularizer
 
@@ -126,6 +127,15 @@ class TrainedStrategy(Strategy):
         """Undo what :meth:`prepare` did to the backbone after training; returns extra metrics."""
         return {}
 
+    def initial_head(self, backbone: Backbone, train_data: Dataset, cfg: Any, context: FitContext) -> nn.Linear:
+        """A fresh head (seeded), or the prototype head of the frozen features when ``head_init="prototypes"``."""
+        n_classes = len(train_data.class_names)
+        if getattr(cfg, "head_init", "random") == "prototypes":
+            features = extract_features(backbone, train_data, cache=context.cache, batch_size=cfg.batch_size,
+                                        progress=context.progress)
+            return prototype_head(features, train_data.labels, n_classes)[0]
+        return new_head(backbone.feature_dim, n_classes, context.seed)
+
     def resolve(self, modality: str, n_examples: int) -> Any:
         """The settings with every per-modality default filled in."""
         return self.config.resolve(modality, n_examples, self.name)
@@ -139,7 +149,7 @@ class TrainedStrategy(Strategy):
         cfg = self.resolve(backbone.modality, len(train_data))
         backbone = copy.deepcopy(backbone)
         prepared = self.prepare(backbone, cfg, context)
-        head = new_head(backbone.feature_dim, len(train_data.class_names), context.seed)
+        head = self.initial_head(backbone, train_data, cfg, context)
         stages = self.stages(backbone, cfg)
         result = train(backbone, head, train_data, val, stages, self.loop_config(cfg), context,
                        run_key=run_key(self, cfg), trainable=self.trainable,

@@ -101,6 +101,10 @@ class HeadFirstConfig(TrainingConfig):
     head_epochs: int | None = Field(None, ge=0, description="Epochs training only the new head, backbone "
                                     "frozen (its BatchNorm statistics fixed). Default: 1, raised to reach "
                                     "`min_steps`.")
+    head_init: Literal["random", "prototypes"] = Field(
+        "random", description="The new head's starting point: 'random', or 'prototypes' (the class means of "
+                              "the frozen features by cosine, as the prototypes strategy; a few-shot head that "
+                              "is already good before any step).")
     head_lr: float | None = Field(None, gt=0, description="Peak learning rate of the head-only stage. "
                                   "Default: per modality (larger for normalised text embeddings).")
 

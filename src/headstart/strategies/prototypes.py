@@ -1,0 +1,39 @@
+"""Prototypes: the few-shot classifier that needs no training — each class is the mean of its examples'
+frozen features, and an input belongs to the nearest class mean by cosine (Snell et al. 2017; SimpleShot,
+Wang et al. 2019). Costs little more than feature extraction, works from one example per class, and needs
+no validation split."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from headstart.backbones import Backbone, extract_features
+from headstart.data import Dataset
+from headstart.model import TransferModel
+from headstart.strategies.base import Strategy, register_strategy
+from headstart.strategies.heads import prototype_head
+from headstart.training import FitContext, StrategyConfig
+
+
+class PrototypesConfig(StrategyConfig):
+    """Settings of the nearest-class-mean classifier."""
+
+    shrinkage: float = Field(0.0, ge=0, lt=1, description="Pull each class mean toward the mean of all "
+                             "training features by this share (can help with one or two examples per class).")
+
+
+@register_strategy("prototypes")
+class Prototypes(Strategy):
+    """Nearest class mean on cached frozen features by cosine, with a temperature fitted by leave-one-out.
+    No training: the few-shot baseline, usable from one example per class."""
+
+    config_class = PrototypesConfig
+
+    def fit(self, backbone: Backbone, train: Dataset, val: Dataset | None, context: FitContext) -> TransferModel:
+        cfg = self.config
+        features = extract_features(backbone, train, cache=context.cache, batch_size=cfg.batch_size,
+                                    progress=context.progress)
+        head, info = prototype_head(features, train.labels, len(train.class_names), shrinkage=cfg.shrinkage)
+        return TransferModel(backbone, head, train.class_names, strategy=self.name,
+                             strategy_config={**cfg.model_dump(), "seed": context.seed, "scale": info["scale"]},
+                             metrics={"train": {"loo_accuracy": info["loo_accuracy"]}})
