@@ -77,10 +77,8 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
     out = check_output(out, force=force) if out is not None else None
     splits = as_splits(data, skip_bad=skip_bad_images, text_column=text_column,
                         label_column=label_column, path_column=path_column)
-    why = (f"strategy {strategy!r} selects on validation data" if chosen.uses_validation
-           else "calibration fits on validation data")
-    splits = complete_splits(splits, needs_val=chosen.uses_validation or calibrate, seed=seed,
-                             val_fraction=val_fraction, test_fraction=test_fraction, why=why)
+    splits = complete_splits(splits, chosen, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,
+                             calibrate=calibrate)
     feature_cache = FeatureCache.from_option(cache)
     net, ranking = _fit_backbone(backbone, splits.train, feature_cache, progress, image_size)
     workdir = work_dir(out) if out is not None else Path(tempfile.mkdtemp(prefix="headstart-"))

@@ -32,15 +32,18 @@ def check_modality(backbone: Backbone, splits: DataSplits) -> None:
                           "(see `headstart backbones`)")
 
 
-def complete_splits(splits: DataSplits, *, needs_val: bool, seed: int, val_fraction: float,
-                    test_fraction: float, why: str = "the run selects on validation data") -> DataSplits:
+def complete_splits(splits: DataSplits, strategy: Strategy, *, seed: int, val_fraction: float,
+                    test_fraction: float, calibrate: bool = False) -> DataSplits:
     """``splits`` with a stratified test split carved from train when it has none (``test_fraction``), and a
-    validation split when ``needs_val`` and it has none (``val_fraction`` of what is left).
+    validation split when ``strategy`` selects on one (or ``calibrate``) and it has none (``val_fraction`` of
+    what is left).
 
     Raises:
-        DataError: A validation split is needed but a class has a single training example (``why`` says
-            what needs it).
+        DataError: A validation split is needed but a class has a single training example.
     """
+    needs_val = strategy.uses_validation or calibrate
+    why = (f"strategy {strategy.name!r} selects on validation data" if strategy.uses_validation
+           else "calibration fits on validation data")
     train, val, test = splits.train, splits.val, splits.test
     if test is None and test_fraction > 0:
         parts = stratified_split(train, val_fraction=0.0, test_fraction=test_fraction, seed=seed)

@@ -230,7 +230,7 @@ def _measure(name: str, strategy: Strategy, splits: DataSplits, size: float, see
     """Train one run and measure it on the test split; returns its record and its cost in seconds, which
     leaves out the one-off embedding of the whole data (not a cost of the next runs)."""
     run_started, embedding = time.perf_counter(), cache.seconds_
-    run = complete_splits(splits, needs_val=strategy.uses_validation, seed=seed, val_fraction=val_fraction,
+    run = complete_splits(splits, strategy, seed=seed, val_fraction=val_fraction,
                           test_fraction=0.0)
     with tempfile.TemporaryDirectory(prefix="headstart-") as workdir:
         model = fit_splits(run, net, strategy, FitContext(Path(workdir), seed=seed, cache=cache, progress=False))
