@@ -10,11 +10,12 @@ import inspect
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from headstart.backbones import Backbone, FeatureCache, with_image_size
+from headstart.backbones import Backbone, FeatureCache, with_image_size, with_preprocess
 from headstart.data import Dataset, DataSplits, load_dataset, load_inputs, modality_spec
 from headstart.errors import ConfigError, DataError
 from headstart.evaluation import evaluate_dataset
@@ -33,8 +34,9 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
         out: str | Path | None = None, force: bool = False, seed: int = 0, val_fraction: float = 0.15,
         test_fraction: float = 0.2, cache: bool | str | Path | FeatureCache = True, progress: bool = True,
         max_time: float | None = None, calibrate: bool = False, image_size: int | None = None,
-        skip_bad_images: bool = False, text_column: str | None = None, label_column: str | None = None,
-        path_column: str | None = None, settings: dict[str, Any] | None = None) -> TransferModel:
+        preprocess: dict[str, Any] | None = None, skip_bad_files: bool = False, text_column: str | None = None,
+        label_column: str | None = None, path_column: str | None = None, settings: dict[str, Any] | None = None,
+        skip_bad_images: bool | None = None) -> TransferModel:
     """Train a model on labeled data by transferring a pre-trained backbone.
 
     Data without a ``test`` split gets a stratified held-out test set (``test_fraction``); strategies that
@@ -42,11 +44,11 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
     Very unequal class sizes give a warning in ``metrics["warnings"]`` (and the report).
 
     Args:
-        data: An image folder (class subfolders, optionally inside ``train/ val/ test/``), a CSV of
+        data: An image or audio folder (class subfolders, optionally inside ``train/ val/ test/``), a CSV of
             ``path,label``, a CSV/JSONL/Parquet of text and label, or already-loaded data.
         backbone: A backbone reference (``headstart backbones`` lists them) or a built backbone (e.g. with
             custom preprocessing); default: the modality's (``efficientnet_lite0`` for images, ``minilm``
-            for text).
+            for text, ``speech_embedding`` for audio).
             ``"auto"`` ranks the bundled backbones of the data's modality by LogME on the training split and
             uses the best (the ranking is kept in ``metrics["backbone_ranking"]``).
         strategy: How to transfer: ``linear`` (frozen features + logistic regression), ...
@@ -65,10 +67,14 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
             ``metrics["calibration"]``.
         image_size: Input size of an image backbone in pixels, instead of its own (e.g. 128 for small source
             images: fine-tuning steps cost about a third of 224 px ones). Saved with the model.
-        skip_bad_images: Skip unreadable images (listed in the metrics) instead of failing.
+        preprocess: Preprocessing settings of the backbone to change, e.g. ``{"max_seconds": 10,
+            "long_clips": "windows"}`` for audio (``config.json`` of a model shows them); saved with the model.
+        skip_bad_files: Skip unusable files (unreadable images; unreadable, empty, silent, too short or too long
+            audio; listed in the metrics) instead of failing.
         text_column, label_column, path_column: Column names in tabular data, when not detected.
         settings: The strategy's settings, e.g. ``{"epochs": 3}`` (``headstart strategies`` lists them); kept
             apart from these arguments, so ``seed`` or ``max_time`` given here is an error.
+        skip_bad_images: Deprecated name of ``skip_bad_files``.
 
     Returns:
         The trained model; its ``metrics`` hold test (and validation) results.
@@ -80,7 +86,7 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
     started = time.perf_counter()
     chosen = get_strategy(strategy, **_strategy_settings(settings, fit))
     out = check_output(out, force=force) if out is not None else None
-    splits = _as_splits(data, skip_bad_images=skip_bad_images, text_column=text_column,
+    splits = _as_splits(data, skip_bad=_skip_bad(skip_bad_files, skip_bad_images), text_column=text_column,
                         label_column=label_column, path_column=path_column)
     backbone = backbone or modality_spec(splits.train.modality).default_backbone
     splits = complete_splits(splits, needs_val=chosen.uses_validation or calibrate, seed=seed,
@@ -88,9 +94,9 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
     feature_cache = _feature_cache(cache)
     ranking = None
     if backbone == "auto":
-        ranking = _auto_backbone(splits.train, feature_cache, progress, image_size)
+        ranking = _auto_backbone(splits.train, feature_cache, progress, image_size, preprocess)
         backbone = ranking.best
-    net = with_image_size(backbone, image_size)
+    net = _built(backbone, image_size, preprocess)
     workdir = work_dir(out) if out is not None else Path(tempfile.mkdtemp(prefix="headstart-"))
     context = FitContext(work_dir=workdir, seed=seed, cache=feature_cache, progress=progress, max_time=max_time)
     model = fit_splits(splits, net, chosen, context, calibrate=calibrate)
@@ -129,7 +135,7 @@ def evaluate(model: TransferModel | str | Path, data: str | Path | Dataset, *, s
 
 def predict(model: TransferModel | str | Path, inputs: Sequence[Any], *, top_k: int = 1, batch_size: int = 64,
             progress: bool = False) -> list[dict[str, Any]]:
-    """Predictions for raw inputs: image paths or folders, or texts (or a ``.txt``/CSV of texts).
+    """Predictions for raw inputs: image or audio paths or folders, or texts (or a ``.txt``/CSV of texts).
 
     Returns:
         One dict per example: ``input``, ``label``, ``confidence`` and, for ``top_k > 1``, ``top`` — a list of
@@ -152,8 +158,9 @@ def predict(model: TransferModel | str | Path, inputs: Sequence[Any], *, top_k: 
 def rank(data: str | Path | DataSplits | Dataset, *, backbones: Sequence[str | Backbone],
          scores: Sequence[str] | None = None, sort_by: str = "logme", cache: bool | str | Path | FeatureCache = True,
          out: str | Path | None = None, force: bool = False, progress: bool = False, image_size: int | None = None,
-         skip_bad_images: bool = False, text_column: str | None = None, label_column: str | None = None,
-         path_column: str | None = None) -> RankResult:
+         preprocess: dict[str, Any] | None = None, skip_bad_files: bool = False, text_column: str | None = None,
+         label_column: str | None = None, path_column: str | None = None, skip_bad_images: bool | None = None
+         ) -> RankResult:
     """Rank backbones for a data set by transferability scores of their frozen features (training split).
 
     Args:
@@ -165,7 +172,8 @@ def rank(data: str | Path | DataSplits | Dataset, *, backbones: Sequence[str | B
         out: Folder for ``rank.json`` and ``report.html`` (written atomically; replaced only with ``force``).
         force: Replace an existing ``out``.
         progress: Show progress bars.
-        image_size, skip_bad_images, text_column, label_column, path_column: As for :func:`fit`.
+        image_size, preprocess, skip_bad_files, text_column, label_column, path_column, skip_bad_images: As for
+            :func:`fit`.
 
     Returns:
         A :class:`~headstart.transferability.ranking.RankResult`, best backbone first.
@@ -175,10 +183,10 @@ def rank(data: str | Path | DataSplits | Dataset, *, backbones: Sequence[str | B
         >>> result.best
     """
     out = check_output(out, force=force) if out is not None else None
-    splits = _as_splits(data, skip_bad_images=skip_bad_images, text_column=text_column,
+    splits = _as_splits(data, skip_bad=_skip_bad(skip_bad_files, skip_bad_images), text_column=text_column,
                         label_column=label_column, path_column=path_column)
-    if image_size is not None:
-        backbones = [with_image_size(b, image_size) for b in backbones]
+    if image_size is not None or preprocess:
+        backbones = [_built(b, image_size, preprocess) for b in backbones]
     result = rank_backbones(splits.train, backbones, scores=scores, sort_by=sort_by, cache=_feature_cache(cache),
                             progress=progress)
     if out is not None:
@@ -194,8 +202,9 @@ def compare(data: str | Path | DataSplits | Dataset, *, strategies: Sequence[str
             backbone: str | Backbone | None = None, max_time: float | None = None,
             cache: bool | str | Path | FeatureCache = True, out: str | Path | None = None, force: bool = False,
             settings: dict[str, Any] | None = None, test_fraction: float = 0.2, val_fraction: float = 0.15,
-            on_run: Callable[[Any], None] | None = None, image_size: int | None = None, skip_bad_images: bool = False,
-            text_column: str | None = None, label_column: str | None = None, path_column: str | None = None
+            on_run: Callable[[Any], None] | None = None, image_size: int | None = None,
+            preprocess: dict[str, Any] | None = None, skip_bad_files: bool = False, text_column: str | None = None,
+            label_column: str | None = None, path_column: str | None = None, skip_bad_images: bool | None = None
             ) -> CompareResult:
     """Learning curves: every strategy on growing stratified subsets of the training data, several seeds,
     each measured on one fixed test set; with the transfer-vs-scratch verdict and data savings.
@@ -216,7 +225,8 @@ def compare(data: str | Path | DataSplits | Dataset, *, strategies: Sequence[str
         test_fraction: Fixed hold-out share when the data has no test split.
         val_fraction: Validation share of each subset, for strategies that use validation.
         on_run: Called with each :class:`~headstart.studies.statistics.RunRecord` or skipped run as it happens.
-        image_size, skip_bad_images, text_column, label_column, path_column: As for :func:`fit`.
+        image_size, preprocess, skip_bad_files, text_column, label_column, path_column, skip_bad_images: As for
+            :func:`fit`.
 
     Returns:
         A :class:`~headstart.studies.runner.CompareResult`.
@@ -227,11 +237,11 @@ def compare(data: str | Path | DataSplits | Dataset, *, strategies: Sequence[str
         >>> print(result.verdicts[0].message)
     """
     out = check_output(out, force=force) if out is not None else None
-    splits = _as_splits(data, skip_bad_images=skip_bad_images, text_column=text_column,
+    splits = _as_splits(data, skip_bad=_skip_bad(skip_bad_files, skip_bad_images), text_column=text_column,
                         label_column=label_column, path_column=path_column)
     if fractions is None and shots is None:
         fractions = DEFAULT_FRACTIONS
-    net = with_image_size(backbone or modality_spec(splits.train.modality).default_backbone, image_size)
+    net = _built(backbone or modality_spec(splits.train.modality).default_backbone, image_size, preprocess)
     result = compare_strategies(splits, strategies=strategies, backbone=net, fractions=fractions, shots=shots,
                                 seeds=seeds, max_time=max_time, cache=_feature_cache(cache), settings=settings,
                                 test_fraction=test_fraction, val_fraction=val_fraction, on_run=on_run)
@@ -246,12 +256,23 @@ def _feature_cache(cache: bool | str | Path | FeatureCache) -> FeatureCache | No
     return None if cache is False else FeatureCache(None if cache is True else cache)
 
 
-def _auto_backbone(train: Dataset, cache: FeatureCache | None, progress: bool, image_size: int | None
-                   ) -> RankResult:
+def _built(backbone: str | Backbone, image_size: int | None, preprocess: dict[str, Any] | None) -> Backbone:
+    """``backbone`` built with the run's image size and preprocessing changes."""
+    return with_preprocess(with_image_size(backbone, image_size), preprocess)
+
+
+def _skip_bad(skip_bad_files: bool, skip_bad_images: bool | None) -> bool:
+    if skip_bad_images is not None:
+        warnings.warn("skip_bad_images is deprecated; use skip_bad_files", DeprecationWarning, stacklevel=3)
+    return skip_bad_files or bool(skip_bad_images)
+
+
+def _auto_backbone(train: Dataset, cache: FeatureCache | None, progress: bool, image_size: int | None,
+                   preprocess: dict[str, Any] | None) -> RankResult:
     """Rank the bundled backbones of ``train``'s modality by LogME (what ``backbone="auto"`` uses)."""
     candidates: list[str | Backbone] = list(bundled_backbones(train.modality))
-    if image_size is not None:
-        candidates = [with_image_size(ref, image_size) for ref in candidates]
+    if image_size is not None or preprocess:
+        candidates = [_built(ref, image_size, preprocess) for ref in candidates]
     return rank_backbones(train, candidates, scores=["logme"], sort_by="logme",
                           cache=cache, progress=progress)
 
@@ -270,8 +291,7 @@ def _as_splits(data: Any, **kwargs: Any) -> DataSplits:
         return data
     if isinstance(data, Dataset):
         return DataSplits(train=data, val=None, test=None, source=data.source)
-    skip = kwargs.pop("skip_bad_images")
-    return load_dataset(data, skip_bad=skip, **kwargs)
+    return load_dataset(data, **kwargs)
 
 
 def _pick_split(splits: DataSplits, split: str | None) -> Dataset:

@@ -28,20 +28,30 @@ err = Console(stderr=True)
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or informational output.")]
 TextColumn = Annotated[str | None, typer.Option(help="Text column of tabular data.")]
 LabelColumn = Annotated[str | None, typer.Option(help="Label column of tabular data.")]
-PathColumn = Annotated[str | None, typer.Option(help="Image path column of a CSV.")]
+PathColumn = Annotated[str | None, typer.Option(help="File path column of a table of image or audio paths.")]
 NoCache = Annotated[bool, typer.Option("--no-cache", help="Do not read or write cached features.")]
 Force = Annotated[bool, typer.Option(help="Replace an existing output folder.")]
 ImageSize = Annotated[int | None, typer.Option(help="Input size of an image backbone in pixels instead of its own "
                                                     "(e.g. 128 for small images: about 3x faster fine-tuning).")]
+Preprocessing = Annotated[list[str] | None, typer.Option(
+    "--preprocess", help="Backbone preprocessing setting key=value, saved with the model; repeatable. Audio: "
+                         "max_seconds=10, long_clips=first|windows (what to do with longer clips), target_dbfs, "
+                         "pad_seconds, pooling=mean|max.")]
+SkipBadFiles = Annotated[bool, typer.Option("--skip-bad-files", "--skip-bad-images",
+                                            help="Skip unusable files (unreadable images; unreadable, empty, "
+                                                 "silent, too short or too long audio; listed in the report) "
+                                                 "instead of stopping.")]
 
 
-def parse_settings(pairs: list[str]) -> dict[str, Any]:
-    """``["lr=0.01", "epochs=3"]`` -> ``{"lr": "0.01", "epochs": "3"}``; the strategy's config converts types."""
+def parse_settings(pairs: list[str], option: str = "--set") -> dict[str, Any]:
+    """``["lr=0.01", "epochs=3"]`` -> ``{"lr": "0.01", "epochs": "3"}``; the strategy's config (or the
+    backbone's preprocessing, for ``--preprocess``) converts types."""
     settings = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise ConfigError(f"--set expects key=value, got {pair!r} (see `headstart strategies` for keys)")
+            where = "see `headstart strategies`" if option == "--set" else "a saved model's config.json shows them"
+            raise ConfigError(f"{option} expects key=value, got {pair!r} ({where} for keys)")
         settings[key.strip().replace("-", "_")] = None if value.strip().lower() == "none" else value.strip()
     return settings
 
@@ -75,12 +85,14 @@ def strategies(
 
 @app.command()
 def fit(
-    data: Annotated[Path, typer.Argument(help="Image folder (class subfolders, optional train/val/test), "
-                                              "CSV of path,label, or CSV/JSONL/Parquet of text,label.")],
+    data: Annotated[Path, typer.Argument(help="Image or audio folder (class subfolders, optional "
+                                              "train/val/test), CSV of path,label, or CSV/JSONL/Parquet of "
+                                              "text,label.")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the model, metrics and report.")],
     backbone: Annotated[str | None, typer.Option(help="Backbone reference (see `headstart backbones`), or "
                                                       "'auto' to rank the bundled ones by LogME and take the "
-                                                      "best; default: efficientnet_lite0 / minilm by modality.")
+                                                      "best; default: efficientnet_lite0 / minilm / "
+                                                      "speech_embedding by modality.")
                         ] = None,
     strategy: Annotated[str, typer.Option(help="How to transfer (see `headstart strategies`).")] = "linear",
     calibrate: Annotated[bool, typer.Option("--calibrate", help="Fit a softmax temperature on validation data "
@@ -98,10 +110,10 @@ def fit(
     text_column: TextColumn = None,
     label_column: LabelColumn = None,
     path_column: PathColumn = None,
-    skip_bad_images: Annotated[bool, typer.Option(help="Skip unreadable images (listed in the report) "
-                                                       "instead of stopping.")] = False,
+    skip_bad_files: SkipBadFiles = False,
     max_time: Annotated[float | None, typer.Option(help="Training time budget in seconds.")] = None,
     image_size: ImageSize = None,
+    preprocess: Preprocessing = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Feature cache folder (default ~/.cache/headstart).")
                          ] = None,
     no_cache: NoCache = False,
@@ -120,7 +132,7 @@ def fit(
     model = api.fit(data, backbone=backbone, strategy=strategy, out=out_dir, force=force, seed=seed,
                       val_fraction=val_fraction, test_fraction=test_fraction, cache=cache, progress=not quiet,
                       max_time=max_time, calibrate=calibrate, image_size=image_size,
-                      skip_bad_images=skip_bad_images,
+                      preprocess=parse_settings(preprocess or [], "--preprocess"), skip_bad_files=skip_bad_files,
                       text_column=text_column, label_column=label_column, path_column=path_column,
                       settings=options)
     if not is_main_process():
@@ -178,8 +190,8 @@ def evaluate(
 @app.command()
 def predict(
     model_dir: Annotated[Path, typer.Argument(help="A model folder written by `headstart fit`.")],
-    inputs: Annotated[list[str], typer.Argument(help="Image files or folders; or texts, a .txt file (one "
-                                                     "text per line) or a CSV/JSONL with a text column.")],
+    inputs: Annotated[list[str], typer.Argument(help="Image or audio files or folders; or texts, a .txt file "
+                                                     "(one text per line) or a CSV/JSONL with a text column.")],
     output_format: Annotated[str, typer.Option("--format", help="table, json or csv.")] = "table",
     top_k: Annotated[int, typer.Option(help="How many classes to show per input.")] = 1,
     quiet: Quiet = False,
@@ -249,6 +261,8 @@ def rank(
     out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for rank.json and report.html.")
                        ] = None,
     image_size: ImageSize = None,
+    preprocess: Preprocessing = None,
+    skip_bad_files: SkipBadFiles = False,
     text_column: TextColumn = None,
     label_column: LabelColumn = None,
     path_column: PathColumn = None,
@@ -260,7 +274,8 @@ def rank(
     result = api.rank(data, backbones=_names(backbone_list, "--backbones"),
                             scores=_numbers(scores, "--scores", str), sort_by=score, cache=not no_cache,
                             out=out_dir, force=force, progress=not quiet, image_size=image_size,
-                            text_column=text_column,
+                            preprocess=parse_settings(preprocess or [], "--preprocess"),
+                            skip_bad_files=skip_bad_files, text_column=text_column,
                             label_column=label_column, path_column=path_column)
     _wide().print(rank_table(result))
     out.print(f"best: [bold]{result.best}[/] — {result.explanation()}", highlight=False)
@@ -290,6 +305,8 @@ def compare(
     test_fraction: Annotated[float, typer.Option(help="Fixed hold-out share when the data has no test split.")
                              ] = 0.2,
     image_size: ImageSize = None,
+    preprocess: Preprocessing = None,
+    skip_bad_files: SkipBadFiles = False,
     text_column: TextColumn = None,
     label_column: LabelColumn = None,
     path_column: PathColumn = None,
@@ -314,6 +331,8 @@ def compare(
                                 max_time=max_time, cache=not no_cache, out=out_dir, force=force,
                                 settings=parse_settings(settings or []), test_fraction=test_fraction, on_run=show,
                                 image_size=image_size,
+                                preprocess=parse_settings(preprocess or [], "--preprocess"),
+                                skip_bad_files=skip_bad_files,
                                 text_column=text_column, label_column=label_column, path_column=path_column)
     if result.summary:
         grid = Table(title=f"Test accuracy on {result.n_test} examples (mean ± std over seeds)")

@@ -68,7 +68,8 @@ def files_under(folder: Path, modality: Modality | None = None) -> list[str]:
         return found is not None and (modality is None or found == modality)
 
     return sorted(str(p) for p in folder.rglob("*")
-                  if p.is_file() and wanted(p) and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+                  if p.is_file() and wanted(p)
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
 def paths_from_table(table: Table, column: str) -> list[str]:

@@ -21,8 +21,9 @@ def load_inputs(inputs: Sequence[str], modality: Modality, *, text_column: str |
     """Expand prediction inputs into examples and the names to show for them.
 
     Images, audio (modalities whose examples are files): each input is a file or a folder (searched
-    recursively; files sorted); every file is checked with the modality's screen. Text: each input is a ``.txt`` file (one text per non-blank line), a
-    ``.csv``/``.tsv``/``.jsonl``/``.parquet`` file (its text column), or else a literal text.
+    recursively; files sorted); every file is checked with the modality's screen. Text: each input is a
+    ``.txt`` file (one text per non-blank line), a ``.csv``/``.tsv``/``.jsonl``/``.parquet`` file (its text
+    column), or else a literal text.
 
     Args:
         inputs: Paths or texts, in order.

@@ -235,7 +235,7 @@ def compare_strategies(splits: DataSplits, *, strategies: Sequence[str], backbon
         test_source = f"a fixed stratified {test_fraction:.0%} hold-out of the training data (seed 0)"
     plan = _plan_sizes(train, fractions, shots)
     net = create_backbone(backbone) if isinstance(backbone, str) else backbone
-    check_modality(net, splits)
+    check_modality(net, splits, list(chosen.values()))
     sliced = SlicedFeatureCache(cache, net, [p for p in (train, val, test) if p is not None])
     result = CompareResult(splits.source, net.ref, strategies, [size for size, _ in plan], len(test), test_source)
     started = time.perf_counter()
