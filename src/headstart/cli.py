@@ -23,7 +23,7 @@ from headstart.studies import SIZE_LABEL, SkippedRun
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Transfer learning for small data sets: fit, evaluate, predict.")
 out = Console(soft_wrap=True)  # summary lines stay whole when piped or logged
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # an error stays one line when piped or logged
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or informational output.")]
 TextColumn = Annotated[str | None, typer.Option(help="Text column of tabular data.")]
