@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo demo-text test test-fast lint bench clean
+.PHONY: setup demo demo-text demo-audio test test-fast lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -18,6 +18,9 @@ demo: setup
 
 demo-text: setup
 	$(BIN)/headstart fit examples/wordnet-supersenses --backbone minilm --out runs/demo-text --force
+
+demo-audio: setup
+	$(BIN)/headstart fit examples/fsdd-mini --out runs/demo-audio --force
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks examples

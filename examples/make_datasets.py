@@ -1,12 +1,15 @@
-"""Rebuild the committed demo data sets from the Debian packages, with fixed seeds.
+"""Rebuild the committed demo data sets from the Debian packages and FSDD, with fixed seeds.
 
     apt-get install dataset-fashion-mnist wordnet-base
-    python examples/make_datasets.py
+    python examples/make_datasets.py [--only fsdd-mini]
 
 - ``examples/fashion-mnist-mini/``: ``train/<class>/*.png`` (100 per class, official train split) and
   ``test/<class>/*.png`` (50 per class, official test split); file names are the image's index in its split.
 - ``examples/wordnet-supersenses/``: ``train.csv`` (100 per class) and ``test.csv`` (50 per class), columns
   ``text,label``: noun synset definitions and their supersense.
+- ``examples/fsdd-mini/``: ``train/<digit>/*.wav`` (speaker george, 5 per digit) and ``test/<digit>/*.wav``
+  (speaker jackson, 20 per digit), copied unchanged from the Free Spoken Digit Dataset (``HEADSTART_FSDD``):
+  a speaker-independent test.
 
 The README and LICENSE files next to the data are written by hand and left alone.
 """
@@ -22,12 +25,13 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from headstart.data.reference import load_fashion_mnist, load_wordnet_supersenses
+from headstart.data.reference import load_fashion_mnist, load_fsdd, load_wordnet_supersenses
 
 EXAMPLES = Path(__file__).resolve().parent
 SEED = 0
 FASHION_PER_CLASS = {"train": 100, "test": 50}
 WORDNET_PER_CLASS = {"train": 100, "test": 50}
+FSDD_PER_DIGIT = {"train": ("george", 5), "test": ("jackson", 20)}
 WORDNET_CLASSES = ["noun.act", "noun.animal", "noun.artifact", "noun.body", "noun.communication", "noun.food",
                    "noun.location", "noun.person", "noun.plant", "noun.substance"]
 
@@ -72,13 +76,32 @@ def make_wordnet_supersenses(out: Path) -> None:
         pd.DataFrame(split_rows, columns=["text", "label"]).to_csv(out / f"{split}.csv", index=False)
 
 
+def make_fsdd_mini(out: Path) -> None:
+    """Write ``out/{train,test}/<digit>/<file>.wav``: a seeded sample per digit of one speaker for each split,
+    the files copied byte for byte."""
+    rng = np.random.default_rng(SEED)
+    for split, (speaker, per_digit) in FSDD_PER_DIGIT.items():
+        paths, digits, _, _ = load_fsdd(speakers=[speaker])
+        shutil.rmtree(out / split, ignore_errors=True)
+        for digit in range(10):
+            folder = out / split / str(digit)
+            folder.mkdir(parents=True)
+            for index in np.sort(rng.choice(np.flatnonzero(digits == digit), per_digit, replace=False)):
+                shutil.copyfile(paths[index], folder / Path(paths[index]).name)
+
+
+MAKERS = {"fashion-mnist-mini": make_fashion_mnist, "wordnet-supersenses": make_wordnet_supersenses,
+          "fsdd-mini": make_fsdd_mini}
+
+
 def main() -> None:
-    """Build both data sets under ``--out`` (default: this folder)."""
+    """Build the data sets under ``--out`` (default: this folder)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=EXAMPLES, help="folder to write the data sets into")
+    parser.add_argument("--only", choices=sorted(MAKERS), action="append", help="build only these (repeatable)")
     args = parser.parse_args()
-    make_fashion_mnist(args.out / "fashion-mnist-mini")
-    make_wordnet_supersenses(args.out / "wordnet-supersenses")
+    for name in args.only or MAKERS:
+        MAKERS[name](args.out / name)
 
 
 if __name__ == "__main__":

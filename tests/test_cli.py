@@ -16,7 +16,8 @@ def run(*args):
 def test_backbones_lists_the_bundled_defaults_as_offline():
     result = run("backbones")
     assert result.exit_code == 0
-    for name in ("efficientnet_lite0", "minilm", "glove", "timm:<name>", "hf:<name>", "ckpt:<name>"):
+    for name in ("efficientnet_lite0", "minilm", "glove", "speech_embedding", "timm:<name>", "hf:<name>",
+                 "ckpt:<name>"):
         assert name in result.output
 
 

@@ -125,10 +125,10 @@ def test_corrupt_images_are_listed(tmp_path):
     write(tmp_path / "a" / "bad.png", b"not a png at all")
     good = (tmp_path / "b" / "0.png").read_bytes()
     write(tmp_path / "b" / "truncated.png", good[: len(good) // 2])
-    with pytest.raises(DataError, match=r"2 image file\(s\) cannot be read") as err:
+    with pytest.raises(DataError, match=r"2 image file\(s\) cannot be used") as err:
         load_dataset(tmp_path)
     assert "bad.png" in str(err.value) and "truncated.png" in str(err.value)
-    assert "--skip-bad-images" in str(err.value)
+    assert "--skip-bad-files" in str(err.value)
 
 
 def test_many_corrupt_images_show_ten_and_a_count(tmp_path):
@@ -150,7 +150,7 @@ def test_skip_bad(tmp_path):
 def test_skip_bad_leaving_a_class_empty(tmp_path):
     class_folder(tmp_path, {"a": 3})
     write(tmp_path / "b" / "bad.png", b"junk")
-    with pytest.raises(DataError, match=r"b has no readable images \(1 skipped"):
+    with pytest.raises(DataError, match=r"b has no usable image files \(1 skipped"):
         load_dataset(tmp_path, skip_bad=True)
 
 
@@ -261,7 +261,7 @@ def test_missing_path_and_unsupported_format(tmp_path):
     with pytest.raises(DataError, match="single image"):
         load_dataset(png(tmp_path / "one.png"))
     with pytest.raises(ConfigError, match="modality"):
-        load_dataset(tmp_path, modality="audio")
+        load_dataset(tmp_path, modality="video")
 
 
 # --- in-memory -------------------------------------------------------------------------------------------

@@ -10,11 +10,12 @@ import inspect
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from headstart.backbones import Backbone, FeatureCache, with_image_size
+from headstart.backbones import Backbone, FeatureCache, with_image_size, with_preprocess
 from headstart.data import Dataset, DataSplits, as_splits, load_dataset, load_inputs, modality_spec
 from headstart.errors import ConfigError
 from headstart.evaluation import evaluate_dataset
@@ -27,24 +28,25 @@ from headstart.strategies import get_strategy
 from headstart.studies import CompareResult, compare_strategies
 from headstart.training import FitContext
 from headstart.training.checkpoint import CHECKPOINT_DIR
-from headstart.transferability import RankResult, rank_backbones, rank_bundled
+from headstart.transferability import RankResult, bundled_backbones, rank_backbones
 
 
 def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | None = None, strategy: str = "linear",
         out: str | Path | None = None, force: bool = False, seed: int = 0, val_fraction: float = 0.15,
         test_fraction: float = 0.2, cache: bool | str | Path | FeatureCache = True, progress: bool = True,
         max_time: float | None = None, calibrate: bool = False, image_size: int | None = None,
-        skip_bad_images: bool = False, text_column: str | None = None, label_column: str | None = None,
-        path_column: str | None = None, settings: dict[str, Any] | None = None) -> TransferModel:
+        preprocess: dict[str, Any] | None = None, skip_bad_files: bool = False, text_column: str | None = None,
+        label_column: str | None = None, path_column: str | None = None, settings: dict[str, Any] | None = None,
+        skip_bad_images: bool | None = None) -> TransferModel:
     """Train a model on labeled data by transferring a pre-trained backbone.
 
     Very unequal class sizes give a warning in ``metrics["warnings"]`` (and the report).
 
     Args:
-        data: An image folder (class subfolders, optionally inside ``train/ val/ test/``), a CSV of
+        data: An image or audio folder (class subfolders, optionally inside ``train/ val/ test/``), a CSV of
             ``path,label``, a CSV/JSONL/Parquet of text and label, or already-loaded data.
         backbone: A backbone reference (``headstart backbones`` lists them) or a built backbone (e.g. with custom
-            preprocessing); default: the modality's (``efficientnet_lite0`` for images, ``minilm`` for text).
+            preprocessing); default: the modality's (``efficientnet_lite0``, ``minilm``, ``speech_embedding``).
             ``"auto"``: the best bundled backbone of the modality by LogME on the training split (the ranking is
             kept in ``metrics["backbone_ranking"]``).
         strategy: How to transfer: ``linear`` (frozen features + logistic regression), ...
@@ -60,7 +62,10 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
             is none) so confidences match accuracy; ECE before and after is in ``metrics["calibration"]``.
         image_size: Input size of an image backbone in pixels, instead of its own (e.g. 128 for small source
             images: fine-tuning steps cost about a third of 224 px ones). Saved with the model.
-        skip_bad_images: Skip unreadable images (listed in the metrics) instead of failing.
+        preprocess: Preprocessing settings of the backbone to change, e.g. ``{"max_seconds": 10,
+            "long_clips": "windows"}`` for audio (``config.json`` of a model shows them); saved with the model.
+        skip_bad_files: Skip unusable files (unreadable images; unreadable, empty, silent, too short or too long
+            audio; listed in the metrics) instead of failing. ``skip_bad_images`` is its deprecated name.
         text_column, label_column, path_column: Column names in tabular data, when not detected.
         settings: The strategy's settings, e.g. ``{"epochs": 3}`` (``headstart strategies`` lists them); kept
             apart from these arguments, so ``seed`` or ``max_time`` given here is an error.
@@ -75,12 +80,12 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
     started = time.perf_counter()
     chosen = get_strategy(strategy, **_strategy_settings(settings, fit))
     out = check_output(out, force=force) if out is not None else None
-    splits = as_splits(data, skip_bad=skip_bad_images, text_column=text_column,
+    splits = as_splits(data, skip_bad=_skip_bad(skip_bad_files, skip_bad_images), text_column=text_column,
                         label_column=label_column, path_column=path_column)
     splits = complete_splits(splits, chosen, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,
                              calibrate=calibrate)
     feature_cache = FeatureCache.from_option(cache)
-    net, ranking = _fit_backbone(backbone, splits.train, feature_cache, progress, image_size)
+    net, ranking = _fit_backbone(backbone, splits.train, feature_cache, progress, image_size, preprocess)
     workdir = work_dir(out) if out is not None else Path(tempfile.mkdtemp(prefix="headstart-"))
     context = FitContext(work_dir=workdir, seed=seed, cache=feature_cache, progress=progress, max_time=max_time)
     model = fit_splits(splits, net, chosen, context, calibrate=calibrate)
@@ -92,15 +97,27 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
 
 
 def _fit_backbone(backbone: str | Backbone | None, train: Dataset, cache: FeatureCache | None, progress: bool,
-                  image_size: int | None) -> tuple[Backbone, RankResult | None]:
+                  image_size: int | None, preprocess: dict[str, Any] | None) -> tuple[Backbone, RankResult | None]:
     """The backbone :func:`fit` starts from (the modality's default, or the best bundled one for ``"auto"``)
-    at ``image_size``, and the ranking that chose it (``"auto"`` only)."""
+    built with ``image_size`` and ``preprocess``, and the ranking that chose it (``"auto"`` only)."""
     backbone = backbone or modality_spec(train.modality).default_backbone
     ranking = None
     if backbone == "auto":
-        ranking = rank_bundled(train, cache=cache, progress=progress, image_size=image_size)
-        backbone = ranking.best
-    return with_image_size(backbone, image_size), ranking
+        candidates = [_built(ref, image_size, preprocess) for ref in bundled_backbones(train.modality)]
+        ranking = rank_backbones(train, candidates, scores=["logme"], sort_by="logme", cache=cache, progress=progress)
+        return candidates[[c.ref for c in candidates].index(ranking.best)], ranking
+    return _built(backbone, image_size, preprocess), ranking
+
+
+def _built(backbone: str | Backbone, image_size: int | None, preprocess: dict[str, Any] | None) -> Backbone:
+    """``backbone`` built with the run's image size and preprocessing changes."""
+    return with_preprocess(with_image_size(backbone, image_size), preprocess)
+
+
+def _skip_bad(skip_bad_files: bool, skip_bad_images: bool | None) -> bool:
+    if skip_bad_images is not None:
+        warnings.warn("skip_bad_images is deprecated; use skip_bad_files", DeprecationWarning, stacklevel=3)
+    return skip_bad_files or bool(skip_bad_images)
 
 
 def _publish_fit(model: TransferModel, splits: DataSplits, workdir: Path, out: Path | None, *, force: bool) -> None:
@@ -189,7 +206,8 @@ def predict(model: TransferModel | str | Path, inputs: Sequence[Any], *, top_k: 
 def rank(data: str | Path | DataSplits | Dataset, *, backbones: Sequence[str | Backbone],
          scores: Sequence[str] | None = None, sort_by: str = "logme", cache: bool | str | Path | FeatureCache = True,
          out: str | Path | None = None, force: bool = False, progress: bool = False, image_size: int | None = None,
-         skip_bad_images: bool = False, text_column: str | None = None, label_column: str | None = None,
+         preprocess: dict[str, Any] | None = None, skip_bad_files: bool = False, skip_bad_images: bool | None = None,
+         text_column: str | None = None, label_column: str | None = None,
          path_column: str | None = None) -> RankResult:
     """Rank backbones for a data set by transferability scores of their frozen features (training split).
 
@@ -202,7 +220,8 @@ def rank(data: str | Path | DataSplits | Dataset, *, backbones: Sequence[str | B
         out: Folder for ``rank.json`` and ``report.html`` (written atomically; replaced only with ``force``).
         force: Replace an existing ``out``.
         progress: Show progress bars.
-        image_size, skip_bad_images, text_column, label_column, path_column: As for :func:`fit`.
+        image_size, preprocess, skip_bad_files, skip_bad_images, text_column, label_column, path_column: As for
+            :func:`fit`.
 
     Returns:
         A :class:`~headstart.transferability.ranking.RankResult`, best backbone first.
@@ -212,10 +231,10 @@ def rank(data: str | Path | DataSplits | Dataset, *, backbones: Sequence[str | B
         >>> result.best
     """
     out = check_output(out, force=force) if out is not None else None
-    splits = as_splits(data, skip_bad=skip_bad_images, text_column=text_column,
+    splits = as_splits(data, skip_bad=_skip_bad(skip_bad_files, skip_bad_images), text_column=text_column,
                         label_column=label_column, path_column=path_column)
-    if image_size is not None:
-        backbones = [with_image_size(b, image_size) for b in backbones]
+    if image_size is not None or preprocess:
+        backbones = [_built(b, image_size, preprocess) for b in backbones]
     result = rank_backbones(splits.train, backbones, scores=scores, sort_by=sort_by,
                             cache=FeatureCache.from_option(cache), progress=progress)
     if out is not None:
@@ -231,7 +250,8 @@ def compare(data: str | Path | DataSplits | Dataset, *, strategies: Sequence[str
             backbone: str | Backbone | None = None, max_time: float | None = None,
             cache: bool | str | Path | FeatureCache = True, out: str | Path | None = None, force: bool = False,
             settings: dict[str, Any] | None = None, test_fraction: float = 0.2, val_fraction: float = 0.15,
-            on_run: Callable[[Any], None] | None = None, image_size: int | None = None, skip_bad_images: bool = False,
+            on_run: Callable[[Any], None] | None = None, image_size: int | None = None,
+            preprocess: dict[str, Any] | None = None, skip_bad_files: bool = False, skip_bad_images: bool | None = None,
             text_column: str | None = None, label_column: str | None = None, path_column: str | None = None
             ) -> CompareResult:
     """Learning curves: every strategy on growing stratified subsets of the training data, several seeds,
@@ -253,7 +273,8 @@ def compare(data: str | Path | DataSplits | Dataset, *, strategies: Sequence[str
         test_fraction: Fixed hold-out share when the data has no test split.
         val_fraction: Validation share of each subset, for strategies that use validation.
         on_run: Called with each :class:`~headstart.studies.statistics.RunRecord` or skipped run as it happens.
-        image_size, skip_bad_images, text_column, label_column, path_column: As for :func:`fit`.
+        image_size, preprocess, skip_bad_files, skip_bad_images, text_column, label_column, path_column: As for
+            :func:`fit`.
 
     Returns:
         A :class:`~headstart.studies.runner.CompareResult`.
@@ -264,11 +285,11 @@ def compare(data: str | Path | DataSplits | Dataset, *, strategies: Sequence[str
         >>> print(result.verdicts[0].message)
     """
     out = check_output(out, force=force) if out is not None else None
-    splits = as_splits(data, skip_bad=skip_bad_images, text_column=text_column,
+    splits = as_splits(data, skip_bad=_skip_bad(skip_bad_files, skip_bad_images), text_column=text_column,
                         label_column=label_column, path_column=path_column)
     if fractions is None and shots is None:
         fractions = DEFAULT_FRACTIONS
-    net = with_image_size(backbone or modality_spec(splits.train.modality).default_backbone, image_size)
+    net = _built(backbone or modality_spec(splits.train.modality).default_backbone, image_size, preprocess)
     result = compare_strategies(splits, strategies=strategies, backbone=net, fractions=fractions, shots=shots,
                                 seeds=seeds, max_time=max_time, cache=FeatureCache.from_option(cache),
                                 settings=settings, test_fraction=test_fraction, val_fraction=val_fraction,

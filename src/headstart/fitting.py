@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from headstart.backbones import Backbone
@@ -20,16 +21,23 @@ from headstart.strategies import Strategy
 from headstart.training import FitContext
 
 
-def check_modality(backbone: Backbone, splits: DataSplits) -> None:
-    """Refuse a backbone made for another kind of data than ``splits`` holds.
+def check_modality(backbone: Backbone, splits: DataSplits, strategies: Sequence[Strategy] = ()) -> None:
+    """Refuse a backbone made for another kind of data than ``splits`` holds, or one whose weights cannot
+    train under a strategy that trains them.
 
     Raises:
-        ConfigError: Names both modalities and where to find a fitting backbone.
+        ConfigError: Names both modalities and where to find a fitting backbone; or the strategy and the
+            strategies that keep the backbone frozen.
     """
     if backbone.modality != splits.train.modality:
         raise ConfigError(f"backbone {backbone.ref!r} is for {backbone.modality} data but {splits.source} holds "
                           f"{splits.train.modality} data; choose a {splits.train.modality} backbone "
                           "(see `headstart backbones`)")
+    training = [s.name for s in strategies if s.trains_backbone]
+    if training and not backbone.trainable:
+        raise ConfigError(f"backbone {backbone.ref!r} has no trainable weights (it runs in ONNX Runtime only), so "
+                          f"strategy {', '.join(training)} cannot train it; use the linear strategy, or a backbone "
+                          f"that can be fine-tuned (see `headstart backbones`)")
 
 
 def complete_splits(splits: DataSplits, strategy: Strategy, *, seed: int, val_fraction: float,
@@ -55,8 +63,9 @@ def complete_splits(splits: DataSplits, strategy: Strategy, *, seed: int, val_fr
     return DataSplits(train=train, val=val, test=test, source=splits.source, skipped=list(splits.skipped))
 
 
-def describe(splits: DataSplits) -> dict[str, Any]:
-    """The data summary stored in ``metrics["data"]``: source, modality, classes and split sizes."""
+def describe(splits: DataSplits, backbone: Backbone) -> dict[str, Any]:
+    """The data summary stored in ``metrics["data"]``: source, modality, classes, split sizes, skipped files
+    and what the backbone says of the inputs (e.g. audio clips longer than its limit)."""
     info: dict[str, Any] = {"source": splits.source, "modality": splits.train.modality,
                             "classes": splits.train.class_names}
     for name in ("train", "val", "test"):
@@ -65,6 +74,7 @@ def describe(splits: DataSplits) -> dict[str, Any]:
             info[f"n_{name}"] = len(part)
     if splits.skipped:
         info["skipped"] = [str(s) for s in splits.skipped]
+    info.update(backbone.describe_inputs([item for part in splits.present().values() for item in part.items]))
     return info
 
 
@@ -87,11 +97,11 @@ def fit_splits(splits: DataSplits, backbone: Backbone, strategy: Strategy, conte
     Raises:
         ConfigError: A backbone of another modality, or ``calibrate`` without validation data.
     """
-    check_modality(backbone, splits)
+    check_modality(backbone, splits, [strategy])
     if calibrate and splits.val is None:
         raise ConfigError("calibration needs validation data: give a val split or a val_fraction above 0")
     model = strategy.fit(backbone, splits.train, splits.val, context)
-    metrics: dict[str, Any] = {"data": describe(splits), "backbone": backbone.ref, "strategy": strategy.name,
+    metrics: dict[str, Any] = {"data": describe(splits, backbone), "backbone": backbone.ref, "strategy": strategy.name,
                                **model.metrics}
     warning = imbalance_warning(splits.train.class_counts(), splits.train.class_names)
     if warning:

@@ -1,30 +1,54 @@
 """The Backbone interface: where transferred knowledge comes from.
 
-A backbone turns raw examples (image paths or arrays, or texts) into fixed-size feature vectors. It owns its
+A backbone turns raw examples (image paths or arrays, texts, audio files) into fixed-size feature vectors. It owns its
 preprocessing, which is saved with every model built on it, so training and inference can never preprocess
 differently.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
+import pydantic
 import torch
 from torch import nn
 
 from headstart.data.modality import Modality
-from headstart.errors import BackboneError
+from headstart.errors import BackboneError, ConfigError
 from headstart.progress import track
+from headstart.registry import Registry
 
-P = TypeVar("P", bound="ImagePreprocess | TextPreprocess")
+
+class Preprocess(Protocol):
+    """A backbone's preprocessing record: a frozen dataclass whose ``kind`` names its class in
+    :data:`PREPROCESSING`, saved with every model as :meth:`to_dict`."""
+
+    kind: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
 
 
+P = TypeVar("P", bound=Preprocess)
+
+#: Preprocessing record classes by ``kind``; each modality's backbone family registers its own.
+PREPROCESSING: Registry[type] = Registry("preprocessing kind", BackboneError)
+
+
+def register_preprocessing(cls: type[P]) -> type[P]:
+    """Class decorator registering a preprocessing record under its ``kind`` default."""
+    PREPROCESSING.add(cls.kind, cls)
+    return cls
+
+
+@register_preprocessing
 @dataclass(frozen=True)
 class ImagePreprocess:
     """Evaluation-time image preprocessing, as in timm's pretrained configs.
@@ -49,6 +73,7 @@ class ImagePreprocess:
         return asdict(self)
 
 
+@register_preprocessing
 @dataclass(frozen=True)
 class TextPreprocess:
     """Text preprocessing: tokenization belongs to the backbone; this records what must stay fixed.
@@ -67,20 +92,25 @@ class TextPreprocess:
         return asdict(self)
 
 
-Preprocess = ImagePreprocess | TextPreprocess
-
-
 def preprocess_from_dict(data: dict[str, Any]) -> Preprocess:
-    """Rebuild a preprocessing record saved with :meth:`ImagePreprocess.to_dict` / ``TextPreprocess``."""
-    data = dict(data)
-    kind = data.get("kind")
-    if kind == "image":
-        data["mean"] = tuple(data["mean"])
-        data["std"] = tuple(data["std"])
-        return ImagePreprocess(**data)
-    if kind == "text":
-        return TextPreprocess(**data)
-    raise ValueError(f"unknown preprocessing kind {kind!r}")
+    """Rebuild a preprocessing record saved with its ``to_dict()`` (values are converted to the fields' types,
+    so ``{"input_size": "128"}`` from a command line works).
+
+    Raises:
+        BackboneError: Unknown ``kind``.
+        ConfigError: A field that the kind does not have, or a value it does not allow.
+    """
+    cls = PREPROCESSING.get(str(data.get("kind")))
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - fields)
+    if unknown:
+        raise ConfigError(f"{cls.kind} preprocessing has no setting {', '.join(unknown)}; its settings are "
+                          f"{', '.join(sorted(fields - {'kind'}))}")
+    try:
+        return pydantic.TypeAdapter(cls).validate_python(dict(data))
+    except pydantic.ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+        raise ConfigError(f"invalid {cls.kind} preprocessing: {problems}") from None
 
 
 def restore_preprocess(saved: dict[str, Any] | None, expected: type[P], ref: str) -> P | None:
@@ -117,6 +147,8 @@ class Backbone(ABC):
     feature_dim: int
     preprocess: Preprocess
     module: nn.Module
+    #: Whether training can change the weights (``False`` for a backbone that runs in ONNX Runtime only).
+    trainable: bool = True
 
     @abstractmethod
     def collate(self, items: Sequence[Any], *, augment: str = "off") -> Any:
@@ -149,6 +181,11 @@ class Backbone(ABC):
             digest.update(name.encode())
             digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
         return digest.hexdigest()[:32]
+
+    def describe_inputs(self, items: Sequence[Any]) -> dict[str, Any]:
+        """What the metrics should say about how this backbone treats ``items`` (e.g. how many audio clips were
+        longer than its input limit, and what was done with them); empty by default."""
+        return {}
 
     def source_head(self) -> SourceHead | None:
         """The pre-training classifier, where the weights ship one; ``None`` otherwise."""

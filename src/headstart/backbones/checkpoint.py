@@ -21,7 +21,7 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
 
-@register_backbone("ckpt:", modality="image/text", offline=True,
+@register_backbone("ckpt:", modality="any", offline=True,
                    description="the backbone of a model saved by headstart: ckpt:<model folder>")
 def checkpoint_backbone(argument: str | None, preprocess: dict[str, Any] | None) -> Backbone:
     """Rebuild the backbone of the model saved in folder ``argument``, with its trained weights if it was

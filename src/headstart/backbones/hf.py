@@ -1,6 +1,8 @@
-"""Text backbones from transformers: a plain Hugging Face encoder or a sentence-transformers folder.
+"""Backbones from transformers: a plain Hugging Face encoder or a sentence-transformers folder.
 
-Reference: ``hf:<hub-id>`` (needs internet once) or ``hf:/path/to/folder`` (works offline). In a
+Reference: ``hf:<hub-id>`` (needs internet once) or ``hf:/path/to/folder`` (works offline). A folder of
+another modality (an audio model's, recognised by its feature extractor) is built by the loader that
+modality's backbone file adds to :data:`HF_FOLDER_LOADERS`; the rest of this module is about text. In a
 sentence-transformers folder the pooling (``1_Pooling/config.json``), L2 normalization (a ``Normalize``
 module) and maximum sequence length (``sentence_bert_config.json``) are read from its files, so the embeddings
 equal ``SentenceTransformer(folder).encode(...)``; a plain encoder gets mean pooling.
@@ -9,7 +11,7 @@ equal ``SentenceTransformer(folder).encode(...)``; a plain encoder gets mean poo
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +36,10 @@ _ST_POOLINGS = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "c
 _EMBEDDINGS = ("embeddings", "embed_tokens", "wte")
 _LAYER_STACKS = ("encoder.layer", "encoder.layers", "transformer.layer", "layers", "layer", "h")
 _HUB_FILES = ["*.json", "*.txt", "*.model", "*.safetensors", "1_Pooling/*", "2_Normalize/*"]
+
+#: ``(recognises(folder), load(folder, ref, saved preprocessing dict))`` for transformers folders that are not
+#: text encoders; the first that recognises a folder builds its backbone.
+HF_FOLDER_LOADERS: list[tuple[Callable[[Path], bool], Callable[[Path, str, dict[str, Any] | None], Backbone]]] = []
 
 
 class TransformerTextBackbone(Backbone):
@@ -85,15 +91,7 @@ class TransformerTextBackbone(Backbone):
 
     def layer_groups(self) -> list[nn.Module]:
         """Embeddings, then each transformer layer, then everything else (pooler, final norm)."""
-        embeddings = next((self.module.get_submodule(n) for n in _EMBEDDINGS if _has(self.module, n)), None)
-        stack = next((self.module.get_submodule(n) for n in _LAYER_STACKS if _has(self.module, n)), None)
-        if embeddings is None or not isinstance(stack, nn.ModuleList):
-            return [self.module]
-        groups: list[nn.Module] = [embeddings, *stack]
-        covered = {id(p) for group in groups for p in group.parameters()}
-        rest = [m for m in self.module.modules()
-                if any(id(p) not in covered for p in m.parameters(recurse=False))]
-        return [*groups, nn.ModuleList(rest)] if rest else groups
+        return stacked_layer_groups(self.module, [next((n for n in _EMBEDDINGS if _has(self.module, n)), "")])
 
     def embed(self, items: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
         """Frozen embeddings ``[len(items), feature_dim]``; texts are batched by length to minimize padding."""
@@ -104,11 +102,28 @@ class TransformerTextBackbone(Backbone):
 
 
 def _has(module: nn.Module, path: str) -> bool:
+    if not path:
+        return False
     try:
         module.get_submodule(path)
     except AttributeError:
         return False
     return True
+
+
+def stacked_layer_groups(module: nn.Module, bottom: Sequence[str]) -> list[nn.Module]:
+    """Layer groups of a transformers model, bottom to top: the ``bottom`` submodules that exist (embeddings,
+    an audio model's convolutional feature encoder), each layer of its transformer stack, then every other
+    parameter (pooler, final norm); the whole model as one group when it has neither.
+    """
+    first = [module.get_submodule(name) for name in bottom if _has(module, name)]
+    stack = next((module.get_submodule(n) for n in _LAYER_STACKS if _has(module, n)), None)
+    if not first or not isinstance(stack, nn.ModuleList):
+        return [module]
+    groups: list[nn.Module] = [first[0] if len(first) == 1 else nn.ModuleList(first), *stack]
+    covered = {id(p) for group in groups for p in group.parameters()}
+    rest = [m for m in module.modules() if any(id(p) not in covered for p in m.parameters(recurse=False))]
+    return [*groups, nn.ModuleList(rest)] if rest else groups
 
 
 def load_text_folder(folder: str | Path, *, ref: str, preprocess: TextPreprocess | None = None,
@@ -171,9 +186,10 @@ def _sentence_transformers_layout(folder: Path) -> tuple[Path, str, bool, TextPr
     return model_dir, pooling, "Normalize" in modules, preprocess
 
 
-@register_backbone("hf:", modality="text", offline=False,
-                   description="a transformers / sentence-transformers text encoder: hf:<hub-id> or hf:<folder>")
-def hf_backbone(argument: str | None, preprocess: dict[str, Any] | None) -> TransformerTextBackbone:
+@register_backbone("hf:", modality="text/audio", offline=False,
+                   description="a transformers / sentence-transformers text encoder, or an audio encoder "
+                               "(wav2vec2, HuBERT, AST): hf:<hub-id> or hf:<folder>")
+def hf_backbone(argument: str | None, preprocess: dict[str, Any] | None) -> Backbone:
     """``hf:<hub-id>`` (downloaded once into the Hugging Face cache) or ``hf:<local folder>``."""
     local = Path(argument or "").expanduser()
     if local.is_dir():
@@ -191,4 +207,7 @@ def hf_backbone(argument: str | None, preprocess: dict[str, Any] | None) -> Tran
                                 f"({type(err).__name__}: {str(err)[:300]}); without internet, copy the model "
                                 f"folder here and use 'hf:/path/to/folder'") from None
         ref = f"hf:{argument}"
+    for recognises, load in HF_FOLDER_LOADERS:
+        if recognises(folder):
+            return load(folder, ref, preprocess)
     return load_text_folder(folder, ref=ref, preprocess=restore_preprocess(preprocess, TextPreprocess, ref))

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from headstart.backbones.base import Backbone, ImagePreprocess
+from headstart.backbones.base import Backbone, ImagePreprocess, preprocess_from_dict
 from headstart.errors import BackboneError, ConfigError
 from headstart.registry import Registry
 
@@ -81,6 +81,37 @@ def create_backbone(ref: str, *, preprocess: dict[str, Any] | None = None) -> Ba
     raise BackboneError(f"unknown backbone {ref!r}; use one of: {names} (see `headstart backbones`)")
 
 
+def with_preprocess(backbone: str | Backbone, overrides: dict[str, Any] | None) -> Backbone:
+    """``backbone`` built (or rebuilt) with some of its preprocessing settings changed.
+
+    The settings are those of the backbone's preprocessing record (``headstart backbones`` and the saved
+    ``config.json`` show them), e.g. ``{"max_seconds": 10, "long_clips": "windows"}`` for an audio backbone;
+    they are saved with the model and are part of feature-cache keys. Values may be strings (from a
+    command line); they are converted to the settings' types.
+
+    Args:
+        backbone: A reference or a built backbone. A built one whose preprocessing changes is rebuilt from its
+            reference, so its weights are reloaded: change preprocessing before changing weights, not after.
+        overrides: Setting name -> value; ``None`` or empty keeps the backbone as it is.
+
+    Raises:
+        ConfigError: A setting the backbone's preprocessing does not have, or a value it does not allow.
+    """
+    net = create_backbone(backbone) if isinstance(backbone, str) else backbone
+    if not overrides:
+        return net
+    current = net.preprocess.to_dict()
+    unknown = sorted(set(overrides) - set(current) | ({"kind"} & set(overrides)))
+    if unknown:
+        settings = ", ".join(name for name in current if name != "kind")
+        raise ConfigError(f"the {net.modality} backbone {net.ref!r} has no preprocessing setting "
+                          f"{', '.join(unknown)}; its settings are {settings}")
+    merged = {**current, **overrides}
+    if preprocess_from_dict(merged) == net.preprocess:
+        return net
+    return create_backbone(net.ref, preprocess=merged)
+
+
 def with_image_size(backbone: str | Backbone, image_size: int | None) -> Backbone:
     """``backbone`` built (or rebuilt) so that it takes ``image_size``-pixel square inputs.
 
@@ -103,6 +134,4 @@ def with_image_size(backbone: str | Backbone, image_size: int | None) -> Backbon
         raise ConfigError(f"--image-size applies to image backbones; {net.ref!r} is a {net.modality} backbone")
     if image_size < 16:
         raise ConfigError(f"--image-size must be at least 16 pixels, not {image_size}")
-    if net.preprocess.input_size == image_size:
-        return net
-    return create_backbone(net.ref, preprocess={**net.preprocess.to_dict(), "input_size": image_size})
+    return with_preprocess(net, {"input_size": image_size})

@@ -18,22 +18,32 @@ err = Console(stderr=True, soft_wrap=True)  # an error stays one line, as the CL
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or informational output.")]
 TextColumn = Annotated[str | None, typer.Option(help="Text column of tabular data.")]
 LabelColumn = Annotated[str | None, typer.Option(help="Label column of tabular data.")]
-PathColumn = Annotated[str | None, typer.Option(help="Image path column of a CSV.")]
+PathColumn = Annotated[str | None, typer.Option(help="File path column of a table of image or audio paths.")]
 NoCache = Annotated[bool, typer.Option("--no-cache", help="Do not read or write cached features.")]
 Force = Annotated[bool, typer.Option(help="Replace an existing output folder.")]
 ImageSize = Annotated[int | None, typer.Option(help="Input size of an image backbone in pixels instead of its own "
                                                     "(e.g. 128 for small images: about 3x faster fine-tuning).")]
+Preprocessing = Annotated[list[str] | None, typer.Option(
+    "--preprocess", help="Backbone preprocessing setting key=value, saved with the model; repeatable. Audio: "
+                         "max_seconds=10, long_clips=first|windows (what to do with longer clips), target_dbfs, "
+                         "pad_seconds, pooling=mean|max.")]
+SkipBadFiles = Annotated[bool, typer.Option("--skip-bad-files", "--skip-bad-images",
+                                            help="Skip unusable files (unreadable images; unreadable, empty, "
+                                                 "silent, too short or too long audio; listed in the report) "
+                                                 "instead of stopping.")]
 DataArgument = Annotated[Path, typer.Argument(help="Labeled data in any format `fit` accepts.")]
 ModelArgument = Annotated[Path, typer.Argument(help="A model folder written by `headstart fit`.")]
 
 
-def parse_settings(pairs: list[str]) -> dict[str, Any]:
-    """``["lr=0.01", "epochs=3"]`` -> ``{"lr": "0.01", "epochs": "3"}``; the strategy's config converts types."""
+def parse_settings(pairs: list[str], option: str = "--set") -> dict[str, Any]:
+    """``["lr=0.01", "epochs=3"]`` -> ``{"lr": "0.01", "epochs": "3"}``; the strategy's config (or the
+    backbone's preprocessing, for ``--preprocess``) converts types."""
     settings = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise ConfigError(f"--set expects key=value, got {pair!r} (see `headstart strategies` for keys)")
+            where = "see `headstart strategies`" if option == "--set" else "a saved model's config.json shows them"
+            raise ConfigError(f"{option} expects key=value, got {pair!r} ({where} for keys)")
         settings[key.strip().replace("-", "_")] = None if value.strip().lower() == "none" else value.strip()
     return settings
 

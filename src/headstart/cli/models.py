@@ -20,7 +20,9 @@ from headstart.cli.app import (
     ModelArgument,
     NoCache,
     PathColumn,
+    Preprocessing,
     Quiet,
+    SkipBadFiles,
     TextColumn,
     app,
     err,
@@ -36,12 +38,14 @@ from headstart.strategies import STRATEGIES, TrainedStrategy
 
 @app.command()
 def fit(
-    data: Annotated[Path, typer.Argument(help="Image folder (class subfolders, optional train/val/test), "
-                                              "CSV of path,label, or CSV/JSONL/Parquet of text,label.")],
+    data: Annotated[Path, typer.Argument(help="Image or audio folder (class subfolders, optional "
+                                              "train/val/test), CSV of path,label, or CSV/JSONL/Parquet of "
+                                              "text,label.")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the model, metrics and report.")],
     backbone: Annotated[str | None, typer.Option(help="Backbone reference (see `headstart backbones`), or "
                                                       "'auto' to rank the bundled ones by LogME and take the "
-                                                      "best; default: efficientnet_lite0 / minilm by modality.")
+                                                      "best; default: efficientnet_lite0 / minilm / "
+                                                      "speech_embedding by modality.")
                         ] = None,
     strategy: Annotated[str, typer.Option(help="How to transfer (see `headstart strategies`).")] = "linear",
     calibrate: Annotated[bool, typer.Option("--calibrate", help="Fit a softmax temperature on validation data "
@@ -59,10 +63,10 @@ def fit(
     text_column: TextColumn = None,
     label_column: LabelColumn = None,
     path_column: PathColumn = None,
-    skip_bad_images: Annotated[bool, typer.Option(help="Skip unreadable images (listed in the report) "
-                                                       "instead of stopping.")] = False,
+    skip_bad_files: SkipBadFiles = False,
     max_time: Annotated[float | None, typer.Option(help="Training time budget in seconds.")] = None,
     image_size: ImageSize = None,
+    preprocess: Preprocessing = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Feature cache folder (default ~/.cache/headstart).")
                          ] = None,
     no_cache: NoCache = False,
@@ -80,7 +84,8 @@ def fit(
         options["class_weight"] = None if class_weight == "none" else class_weight
     model = api.fit(data, backbone=backbone, strategy=strategy, out=out_dir, force=force, seed=seed,
                     val_fraction=val_fraction, test_fraction=test_fraction, cache=cache, progress=not quiet,
-                    max_time=max_time, calibrate=calibrate, image_size=image_size, skip_bad_images=skip_bad_images,
+                    max_time=max_time, calibrate=calibrate, image_size=image_size,
+                    preprocess=parse_settings(preprocess or [], "--preprocess"), skip_bad_files=skip_bad_files,
                     text_column=text_column, label_column=label_column, path_column=path_column, settings=options)
     if is_main_process():
         _print_fit(model, out_dir)
@@ -148,8 +153,8 @@ def evaluate(
 @app.command()
 def predict(
     model_dir: ModelArgument,
-    inputs: Annotated[list[str], typer.Argument(help="Image files or folders; or texts, a .txt file (one "
-                                                     "text per line) or a CSV/JSONL with a text column.")],
+    inputs: Annotated[list[str], typer.Argument(help="Image or audio files or folders; or texts, a .txt file "
+                                                     "(one text per line) or a CSV/JSONL with a text column.")],
     output_format: Annotated[str, typer.Option("--format", help="table, json or csv.")] = "table",
     top_k: Annotated[int, typer.Option(help="How many classes to show per input.")] = 1,
     quiet: Quiet = False,

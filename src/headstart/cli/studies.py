@@ -16,7 +16,9 @@ from headstart.cli.app import (
     LabelColumn,
     NoCache,
     PathColumn,
+    Preprocessing,
     Quiet,
+    SkipBadFiles,
     TextColumn,
     app,
     comma_list,
@@ -53,6 +55,8 @@ def rank(
     out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for rank.json and report.html.")
                        ] = None,
     image_size: ImageSize = None,
+    preprocess: Preprocessing = None,
+    skip_bad_files: SkipBadFiles = False,
     text_column: TextColumn = None,
     label_column: LabelColumn = None,
     path_column: PathColumn = None,
@@ -63,7 +67,9 @@ def rank(
     """Rank backbones for DATA by transferability scores of their frozen features (no training)."""
     result = api.rank(data, backbones=comma_list(backbone_list, "--backbones"),
                       scores=typed_list(scores, "--scores", str), sort_by=score, cache=not no_cache, out=out_dir,
-                      force=force, progress=not quiet, image_size=image_size, text_column=text_column,
+                      force=force, progress=not quiet, image_size=image_size,
+                      preprocess=parse_settings(preprocess or [], "--preprocess"), skip_bad_files=skip_bad_files,
+                      text_column=text_column,
                       label_column=label_column, path_column=path_column)
     wide().print(rank_table(result))
     out.print(f"best: [bold]{result.best}[/] — {result.explanation()}", highlight=False)
@@ -93,6 +99,8 @@ def compare(
     test_fraction: Annotated[float, typer.Option(help="Fixed hold-out share when the data has no test split.")
                              ] = 0.2,
     image_size: ImageSize = None,
+    preprocess: Preprocessing = None,
+    skip_bad_files: SkipBadFiles = False,
     text_column: TextColumn = None,
     label_column: LabelColumn = None,
     path_column: PathColumn = None,
@@ -105,7 +113,9 @@ def compare(
                          fractions=typed_list(fractions, "--fractions", float), shots=typed_list(shots, "--shots", int),
                          seeds=seeds, backbone=backbone, max_time=max_time, cache=not no_cache, out=out_dir,
                          force=force, settings=parse_settings(settings or []), test_fraction=test_fraction,
-                         on_run=None if quiet else _show_run, image_size=image_size, text_column=text_column,
+                         on_run=None if quiet else _show_run, image_size=image_size,
+                         preprocess=parse_settings(preprocess or [], "--preprocess"), skip_bad_files=skip_bad_files,
+                         text_column=text_column,
                          label_column=label_column, path_column=path_column)
     _print_compare(result, max_time, out_dir)
 

@@ -1,4 +1,4 @@
-"""Opening images from whatever form a user hands them in."""
+"""Opening images from whatever form a user hands them in, and the cheap check that a file is one."""
 
 from __future__ import annotations
 
@@ -8,10 +8,19 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from headstart.data.modality import modality_spec
 from headstart.errors import DataError
 
-IMAGE_SUFFIXES = modality_spec("image").file_suffixes
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
+
+
+def image_problem(path: str) -> str | None:
+    """Why ``path`` is not a readable image (a header and checksum check, no full decode), or ``None``."""
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        return str(err) or type(err).__name__
+    return None
 
 
 def open_image(item: Any) -> Image.Image:

@@ -1,146 +1,18 @@
-"""Image data sets: class folders (optionally under ``train/ val/ test/``), CSVs of paths, in-memory arrays."""
+"""Image data sets held in memory (folders and tables of image files are read by :mod:`headstart.data.files`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from headstart.data.base import Dataset
-from headstart.data.image_io import IMAGE_SUFFIXES
-from headstart.data.splits import SPLIT_NAMES, DataSplits, assemble_splits, encode_labels
-from headstart.data.tables import Table
+from headstart.data.splits import encode_labels
 from headstart.errors import DataError
 
 _SHOWN = 10
-_SKIP_HINT = "remove or replace them, or pass skip_bad=True (CLI: --skip-bad-images) to leave them out"
-
-
-def is_image_path(value: str | Path) -> bool:
-    """Whether ``value`` names a file with an image suffix (``.png``, ``.jpg``, ...), existing or not."""
-    return Path(value).suffix.lower() in IMAGE_SUFFIXES
-
-
-def _listing(entries: Sequence[str]) -> str:
-    more = f" ... and {len(entries) - _SHOWN} more" if len(entries) > _SHOWN else ""
-    return "; ".join(entries[:_SHOWN]) + more
-
-
-def _image_problem(path: str) -> str | None:
-    """Why ``path`` is not a readable image (a header and checksum check, no full decode), or ``None``."""
-    try:
-        with Image.open(path) as image:
-            image.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        return str(err) or type(err).__name__
-    return None
-
-
-def screen_images(paths: Iterable[str], *, skip_bad: bool = False) -> list[str]:
-    """Check that every file opens as an image; cheap (header and checksums, no decode).
-
-    Returns:
-        The unreadable files (only possible with ``skip_bad=True``; the caller leaves them out).
-
-    Raises:
-        DataError: Some files are unreadable and ``skip_bad`` is false (lists the first 10 and the count).
-    """
-    problems = {path: problem for path in paths if (problem := _image_problem(path)) is not None}
-    if problems and not skip_bad:
-        raise DataError(f"{len(problems)} image file(s) cannot be read: "
-                        f"{_listing([f'{path} ({why})' for path, why in problems.items()])}; {_SKIP_HINT}")
-    return list(problems)
-
-
-def image_paths_from_table(table: Table, column: str) -> list[str]:
-    """The image files named in ``column``, resolved against the table's folder.
-
-    Raises:
-        DataError: A value is empty, or a file does not exist (names the lines).
-    """
-    values = table.column_text(column, "image path", strip=True)
-    paths = [str(table.path.parent / value) for value in values]
-    missing = [f"{table.where(row)}: {values[row]}" for row, path in enumerate(paths) if not Path(path).is_file()]
-    if missing:
-        raise DataError(f"{table.path}: {len(missing)} image file(s) in column {column!r} do not exist: "
-                        f"{_listing(missing)}; paths are relative to {table.path.parent}")
-    return paths
-
-
-def _visible_dirs(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-
-def image_files(folder: Path) -> list[str]:
-    """Image files under ``folder`` at any depth, sorted; hidden files and folders are ignored."""
-    return sorted(str(p) for p in folder.rglob("*")
-                  if p.is_file() and is_image_path(p)
-                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
-
-
-def _class_folders(folder: Path) -> dict[str, list[str]]:
-    """Image files per class subfolder of ``folder``.
-
-    Raises:
-        DataError: No class subfolders, or some hold no image files.
-    """
-    class_dirs = _visible_dirs(folder)
-    if not class_dirs:
-        raise DataError(f"{folder} has no class subfolders; put the images of each class in a subfolder named "
-                        "after the class (e.g. cats/1.jpg, dogs/2.jpg)")
-    files = {d.name: image_files(d) for d in class_dirs}
-    empty = [d for d in class_dirs if not files[d.name]]
-    if empty:
-        described = [f"{d} ({sum(1 for p in d.rglob('*') if p.is_file())} files, none with an image suffix)"
-                     for d in empty]
-        raise DataError(f"empty class folder(s): {_listing(described)}; add images "
-                        f"({', '.join(sorted(IMAGE_SUFFIXES))}) or remove the folder")
-    return files
-
-
-def load_image_folder(root: Path, *, skip_bad: bool = False) -> DataSplits:
-    """Load a folder of class subfolders, or of ``train/`` (required) ``val/`` ``test/`` each holding them.
-
-    Items are file path strings, sorted by class then path; classes are the sorted names of train's
-    subfolders. A class may be absent from val/test, but val/test may not have a class that train lacks.
-
-    Raises:
-        DataError: Missing ``train/``, unexpected folders beside the splits, no or empty class folders,
-            unreadable images (unless ``skip_bad``), or a class left with no readable image.
-    """
-    subfolders = [d.name for d in _visible_dirs(root)]
-    if any(name in SPLIT_NAMES for name in subfolders):
-        other = [name for name in subfolders if name not in SPLIT_NAMES]
-        if "train" not in subfolders or other:
-            raise DataError(f"{root} has split folders {[n for n in subfolders if n in SPLIT_NAMES]} "
-                            f"{f'and other folders {other}' if other else 'but no train/'}; a split layout "
-                            "needs train/ and optionally val/ and test/, nothing else")
-        split_dirs = {name: root / name for name in SPLIT_NAMES if name in subfolders}
-    else:
-        split_dirs = {"train": root}
-    per_split = {split: _class_folders(folder) for split, folder in split_dirs.items()}
-    skipped = screen_images([p for classes in per_split.values() for files in classes.values() for p in files],
-                            skip_bad=skip_bad)
-    bad = set(skipped)
-    items: list[str] = []
-    labels: list[str] = []
-    split_of: list[str] = []
-    for split, classes in per_split.items():
-        for name, files in classes.items():
-            kept = [p for p in files if p not in bad]
-            if not kept:
-                raise DataError(f"class folder {split_dirs[split] / name} has no readable images "
-                                f"({len(files)} skipped as unreadable)")
-            items += kept
-            labels += [name] * len(kept)
-            split_of += [split] * len(kept)
-    splits = assemble_splits(items, labels, split_of, "image", str(root),
-                             {split: str(folder) for split, folder in split_dirs.items()})
-    splits.skipped = skipped
-    return splits
 
 
 def from_arrays(images: Sequence[Any] | np.ndarray, labels: Sequence[Any] | np.ndarray,

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from headstart.data.base import Modality
-from headstart.data.image_io import IMAGE_SUFFIXES
-from headstart.data.images import image_files, is_image_path, screen_images
+from headstart.data.files import file_modality, files_under, screen_files, suffix_list
+from headstart.data.modality import MODALITIES, modality_spec
 from headstart.data.tables import TABLE_SUFFIXES, read_table, read_utf8, require_column
 from headstart.data.text import TEXT_COLUMNS
 from headstart.errors import ConfigError, DataError
@@ -20,47 +20,48 @@ def load_inputs(inputs: Sequence[str], modality: Modality, *, text_column: str |
                 ) -> tuple[list[str], list[str]]:
     """Expand prediction inputs into examples and the names to show for them.
 
-    Images: each input is an image file or a folder (searched recursively; files sorted); every file is
-    checked to open as an image. Text: each input is a ``.txt`` file (one text per non-blank line), a
-    ``.csv``/``.tsv``/``.jsonl``/``.parquet`` file (its text column), or else a literal text.
+    Images, audio (modalities whose examples are files): each input is a file or a folder (searched
+    recursively; files sorted); every file is checked with the modality's screen. Text: each input is a
+    ``.txt`` file (one text per non-blank line), a ``.csv``/``.tsv``/``.jsonl``/``.parquet`` file (its text
+    column), or else a literal text.
 
     Args:
         inputs: Paths or texts, in order.
-        modality: ``"image"`` or ``"text"`` (the model's).
+        modality: A registered modality (the model's).
         text_column: The text column of table inputs, when not detectable.
 
     Returns:
-        ``(items, names)``: image paths or texts, and a display name for each (the path, or the text).
+        ``(items, names)``: file paths or texts, and a display name for each (the path, or the text).
 
     Raises:
-        DataError: A path does not exist, a folder has no images, a file is not a readable image, a table
-            has no text column, or a text is empty.
+        DataError: A path does not exist, a folder has no files of the modality, a file is not usable, a
+            table has no text column, or a text is empty.
 
     Example:
         >>> items, names = load_inputs(["great film", "reviews.txt"], "text")
     """
-    if modality not in ("image", "text"):
-        raise ConfigError(f"modality must be 'image' or 'text', got {modality!r}")
+    if modality not in MODALITIES:
+        raise ConfigError(f"modality must be one of {MODALITIES.known()}, got {modality!r}")
     if not inputs:
-        raise DataError("no inputs given; pass image files or folders, or texts")
+        raise DataError("no inputs given; pass files or folders, or texts")
+    files = bool(modality_spec(modality).file_suffixes)
     items: list[str] = []
     for given in inputs:
-        items += _image_inputs(given) if modality == "image" else _text_inputs(given, text_column)
-    if modality == "image":
-        screen_images(items)
+        items += _file_inputs(given, modality) if files else _text_inputs(given, text_column)
+    screen_files(items, modality)
     return items, list(items)
 
 
-def _image_inputs(given: str) -> list[str]:
+def _file_inputs(given: str, modality: Modality) -> list[str]:
     if os.path.isdir(given):
-        files = image_files(Path(given))
+        files = files_under(Path(given), modality)
         if not files:
-            raise DataError(f"folder {given} has no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            raise DataError(f"folder {given} has no {modality} files ({suffix_list(modality)})")
         return files
     if not os.path.isfile(given):
-        raise DataError(f"image input {given} does not exist")
-    if not is_image_path(given):
-        raise DataError(f"{given} is not an image file; expected one of {', '.join(sorted(IMAGE_SUFFIXES))}")
+        raise DataError(f"{modality} input {given} does not exist")
+    if file_modality(given) != modality:
+        raise DataError(f"{given} is not an {modality} file; expected one of {suffix_list(modality)}")
     return [given]
 
 

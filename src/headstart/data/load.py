@@ -6,15 +6,21 @@ from pathlib import Path
 from typing import Any
 
 from headstart.data.base import Dataset, Modality
-from headstart.data.image_io import IMAGE_SUFFIXES
-from headstart.data.images import image_paths_from_table, is_image_path, load_image_folder, screen_images
-from headstart.data.modality import MODALITIES
+from headstart.data.files import (
+    file_modalities,
+    file_modality,
+    load_class_folders,
+    paths_from_table,
+    screen_files,
+    suffix_list,
+)
+from headstart.data.modality import MODALITIES, modality_spec
 from headstart.data.splits import SPLIT_NAMES, DataSplits, assemble_splits, check_trainable
 from headstart.data.tables import LABEL_COLUMNS, TABLE_SUFFIXES, Table, pick_column, read_table, require_column
 from headstart.data.text import TEXT_COLUMNS
 from headstart.errors import ConfigError, DataError
 
-PATH_COLUMNS = ("path", "file", "filename", "image")
+PATH_COLUMNS = ("path", "file", "filename", "image", "audio")
 _SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "dev": "val",
                   "test": "test"}
 
@@ -26,24 +32,25 @@ def load_dataset(path: str | Path, *, modality: Modality | None = None, text_col
 
     Accepted layouts:
 
-    - an image folder with one subfolder per class, or with ``train/`` (required) ``val/`` ``test/`` each
-      holding class subfolders;
-    - a ``.csv``/``.tsv``/``.jsonl``/``.parquet`` file of image paths (relative to the file's folder) or texts,
+    - a folder of image or audio files with one subfolder per class, or with ``train/`` (required) ``val/``
+      ``test/`` each holding class subfolders;
+    - a ``.csv``/``.tsv``/``.jsonl``/``.parquet`` file of file paths (relative to the file's folder) or texts,
       with a label column and optionally a ``split`` column (``train``/``val``/``test``);
     - a folder with ``train.<ext>`` and optionally ``val.<ext>`` / ``test.<ext>`` tables.
 
-    Columns are found by name (items: ``path, file, filename, image`` or ``text, sentence, content, gloss,
-    review``; labels: ``label, class, target, category, supersense``; any case) unless given. Without
-    ``modality``, a table is an image table when every value of its item column names an image file
-    (``.png``, ``.jpg``, ...), else a text table.
+    Columns are found by name (items: ``path, file, filename, image, audio`` or ``text, sentence, content,
+    gloss, review``; labels: ``label, class, target, category, supersense``; any case) unless given. Without
+    ``modality``, the modality of a folder is that of its files' suffixes, and a table's is that of the files
+    its item column names when every value names a file of one modality (``.png``, ``.wav``, ...), else text.
 
     Args:
         path: The folder or file.
-        modality: ``"image"`` or ``"text"`` to skip detection.
+        modality: A registered modality (``"image"``, ``"text"``, ``"audio"``) to skip detection.
         text_column: The column of texts.
         label_column: The column of class labels.
-        path_column: The column of image paths.
-        skip_bad: Leave out unreadable image files (listed in ``DataSplits.skipped``) instead of failing.
+        path_column: The column of file paths.
+        skip_bad: Leave out files their modality's check rejects (unreadable images; unreadable, empty,
+            silent, too short or too long audio; listed in ``DataSplits.skipped``) instead of failing.
         training: Also check that the train split can train a classifier (two classes or more). Pass
             ``False`` for evaluation data.
 
@@ -53,7 +60,7 @@ def load_dataset(path: str | Path, *, modality: Modality | None = None, text_col
 
     Raises:
         DataError: The data is missing or malformed; the message names the file, line or column and the fix.
-        ConfigError: ``modality`` is not ``"image"``, ``"text"`` or ``None``.
+        ConfigError: ``modality`` is not a registered modality or ``None``.
     """
     if modality is not None and modality not in MODALITIES:
         raise ConfigError(f"modality must be one of {MODALITIES.known()} or None, got {modality!r}")
@@ -77,15 +84,15 @@ def _load_path(path: Path, *, modality: Modality | None, skip_bad: bool, **colum
                             f"(train{next(iter(tables.values())).suffix})")
         if tables:
             return _load_tables(tables, source=str(path), **options)
-        if modality == "text":
-            raise DataError(f"{path} has no train.csv/.tsv/.jsonl/.parquet; a text data set is a table file or a "
-                            "folder with train.<ext> and optionally val.<ext>, test.<ext>")
-        return load_image_folder(path, skip_bad=skip_bad)
+        if modality is not None and not modality_spec(modality).file_suffixes:
+            raise DataError(f"{path} has no train.csv/.tsv/.jsonl/.parquet; a {modality} data set is a table file "
+                            "or a folder with train.<ext> and optionally val.<ext>, test.<ext>")
+        return load_class_folders(path, modality=modality, skip_bad=skip_bad)
     if path.suffix.lower() in TABLE_SUFFIXES:
         return _load_tables({None: path}, source=str(path), **options)
-    if path.suffix.lower() in IMAGE_SUFFIXES:
-        raise DataError(f"{path} is a single image; a data set is a folder of class subfolders or a table of "
-                        "paths and labels")
+    if file_modality(path) is not None:
+        raise DataError(f"{path} is a single {file_modality(path)} file; a data set is a folder of class "
+                        "subfolders or a table of paths and labels")
     raise DataError(f"{path}: unsupported data format {path.suffix or '(no suffix)'!r}; use a folder of "
                     f"class subfolders or a {', '.join(TABLE_SUFFIXES)} file")
 
@@ -111,15 +118,15 @@ def _load_tables(tables: dict[str | None, Path], *, source: str, modality: Modal
     split_of: list[str] = []
     for split, table in read.items():
         label = require_column(table, label_column, LABEL_COLUMNS, "label", "label_column")
-        if modality == "image":
-            items += image_paths_from_table(
-                table, require_column(table, path_column, PATH_COLUMNS, "image path", "path_column"))
+        if modality_spec(modality).file_suffixes:
+            items += paths_from_table(table, require_column(table, path_column, PATH_COLUMNS, "file path",
+                                                            "path_column"))
         else:
             items += table.column_text(
                 require_column(table, text_column, TEXT_COLUMNS, "text", "text_column"), "text")
         labels += table.column_text(label, "label", strip=True)
         split_of += [split] * len(table.frame) if split is not None else _split_column(table)
-    skipped = screen_images(items, skip_bad=skip_bad) if modality == "image" else []
+    skipped = screen_files(items, modality, skip_bad=skip_bad)
     if skipped:
         bad = set(skipped)
         keep = [i for i, item in enumerate(items) if item not in bad]
@@ -131,15 +138,25 @@ def _load_tables(tables: dict[str | None, Path], *, source: str, modality: Modal
 
 
 def _table_modality(table: Table, text_column: str | None, path_column: str | None) -> Modality:
-    """``"image"`` when the item column's values all name image files, else ``"text"``."""
-    if text_column is not None or path_column is not None:
-        return "text" if text_column is not None else "image"
-    column = pick_column(table, None, PATH_COLUMNS, "path_column") \
+    """The modality of the files the item column names when its values all name files of one modality, else
+    ``"text"``; with ``path_column``, the values must name files of one modality."""
+    if text_column is not None:
+        return "text"
+    column = pick_column(table, path_column, PATH_COLUMNS, "path_column") \
         or pick_column(table, None, TEXT_COLUMNS, "text_column")
     if column is None:
         return "text"
-    values = table.frame[column].tolist()
-    return "image" if all(isinstance(v, str) and is_image_path(v.strip()) for v in values) else "text"
+    found = {file_modality(v.strip()) if isinstance(v, str) else None for v in table.frame[column].tolist()}
+    kinds = found - {None}
+    if len(found) == 1 and kinds:
+        return kinds.pop()
+    if path_column is None:
+        return "text"
+    if len(kinds) == 1:  # some values are not file names: reading them names the rows
+        return kinds.pop()
+    suffixes = "; ".join(f"{name}: {suffix_list(name)}" for name in file_modalities())
+    raise DataError(f"{table.path}: column {path_column!r} (given as path_column) must name files of one kind "
+                    f"({suffixes}); found {sorted(kinds) or 'none'}")
 
 
 def _split_column(table: Table) -> list[str]:

@@ -4,11 +4,16 @@
   clothing images, 60,000 train / 10,000 test, 10 classes.
 - WordNet supersenses (``apt-get install wordnet-base``; WordNet 3.0 licence, Princeton University): each
   noun (or verb) synset's gloss labeled with its lexicographer file (``noun.animal``, ``verb.motion``, ...).
+- Free Spoken Digit Dataset (FSDD; Zohar Jackson et al., CC BY-SA 4.0): 8 kHz recordings of the digits 0-9
+  named ``{digit}_{speaker}_{index}.wav``, from the ``recordings/`` folder of
+  https://github.com/Jakobovski/free-spoken-digit-dataset (or a folder given by ``HEADSTART_FSDD``).
 """
 
 from __future__ import annotations
 
 import gzip
+import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,6 +40,8 @@ VERB_LEXNAMES = {
     39: "verb.perception", 40: "verb.possession", 41: "verb.social", 42: "verb.stative", 43: "verb.weather",
 }
 LEXNAMES = {"noun": NOUN_LEXNAMES, "verb": VERB_LEXNAMES}
+FSDD_ROOT = os.environ.get("HEADSTART_FSDD", "/work/shared/data/fsdd-2speakers")
+_FSDD_NAME = re.compile(r"(\d)_([a-z]+)_(\d+)\.wav")
 
 
 def _require(path: Path, package: str) -> Path:
@@ -139,3 +146,32 @@ def load_wordnet_supersenses(root: str | Path = WORDNET_ROOT, classes: Sequence[
                 texts.append(text)
                 labels.append(label)
     return texts, np.array(labels, dtype=np.int64), names
+
+
+def load_fsdd(root: str | Path = FSDD_ROOT, speakers: Sequence[str] | None = None
+              ) -> tuple[list[str], np.ndarray, list[str], np.ndarray]:
+    """The Free Spoken Digit Dataset's recordings, sorted by speaker, digit and index.
+
+    Args:
+        root: Folder of ``{digit}_{speaker}_{index}.wav`` files.
+        speakers: Speakers to keep; default all.
+
+    Returns:
+        ``(paths, digits, speakers, indices)``: file paths, ``int64`` digits 0-9, each file's speaker, and
+        ``int64`` recording indices.
+
+    Raises:
+        DataError: The folder holds no FSDD recording (of the speakers asked for).
+
+    Example:
+        >>> paths, digits, speakers, _ = load_fsdd(speakers=["george"])
+    """
+    found = [(m.group(2), int(m.group(1)), int(m.group(3)), p) for p in Path(root).glob("*.wav")
+             if (m := _FSDD_NAME.fullmatch(p.name)) and (speakers is None or m.group(2) in speakers)]
+    if not found:
+        raise DataError(f"no FSDD recordings{f' of {list(speakers)}' if speakers else ''} in {root}; clone "
+                        "https://github.com/Jakobovski/free-spoken-digit-dataset and set HEADSTART_FSDD to its "
+                        "recordings/ folder, or pass root=")
+    found.sort()
+    return ([str(p) for *_, p in found], np.array([d for _, d, _, _ in found], dtype=np.int64),
+            [s for s, *_ in found], np.array([i for _, _, i, _ in found], dtype=np.int64))

