@@ -15,16 +15,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from headstart.backbones import Backbone, FeatureCache, with_image_size, with_preprocess
+from headstart.backbones import Backbone, FeatureCache, build_backbone
 from headstart.data import Dataset, DataSplits, as_splits, load_dataset, load_inputs, modality_spec
-from headstart.errors import ConfigError
 from headstart.evaluation import evaluate_dataset
 from headstart.evaluation.forgetting import ReferenceSet, measure_forgetting
 from headstart.fitting import complete_splits, fit_splits
 from headstart.io import check_output, is_main_process, publish, work_dir, write_json
 from headstart.model import TransferModel
 from headstart.reports import write_compare_report, write_fit_report, write_rank_report
-from headstart.strategies import get_strategy
+from headstart.strategies import check_settings, get_strategy
 from headstart.studies import CompareResult, compare_strategies
 from headstart.training import FitContext
 from headstart.training.checkpoint import CHECKPOINT_DIR
@@ -40,8 +39,6 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
         skip_bad_images: bool | None = None) -> TransferModel:
     """Train a model on labeled data by transferring a pre-trained backbone.
 
-    Very unequal class sizes give a warning in ``metrics["warnings"]`` (and the report).
-
     Args:
         data: An image or audio folder (class subfolders, optionally inside ``train/ val/ test/``), a CSV of
             ``path,label``, a CSV/JSONL/Parquet of text and label, or already-loaded data.
@@ -50,9 +47,8 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
             ``"auto"``: the best bundled backbone of the modality by LogME on the training split (the ranking is
             kept in ``metrics["backbone_ranking"]``).
         strategy: How to transfer: ``linear`` (frozen features + logistic regression), ...
-        out: Folder to write the model, metrics and report to (written atomically; an existing folder is
-            replaced only with ``force``). ``None`` keeps the model in memory only.
-        force: Replace an existing ``out``.
+        out, force: Folder to write the model, metrics and report to (atomically; an existing folder is
+            replaced only with ``force``); ``None`` keeps the model in memory only.
         seed: Random seed for splits and training.
         val_fraction: Validation share of the training data when a strategy needs one and the data has none.
         test_fraction: Share held out (stratified) for the final test when the data has no test split.
@@ -60,8 +56,7 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
         progress, max_time: Show progress bars; the training budget in seconds.
         calibrate: Fit a softmax temperature on the validation split (carved from the training data when there
             is none) so confidences match accuracy; ECE before and after is in ``metrics["calibration"]``.
-        image_size: Input size of an image backbone in pixels, instead of its own (e.g. 128 for small source
-            images: fine-tuning steps cost about a third of 224 px ones). Saved with the model.
+        image_size: Input size of an image backbone in pixels instead of its own (e.g. 128 for small images).
         preprocess: Preprocessing settings of the backbone to change, e.g. ``{"max_seconds": 10,
             "long_clips": "windows"}`` for audio (``config.json`` of a model shows them); saved with the model.
         skip_bad_files: Skip unusable files (unreadable images; unreadable, empty, silent, too short or too long
@@ -71,14 +66,15 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
             apart from these arguments, so ``seed`` or ``max_time`` given here is an error.
 
     Returns:
-        The trained model; its ``metrics`` hold test (and validation) results.
+        The trained model; its ``metrics`` hold test (and validation) results, and warnings such as very
+        unequal class sizes.
 
     Example:
         >>> model = fit("examples/fashion-mnist-mini", out="runs/demo", settings={"c": 1.0})
         >>> model.metrics["test"]["accuracy"]
     """
     started = time.perf_counter()
-    chosen = get_strategy(strategy, **_strategy_settings(settings, fit))
+    chosen = get_strategy(strategy, **check_settings(settings, inspect.signature(fit).parameters, "fit"))
     out = check_output(out, force=force) if out is not None else None
     splits = as_splits(data, skip_bad=_skip_bad(skip_bad_files, skip_bad_images), text_column=text_column,
                         label_column=label_column, path_column=path_column)
@@ -103,15 +99,11 @@ def _fit_backbone(backbone: str | Backbone | None, train: Dataset, cache: Featur
     backbone = backbone or modality_spec(train.modality).default_backbone
     ranking = None
     if backbone == "auto":
-        candidates = [_built(ref, image_size, preprocess) for ref in bundled_backbones(train.modality)]
+        candidates = [build_backbone(ref, image_size=image_size, preprocess=preprocess)
+                      for ref in bundled_backbones(train.modality)]
         ranking = rank_backbones(train, candidates, scores=["logme"], sort_by="logme", cache=cache, progress=progress)
         return candidates[[c.ref for c in candidates].index(ranking.best)], ranking
-    return _built(backbone, image_size, preprocess), ranking
-
-
-def _built(backbone: str | Backbone, image_size: int | None, preprocess: dict[str, Any] | None) -> Backbone:
-    """``backbone`` built with the run's image size and preprocessing changes."""
-    return with_preprocess(with_image_size(backbone, image_size), preprocess)
+    return build_backbone(backbone, image_size=image_size, preprocess=preprocess), ranking
 
 
 def _skip_bad(skip_bad_files: bool, skip_bad_images: bool | None) -> bool:
@@ -234,7 +226,7 @@ def rank(data: str | Path | DataSplits | Dataset, *, backbones: Sequence[str | B
     splits = as_splits(data, skip_bad=_skip_bad(skip_bad_files, skip_bad_images), text_column=text_column,
                         label_column=label_column, path_column=path_column)
     if image_size is not None or preprocess:
-        backbones = [_built(b, image_size, preprocess) for b in backbones]
+        backbones = [build_backbone(b, image_size=image_size, preprocess=preprocess) for b in backbones]
     result = rank_backbones(splits.train, backbones, scores=scores, sort_by=sort_by,
                             cache=FeatureCache.from_option(cache), progress=progress)
     if out is not None:
@@ -289,7 +281,8 @@ def compare(data: str | Path | DataSplits | Dataset, *, strategies: Sequence[str
                         label_column=label_column, path_column=path_column)
     if fractions is None and shots is None:
         fractions = DEFAULT_FRACTIONS
-    net = _built(backbone or modality_spec(splits.train.modality).default_backbone, image_size, preprocess)
+    net = build_backbone(backbone or modality_spec(splits.train.modality).default_backbone, image_size=image_size,
+                         preprocess=preprocess)
     result = compare_strategies(splits, strategies=strategies, backbone=net, fractions=fractions, shots=shots,
                                 seeds=seeds, max_time=max_time, cache=FeatureCache.from_option(cache),
                                 settings=settings, test_fraction=test_fraction, val_fraction=val_fraction,
@@ -306,17 +299,6 @@ def _publish_study(out: str | Path, json_name: str, result: Any, write_report: C
     write_json(workdir / json_name, result.to_dict())
     write_report(workdir, result)
     publish(workdir, out, force=force)
-
-
-def _strategy_settings(settings: dict[str, Any] | None, function: Callable[..., Any]) -> dict[str, Any]:
-    """``settings`` checked not to name an argument of ``function`` (one namespace each)."""
-    settings = dict(settings or {})
-    taken = sorted(set(settings) & set(inspect.signature(function).parameters))
-    if taken:
-        raise ConfigError(f"{', '.join(taken)} {'is an argument' if len(taken) == 1 else 'are arguments'} of "
-                          f"{function.__name__}, not strategy settings: pass {taken[0]}=... to "
-                          f"{function.__name__} (CLI: --{taken[0].replace('_', '-')}), not in settings (--set)")
-    return settings
 
 
 def _as_list(value: str | Path | Sequence[Any]) -> list[Any]:

@@ -11,13 +11,22 @@ References:
                                                    you trained first on related data)
 """
 
-from headstart.backbones import audio, bundled, checkpoint, hf, timm, vectors  # noqa: F401  (each registers its backbones)
+from headstart.backbones import (  # noqa: F401  (each registers its backbones)
+    audio,
+    bundled,
+    checkpoint,
+    hf,
+    hf_audio,
+    timm,
+    vectors,
+)
 from headstart.backbones.audio import AudioPreprocess
 from headstart.backbones.base import Backbone, ImagePreprocess, SourceHead, TextPreprocess
 from headstart.backbones.features import FeatureCache, extract_features
 from headstart.backbones.references import (
     BACKBONES,
     BackboneSpec,
+    build_backbone,
     create_backbone,
     list_backbones,
     register_backbone,
@@ -25,6 +34,6 @@ from headstart.backbones.references import (
     with_preprocess,
 )
 
-__all__ = ["BACKBONES", "AudioPreprocess", "Backbone", "BackboneSpec", "FeatureCache", "ImagePreprocess", "SourceHead",
-           "TextPreprocess", "create_backbone", "extract_features", "list_backbones", "register_backbone",
-           "with_image_size", "with_preprocess"]
+__all__ = ["BACKBONES", "AudioPreprocess", "Backbone", "BackboneSpec", "FeatureCache", "ImagePreprocess",
+           "SourceHead", "TextPreprocess", "build_backbone", "create_backbone", "extract_features", "list_backbones",
+           "register_backbone", "with_image_size", "with_preprocess"]

@@ -135,3 +135,10 @@ def with_image_size(backbone: str | Backbone, image_size: int | None) -> Backbon
     if image_size < 16:
         raise ConfigError(f"--image-size must be at least 16 pixels, not {image_size}")
     return with_preprocess(net, {"input_size": image_size})
+
+
+def build_backbone(backbone: str | Backbone, *, image_size: int | None = None,
+                   preprocess: dict[str, Any] | None = None) -> Backbone:
+    """``backbone`` built with a run's image size (:func:`with_image_size`) and preprocessing changes
+    (:func:`with_preprocess`)."""
+    return with_preprocess(with_image_size(backbone, image_size), preprocess)

@@ -8,9 +8,11 @@ from headstart.strategies.base import (
     STRATEGIES,
     Strategy,
     TrainedStrategy,
+    check_settings,
     get_strategy,
     list_strategies,
     register_strategy,
 )
 
-__all__ = ["STRATEGIES", "Strategy", "TrainedStrategy", "get_strategy", "list_strategies", "register_strategy"]
+__all__ = ["STRATEGIES", "Strategy", "TrainedStrategy", "check_settings", "get_strategy", "list_strategies",
+           "register_strategy"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 import torch
@@ -85,6 +85,22 @@ def register_strategy(name: str) -> Callable[[type[Strategy]], type[Strategy]]:
 def get_strategy(name: str, **settings: Any) -> Strategy:
     """An instance of the strategy ``name`` with ``settings`` (validated)."""
     return STRATEGIES.get(name)(**settings)
+
+
+def check_settings(settings: dict[str, Any] | None, arguments: Iterable[str], function: str) -> dict[str, Any]:
+    """``settings`` (a copy), checked not to name one of ``function``'s own ``arguments``: run arguments and
+    strategy settings are separate namespaces.
+
+    Raises:
+        ConfigError: Names the argument and where it belongs.
+    """
+    settings = dict(settings or {})
+    taken = sorted(set(settings) & set(arguments))
+    if taken:
+        raise ConfigError(f"{', '.join(taken)} {'is an argument' if len(taken) == 1 else 'are arguments'} of "
+                          f"{function}, not strategy settings: pass {taken[0]}=... to {function} "
+                          f"(CLI: --{taken[0].replace('_', '-')}), not in settings (--set)")
+    return settings
 
 
 def list_strategies() -> list[tuple[str, type[Strategy]]]:
