@@ -34,7 +34,8 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
         test_fraction: float = 0.2, cache: bool | str | Path | FeatureCache = True, progress: bool = True,
         max_time: float | None = None, calibrate: bool = False, image_size: int | None = None,
         skip_bad_images: bool = False, text_column: str | None = None, label_column: str | None = None,
-        path_column: str | None = None, settings: dict[str, Any] | None = None) -> TransferModel:
+        path_column: str | None = None, allow_outside_paths: bool = False,
+        settings: dict[str, Any] | None = None) -> TransferModel:
     """Train a model on labeled data by transferring a pre-trained backbone.
 
     Data without a ``test`` split gets a stratified held-out test set (``test_fraction``); strategies that
@@ -67,6 +68,8 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
             images: fine-tuning steps cost about a third of 224 px ones). Saved with the model.
         skip_bad_images: Skip unreadable images (listed in the metrics) instead of failing.
         text_column, label_column, path_column: Column names in tabular data, when not detected.
+        allow_outside_paths: Let a table name image files outside its own folder (``../x.png``, absolute paths
+            elsewhere); refused by default so that a table from elsewhere cannot point at any file.
         settings: The strategy's settings, e.g. ``{"epochs": 3}`` (``headstart strategies`` lists them); kept
             apart from these arguments, so ``seed`` or ``max_time`` given here is an error.
 
@@ -81,7 +84,7 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
     chosen = get_strategy(strategy, **_strategy_settings(settings, fit))
     out = check_output(out, force=force) if out is not None else None
     splits = _as_splits(data, skip_bad_images=skip_bad_images, text_column=text_column,
-                        label_column=label_column, path_column=path_column)
+                        label_column=label_column, path_column=path_column, allow_outside_paths=allow_outside_paths)
     backbone = backbone or modality_spec(splits.train.modality).default_backbone
     splits = complete_splits(splits, needs_val=chosen.uses_validation or calibrate, seed=seed,
                              val_fraction=val_fraction, test_fraction=test_fraction)
@@ -113,17 +116,20 @@ def load(folder: str | Path) -> TransferModel:
 
 
 def evaluate(model: TransferModel | str | Path, data: str | Path | Dataset, *, split: str | None = None,
-             batch_size: int = 64, progress: bool = False, **columns: str | None) -> dict[str, Any]:
+             batch_size: int = 64, progress: bool = False, allow_outside_paths: bool = False,
+             **columns: str | None) -> dict[str, Any]:
     """Metrics of a model on labeled data.
 
     Args:
         model: A model or its folder.
         data: A labeled data set in any format :func:`fit` accepts.
         split: ``train``, ``val``, ``test`` or ``all``; default: the test split if the data has one, else all.
+        allow_outside_paths: As for :func:`fit`.
         **columns: ``text_column``, ``label_column``, ``path_column`` for tabular data.
     """
     model = load(model) if isinstance(model, (str, Path)) else model
-    dataset = data if isinstance(data, Dataset) else _pick_split(load_dataset(data, training=False, **columns), split)
+    dataset = data if isinstance(data, Dataset) else _pick_split(
+        load_dataset(data, training=False, allow_outside_paths=allow_outside_paths, **columns), split)
     return evaluate_dataset(model, dataset, batch_size=batch_size, progress=progress)
 
 
@@ -153,7 +159,7 @@ def rank(data: str | Path | DataSplits | Dataset, *, backbones: Sequence[str | B
          scores: Sequence[str] | None = None, sort_by: str = "logme", cache: bool | str | Path | FeatureCache = True,
          out: str | Path | None = None, force: bool = False, progress: bool = False, image_size: int | None = None,
          skip_bad_images: bool = False, text_column: str | None = None, label_column: str | None = None,
-         path_column: str | None = None) -> RankResult:
+         path_column: str | None = None, allow_outside_paths: bool = False) -> RankResult:
     """Rank backbones for a data set by transferability scores of their frozen features (training split).
 
     Args:
@@ -165,7 +171,8 @@ def rank(data: str | Path | DataSplits | Dataset, *, backbones: Sequence[str | B
         out: Folder for ``rank.json`` and ``report.html`` (written atomically; replaced only with ``force``).
         force: Replace an existing ``out``.
         progress: Show progress bars.
-        image_size, skip_bad_images, text_column, label_column, path_column: As for :func:`fit`.
+        image_size, skip_bad_images, text_column, label_column, path_column, allow_outside_paths: As for
+            :func:`fit`.
 
     Returns:
         A :class:`~headstart.transferability.ranking.RankResult`, best backbone first.
@@ -176,7 +183,7 @@ def rank(data: str | Path | DataSplits | Dataset, *, backbones: Sequence[str | B
     """
     out = check_output(out, force=force) if out is not None else None
     splits = _as_splits(data, skip_bad_images=skip_bad_images, text_column=text_column,
-                        label_column=label_column, path_column=path_column)
+                        label_column=label_column, path_column=path_column, allow_outside_paths=allow_outside_paths)
     if image_size is not None:
         backbones = [with_image_size(b, image_size) for b in backbones]
     result = rank_backbones(splits.train, backbones, scores=scores, sort_by=sort_by, cache=_feature_cache(cache),
@@ -195,8 +202,8 @@ def compare(data: str | Path | DataSplits | Dataset, *, strategies: Sequence[str
             cache: bool | str | Path | FeatureCache = True, out: str | Path | None = None, force: bool = False,
             settings: dict[str, Any] | None = None, test_fraction: float = 0.2, val_fraction: float = 0.15,
             on_run: Callable[[Any], None] | None = None, image_size: int | None = None, skip_bad_images: bool = False,
-            text_column: str | None = None, label_column: str | None = None, path_column: str | None = None
-            ) -> CompareResult:
+            text_column: str | None = None, label_column: str | None = None, path_column: str | None = None,
+            allow_outside_paths: bool = False) -> CompareResult:
     """Learning curves: every strategy on growing stratified subsets of the training data, several seeds,
     each measured on one fixed test set; with the transfer-vs-scratch verdict and data savings.
 
@@ -216,7 +223,8 @@ def compare(data: str | Path | DataSplits | Dataset, *, strategies: Sequence[str
         test_fraction: Fixed hold-out share when the data has no test split.
         val_fraction: Validation share of each subset, for strategies that use validation.
         on_run: Called with each :class:`~headstart.studies.statistics.RunRecord` or skipped run as it happens.
-        image_size, skip_bad_images, text_column, label_column, path_column: As for :func:`fit`.
+        image_size, skip_bad_images, text_column, label_column, path_column, allow_outside_paths: As for
+            :func:`fit`.
 
     Returns:
         A :class:`~headstart.studies.runner.CompareResult`.
@@ -228,7 +236,7 @@ def compare(data: str | Path | DataSplits | Dataset, *, strategies: Sequence[str
     """
     out = check_output(out, force=force) if out is not None else None
     splits = _as_splits(data, skip_bad_images=skip_bad_images, text_column=text_column,
-                        label_column=label_column, path_column=path_column)
+                        label_column=label_column, path_column=path_column, allow_outside_paths=allow_outside_paths)
     if fractions is None and shots is None:
         fractions = DEFAULT_FRACTIONS
     net = with_image_size(backbone or modality_spec(splits.train.modality).default_backbone, image_size)

@@ -12,6 +12,8 @@ from headstart.data.modality import modality_spec
 from headstart.errors import DataError
 
 IMAGE_SUFFIXES = modality_spec("image").file_suffixes
+# 16-bit grayscale (PNG, TIFF): Pillow's convert("RGB") clips these at 255, which turns almost every pixel white.
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 
 
 def open_image(item: Any) -> Image.Image:
@@ -21,14 +23,22 @@ def open_image(item: Any) -> Image.Image:
         DataError: The file cannot be read as an image (names the file).
     """
     if isinstance(item, Image.Image):
-        return item.convert("RGB")
+        return _to_rgb(item)
     if isinstance(item, (str, Path)):
         try:
             with Image.open(item) as image:
-                return image.convert("RGB")
+                return _to_rgb(image)
         except (UnidentifiedImageError, OSError, SyntaxError) as err:
             raise DataError(f"cannot read image {item}: {err}; remove or replace the file") from None
     array = np.asarray(item)
     if array.dtype != np.uint8:
         raise DataError(f"in-memory images must be uint8 arrays, got {array.dtype}")
     return Image.fromarray(array).convert("RGB")
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """``image`` as 8-bit RGB; 16-bit grayscale is scaled from 0..65535 to 0..255 rather than clipped."""
+    if image.mode in _SIXTEEN_BIT_MODES:
+        scaled = np.round(np.asarray(image, dtype=np.float64) / 257.0).astype(np.uint8)
+        return Image.fromarray(scaled).convert("RGB")
+    return image.convert("RGB")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from headstart.data.base import Dataset
 from headstart.data.image_io import IMAGE_SUFFIXES
 from headstart.data.splits import SPLIT_NAMES, DataSplits, assemble_splits, encode_labels
 from headstart.data.tables import Table
-from headstart.errors import DataError
+from headstart.errors import DataError, listing
 
 _SHOWN = 10
 _SKIP_HINT = "remove or replace them, or pass skip_bad=True (CLI: --skip-bad-images) to leave them out"
@@ -24,23 +25,26 @@ def is_image_path(value: str | Path) -> bool:
     return Path(value).suffix.lower() in IMAGE_SUFFIXES
 
 
-def _listing(entries: Sequence[str]) -> str:
-    more = f" ... and {len(entries) - _SHOWN} more" if len(entries) > _SHOWN else ""
-    return "; ".join(entries[:_SHOWN]) + more
-
-
 def _image_problem(path: str) -> str | None:
-    """Why ``path`` is not a readable image (a header and checksum check, no full decode), or ``None``."""
+    """Why ``path`` is not a readable image, or ``None``.
+
+    ``verify`` checks headers and checksums but decodes nothing, so a truncated JPEG passes it and fails only
+    when features are extracted, past ``skip_bad``'s reach; the file is therefore also decoded, a JPEG at
+    1/8 scale (``draft``), which still reads all of its compressed data.
+    """
     try:
         with Image.open(path) as image:
             image.verify()
+        with Image.open(path) as image:
+            image.draft(image.mode, (1, 1))
+            image.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         return str(err) or type(err).__name__
     return None
 
 
 def screen_images(paths: Iterable[str], *, skip_bad: bool = False) -> list[str]:
-    """Check that every file opens as an image; cheap (header and checksums, no decode).
+    """Check that every file opens and decodes as an image.
 
     Returns:
         The unreadable files (only possible with ``skip_bad=True``; the caller leaves them out).
@@ -51,22 +55,36 @@ def screen_images(paths: Iterable[str], *, skip_bad: bool = False) -> list[str]:
     problems = {path: problem for path in paths if (problem := _image_problem(path)) is not None}
     if problems and not skip_bad:
         raise DataError(f"{len(problems)} image file(s) cannot be read: "
-                        f"{_listing([f'{path} ({why})' for path, why in problems.items()])}; {_SKIP_HINT}")
+                        f"{listing((f'{path} ({why})' for path, why in problems.items()), sep='; ')}; {_SKIP_HINT}")
     return list(problems)
 
 
-def image_paths_from_table(table: Table, column: str) -> list[str]:
+def image_paths_from_table(table: Table, column: str, *, allow_outside: bool = False) -> list[str]:
     """The image files named in ``column``, resolved against the table's folder.
 
+    Args:
+        table: The table.
+        column: Its column of image paths.
+        allow_outside: Accept paths that lead outside the table's folder (``../x.png``, ``/elsewhere/x.png``).
+
     Raises:
-        DataError: A value is empty, or a file does not exist (names the lines).
+        DataError: A value is empty, a path leads outside the table's folder (unless ``allow_outside``), or a
+            file does not exist (names the lines).
     """
     values = table.column_text(column, "image path", strip=True)
     paths = [str(table.path.parent / value) for value in values]
+    if not allow_outside:
+        folder = os.path.abspath(table.path.parent)
+        outside = [f"{table.where(row)}: {values[row]}" for row, path in enumerate(paths)
+                   if os.path.commonpath([folder, os.path.abspath(path)]) != folder]
+        if outside:
+            raise DataError(f"{table.path}: {len(outside)} image path(s) in column {column!r} lead outside "
+                            f"{folder}: {listing(outside, sep='; ')}; move the images under the table's folder, "
+                            "or pass allow_outside_paths=True (CLI: --allow-outside-paths) if you trust the table")
     missing = [f"{table.where(row)}: {values[row]}" for row, path in enumerate(paths) if not Path(path).is_file()]
     if missing:
         raise DataError(f"{table.path}: {len(missing)} image file(s) in column {column!r} do not exist: "
-                        f"{_listing(missing)}; paths are relative to {table.path.parent}")
+                        f"{listing(missing, sep='; ')}; paths are relative to {table.path.parent}")
     return paths
 
 
@@ -96,7 +114,7 @@ def _class_folders(folder: Path) -> dict[str, list[str]]:
     if empty:
         described = [f"{d} ({sum(1 for p in d.rglob('*') if p.is_file())} files, none with an image suffix)"
                      for d in empty]
-        raise DataError(f"empty class folder(s): {_listing(described)}; add images "
+        raise DataError(f"empty class folder(s): {listing(described, sep='; ')}; add images "
                         f"({', '.join(sorted(IMAGE_SUFFIXES))}) or remove the folder")
     return files
 
@@ -115,9 +133,9 @@ def load_image_folder(root: Path, *, skip_bad: bool = False) -> DataSplits:
     if any(name in SPLIT_NAMES for name in subfolders):
         other = [name for name in subfolders if name not in SPLIT_NAMES]
         if "train" not in subfolders or other:
-            raise DataError(f"{root} has split folders {[n for n in subfolders if n in SPLIT_NAMES]} "
-                            f"{f'and other folders {other}' if other else 'but no train/'}; a split layout "
-                            "needs train/ and optionally val/ and test/, nothing else")
+            problem = f"and other folders [{listing(map(repr, other))}]" if other else "but no train/"
+            raise DataError(f"{root} has split folders {[n for n in subfolders if n in SPLIT_NAMES]} {problem}; a "
+                            "split layout needs train/ and optionally val/ and test/, nothing else")
         split_dirs = {name: root / name for name in SPLIT_NAMES if name in subfolders}
     else:
         split_dirs = {"train": root}

@@ -11,7 +11,7 @@ from headstart.data.modality import MODALITIES
 from headstart.data.splits import SPLIT_NAMES, DataSplits, assemble_splits, check_trainable
 from headstart.data.tables import LABEL_COLUMNS, TABLE_SUFFIXES, Table, pick_column, read_table, require_column
 from headstart.data.text import TEXT_COLUMNS
-from headstart.errors import ConfigError, DataError
+from headstart.errors import ConfigError, DataError, listing
 
 PATH_COLUMNS = ("path", "file", "filename", "image")
 _SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "dev": "val",
@@ -20,7 +20,7 @@ _SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": 
 
 def load_dataset(path: str | Path, *, modality: Modality | None = None, text_column: str | None = None,
                  label_column: str | None = None, path_column: str | None = None, skip_bad: bool = False,
-                 training: bool = True) -> DataSplits:
+                 allow_outside_paths: bool = False, training: bool = True) -> DataSplits:
     """Load and validate a labeled data set, before any long computation.
 
     Accepted layouts:
@@ -43,6 +43,9 @@ def load_dataset(path: str | Path, *, modality: Modality | None = None, text_col
         label_column: The column of class labels.
         path_column: The column of image paths.
         skip_bad: Leave out unreadable image files (listed in ``DataSplits.skipped``) instead of failing.
+        allow_outside_paths: Let a table name image files outside its own folder (``../x.png``, absolute
+            paths elsewhere); refused by default, so a table from someone else cannot make headstart read,
+            and show in reports, files anywhere on the machine.
         training: Also check that the train split can train a classifier (two classes or more; with no val
             split, two examples or more per class). Pass ``False`` for evaluation data.
 
@@ -51,7 +54,8 @@ def load_dataset(path: str | Path, *, modality: Modality | None = None, text_col
         splits, everything is ``train``).
 
     Raises:
-        DataError: The data is missing or malformed; the message names the file, line or column and the fix.
+        DataError: The data is missing or malformed, or a table names image files outside its folder; the
+            message names the file, line or column and the fix.
         ConfigError: ``modality`` is not ``"image"``, ``"text"`` or ``None``.
     """
     if modality is not None and modality not in MODALITIES:
@@ -60,11 +64,11 @@ def load_dataset(path: str | Path, *, modality: Modality | None = None, text_col
     if not path.exists():
         raise DataError(f"data path {path} does not exist")
     options = {"modality": modality, "text_column": text_column, "label_column": label_column,
-               "path_column": path_column, "skip_bad": skip_bad}
+               "path_column": path_column, "skip_bad": skip_bad, "allow_outside_paths": allow_outside_paths}
     if path.is_dir():
         tables = {split: table for split in SPLIT_NAMES if (table := _split_table(path, split)) is not None}
         if tables and "train" not in tables:
-            raise DataError(f"{path} has {[p.name for p in tables.values()]} but no train table; add one "
+            raise DataError(f"{path} has {listing(p.name for p in tables.values())} but no train table; add one "
                             f"(train{next(iter(tables.values())).suffix})")
         if tables:
             splits = _load_tables(tables, source=str(path), **options)
@@ -96,7 +100,7 @@ def _split_table(folder: Path, split: str) -> Path | None:
 
 def _load_tables(tables: dict[str | None, Path], *, source: str, modality: Modality | None,
                  text_column: str | None, label_column: str | None, path_column: str | None,
-                 skip_bad: bool) -> DataSplits:
+                 skip_bad: bool, allow_outside_paths: bool) -> DataSplits:
     """Load one table (``{None: path}``, split column honoured) or one table per split."""
     read = {split: read_table(path) for split, path in tables.items()}
     first = next(iter(read.values()))
@@ -108,12 +112,12 @@ def _load_tables(tables: dict[str | None, Path], *, source: str, modality: Modal
     for split, table in read.items():
         label = require_column(table, label_column, LABEL_COLUMNS, "label", "label_column")
         if modality == "image":
-            items += image_paths_from_table(
-                table, require_column(table, path_column, PATH_COLUMNS, "image path", "path_column"))
+            column = require_column(table, path_column, PATH_COLUMNS, "image path", "path_column")
+            items += image_paths_from_table(table, column, allow_outside=allow_outside_paths)
         else:
             items += table.column_text(
                 require_column(table, text_column, TEXT_COLUMNS, "text", "text_column"), "text")
-        labels += table.column_text(label, "label", strip=True)
+        labels += table.column_labels(label)
         split_of += [split] * len(table.frame) if split is not None else _split_column(table)
     skipped = screen_images(items, skip_bad=skip_bad) if modality == "image" else []
     if skipped:
@@ -146,6 +150,5 @@ def _split_column(table: Table) -> list[str]:
     values = [v.lower() for v in table.column_text(column, "split", strip=True)]
     bad = [f"{table.where(row)}: {value!r}" for row, value in enumerate(values) if value not in _SPLIT_ALIASES]
     if bad:
-        raise DataError(f"{table.path}: column {column!r} must be train, val or test; found {bad[:10]}"
-                        f"{f' and {len(bad) - 10} more' if len(bad) > 10 else ''}")
+        raise DataError(f"{table.path}: column {column!r} must be train, val or test; found {listing(bad)}")
     return [_SPLIT_ALIASES[value] for value in values]
