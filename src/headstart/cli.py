@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from headstart import api
 from headstart.backbones import list_backbones
@@ -22,8 +25,9 @@ from headstart.studies import SIZE_LABEL, SkippedRun
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Transfer learning for small data sets: fit, evaluate, predict.")
-out = Console(soft_wrap=True)  # summary lines stay whole when piped or logged
-err = Console(stderr=True)
+# soft_wrap: summary lines stay whole when piped or logged; emoji=False: a path such as runs/:x: prints as written.
+out = Console(soft_wrap=True, emoji=False)
+err = Console(stderr=True, soft_wrap=True, emoji=False)  # an error stays one line in logs
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or informational output.")]
 TextColumn = Annotated[str | None, typer.Option(help="Text column of tabular data.")]
@@ -31,8 +35,33 @@ LabelColumn = Annotated[str | None, typer.Option(help="Label column of tabular d
 PathColumn = Annotated[str | None, typer.Option(help="Image path column of a CSV.")]
 NoCache = Annotated[bool, typer.Option("--no-cache", help="Do not read or write cached features.")]
 Force = Annotated[bool, typer.Option(help="Replace an existing output folder.")]
+AllowOutsidePaths = Annotated[bool, typer.Option("--allow-outside-paths", help="Let a table name image files "
+                                                "outside its own folder (../x.png, absolute paths elsewhere).")]
 ImageSize = Annotated[int | None, typer.Option(help="Input size of an image backbone in pixels instead of its own "
                                                     "(e.g. 128 for small images: about 3x faster fine-tuning).")]
+
+
+# Terminal escape sequences (CSI such as colours and cursor moves, OSC such as window titles), then any other
+# control character: a label or path must not recolour, move or retitle the user's terminal.
+_TERMINAL_CODES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI
+                             r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC
+                             r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def plain(value: object) -> str:
+    """``value`` as text without terminal escape sequences or control characters (tabs and newlines stay)."""
+    return _TERMINAL_CODES.sub("", str(value))
+
+
+def shown(value: object) -> str:
+    """``value`` (a path, label, name or message from the user's data) ready to sit inside rich markup: control
+    codes dropped and brackets escaped, so ``[/]`` or ``[bold]`` print as written instead of failing or styling."""
+    return escape(plain(value))
+
+
+def cell(value: object) -> Text:
+    """A table cell showing ``value`` literally (rich would read a plain ``str`` cell as markup)."""
+    return Text(plain(value))
 
 
 def parse_settings(pairs: list[str]) -> dict[str, Any]:
@@ -102,6 +131,7 @@ def fit(
                                                        "instead of stopping.")] = False,
     max_time: Annotated[float | None, typer.Option(help="Training time budget in seconds.")] = None,
     image_size: ImageSize = None,
+    allow_outside_paths: AllowOutsidePaths = False,
     cache_dir: Annotated[Path | None, typer.Option(help="Feature cache folder (default ~/.cache/headstart).")
                          ] = None,
     no_cache: NoCache = False,
@@ -122,15 +152,15 @@ def fit(
                       max_time=max_time, calibrate=calibrate, image_size=image_size,
                       skip_bad_images=skip_bad_images,
                       text_column=text_column, label_column=label_column, path_column=path_column,
-                      settings=options)
+                      allow_outside_paths=allow_outside_paths, settings=options)
     if not is_main_process():
         return
     m = model.metrics
     for warning in m.get("warnings", []):
-        err.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
+        err.print(f"[bold yellow]warning:[/] {shown(warning)}", highlight=False)
     if "backbone_ranking" in m:
-        out.print(f"backbone auto: chose [bold]{m['backbone_ranking']['best']}[/] — "
-                  f"{m['backbone_ranking']['explanation']}", highlight=False)
+        out.print(f"backbone auto: chose [bold]{shown(m['backbone_ranking']['best'])}[/] — "
+                  f"{shown(m['backbone_ranking']['explanation'])}", highlight=False)
     if "calibration" in m:
         c = m["calibration"]
         changes = ", ".join(f"{name} {c['ece_before'][name]:.3f} -> {c['ece_after'][name]:.3f}"
@@ -140,10 +170,10 @@ def fit(
         t = m["test"]
         out.print(f"test accuracy [bold]{t['accuracy']:.1%}[/] on {t['n_examples']} held-out examples "
                   f"(balanced {t['balanced_accuracy']:.1%}, macro F1 {t['macro_f1']:.3f}) "
-                  f"— {model.strategy} on {model.backbone.ref}, {m['data']['n_train']} training examples, "
+                  f"— {model.strategy} on {shown(model.backbone.ref)}, {m['data']['n_train']} training examples, "
                   f"{m['seconds']:.1f} s")
-    out.print(f"model:  {out_dir}/")
-    out.print(f"report: {out_dir / 'report.html'}")
+    out.print(f"model:  {shown(out_dir)}/")
+    out.print(f"report: {shown(out_dir / 'report.html')}")
 
 
 @app.command()
@@ -156,11 +186,12 @@ def evaluate(
     text_column: TextColumn = None,
     label_column: LabelColumn = None,
     path_column: PathColumn = None,
+    allow_outside_paths: AllowOutsidePaths = False,
     quiet: Quiet = False,
 ) -> None:
     """Measure a saved model on labeled data."""
     m = api.evaluate(model_dir, data, split=split, progress=not quiet, text_column=text_column,
-                       label_column=label_column, path_column=path_column)
+                     label_column=label_column, path_column=path_column, allow_outside_paths=allow_outside_paths)
     if as_json:
         out.print_json(json.dumps(m))
         return
@@ -170,8 +201,9 @@ def evaluate(
     for column in ("class", "precision", "recall", "F1", "support"):
         grid.add_column(column, justify="left" if column == "class" else "right")
     for name, row in m["per_class"].items():
-        grid.add_row(name, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}",
-                     str(row["support"]))
+        # None where undefined: recall of a class absent from the data, precision of a class never predicted.
+        scores = ("–" if row[key] is None else f"{row[key]:.3f}" for key in ("precision", "recall", "f1"))
+        grid.add_row(cell(name), *scores, str(row["support"]))
     out.print(grid)
 
 
@@ -199,9 +231,9 @@ def predict(
         for column in ("input", "label", "confidence"):
             grid.add_column(column)
         for r in rows:
-            shown = r["input"] if len(r["input"]) <= 80 else r["input"][:77] + "..."
+            name = r["input"] if len(r["input"]) <= 80 else r["input"][:77] + "..."
             label = r["label"] if top_k <= 1 else ", ".join(f"{n} {p:.2f}" for n, p in r["top"])
-            grid.add_row(shown, label, f"{r['confidence']:.3f}")
+            grid.add_row(cell(name), cell(label), f"{r['confidence']:.3f}")
         out.print(grid)
 
 
@@ -229,11 +261,11 @@ def _wide() -> Console:
 def rank_table(result: Any) -> Table:
     """The rank result as a rich table, best backbone first."""
     _, header, body = ranking_rows(result.to_dict())
-    grid = Table(title=f"Backbones for {result.source} by {result.sort_by} (higher is better)")
+    grid = Table(title=Text(f"Backbones for {plain(result.source)} by {result.sort_by} (higher is better)"))
     for column in header:
         grid.add_column(column, justify="left" if column == "backbone" else "right")
     for row in body:
-        grid.add_row(*[f"{v:.4g}" if isinstance(v, float) else "–" if v is None else str(v) for v in row])
+        grid.add_row(*[f"{v:.4g}" if isinstance(v, float) else "–" if v is None else cell(v) for v in row])
     return grid
 
 
@@ -252,6 +284,7 @@ def rank(
     text_column: TextColumn = None,
     label_column: LabelColumn = None,
     path_column: PathColumn = None,
+    allow_outside_paths: AllowOutsidePaths = False,
     no_cache: NoCache = False,
     force: Force = False,
     quiet: Quiet = False,
@@ -260,12 +293,12 @@ def rank(
     result = api.rank(data, backbones=_names(backbone_list, "--backbones"),
                             scores=_numbers(scores, "--scores", str), sort_by=score, cache=not no_cache,
                             out=out_dir, force=force, progress=not quiet, image_size=image_size,
-                            text_column=text_column,
-                            label_column=label_column, path_column=path_column)
+                            text_column=text_column, label_column=label_column, path_column=path_column,
+                            allow_outside_paths=allow_outside_paths)
     _wide().print(rank_table(result))
-    out.print(f"best: [bold]{result.best}[/] — {result.explanation()}", highlight=False)
+    out.print(f"best: [bold]{shown(result.best)}[/] — {shown(result.explanation())}", highlight=False)
     if out_dir is not None:
-        out.print(f"report: {out_dir / 'report.html'}")
+        out.print(f"report: {shown(out_dir / 'report.html')}")
 
 
 @app.command()
@@ -293,6 +326,7 @@ def compare(
     text_column: TextColumn = None,
     label_column: LabelColumn = None,
     path_column: PathColumn = None,
+    allow_outside_paths: AllowOutsidePaths = False,
     no_cache: NoCache = False,
     force: Force = False,
     quiet: Quiet = False,
@@ -302,8 +336,8 @@ def compare(
         if quiet:
             return
         if isinstance(run, SkippedRun):
-            out.print(f"  skipped {run.strategy} at {run.size:g} {SIZE_LABEL}, seed {run.seed}: {run.reason}",
-                      soft_wrap=True)
+            out.print(f"  skipped {run.strategy} at {run.size:g} {SIZE_LABEL}, seed {run.seed}: "
+                      f"{shown(run.reason)}", soft_wrap=True)
         else:
             out.print(f"  {run.strategy:>10} {run.size:>7g} {SIZE_LABEL} seed {run.seed}: "
                       f"accuracy {run.accuracy:.1%} ({run.seconds:.1f} s)", highlight=False, soft_wrap=True)
@@ -313,8 +347,8 @@ def compare(
                                 shots=_numbers(shots, "--shots", int), seeds=seeds, backbone=backbone,
                                 max_time=max_time, cache=not no_cache, out=out_dir, force=force,
                                 settings=parse_settings(settings or []), test_fraction=test_fraction, on_run=show,
-                                image_size=image_size,
-                                text_column=text_column, label_column=label_column, path_column=path_column)
+                                image_size=image_size, text_column=text_column, label_column=label_column,
+                                path_column=path_column, allow_outside_paths=allow_outside_paths)
     if result.summary:
         grid = Table(title=f"Test accuracy on {result.n_test} examples (mean ± std over seeds)")
         grid.add_column(SIZE_LABEL, justify="right")
@@ -330,21 +364,21 @@ def compare(
             grid.add_row(*row)
         _wide().print(grid)
     for saving in result.savings:
-        out.print(f"data savings: {saving.message}", highlight=False, soft_wrap=True)
+        out.print(f"data savings: {shown(saving.message)}", highlight=False, soft_wrap=True)
     for gain in result.gains:
         out.print(f"gain {gain.strategy} - scratch at {gain.size:g} {SIZE_LABEL}: {gain.difference * 100:+.1f} "
                   f"points" + ("" if gain.p_value is None else f" (p={gain.p_value:.2g})"), highlight=False)
     for verdict in result.verdicts:
         colour = {"positive": "green", "negative": "red"}.get(verdict.status, "yellow")
-        out.print(f"[bold {colour}]{verdict.strategy}: {verdict.status}[/] — {verdict.message}", highlight=False,
-                  soft_wrap=True)
+        out.print(f"[bold {colour}]{verdict.strategy}: {verdict.status}[/] — {shown(verdict.message)}",
+                  highlight=False, soft_wrap=True)
     for note in result.notes:
-        out.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+        out.print(f"[yellow]note:[/] {shown(note)}", highlight=False, soft_wrap=True)
     if result.skipped:
         out.print(f"{len(result.skipped)} runs skipped by the {max_time:g} s budget (listed in the report)")
     out.print(f"{len(result.records)} runs in {result.seconds:.0f} s")
     if out_dir is not None:
-        out.print(f"report: {out_dir / 'report.html'}")
+        out.print(f"report: {shown(out_dir / 'report.html')}")
 
 
 def main() -> None:
@@ -352,5 +386,5 @@ def main() -> None:
     try:
         app()
     except HeadstartError as error:
-        err.print(f"[bold red]error:[/] {error}", highlight=False)
+        err.print(f"[bold red]error:[/] {shown(error)}", highlight=False)
         sys.exit(2)
