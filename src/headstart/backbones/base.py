@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal, TypeVar
 
 import numpy as np
 import torch
+from pydantic import TypeAdapter, ValidationError
 from torch import nn
 
 from headstart.data.modality import Modality
@@ -70,17 +72,47 @@ class TextPreprocess:
 Preprocess = ImagePreprocess | TextPreprocess
 
 
+# Pillow resampling filters timm's transforms accept by name.
+_INTERPOLATIONS = ("bicubic", "bilinear", "nearest", "lanczos", "box", "hamming")
+# Saved inputs larger than this are a damaged or edited file, not a model (4096 px is already 200 MB a batch item).
+_LARGEST_INPUT = 4096
+
+
 def preprocess_from_dict(data: dict[str, Any]) -> Preprocess:
-    """Rebuild a preprocessing record saved with :meth:`ImagePreprocess.to_dict` / ``TextPreprocess``."""
-    data = dict(data)
-    kind = data.get("kind")
-    if kind == "image":
-        data["mean"] = tuple(data["mean"])
-        data["std"] = tuple(data["std"])
-        return ImagePreprocess(**data)
-    if kind == "text":
-        return TextPreprocess(**data)
-    raise ValueError(f"unknown preprocessing kind {kind!r}")
+    """Rebuild a preprocessing record saved with :meth:`ImagePreprocess.to_dict` / ``TextPreprocess``.
+
+    Raises:
+        BackboneError: Not such a record: an unknown kind, unknown or missing fields, or values of the wrong type
+            or out of range (a model folder that was edited or damaged).
+    """
+    kind = data.get("kind") if isinstance(data, dict) else None
+    record = {"image": ImagePreprocess, "text": TextPreprocess}.get(kind) if isinstance(kind, str) else None
+    if record is None:
+        raise BackboneError(f"the saved preprocessing {str(data)[:200]} is of no known kind (image or text); the "
+                            "model folder may have been edited")
+    try:
+        restored = TypeAdapter(record).validate_python(data)
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()[:5])
+        raise BackboneError(f"the saved {kind} preprocessing is invalid ({problems}); the model folder may have "
+                            "been edited") from None
+    unknown = sorted(set(data) - {f.name for f in fields(record)})
+    problem = f"unknown fields {unknown}" if unknown else None
+    if isinstance(restored, ImagePreprocess):
+        numbers = (restored.crop_pct, *restored.mean, *restored.std)
+        if not 1 <= restored.input_size <= _LARGEST_INPUT:
+            problem = f"input_size {restored.input_size} is outside 1..{_LARGEST_INPUT}"
+        elif not all(math.isfinite(x) for x in numbers) or not 0 < restored.crop_pct <= 1 \
+                or min(restored.std) <= 0:
+            problem = "crop_pct must be in (0, 1], mean finite and std above 0"
+        elif restored.interpolation not in _INTERPOLATIONS:
+            problem = f"interpolation {restored.interpolation!r} is not one of {', '.join(_INTERPOLATIONS)}"
+    elif restored.max_length < 1:
+        problem = f"max_length {restored.max_length} is below 1"
+    if problem:
+        raise BackboneError(f"the saved {kind} preprocessing is invalid: {problem}; the model folder may have "
+                            "been edited")
+    return restored
 
 
 def restore_preprocess(saved: dict[str, Any] | None, expected: type[P], ref: str) -> P | None:
