@@ -95,7 +95,7 @@ IMAGE_CONTENTS: dict[str, Callable[[], bytes]] = {
     "1x1 png": lambda: png_bytes(size=(1, 1)),
     "rgb jpeg": jpeg_bytes,
     "cmyk jpeg": lambda: jpeg_bytes("CMYK"),
-    "truncated jpeg": lambda: jpeg_bytes()[:400],
+    "truncated jpeg": lambda: jpeg_bytes()[:1100],  # headers whole, scan data cut: only decoding finds it
     "truncated png": lambda: png_bytes(size=(40, 40))[:120],
     "png header only": lambda: png_bytes()[:16],
     "text": lambda: b"not an image",
@@ -111,7 +111,7 @@ def write_image_files(folder: Path) -> None:
     (folder / "photo.jpg").write_bytes(jpeg_bytes())
     (folder / "sub" / "deep.png").write_bytes(png_bytes("L"))
     (folder / "bad.png").write_bytes(b"junk")
-    (folder / "truncated.jpg").write_bytes(jpeg_bytes()[:400])
+    (folder / "truncated.jpg").write_bytes(IMAGE_CONTENTS["truncated jpeg"]())
     (folder.parent / "outside.png").write_bytes(png_bytes())
 
 
@@ -257,9 +257,13 @@ file_names = st.tuples(st.sampled_from(["x", "y", "z", ".dot"]),
 @st.composite
 def folder_trees(draw: st.DrawFn) -> list[tuple[str, bytes]]:
     """Relative file paths and contents: class folders (maybe under train/ val/ test/) of good, odd and
-    broken image files, stray files."""
+    broken image files, stray files; mostly on top of two good classes, so that many examples load and every
+    image that passed the up-front screen is then opened as extraction would."""
     files = []
-    for top in draw(st.lists(st.sampled_from(FOLDER_NAMES), max_size=3, unique=True)):
+    if draw(st.integers(0, 4)):
+        files += [(f"{name}/good{i}.png", png_bytes()) for name in ("a", "b") for i in range(2)]
+        files.append(("a/odd.jpg", IMAGE_CONTENTS[draw(image_contents)]()))
+    for top in draw(st.lists(st.sampled_from(["a", "b", *FOLDER_NAMES]), max_size=3)):
         subfolders = draw(st.lists(st.sampled_from(FOLDER_NAMES), max_size=2, unique=True))
         for folder in [f"{top}/{sub}" for sub in subfolders] or [top]:
             for stem, suffix in draw(st.lists(file_names, max_size=4, unique=True)):
