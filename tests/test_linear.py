@@ -71,3 +71,13 @@ def test_balanced_class_weight_chooses_c_by_balanced_accuracy(monkeypatch):
     assert seen["scoring"] == "balanced_accuracy"
     linear.fit_linear_head(features, labels, 2)
     assert seen["scoring"] == "accuracy"
+
+
+def test_cross_validation_shows_a_status_line_unless_quiet(monkeypatch, capsys):
+    monkeypatch.setenv("FORCE_COLOR", "1")  # rich draws live displays only on a terminal
+    monkeypatch.setenv("COLUMNS", "200")
+    x, y = blobs()
+    fit_linear_head(x, y, 3, progress=True)
+    assert "linear probe: cross-validating 12 C values, 5 folds, 90 examples" in capsys.readouterr().err
+    fit_linear_head(x, y, 3, progress=False)
+    assert capsys.readouterr().err == ""

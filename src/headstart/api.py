@@ -36,16 +36,14 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
         max_time: float | None = None, calibrate: bool = False, image_size: int | None = None,
         preprocess: dict[str, Any] | None = None, skip_bad_files: bool = False, text_column: str | None = None,
         label_column: str | None = None, path_column: str | None = None, settings: dict[str, Any] | None = None,
-        skip_bad_images: bool | None = None) -> TransferModel:
+        allow_outside_paths: bool = False, skip_bad_images: bool | None = None) -> TransferModel:
     """Train a model on labeled data by transferring a pre-trained backbone.
 
     Args:
         data: An image or audio folder (class subfolders, optionally inside ``train/ val/ test/``), a CSV of
             ``path,label``, a CSV/JSONL/Parquet of text and label, or already-loaded data.
-        backbone: A backbone reference (``headstart backbones`` lists them) or a built backbone (e.g. with custom
-            preprocessing); default: the modality's (``efficientnet_lite0``, ``minilm``, ``speech_embedding``).
-            ``"auto"``: the best bundled backbone of the modality by LogME on the training split (the ranking is
-            kept in ``metrics["backbone_ranking"]``).
+        backbone: A reference (``headstart backbones``) or a built backbone; default: the modality's bundled one;
+            ``"auto"``: the bundled one with the best LogME on the training split (``metrics["backbone_ranking"]``).
         strategy: How to transfer: ``linear`` (frozen features + logistic regression), ...
         out, force: Folder to write the model, metrics and report to (atomically; an existing folder is
             replaced only with ``force``); ``None`` keeps the model in memory only.
@@ -56,18 +54,17 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
         progress, max_time: Show progress bars; the training budget in seconds.
         calibrate: Fit a softmax temperature on the validation split (carved from the training data when there
             is none) so confidences match accuracy; ECE before and after is in ``metrics["calibration"]``.
-        image_size: Input size of an image backbone in pixels instead of its own (e.g. 128 for small images).
-        preprocess: Preprocessing settings of the backbone to change, e.g. ``{"max_seconds": 10,
-            "long_clips": "windows"}`` for audio (``config.json`` of a model shows them); saved with the model.
+        image_size, preprocess: An image backbone's input size in pixels (e.g. 128 for small images), and other
+            preprocessing settings to change (e.g. ``{"max_seconds": 10}`` for audio); saved with the model.
         skip_bad_files: Skip unusable files (unreadable images; unreadable, empty, silent, too short or too long
             audio; listed in the metrics) instead of failing. ``skip_bad_images`` is its deprecated name.
-        text_column, label_column, path_column: Column names in tabular data, when not detected.
+        text_column, label_column, path_column, allow_outside_paths: How tables are read: column names when
+            not detected; whether paths may lead outside the table's folder (see :func:`load_dataset`).
         settings: The strategy's settings, e.g. ``{"epochs": 3}`` (``headstart strategies`` lists them); kept
             apart from these arguments, so ``seed`` or ``max_time`` given here is an error.
 
     Returns:
-        The trained model; its ``metrics`` hold test (and validation) results, and warnings such as very
-        unequal class sizes.
+        The trained model; its ``metrics`` hold test and validation results and warnings (e.g. imbalance).
 
     Example:
         >>> model = fit("examples/fashion-mnist-mini", out="runs/demo", settings={"c": 1.0})
@@ -77,7 +74,7 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
     chosen = get_strategy(strategy, **check_settings(settings, inspect.signature(fit).parameters, "fit"))
     out = check_output(out, force=force) if out is not None else None
     splits = as_splits(data, skip_bad=_skip_bad(skip_bad_files, skip_bad_images), text_column=text_column,
-                        label_column=label_column, path_column=path_column)
+                       label_column=label_column, path_column=path_column, allow_outside_paths=allow_outside_paths)
     splits = complete_splits(splits, chosen, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,
                              calibrate=calibrate)
     feature_cache = FeatureCache.from_option(cache)
@@ -200,7 +197,7 @@ def rank(data: str | Path | DataSplits | Dataset, *, backbones: Sequence[str | B
          out: str | Path | None = None, force: bool = False, progress: bool = False, image_size: int | None = None,
          preprocess: dict[str, Any] | None = None, skip_bad_files: bool = False, skip_bad_images: bool | None = None,
          text_column: str | None = None, label_column: str | None = None,
-         path_column: str | None = None) -> RankResult:
+         path_column: str | None = None, allow_outside_paths: bool = False) -> RankResult:
     """Rank backbones for a data set by transferability scores of their frozen features (training split).
 
     Args:
@@ -212,7 +209,8 @@ def rank(data: str | Path | DataSplits | Dataset, *, backbones: Sequence[str | B
         out: Folder for ``rank.json`` and ``report.html`` (written atomically; replaced only with ``force``).
         force: Replace an existing ``out``.
         progress: Show progress bars.
-        image_size, preprocess, skip_bad_files, skip_bad_images, text_column, label_column, path_column: As for
+        image_size, preprocess, skip_bad_files, skip_bad_images, text_column, label_column, path_column,
+            allow_outside_paths: As for
             :func:`fit`.
 
     Returns:
@@ -224,7 +222,7 @@ def rank(data: str | Path | DataSplits | Dataset, *, backbones: Sequence[str | B
     """
     out = check_output(out, force=force) if out is not None else None
     splits = as_splits(data, skip_bad=_skip_bad(skip_bad_files, skip_bad_images), text_column=text_column,
-                        label_column=label_column, path_column=path_column)
+                        label_column=label_column, path_column=path_column, allow_outside_paths=allow_outside_paths)
     if image_size is not None or preprocess:
         backbones = [build_backbone(b, image_size=image_size, preprocess=preprocess) for b in backbones]
     result = rank_backbones(splits.train, backbones, scores=scores, sort_by=sort_by,
@@ -244,8 +242,8 @@ def compare(data: str | Path | DataSplits | Dataset, *, strategies: Sequence[str
             settings: dict[str, Any] | None = None, test_fraction: float = 0.2, val_fraction: float = 0.15,
             on_run: Callable[[Any], None] | None = None, image_size: int | None = None,
             preprocess: dict[str, Any] | None = None, skip_bad_files: bool = False, skip_bad_images: bool | None = None,
-            text_column: str | None = None, label_column: str | None = None, path_column: str | None = None
-            ) -> CompareResult:
+            text_column: str | None = None, label_column: str | None = None, path_column: str | None = None,
+            allow_outside_paths: bool = False) -> CompareResult:
     """Learning curves: every strategy on growing stratified subsets of the training data, several seeds,
     each measured on one fixed test set; with the transfer-vs-scratch verdict and data savings.
 
@@ -265,7 +263,8 @@ def compare(data: str | Path | DataSplits | Dataset, *, strategies: Sequence[str
         test_fraction: Fixed hold-out share when the data has no test split.
         val_fraction: Validation share of each subset, for strategies that use validation.
         on_run: Called with each :class:`~headstart.studies.statistics.RunRecord` or skipped run as it happens.
-        image_size, preprocess, skip_bad_files, skip_bad_images, text_column, label_column, path_column: As for
+        image_size, preprocess, skip_bad_files, skip_bad_images, text_column, label_column, path_column,
+            allow_outside_paths: As for
             :func:`fit`.
 
     Returns:
@@ -278,7 +277,7 @@ def compare(data: str | Path | DataSplits | Dataset, *, strategies: Sequence[str
     """
     out = check_output(out, force=force) if out is not None else None
     splits = as_splits(data, skip_bad=_skip_bad(skip_bad_files, skip_bad_images), text_column=text_column,
-                        label_column=label_column, path_column=path_column)
+                        label_column=label_column, path_column=path_column, allow_outside_paths=allow_outside_paths)
     if fractions is None and shots is None:
         fractions = DEFAULT_FRACTIONS
     net = build_backbone(backbone or modality_spec(splits.train.modality).default_backbone, image_size=image_size,

@@ -6,6 +6,8 @@ and keeps its traceback.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class HeadstartError(Exception):
     """Base class for errors caused by input, options or environment, with a message a user can act on."""
@@ -29,3 +31,18 @@ class OutputExistsError(HeadstartError, FileExistsError):
 
 class ModelFileError(HeadstartError, ValueError):
     """A saved model folder is missing files or was written by an incompatible version."""
+
+
+def listing(values: Iterable[object], *, limit: int = 10, sep: str = ", ") -> str:
+    """``values`` joined for a message, at most ``limit`` of them and then how many more there are.
+
+    Every list in a message goes through this, so a message stays one readable line however large the data
+    (a label column of IDs has thousands of distinct values).
+
+    Example:
+        >>> listing(range(13), limit=3)
+        '0, 1, 2 ... and 10 more'
+    """
+    values = [str(value) for value in values]
+    more = f" ... and {len(values) - limit} more" if len(values) > limit else ""
+    return sep.join(values[:limit]) + more

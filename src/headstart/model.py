@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -120,25 +122,93 @@ class TransferModel:
 
     @classmethod
     def load(cls, folder: str | Path) -> TransferModel:
-        """Rebuild a model saved with :meth:`save`; predictions are identical to the saved model's."""
+        """Rebuild a model saved with :meth:`save`; predictions are identical to the saved model's.
+
+        Raises:
+            ModelFileError: A file is missing, damaged, or holds values headstart never writes (named in the
+                message).
+            BackboneError: The saved backbone reference or preprocessing cannot be rebuilt.
+        """
         folder = Path(folder)
         config_path, weights_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE
         for path in (config_path, weights_path):
             if not path.is_file():
                 raise ModelFileError(f"{path} is missing: {folder} is not a saved headstart model folder")
-        config = json.loads(config_path.read_text())
-        if config.get("format_version") != FORMAT_VERSION:
-            raise ModelFileError(f"{config_path} has format_version {config.get('format_version')!r}; "
-                                 f"this headstart reads version {FORMAT_VERSION}")
-        tensors = load_file(str(weights_path))
+        config = _read_config(config_path)
+        try:
+            tensors = load_file(str(weights_path))
+        except (SafetensorError, OSError) as err:
+            raise ModelFileError(f"{weights_path} is not a readable safetensors file ({err}); copy the model "
+                                 "folder again or retrain") from None
         backbone = create_backbone(config["backbone"]["ref"], preprocess=config["backbone"]["preprocess"])
-        if config["backbone_trained"]:
-            state = {k.removeprefix("backbone."): v for k, v in tensors.items() if k.startswith("backbone.")}
-            backbone.module.load_state_dict(state, strict=True)
-        head = nn.Linear(config["feature_dim"], len(config["class_names"]))
-        head.load_state_dict({k.removeprefix("head."): v for k, v in tensors.items() if k.startswith("head.")})
-        metrics_path = folder / "metrics.json"
-        metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+        head_state = {k.removeprefix("head."): v for k, v in tensors.items() if k.startswith("head.")}
+        shape = (len(config["class_names"]), config["feature_dim"])
+        if backbone.feature_dim != shape[1] or tuple(getattr(head_state.get("weight"), "shape", ())) != shape:
+            raise ModelFileError(f"{folder}: {CONFIG_FILE} describes a head of {shape[0]} classes x {shape[1]} "
+                                 f"features, but the backbone gives {backbone.feature_dim} features and "
+                                 f"{WEIGHTS_FILE} holds {_shape(head_state.get('weight'))}; the files do not "
+                                 "belong together")
+        head = nn.Linear(shape[1], shape[0])
+        try:
+            head.load_state_dict(head_state)
+            if config["backbone_trained"]:
+                state = {k.removeprefix("backbone."): v for k, v in tensors.items() if k.startswith("backbone.")}
+                backbone.module.load_state_dict(state, strict=True)
+        except RuntimeError as err:
+            raise ModelFileError(f"{weights_path} does not fit {config_path}: {str(err).splitlines()[0]}") from None
         return cls(backbone, head, config["class_names"], strategy=config["strategy"],
                    strategy_config=config["strategy_config"], backbone_trained=config["backbone_trained"],
-                   temperature=config["temperature"], metrics=metrics)
+                   temperature=config["temperature"], metrics=_read_json(folder / "metrics.json", {}))
+
+
+# The type of every value of config.json that loading uses (bool is no int here, as JSON has both).
+_CONFIG_TYPES: dict[str, tuple[type, ...]] = {
+    "backbone": (dict,), "backbone_trained": (bool,), "class_names": (list,), "feature_dim": (int,),
+    "strategy": (str,), "strategy_config": (dict,), "temperature": (int, float),
+}
+
+
+def _read_json(path: Path, default: Any = None) -> Any:
+    if default is not None and not path.is_file():
+        return default
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ModelFileError(f"{path} is not valid JSON ({err}); copy the model folder again or retrain") from None
+    if not isinstance(value, dict):
+        raise ModelFileError(f"{path} does not hold a JSON object; it was not written by headstart")
+    return value
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    """``config.json``, checked to hold what :meth:`TransferModel.config` writes.
+
+    Raises:
+        ModelFileError: Invalid JSON, another format version, or a value missing or of the wrong type.
+    """
+    config = _read_json(path)
+    if config.get("format_version") != FORMAT_VERSION:
+        raise ModelFileError(f"{path} has format_version {config.get('format_version')!r}; "
+                             f"this headstart reads version {FORMAT_VERSION}")
+    wrong = [key for key, types in _CONFIG_TYPES.items()
+             if not isinstance(config.get(key), types) or (bool not in types and isinstance(config[key], bool))]
+    backbone = config.get("backbone")
+    if isinstance(backbone, dict):
+        wrong += [f"backbone.{key}" for key, types in (("ref", (str,)), ("preprocess", (dict, type(None))))
+                  if key not in backbone or not isinstance(backbone[key], types)]
+    names = config.get("class_names")
+    if isinstance(names, list) and (len(names) < 2 or len(set(map(str, names))) < len(names)
+                                    or not all(isinstance(name, str) for name in names)):
+        wrong.append("class_names (two or more distinct names)")
+    if "feature_dim" not in wrong and config["feature_dim"] < 1:
+        wrong.append("feature_dim (a positive integer)")
+    if "temperature" not in wrong and not 0 < config["temperature"] < math.inf:
+        wrong.append("temperature (a positive number)")
+    if wrong:
+        raise ModelFileError(f"{path} lacks or has invalid {', '.join(wrong)}; it was edited or damaged: copy the "
+                             "model folder again or retrain")
+    return config
+
+
+def _shape(tensor: Any) -> str:
+    return "no head" if tensor is None else f"a {tuple(tensor.shape)} head"

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 T = TypeVar("T")
 
@@ -33,3 +42,22 @@ def track(iterable: Iterable[T], *, total: int | None = None, description: str =
         for item in iterable:
             yield item
             bar.advance(task)
+
+
+@contextmanager
+def status(description: str, *, enabled: bool = True) -> Iterator[None]:
+    """Show ``description`` with a spinner and the elapsed time on stderr while the block runs, when ``enabled``:
+    for long steps that cannot count their own progress (a solver's cross-validation), so a run is never
+    silent for minutes.
+
+    Example:
+        >>> with status("linear probe: cross-validating C", enabled=True):
+        ...     fit()
+    """
+    if not enabled:
+        yield
+        return
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as spinner:
+        spinner.add_task(description, total=None)
+        yield

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -48,6 +49,12 @@ def register_preprocessing(cls: type[P]) -> type[P]:
     return cls
 
 
+# Pillow resampling filters timm's transforms accept by name.
+_INTERPOLATIONS = ("bicubic", "bilinear", "nearest", "lanczos", "box", "hamming")
+# Saved inputs larger than this are a damaged or edited file, not a model (4096 px is already 200 MB a batch item).
+_LARGEST_INPUT = 4096
+
+
 @register_preprocessing
 @dataclass(frozen=True)
 class ImagePreprocess:
@@ -68,6 +75,16 @@ class ImagePreprocess:
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     kind: Literal["image"] = "image"
 
+    def __post_init__(self) -> None:
+        # A saved record beyond these bounds is a damaged or edited model folder, not a model.
+        if not 1 <= self.input_size <= _LARGEST_INPUT:
+            raise ConfigError(f"image input_size {self.input_size} is outside 1..{_LARGEST_INPUT}")
+        if not 0 < self.crop_pct <= 1 or not all(math.isfinite(x) for x in (*self.mean, *self.std)) \
+                or min(self.std) <= 0:
+            raise ConfigError("image preprocessing needs crop_pct in (0, 1], a finite mean and a std above 0")
+        if self.interpolation not in _INTERPOLATIONS:
+            raise ConfigError(f"interpolation {self.interpolation!r} is not one of {', '.join(_INTERPOLATIONS)}")
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return asdict(self)
@@ -87,6 +104,10 @@ class TextPreprocess:
     lowercase: bool = False
     kind: Literal["text"] = "text"
 
+    def __post_init__(self) -> None:
+        if self.max_length < 1:
+            raise ConfigError(f"text max_length {self.max_length} is below 1")
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return asdict(self)
@@ -100,6 +121,9 @@ def preprocess_from_dict(data: dict[str, Any]) -> Preprocess:
         BackboneError: Unknown ``kind``.
         ConfigError: A field that the kind does not have, or a value it does not allow.
     """
+    if not isinstance(data, dict):
+        raise BackboneError(f"the saved preprocessing {str(data)[:200]} is not a record; the model folder may have "
+                            "been edited")
     cls = PREPROCESSING.get(str(data.get("kind")))
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - fields)

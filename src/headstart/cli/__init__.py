@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 
 from headstart.cli import catalog, models, studies  # noqa: F401  (registration)
-from headstart.cli.app import app, err, parse_settings
+from headstart.cli.app import app, err, parse_settings, shown
 from headstart.errors import HeadstartError
 
 __all__ = ["app", "main", "parse_settings"]
@@ -19,5 +19,5 @@ def main() -> None:
     try:
         app()
     except HeadstartError as error:
-        err.print(f"[bold red]error:[/] {error}", highlight=False)
+        err.print(f"[bold red]error:[/] {shown(error)}", highlight=False)
         sys.exit(2)

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
 
 from headstart.errors import ConfigError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Transfer learning for small data sets: fit, evaluate, predict.")
-out = Console(soft_wrap=True)  # summary lines stay whole when piped or logged
-err = Console(stderr=True, soft_wrap=True)  # an error stays one line, as the CLI promises, at any width
+# soft_wrap: summary lines and errors stay whole when piped or logged; emoji=False: runs/:x: prints as written.
+out = Console(soft_wrap=True, emoji=False)
+err = Console(stderr=True, soft_wrap=True, emoji=False)
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or informational output.")]
 TextColumn = Annotated[str | None, typer.Option(help="Text column of tabular data.")]
@@ -31,8 +35,33 @@ SkipBadFiles = Annotated[bool, typer.Option("--skip-bad-files", "--skip-bad-imag
                                             help="Skip unusable files (unreadable images; unreadable, empty, "
                                                  "silent, too short or too long audio; listed in the report) "
                                                  "instead of stopping.")]
+AllowOutsidePaths = Annotated[bool, typer.Option("--allow-outside-paths", help="Let a table name files outside "
+                                                "its own folder (../x.png, absolute paths elsewhere).")]
 DataArgument = Annotated[Path, typer.Argument(help="Labeled data in any format `fit` accepts.")]
 ModelArgument = Annotated[Path, typer.Argument(help="A model folder written by `headstart fit`.")]
+
+
+# Terminal escape sequences (CSI such as colours and cursor moves, OSC such as window titles), then any other
+# control character: a label or path must not recolour, move or retitle the user's terminal.
+_TERMINAL_CODES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI
+                             r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC
+                             r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def plain(value: object) -> str:
+    """``value`` as text without terminal escape sequences or control characters (tabs and newlines stay)."""
+    return _TERMINAL_CODES.sub("", str(value))
+
+
+def shown(value: object) -> str:
+    """``value`` (a path, label, name or message from the user's data) ready to sit inside rich markup: control
+    codes dropped and brackets escaped, so ``[/]`` or ``[bold]`` print as written instead of failing or styling."""
+    return escape(plain(value))
+
+
+def cell(value: object) -> Text:
+    """A table cell showing ``value`` literally (rich would read a plain ``str`` cell as markup)."""
+    return Text(plain(value))
 
 
 def parse_settings(pairs: list[str], option: str = "--set") -> dict[str, Any]:

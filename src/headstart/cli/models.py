@@ -13,6 +13,7 @@ from rich.table import Table
 
 from headstart import api
 from headstart.cli.app import (
+    AllowOutsidePaths,
     DataArgument,
     Force,
     ImageSize,
@@ -25,9 +26,11 @@ from headstart.cli.app import (
     SkipBadFiles,
     TextColumn,
     app,
+    cell,
     err,
     out,
     parse_settings,
+    shown,
 )
 from headstart.errors import ConfigError
 from headstart.evaluation.forgetting import forgetting_summary
@@ -63,6 +66,7 @@ def fit(
     text_column: TextColumn = None,
     label_column: LabelColumn = None,
     path_column: PathColumn = None,
+    allow_outside_paths: AllowOutsidePaths = False,
     skip_bad_files: SkipBadFiles = False,
     max_time: Annotated[float | None, typer.Option(help="Training time budget in seconds.")] = None,
     image_size: ImageSize = None,
@@ -86,7 +90,8 @@ def fit(
                     val_fraction=val_fraction, test_fraction=test_fraction, cache=cache, progress=not quiet,
                     max_time=max_time, calibrate=calibrate, image_size=image_size,
                     preprocess=parse_settings(preprocess or [], "--preprocess"), skip_bad_files=skip_bad_files,
-                    text_column=text_column, label_column=label_column, path_column=path_column, settings=options)
+                    text_column=text_column, label_column=label_column, path_column=path_column,
+                    allow_outside_paths=allow_outside_paths, settings=options)
     if is_main_process():
         _print_fit(model, out_dir)
 
@@ -95,10 +100,10 @@ def _print_fit(model: TransferModel, out_dir: Path) -> None:
     """Warnings, then what was chosen and measured, then where the model and report are."""
     m = model.metrics
     for warning in m.get("warnings", []):
-        err.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
+        err.print(f"[bold yellow]warning:[/] {shown(warning)}", highlight=False)
     if "backbone_ranking" in m:
-        out.print(f"backbone auto: chose [bold]{m['backbone_ranking']['best']}[/] — "
-                  f"{m['backbone_ranking']['explanation']}", highlight=False)
+        out.print(f"backbone auto: chose [bold]{shown(m['backbone_ranking']['best'])}[/] — "
+                  f"{shown(m['backbone_ranking']['explanation'])}", highlight=False)
     if "calibration" in m:
         c = m["calibration"]
         changes = ", ".join(f"{name} {c['ece_before'][name]:.3f} -> {c['ece_after'][name]:.3f}"
@@ -108,12 +113,12 @@ def _print_fit(model: TransferModel, out_dir: Path) -> None:
         t = m["test"]
         out.print(f"test accuracy [bold]{t['accuracy']:.1%}[/] on {t['n_examples']} held-out examples "
                   f"(balanced {t['balanced_accuracy']:.1%}, macro F1 {t['macro_f1']:.3f}) "
-                  f"— {model.strategy} on {model.backbone.ref}, {m['data']['n_train']} training examples, "
+                  f"— {model.strategy} on {shown(model.backbone.ref)}, {m['data']['n_train']} training examples, "
                   f"{m['seconds']:.1f} s")
     if "forgetting" in m and issubclass(STRATEGIES.get(model.strategy), TrainedStrategy):
         out.print(f"forgetting: {forgetting_summary(m['forgetting'])}", highlight=False)
-    out.print(f"model:  {out_dir}/")
-    out.print(f"report: {out_dir / 'report.html'}")
+    out.print(f"model:  {shown(out_dir)}/")
+    out.print(f"report: {shown(out_dir / 'report.html')}")
 
 
 @app.command()
@@ -129,11 +134,13 @@ def evaluate(
     text_column: TextColumn = None,
     label_column: LabelColumn = None,
     path_column: PathColumn = None,
+    allow_outside_paths: AllowOutsidePaths = False,
     quiet: Quiet = False,
 ) -> None:
     """Measure a saved model on labeled data."""
     m = api.evaluate(model_dir, data, split=split, progress=not quiet, forgetting=forgetting,
-                     text_column=text_column, label_column=label_column, path_column=path_column)
+                     text_column=text_column, label_column=label_column, path_column=path_column,
+                     allow_outside_paths=allow_outside_paths)
     if as_json:
         out.print_json(json.dumps(m))
         return
@@ -143,8 +150,9 @@ def evaluate(
     for column in ("class", "precision", "recall", "F1", "support"):
         grid.add_column(column, justify="left" if column == "class" else "right")
     for name, row in m["per_class"].items():
-        grid.add_row(name, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}",
-                     str(row["support"]))
+        # None where undefined: recall of a class absent from the data, precision of a class never predicted.
+        scores = ("–" if row[key] is None else f"{row[key]:.3f}" for key in ("precision", "recall", "f1"))
+        grid.add_row(cell(name), *scores, str(row["support"]))
     out.print(grid)
     if forgetting:
         out.print(f"forgetting: {forgetting_summary(m['forgetting'])}", highlight=False)
@@ -174,8 +182,8 @@ def predict(
         for column in ("input", "label", "confidence"):
             grid.add_column(column)
         for r in rows:
-            shown = r["input"] if len(r["input"]) <= 80 else r["input"][:77] + "..."
+            name = r["input"] if len(r["input"]) <= 80 else r["input"][:77] + "..."
             label = r["label"] if top_k <= 1 else ", ".join(f"{n} {p:.2f}" for n, p in r["top"])
-            grid.add_row(shown, label, f"{r['confidence']:.3f}")
+            grid.add_row(cell(name), cell(label), f"{r['confidence']:.3f}")
         out.print(grid)
 

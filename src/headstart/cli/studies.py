@@ -7,9 +7,11 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from headstart import api
 from headstart.cli.app import (
+    AllowOutsidePaths,
     DataArgument,
     Force,
     ImageSize,
@@ -21,9 +23,12 @@ from headstart.cli.app import (
     SkipBadFiles,
     TextColumn,
     app,
+    cell,
     comma_list,
     out,
     parse_settings,
+    plain,
+    shown,
     typed_list,
     wide,
 )
@@ -35,11 +40,11 @@ from headstart.studies.tradeoff import tradeoff_message
 def rank_table(result: Any) -> Table:
     """The rank result as a rich table, best backbone first."""
     _, header, body = ranking_rows(result.to_dict())
-    grid = Table(title=f"Backbones for {result.source} by {result.sort_by} (higher is better)")
+    grid = Table(title=Text(f"Backbones for {plain(result.source)} by {result.sort_by} (higher is better)"))
     for column in header:
         grid.add_column(column, justify="left" if column == "backbone" else "right")
     for row in body:
-        grid.add_row(*[f"{v:.4g}" if isinstance(v, float) else "–" if v is None else str(v) for v in row])
+        grid.add_row(*[f"{v:.4g}" if isinstance(v, float) else "–" if v is None else cell(v) for v in row])
     return grid
 
 
@@ -60,6 +65,7 @@ def rank(
     text_column: TextColumn = None,
     label_column: LabelColumn = None,
     path_column: PathColumn = None,
+    allow_outside_paths: AllowOutsidePaths = False,
     no_cache: NoCache = False,
     force: Force = False,
     quiet: Quiet = False,
@@ -70,11 +76,11 @@ def rank(
                       force=force, progress=not quiet, image_size=image_size,
                       preprocess=parse_settings(preprocess or [], "--preprocess"), skip_bad_files=skip_bad_files,
                       text_column=text_column,
-                      label_column=label_column, path_column=path_column)
+                      label_column=label_column, path_column=path_column, allow_outside_paths=allow_outside_paths)
     wide().print(rank_table(result))
-    out.print(f"best: [bold]{result.best}[/] — {result.explanation()}", highlight=False)
+    out.print(f"best: [bold]{shown(result.best)}[/] — {shown(result.explanation())}", highlight=False)
     if out_dir is not None:
-        out.print(f"report: {out_dir / 'report.html'}")
+        out.print(f"report: {shown(out_dir / 'report.html')}")
 
 
 @app.command()
@@ -104,6 +110,7 @@ def compare(
     text_column: TextColumn = None,
     label_column: LabelColumn = None,
     path_column: PathColumn = None,
+    allow_outside_paths: AllowOutsidePaths = False,
     no_cache: NoCache = False,
     force: Force = False,
     quiet: Quiet = False,
@@ -116,7 +123,7 @@ def compare(
                          on_run=None if quiet else _show_run, image_size=image_size,
                          preprocess=parse_settings(preprocess or [], "--preprocess"), skip_bad_files=skip_bad_files,
                          text_column=text_column,
-                         label_column=label_column, path_column=path_column)
+                         label_column=label_column, path_column=path_column, allow_outside_paths=allow_outside_paths)
     _print_compare(result, max_time, out_dir)
 
 
@@ -125,29 +132,29 @@ def _print_compare(result: CompareResult, max_time: float | None, out_dir: Path 
     if result.summary:
         wide().print(_accuracy_table(result))
     for saving in result.savings:
-        out.print(f"data savings: {saving.message}", highlight=False, soft_wrap=True)
+        out.print(f"data savings: {shown(saving.message)}", highlight=False, soft_wrap=True)
     for gain in result.gains:
         out.print(f"gain {gain.strategy} - scratch at {gain.size:g} {SIZE_LABEL}: {gain.difference * 100:+.1f} "
                   f"points" + ("" if gain.p_value is None else f" (p={gain.p_value:.2g})"), highlight=False)
     for verdict in result.verdicts:
         colour = {"positive": "green", "negative": "red"}.get(verdict.status, "yellow")
-        out.print(f"[bold {colour}]{verdict.strategy}: {verdict.status}[/] — {verdict.message}", highlight=False,
+        out.print(f"[bold {colour}]{verdict.strategy}: {verdict.status}[/] — {shown(verdict.message)}", highlight=False,
                   soft_wrap=True)
     if len(result.tradeoff) > 1:
         out.print(f"forgetting: {tradeoff_message(result.tradeoff)}", highlight=False, soft_wrap=True)
     for note in result.notes:
-        out.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+        out.print(f"[yellow]note:[/] {shown(note)}", highlight=False, soft_wrap=True)
     if result.skipped:
         out.print(f"{len(result.skipped)} runs skipped by the {max_time:g} s budget (listed in the report)")
     out.print(f"{len(result.records)} runs in {result.seconds:.0f} s")
     if out_dir is not None:
-        out.print(f"report: {out_dir / 'report.html'}")
+        out.print(f"report: {shown(out_dir / 'report.html')}")
 
 
 def _show_run(run: RunRecord | SkippedRun) -> None:
     """One line per run as it finishes (or is skipped)."""
     if isinstance(run, SkippedRun):
-        out.print(f"  skipped {run.strategy} at {run.size:g} {SIZE_LABEL}, seed {run.seed}: {run.reason}",
+        out.print(f"  skipped {run.strategy} at {run.size:g} {SIZE_LABEL}, seed {run.seed}: {shown(run.reason)}",
                   soft_wrap=True)
     else:
         out.print(f"  {run.strategy:>10} {run.size:>7g} {SIZE_LABEL} seed {run.seed}: "

@@ -7,6 +7,7 @@ its ``screen`` (both in :mod:`headstart.data.modality`) says whether the file is
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -72,14 +73,28 @@ def files_under(folder: Path, modality: Modality | None = None) -> list[str]:
                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
-def paths_from_table(table: Table, column: str) -> list[str]:
+def paths_from_table(table: Table, column: str, *, allow_outside: bool = False) -> list[str]:
     """The files named in ``column``, resolved against the table's folder.
 
+    Args:
+        table: The table.
+        column: Its column of file paths.
+        allow_outside: Accept paths that lead outside the table's folder (``../x.png``, ``/elsewhere/x.wav``).
+
     Raises:
-        DataError: A value is empty, or a file does not exist (names the lines).
+        DataError: A value is empty, a path leads outside the table's folder (unless ``allow_outside``), or a
+            file does not exist (names the lines).
     """
     values = table.column_text(column, "file path", strip=True)
     paths = [str(table.path.parent / value) for value in values]
+    if not allow_outside:
+        folder = os.path.abspath(table.path.parent)
+        outside = [f"{table.where(row)}: {values[row]}" for row, path in enumerate(paths)
+                   if os.path.commonpath([folder, os.path.abspath(path)]) != folder]
+        if outside:
+            raise DataError(f"{table.path}: {len(outside)} path(s) in column {column!r} lead outside {folder}: "
+                            f"{listing(outside)}; move the files under the table's folder, or pass "
+                            "allow_outside_paths=True (CLI: --allow-outside-paths) if you trust the table")
     missing = [f"{table.where(row)}: {values[row]}" for row, path in enumerate(paths) if not Path(path).is_file()]
     if missing:
         raise DataError(f"{table.path}: {len(missing)} file(s) in column {column!r} do not exist: "

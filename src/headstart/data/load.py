@@ -18,7 +18,7 @@ from headstart.data.modality import MODALITIES, modality_spec
 from headstart.data.splits import SPLIT_NAMES, DataSplits, assemble_splits, check_trainable
 from headstart.data.tables import LABEL_COLUMNS, TABLE_SUFFIXES, Table, pick_column, read_table, require_column
 from headstart.data.text import TEXT_COLUMNS
-from headstart.errors import ConfigError, DataError
+from headstart.errors import ConfigError, DataError, listing
 
 PATH_COLUMNS = ("path", "file", "filename", "image", "audio")
 _SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "dev": "val",
@@ -27,7 +27,7 @@ _SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": 
 
 def load_dataset(path: str | Path, *, modality: Modality | None = None, text_column: str | None = None,
                  label_column: str | None = None, path_column: str | None = None, skip_bad: bool = False,
-                 training: bool = True) -> DataSplits:
+                 allow_outside_paths: bool = False, training: bool = True) -> DataSplits:
     """Load and validate a labeled data set, before any long computation.
 
     Accepted layouts:
@@ -51,6 +51,8 @@ def load_dataset(path: str | Path, *, modality: Modality | None = None, text_col
         path_column: The column of file paths.
         skip_bad: Leave out files their modality's check rejects (unreadable images; unreadable, empty,
             silent, too short or too long audio; listed in ``DataSplits.skipped``) instead of failing.
+        allow_outside_paths: Let a table name files outside its own folder (``../x.png``, absolute paths
+            elsewhere); refused by default, so a table cannot make headstart read arbitrary files.
         training: Also check that the train split can train a classifier (two classes or more). Pass
             ``False`` for evaluation data.
 
@@ -68,19 +70,20 @@ def load_dataset(path: str | Path, *, modality: Modality | None = None, text_col
     if not path.exists():
         raise DataError(f"data path {path} does not exist")
     splits = _load_path(path, modality=modality, text_column=text_column, label_column=label_column,
-                        path_column=path_column, skip_bad=skip_bad)
+                        path_column=path_column, skip_bad=skip_bad, allow_outside_paths=allow_outside_paths)
     if training:
         check_trainable(splits)
     return splits
 
 
-def _load_path(path: Path, *, modality: Modality | None, skip_bad: bool, **columns: str | None) -> DataSplits:
+def _load_path(path: Path, *, modality: Modality | None, skip_bad: bool, allow_outside_paths: bool,
+               **columns: str | None) -> DataSplits:
     """The data at an existing ``path``, by its layout (see :func:`load_dataset`)."""
-    options = {"modality": modality, "skip_bad": skip_bad, **columns}
+    options = {"modality": modality, "skip_bad": skip_bad, "allow_outside_paths": allow_outside_paths, **columns}
     if path.is_dir():
         tables = {split: table for split in SPLIT_NAMES if (table := _split_table(path, split)) is not None}
         if tables and "train" not in tables:
-            raise DataError(f"{path} has {[p.name for p in tables.values()]} but no train table; add one "
+            raise DataError(f"{path} has {listing(p.name for p in tables.values())} but no train table; add one "
                             f"(train{next(iter(tables.values())).suffix})")
         if tables:
             return _load_tables(tables, source=str(path), **options)
@@ -107,7 +110,7 @@ def _split_table(folder: Path, split: str) -> Path | None:
 
 def _load_tables(tables: dict[str | None, Path], *, source: str, modality: Modality | None,
                  text_column: str | None, label_column: str | None, path_column: str | None,
-                 skip_bad: bool) -> DataSplits:
+                 skip_bad: bool, allow_outside_paths: bool) -> DataSplits:
     """Load one table (``{None: path}``, split column honoured) or one table per split."""
     read = {split: read_table(path) for split, path in tables.items()}
     first = next(iter(read.values()))
@@ -120,11 +123,11 @@ def _load_tables(tables: dict[str | None, Path], *, source: str, modality: Modal
         label = require_column(table, label_column, LABEL_COLUMNS, "label", "label_column")
         if modality_spec(modality).file_suffixes:
             items += paths_from_table(table, require_column(table, path_column, PATH_COLUMNS, "file path",
-                                                            "path_column"))
+                                                            "path_column"), allow_outside=allow_outside_paths)
         else:
             items += table.column_text(
                 require_column(table, text_column, TEXT_COLUMNS, "text", "text_column"), "text")
-        labels += table.column_text(label, "label", strip=True)
+        labels += table.column_labels(label)
         split_of += [split] * len(table.frame) if split is not None else _split_column(table)
     skipped = screen_files(items, modality, skip_bad=skip_bad)
     if skipped:
@@ -167,8 +170,7 @@ def _split_column(table: Table) -> list[str]:
     values = [v.lower() for v in table.column_text(column, "split", strip=True)]
     bad = [f"{table.where(row)}: {value!r}" for row, value in enumerate(values) if value not in _SPLIT_ALIASES]
     if bad:
-        raise DataError(f"{table.path}: column {column!r} must be train, val or test; found {bad[:10]}"
-                        f"{f' and {len(bad) - 10} more' if len(bad) > 10 else ''}")
+        raise DataError(f"{table.path}: column {column!r} must be train, val or test; found {listing(bad)}")
     return [_SPLIT_ALIASES[value] for value in values]
 
 

@@ -14,9 +14,12 @@ from typing import Any
 import numpy as np
 
 from headstart.data.base import Dataset, Modality
-from headstart.errors import ConfigError, DataError
+from headstart.errors import ConfigError, DataError, listing
 
 SPLIT_NAMES = ("train", "val", "test")
+# More distinct labels than this, averaging under two examples each, is an ID or free-text column, not classes.
+ID_COLUMN_CLASSES = 1000
+_LABEL_COLUMN_HINT = "name the class column with label_column (CLI: --label-column)"
 
 
 @dataclass
@@ -96,7 +99,8 @@ def encode_labels(labels: Sequence[Any] | np.ndarray, class_names: Sequence[str]
     index = {name: i for i, name in enumerate(names)}
     unknown = sorted(set(strings) - set(index))
     if unknown:
-        raise DataError(f"labels {unknown[:10]} are not among the classes {names}")
+        raise DataError(f"labels [{listing(map(repr, unknown))}] are not among the classes "
+                        f"[{listing(map(repr, names))}]")
     return np.array([index[s] for s in strings], dtype=np.int64), names
 
 
@@ -128,7 +132,8 @@ def assemble_splits(items: list[Any], labels: list[str], split_of: list[str], mo
         extra = sorted(set(labels[i] for i in indices) - set(class_names))
         if extra:
             raise DataError(f"the {name} split of {split_sources.get(name, source)} has classes that train does "
-                            f"not: {extra}; add training examples for them or remove them from {name}")
+                            f"not: [{listing(map(repr, extra))}]; add training examples for them or remove them "
+                            f"from {name}")
         codes, _ = encode_labels([labels[i] for i in indices], class_names)
         datasets[name] = Dataset([items[i] for i in indices], codes, list(class_names), modality,
                                  split_sources.get(name, source))
@@ -136,15 +141,21 @@ def assemble_splits(items: list[Any], labels: list[str], split_of: list[str], mo
 
 
 def check_trainable(splits: DataSplits) -> None:
-    """Check that ``splits.train`` can train a classifier: two classes or more.
+    """Check that ``splits.train`` can train a classifier: two classes or more, and labels that look like
+    classes rather than an ID column.
 
     Raises:
-        DataError: Naming the class there is.
+        DataError: Naming the class there is, or the label values.
     """
     train = splits.train
-    if len(train.class_names) < 2:
+    n_classes = len(train.class_names)
+    if n_classes < 2:
         raise DataError(f"{train.source} has only one class ({train.class_names[0]!r}); a classifier needs "
                         "at least two")
+    if n_classes >= ID_COLUMN_CLASSES and n_classes > len(train) / 2:
+        raise DataError(f"{train.source}: the labels have {n_classes} distinct values among {len(train)} "
+                        f"examples ({listing(map(repr, train.class_names), limit=5)}); that is probably an ID "
+                        f"or free-text column, not classes; {_LABEL_COLUMN_HINT}")
 
 
 def check_selectable(train: Dataset, why: str) -> None:
@@ -161,10 +172,12 @@ def check_selectable(train: Dataset, why: str) -> None:
     counts = train.class_counts()
     single = [f"{name!r} ({count})" for name, count in zip(train.class_names, counts, strict=True) if count < 2]
     if single:
-        raise DataError(f"{train.source}: class {', '.join(single)} has fewer than 2 examples, so no validation "
-                        f"example can be held out, but {why}; add examples, give a separate val split, train "
-                        "without selection (val_fraction=0, CLI --val-fraction 0), or use a strategy that needs "
-                        "no validation data (prototypes, linear)")
+        hint = (f" (if the label column is an ID or free-text column, {_LABEL_COLUMN_HINT})"
+                if len(single) > len(counts) / 2 and len(single) >= 20 else "")
+        raise DataError(f"{train.source}: class {listing(single)} has fewer than 2 examples, so no validation "
+                        f"example can be held out{hint}, but {why}; add examples, give a separate val split, "
+                        "train without selection (val_fraction=0, CLI --val-fraction 0), or use a strategy that "
+                        "needs no validation data (prototypes, linear)")
 
 
 def _check_fraction(name: str, value: float, *, allow_zero: bool) -> None:
@@ -244,7 +257,7 @@ def sample_per_class(dataset: Dataset, k: int, seed: int = 0) -> Dataset:
     short = [f"{name!r} ({count})" for name, count in zip(dataset.class_names, counts, strict=True) if count < k]
     if short:
         raise DataError(f"{dataset.source}: {k}-shot sampling needs {k} examples per class, but class "
-                        f"{', '.join(short)} has fewer; use a smaller k")
+                        f"{listing(short)} has fewer; use a smaller k")
     chosen, _rest = _per_class(dataset, seed, lambda n: (k, n - k))
     return dataset.subset(chosen)
 

@@ -10,20 +10,30 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable, Sequence
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from headstart.errors import DataError
+from headstart.errors import DataError, listing
 from headstart.registry import Registry
 
 LABEL_COLUMNS = ("label", "class", "target", "category", "supersense")
-_SHOWN = 10
+# Values a cell may not hold: str() of them ("['a']", "b'x'") would pass for text or a class name.
+_NESTED = (list, tuple, dict, set, bytes, bytearray, memoryview, np.ndarray)
+# How spreadsheets, pandas and Python write a missing value once it has become text.
+_MISSING_WORDS = frozenset({"nan", "na", "n/a", "null", "none", "<na>", "nat"})
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+# csv's default field limit (128 KiB) refuses long texts such as whole documents; the file is in memory anyway.
+_CSV_FIELD_LIMIT = 2**31 - 1
+_DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
 
 
 @dataclass
@@ -48,21 +58,57 @@ class Table:
         """The values of ``column`` as strings.
 
         Raises:
-            DataError: Some values are missing or blank (names the lines).
+            DataError: Some values are missing or blank, or are lists, objects or bytes rather than single
+                values (names the rows).
         """
+        raw = self.frame[column].tolist()
+        nested = [f"{self.where(row)} ({type(value).__name__})" for row, value in enumerate(raw)
+                  if isinstance(value, _NESTED)]
+        if nested:
+            raise DataError(f"{self.path}: column {column!r} ({role}) holds lists, objects or bytes, not single "
+                            f"values, at {listing(nested)}; make each one a single string (e.g. join a list) "
+                            "or choose another column")
         values: list[str] = []
         empty: list[int] = []
-        for row, value in enumerate(self.frame[column].tolist()):
+        for row, value in enumerate(raw):
             text = "" if _is_missing(value) else str(value)
             if not text.strip():
                 empty.append(row)
             values.append(text.strip() if strip else text)
         if empty:
-            shown = ", ".join(self.where(row) for row in empty[:_SHOWN])
-            more = f" and {len(empty) - _SHOWN} more" if len(empty) > _SHOWN else ""
-            raise DataError(f"{self.path}: empty or missing {role} (column {column!r}) at {shown}{more}; "
-                            "fill them in or remove those rows")
+            raise DataError(f"{self.path}: empty or missing {role} (column {column!r}) at "
+                            f"{listing(map(self.where, empty))}; fill them in or remove those rows")
         return values
+
+    def column_labels(self, column: str) -> list[str]:
+        """The class labels in ``column``, stripped, checked not to look like missing values and not to write
+        one number several ways (each spelling would silently become a class of its own).
+
+        Raises:
+            DataError: Empty, missing or missing-looking labels (``nan``, ``None``, ``NA``, ...), labels such as
+                ``1``, ``1.0`` and ``01`` side by side, or labels that are lists, objects or bytes (names the
+                rows).
+        """
+        labels = self.column_text(column, "label", strip=True)
+        missing = [row for row, label in enumerate(labels) if label.lower() in _MISSING_WORDS]
+        if missing:
+            shown = listing(f"{self.where(row)} ({labels[row]!r})" for row in missing)
+            raise DataError(f"{self.path}: label(s) in column {column!r} look like missing values at {shown}; "
+                            "fill them in or remove those rows (a class really named so needs another name)")
+        first_row: dict[str, int] = {}
+        for row, label in enumerate(labels):
+            first_row.setdefault(label, row)
+        spellings: dict[float, list[str]] = {}
+        for label in first_row:
+            if _NUMBER.fullmatch(label):
+                spellings.setdefault(float(label), []).append(label)
+        clashes = [spelled for spelled in spellings.values() if len(spelled) > 1]
+        if clashes:
+            shown = listing(" = ".join(f"{label!r} ({self.where(first_row[label])})" for label in spelled)
+                            for spelled in clashes)
+            raise DataError(f"{self.path}: column {column!r} writes the same number as different labels, which "
+                            f"would become separate classes: {shown}; write each class one way")
+        return labels
 
 
 def _is_missing(value: Any) -> bool:
@@ -101,8 +147,8 @@ def read_table(path: str | Path) -> Table:
     return table
 
 
-def _duplicates(names: Sequence[str]) -> list[str]:
-    return sorted({name for name in names if list(names).count(name) > 1})
+def _duplicates(names: Iterable[str]) -> list[str]:
+    return sorted(name for name, count in Counter(names).items() if count > 1)
 
 
 #: Table file suffix -> reader; a new format is one registered function.
@@ -125,14 +171,12 @@ def _read_delimited(path: Path, delimiter: str) -> Table:
     records: list[list[str]] = []
     lines: list[int] = []
     start = 1
+    limit = csv.field_size_limit(_CSV_FIELD_LIMIT)
     try:
         for record in reader:
             if record and header is None:
                 header = [name.strip() for name in record]
-                duplicates = _duplicates(header)
-                if duplicates:
-                    raise DataError(f"{path}: the header (line {start}) repeats column(s) {duplicates}; "
-                                    "give every column a distinct name")
+                _check_header(path, header, delimiter, start)
             elif record:
                 if len(record) != len(header):
                     raise DataError(f"{path} line {start}: {len(record)} fields, but the header has "
@@ -142,9 +186,26 @@ def _read_delimited(path: Path, delimiter: str) -> Table:
             start = reader.line_num + 1
     except csv.Error as err:
         raise DataError(f"{path} line {reader.line_num}: malformed {path.suffix[1:].upper()}: {err}") from None
+    finally:
+        csv.field_size_limit(limit)
     if header is None:
         raise DataError(f"{path} is empty; it needs a header line and data rows")
     return Table(path, pd.DataFrame(records, columns=header, dtype=object), lines)
+
+
+def _check_header(path: Path, header: list[str], delimiter: str, line: int) -> None:
+    """Refuse a header that repeats a column, or that is one field holding another delimiter (a
+    semicolon-delimited "CSV", as spreadsheets write in many locales, would otherwise read as one column)."""
+    if len(header) == 1:
+        other = next((d for d in _DELIMITER_NAMES if d != delimiter and d in header[0]), None)
+        if other is not None:
+            fix = "rename it to .csv" if other == "," else "save it as comma-separated CSV or as TSV"
+            raise DataError(f"{path} looks {_DELIMITER_NAMES[other]}-delimited (header line {line}: "
+                            f"{header[0][:200]!r}) but is read as {_DELIMITER_NAMES[delimiter]}-delimited; {fix}")
+    duplicates = _duplicates(header)
+    if duplicates:
+        raise DataError(f"{path}: the header (line {line}) repeats column(s) [{listing(map(repr, duplicates))}]; "
+                        "give every column a distinct name")
 
 
 @TABLE_READERS.register(".jsonl")
@@ -152,7 +213,7 @@ def _read_jsonl(path: Path) -> Table:
     def no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         duplicates = _duplicates([key for key, _ in pairs])
         if duplicates:
-            raise DataError(f"repeats key(s) {duplicates}")
+            raise DataError(f"repeats key(s) [{listing(map(repr, duplicates))}]")
         return dict(pairs)
 
     records: list[dict[str, Any]] = []
@@ -180,7 +241,8 @@ def _read_parquet(path: Path) -> Table:
         raise DataError(f"cannot read {path} as Parquet: {err}") from None
     duplicates = _duplicates(arrow.column_names)
     if duplicates:
-        raise DataError(f"{path} repeats column(s) {duplicates}; give every column a distinct name")
+        raise DataError(f"{path} repeats column(s) [{listing(map(repr, duplicates))}]; give every column a "
+                        "distinct name")
     return Table(path, pd.DataFrame({name: arrow.column(name).to_pylist() for name in arrow.column_names},
                                     dtype=object), None)
 
@@ -203,7 +265,7 @@ def pick_column(table: Table, given: str | None, candidates: Sequence[str], opti
     if given is not None:
         if given not in columns:
             raise DataError(f"{table.path} has no column {given!r} (given as {option}, CLI: "
-                            f"--{option.replace('_', '-')}); its columns are {columns}")
+                            f"--{option.replace('_', '-')}); its columns are {_columns(table)}")
         return given
     by_lower = {c.lower(): c for c in columns}
     return next((by_lower[c] for c in candidates if c in by_lower), None)
@@ -218,6 +280,10 @@ def require_column(table: Table, given: str | None, candidates: Sequence[str], r
     column = pick_column(table, given, candidates, option)
     if column is None:
         raise DataError(f"{table.path} has no {role} column (looked for {', '.join(candidates)}); its columns "
-                        f"are {list(map(str, table.frame.columns))}; name the column with {option} "
+                        f"are {_columns(table)}; name the column with {option} "
                         f"(CLI: --{option.replace('_', '-')})")
     return column
+
+
+def _columns(table: Table) -> str:
+    return f"[{listing(repr(str(c)) for c in table.frame.columns)}]"

@@ -8,7 +8,7 @@ import numpy as np
 
 from headstart.backbones.features import FeatureCache, extract_features
 from headstart.data.base import Dataset
-from headstart.errors import ConfigError, DataError
+from headstart.errors import ConfigError, DataError, listing
 from headstart.evaluation.calibration import expected_calibration_error, fit_temperature, reliability_bins
 from headstart.evaluation.metrics import classification_metrics
 from headstart.model import TransferModel
@@ -22,8 +22,8 @@ def aligned_labels(model: TransferModel, dataset: Dataset) -> np.ndarray:
     """
     unknown = sorted(set(dataset.class_names) - set(model.class_names))
     if unknown:
-        raise DataError(f"{dataset.source} has classes the model does not know: {', '.join(unknown)}; "
-                        f"the model predicts: {', '.join(model.class_names)}")
+        raise DataError(f"{dataset.source} has classes the model does not know: {listing(unknown)}; "
+                        f"the model predicts: {listing(model.class_names)}")
     index = np.array([model.class_names.index(name) for name in dataset.class_names], dtype=np.int64)
     return index[dataset.labels]
 

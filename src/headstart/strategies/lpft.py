@@ -48,7 +48,7 @@ class LinearProbeThenFinetune(TrainedStrategy):
                                     progress=context.progress)
         head, probe = fit_linear_head(features, train_data.labels, len(train_data.class_names), c=cfg.probe_c,
                                       c_values=cfg.probe_c_values, folds=cfg.probe_folds,
-                                      max_iter=cfg.probe_max_iter, seed=context.seed)
+                                      max_iter=cfg.probe_max_iter, seed=context.seed, progress=context.progress)
         head = head.float()
         probe_head = copy.deepcopy(head)
         tuned = copy.deepcopy(backbone)
