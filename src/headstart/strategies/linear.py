@@ -17,6 +17,7 @@ from torch import nn
 from headstart.backbones import Backbone, extract_features
 from headstart.data import Dataset
 from headstart.model import TransferModel
+from headstart.progress import status
 from headstart.strategies.base import Strategy, register_strategy
 from headstart.training import FitContext, StrategyConfig
 
@@ -33,6 +34,13 @@ class LinearConfig(StrategyConfig):
                                                     "inverse of its frequency, so rare classes count as much as "
                                                     "common ones (for imbalanced data); None weights every "
                                                     "example equally.")
+
+
+def head_fit_status(c: float | None, c_values: int, folds: int) -> str:
+    """What the progress display says while :func:`fit_linear_head` runs (it has no steps to count)."""
+    if c is not None:
+        return f"fitting the linear head (C={c:g})"
+    return f"fitting the linear head ({folds}-fold cross-validation over {c_values} values of C)"
 
 
 def fit_linear_head(features: np.ndarray, labels: np.ndarray, n_classes: int, *, c: float | None = None,
@@ -123,10 +131,11 @@ class LinearProbe(Strategy):
             ) -> TransferModel:
         cfg = self.config
         features = extract_features(backbone, train, cache=context.cache, batch_size=cfg.batch_size,
-                                    progress=context.progress)
-        head, info = fit_linear_head(features, train.labels, len(train.class_names), c=cfg.c,
-                                     c_values=cfg.c_values, folds=cfg.folds, max_iter=cfg.max_iter,
-                                     seed=context.seed, class_weight=cfg.class_weight)
+                                    progress=context.progress, label="train")
+        with status(head_fit_status(cfg.c, cfg.c_values, cfg.folds), enabled=context.progress):
+            head, info = fit_linear_head(features, train.labels, len(train.class_names), c=cfg.c,
+                                         c_values=cfg.c_values, folds=cfg.folds, max_iter=cfg.max_iter,
+                                         seed=context.seed, class_weight=cfg.class_weight)
         return TransferModel(backbone, head, train.class_names, strategy=self.name,
                              strategy_config={**cfg.model_dump(), "seed": context.seed, "chosen_C": info["C"]},
                              metrics={"train": {"cv_accuracy": info.get("cv_accuracy")}})
