@@ -32,6 +32,7 @@ from headstart.evaluation.forgetting import forgetting_summary
 from headstart.io import is_main_process
 from headstart.model import TransferModel
 from headstart.strategies import STRATEGIES, TrainedStrategy
+from headstart.training.outcome import stop_message
 
 
 @app.command()
@@ -99,12 +100,15 @@ def _print_fit(model: TransferModel, out_dir: Path) -> None:
         changes = ", ".join(f"{name} {c['ece_before'][name]:.3f} -> {c['ece_after'][name]:.3f}"
                             for name in ("test", "val") if name in c["ece_before"])
         out.print(f"calibrated: temperature {c['temperature']:.3f}; ECE {changes}")
+    stopped = stop_message(m.get("train", {}), backbone_trained=model.backbone_trained, budget="--max-time")
     if "test" in m:
         t = m["test"]
         out.print(f"test accuracy [bold]{t['accuracy']:.1%}[/] on {t['n_examples']} held-out examples "
                   f"(balanced {t['balanced_accuracy']:.1%}, macro F1 {t['macro_f1']:.3f}) "
                   f"— {model.strategy} on {model.backbone.ref}, {m['data']['n_train']} training examples, "
-                  f"{m['seconds']:.1f} s")
+                  f"{m['seconds']:.1f} s" + (f"; [bold yellow]{stopped}[/]" if stopped else ""))
+    elif stopped:
+        out.print(f"[bold yellow]{stopped}[/]")
     if "forgetting" in m and issubclass(STRATEGIES.get(model.strategy), TrainedStrategy):
         out.print(f"forgetting: {forgetting_summary(m['forgetting'])}", highlight=False)
     out.print(f"model:  {out_dir}/")

@@ -52,6 +52,8 @@ class TrainResult:
         best_epoch: The epoch whose weights were kept (best on validation), or ``None`` without validation.
         best: That epoch's validation metrics.
         stop_reason: ``"completed"``, ``"early_stopping"`` or ``"max_time"``.
+        stages_run: Names of the stages that trained at least one step, in order.
+        stopped_in_stage: The stage the time budget stopped the run in, or ``None``.
         resumed_from_epoch: Epochs already done in the checkpoint this run resumed from, or ``None``.
         seconds: Wall-clock seconds of this call.
     """
@@ -60,6 +62,8 @@ class TrainResult:
     best_epoch: int | None = None
     best: dict[str, float] | None = None
     stop_reason: str = "completed"
+    stages_run: list[str] = field(default_factory=list)
+    stopped_in_stage: str | None = None
     resumed_from_epoch: int | None = None
     seconds: float = 0.0
 
@@ -291,5 +295,9 @@ class TrainingLoop:
         for param in self.net.parameters():
             param.requires_grad_(True)
         self.result.stop_reason = reason or "completed"
+        ran = {record["stage"] for record in self.result.history}
+        self.result.stages_run = [stage.name for stage in self.stages if stage.name in ran]
+        if reason == "max_time":
+            self.result.stopped_in_stage = self.stages[self.stage].name
         self.result.seconds = time.monotonic() - self.started
         self.accelerator.free_memory()
