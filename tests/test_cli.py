@@ -64,3 +64,22 @@ def test_set_pairs_are_parsed_and_bad_syntax_is_a_user_error():
                                                                         "c_values": None}
     with pytest.raises(ConfigError, match="key=value"):
         parse_settings(["oops"])
+
+
+def test_ctrl_c_during_fit_prints_the_checkpoint_and_the_resume_command(tmp_path, capsys, monkeypatch):
+    from headstart import api
+
+    out = tmp_path / "run"
+    (tmp_path / "run.partial" / "checkpoint").mkdir(parents=True)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(api, "fit", interrupted)
+    monkeypatch.setattr("sys.argv", ["headstart", "fit", "my data", "--out", str(out)])
+    with pytest.raises(SystemExit) as stop:
+        main()
+    err = capsys.readouterr().err
+    assert stop.value.code == 130
+    assert f"{tmp_path / 'run.partial' / 'checkpoint'}/" in err
+    assert f"headstart fit 'my data' --out {out}" in err

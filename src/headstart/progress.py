@@ -138,6 +138,12 @@ def progress_task(description: str, total: int, *, unit: str = "it", enabled: bo
             task.close()
 
 
+def note(message: str, *, enabled: bool = True) -> None:
+    """One informational line on stderr (e.g. ``"resuming from epoch 3 (stage all)"``) when ``enabled``."""
+    if enabled:
+        print(message, file=sys.stderr, flush=True)
+
+
 @contextmanager
 def status(message: str, *, enabled: bool = True) -> Iterator[None]:
     """Show ``message`` while one long step without steps of its own runs (a spinner on a terminal, one

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -32,6 +33,7 @@ from headstart.evaluation.forgetting import forgetting_summary
 from headstart.io import is_main_process
 from headstart.model import TransferModel
 from headstart.strategies import STRATEGIES, TrainedStrategy
+from headstart.training.checkpoint import CHECKPOINT_DIR
 from headstart.training.outcome import stop_message
 
 
@@ -79,12 +81,26 @@ def fit(
         if class_weight not in ("balanced", "none"):
             raise ConfigError(f"--class-weight must be 'balanced' or 'none', not {class_weight!r}")
         options["class_weight"] = None if class_weight == "none" else class_weight
-    model = api.fit(data, backbone=backbone, strategy=strategy, out=out_dir, force=force, seed=seed,
-                    val_fraction=val_fraction, test_fraction=test_fraction, cache=cache, progress=not quiet,
-                    max_time=max_time, calibrate=calibrate, image_size=image_size, skip_bad_images=skip_bad_images,
-                    text_column=text_column, label_column=label_column, path_column=path_column, settings=options)
+    try:
+        model = api.fit(data, backbone=backbone, strategy=strategy, out=out_dir, force=force, seed=seed,
+                        val_fraction=val_fraction, test_fraction=test_fraction, cache=cache, progress=not quiet,
+                        max_time=max_time, calibrate=calibrate, image_size=image_size,
+                        skip_bad_images=skip_bad_images, text_column=text_column, label_column=label_column,
+                        path_column=path_column, settings=options)
+    except KeyboardInterrupt:
+        _print_interrupted(out_dir)
+        raise typer.Exit(130) from None
     if is_main_process():
         _print_fit(model, out_dir)
+
+
+def _print_interrupted(out_dir: Path) -> None:
+    """Where the checkpoint is and the command that resumes from it (the same command, run again)."""
+    checkpoint = out_dir.with_name(out_dir.name + ".partial") / CHECKPOINT_DIR
+    where = (f"the checkpoint of the last whole epoch is in {checkpoint}/" if checkpoint.is_dir()
+             else "no epoch had finished, so there is no checkpoint yet")
+    err.print(f"interrupted: {where}; resume with:\n  {shlex.join(['headstart', *sys.argv[1:]])}",
+              highlight=False, soft_wrap=True)
 
 
 def _print_fit(model: TransferModel, out_dir: Path) -> None:

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 from headstart.backbones.base import Backbone
 from headstart.backbones.engine import tune_runtime
 from headstart.data.base import Dataset
+from headstart.progress import note
 from headstart.training.batches import train_loader
 from headstart.training.callbacks import default_callbacks
 from headstart.training.checkpoint import (
@@ -263,6 +264,11 @@ class TrainingLoop:
         self.epoch, self.serial, self.done = state["epoch"], state["serial"], state["done"]
         self.result.history = state["history"]
         self.result.resumed_from_epoch = self.epoch
+        if not self.done:
+            stage = self.stages[self.stage]
+            note(f"resuming from epoch {self.epoch + 1} (stage {stage.name}, epoch {self.stage_epoch + 1}/"
+                 f"{stage.epochs}) from the checkpoint in {self.context.work_dir / CHECKPOINT_DIR}",
+                 enabled=self.context.progress and self.accelerator.is_main_process)
         if state["optimizer"] is not None:
             self.optimizer_saved = (state["optimizer"], tensors)
 
