@@ -28,7 +28,8 @@ def test_fit_evaluate_predict_round_trip(tmp_path, image_folder, tiny_timm_ref):
 
     result = run("evaluate", out, image_folder, "--json")
     assert result.exit_code == 0
-    assert json.loads(result.output)["n_examples"] == 36
+    # Progress goes to stderr (plain lines off a terminal); stdout holds only the JSON.
+    assert json.loads(result.stdout)["n_examples"] == 36
 
     result = run("predict", out, image_folder / "green", "--format", "json", "-q")
     rows = json.loads(result.output)

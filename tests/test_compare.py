@@ -62,7 +62,8 @@ def test_time_budget_skips_the_runs_estimated_to_end_past_it(image_folder: Path,
     assert [(r.size, r.seed, r.seconds) for r in result.records] == [(result.sizes[0], 0, 10.0),
                                                                       (result.sizes[0], 1, 10.0)]
     assert [(s.size, s.seed) for s in result.skipped] == [(result.sizes[1], 0), (result.sizes[1], 1)]
-    assert all("20 s spent, this run would take ~20 s of the 25 s budget" in s.reason for s in result.skipped)
+    assert all("20 s of the 25 s budget spent; this run would take ~20 s" in s.reason and "but 5 s are left"
+               in s.reason for s in result.skipped)
 
 
 def test_settings_route_to_the_strategies_that_have_them() -> None:
