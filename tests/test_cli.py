@@ -29,7 +29,8 @@ def test_fit_evaluate_predict_round_trip(tmp_path, image_folder, tiny_timm_ref):
 
     result = run("evaluate", out, image_folder, "--json")
     assert result.exit_code == 0
-    assert json.loads(result.output)["n_examples"] == 36
+    # Progress goes to stderr (plain lines off a terminal); stdout holds only the JSON.
+    assert json.loads(result.stdout)["n_examples"] == 36
 
     result = run("predict", out, image_folder / "green", "--format", "json", "-q")
     rows = json.loads(result.output)
@@ -65,3 +66,22 @@ def test_set_pairs_are_parsed_and_bad_syntax_is_a_user_error():
                                                                         "c_values": None}
     with pytest.raises(ConfigError, match="key=value"):
         parse_settings(["oops"])
+
+
+def test_ctrl_c_during_fit_prints_the_checkpoint_and_the_resume_command(tmp_path, capsys, monkeypatch):
+    from headstart import api
+
+    out = tmp_path / "run"
+    (tmp_path / "run.partial" / "checkpoint").mkdir(parents=True)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(api, "fit", interrupted)
+    monkeypatch.setattr("sys.argv", ["headstart", "fit", "my data", "--out", str(out)])
+    with pytest.raises(SystemExit) as stop:
+        main()
+    err = capsys.readouterr().err
+    assert stop.value.code == 130
+    assert f"{tmp_path / 'run.partial' / 'checkpoint'}/" in err
+    assert f"headstart fit 'my data' --out {out}" in err

@@ -62,7 +62,8 @@ def test_time_budget_skips_the_runs_estimated_to_end_past_it(image_folder: Path,
     assert [(r.size, r.seed, r.seconds) for r in result.records] == [(result.sizes[0], 0, 10.0),
                                                                       (result.sizes[0], 1, 10.0)]
     assert [(s.size, s.seed) for s in result.skipped] == [(result.sizes[1], 0), (result.sizes[1], 1)]
-    assert all("20 s spent, this run would take ~20 s of the 25 s budget" in s.reason for s in result.skipped)
+    assert all("20 s of the 25 s budget spent; this run would take ~20 s" in s.reason and "but 5 s are left"
+               in s.reason for s in result.skipped)
 
 
 def test_settings_route_to_the_strategies_that_have_them() -> None:
@@ -88,3 +89,31 @@ def test_compare_cli_writes_json_and_report(image_folder: Path, tiny_timm_ref: s
     assert data["size_label"] == "examples/class" and data["summary"]
     page = (out / "report.html").read_text()
     assert "Learning curves" in page and "Verdict" in page and "data:image/png;base64," in page
+
+
+def test_cheap_strategies_run_first_and_each_run_gets_what_is_left_of_the_budget(
+        image_folder: Path, tiny_backbone: Backbone, monkeypatch: pytest.MonkeyPatch) -> None:
+    from headstart.studies import runner
+
+    budgets: list[tuple[str, float | None]] = []
+    measure = runner._measure
+
+    def recording(name, *args, max_time, **kwargs):
+        budgets.append((name, max_time))
+        return measure(name, *args, max_time=max_time, **kwargs)
+
+    monkeypatch.setattr(runner, "_measure", recording)
+    headstart.compare(image_folder, strategies=["scratch", "linear"], fractions=[1.0], seeds=1,
+                      backbone=tiny_backbone, settings=FAST_SCRATCH, max_time=600)
+    assert [name for name, _ in budgets] == ["linear", "scratch"]
+    assert 0 < budgets[1][1] < budgets[0][1] <= 600
+
+
+def test_a_skipped_run_says_what_it_would_have_cost(image_folder: Path, tiny_backbone: Backbone) -> None:
+    from headstart.studies.runner import _Budget
+
+    budget = _Budget(100.0)
+    budget.spent("finetune", 5.0, 80.0)
+    skipped = budget.skipped("finetune", 10.0, seed=0)
+    assert skipped is not None and "would take ~160 s" in skipped.reason
+    assert "took 80 s" in skipped.reason and "s are left" in skipped.reason

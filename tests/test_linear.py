@@ -2,6 +2,7 @@ import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
 
+import headstart
 from headstart.strategies.linear import fit_linear_head
 
 
@@ -73,11 +74,8 @@ def test_balanced_class_weight_chooses_c_by_balanced_accuracy(monkeypatch):
     assert seen["scoring"] == "accuracy"
 
 
-def test_cross_validation_shows_a_status_line_unless_quiet(monkeypatch, capsys):
-    monkeypatch.setenv("FORCE_COLOR", "1")  # rich draws live displays only on a terminal
-    monkeypatch.setenv("COLUMNS", "200")
-    x, y = blobs()
-    fit_linear_head(x, y, 3, progress=True)
-    assert "linear probe: cross-validating 12 C values, 5 folds, 90 examples" in capsys.readouterr().err
-    fit_linear_head(x, y, 3, progress=False)
-    assert capsys.readouterr().err == ""
+def test_the_linear_probe_says_what_it_is_fitting_unless_quiet(capsys, tiny_backbone, image_folder):
+    headstart.fit(image_folder, backbone=tiny_backbone, progress=True)
+    assert "fitting the linear head (5-fold cross-validation over 12 values of C)" in capsys.readouterr().err
+    headstart.fit(image_folder, backbone=tiny_backbone, progress=False, settings={"c": 1.0})
+    assert "fitting the linear head" not in capsys.readouterr().err

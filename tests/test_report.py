@@ -71,3 +71,13 @@ def test_compare_report(with_scratch: bool) -> None:
         assert "positive transfer" in page and "Gain over scratch" in page and "Data savings" in page
     else:
         assert "add `scratch`" in page
+
+
+def test_fit_report_shows_small_settings_and_why_training_stopped(image_folder: Path,
+                                                                    tiny_backbone: Backbone) -> None:
+    model = headstart.fit(image_folder, backbone=tiny_backbone, strategy="finetune", progress=False,
+                          settings={"epochs": 1, "head_epochs": 2, "lr": 5e-5, "batch_size": 16}, max_time=0.0)
+    page = fit_report(model)
+    assert "<td>lr</td><td>5e-05</td>" in page
+    assert "Training stopped by max_time during the head stage: the backbone was not trained." in page
+    assert "alt='training curves'" in page

@@ -151,3 +151,27 @@ def test_resume_continues_early_stopping_where_it_stood(tmp_path, monkeypatch):
     train = run().metrics["train"]
     assert train["resumed_from_epoch"] == 2 and train["stop_reason"] == "early_stopping"
     assert [h["epoch"] for h in train["history"]] == [0, 1, 2] and train["best_epoch"] == 0
+
+
+def test_a_resumed_run_says_where_it_resumes(tmp_path, monkeypatch, capsys):
+    import headstart.training.loop as loop
+
+    data = color_images(30)
+
+    def run():
+        return get_strategy("finetune", batch_size=16, head_epochs=1, epochs=2).fit(
+            TinyImageBackbone(), data, None, FitContext(tmp_path, progress=True))
+
+    original = loop.save_checkpoint
+
+    def crash_after_first(folder, state, tensors):
+        original(folder, state, tensors)
+        raise Crash
+
+    monkeypatch.setattr(loop, "save_checkpoint", crash_after_first)
+    with pytest.raises(Crash):
+        run()
+    monkeypatch.setattr(loop, "save_checkpoint", original)
+    capsys.readouterr()
+    run()
+    assert "resuming from epoch 2 (stage all, epoch 1/2)" in capsys.readouterr().err

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import random
+import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
 from headstart.strategies import get_strategy
-from headstart.training import FitContext
+from headstart.training import FitContext, Stage
+from headstart.training.callbacks import TimeBudget
 from headstart.training.early_stopping import EarlyStopping
+from headstart.training.outcome import stop_message
 from headstart.training.schedules import lr_factor
 from training_support import TinyImageBackbone, color_images
 
@@ -114,3 +118,35 @@ def test_timm_backbone_fine_tunes(tmp_path, tiny_timm_ref):
         backbone, data, None, FitContext(tmp_path, progress=False))
     assert len(model.metrics["train"]["history"]) == 2
     assert model.predict_proba(data.items[:4]).shape == (4, 2)
+
+
+def test_a_budget_spent_in_the_head_stage_says_the_backbone_was_not_trained(tmp_path):
+    data = color_images(60)
+    model = get_strategy("finetune", batch_size=16, head_epochs=3, epochs=2).fit(
+        TinyImageBackbone(), data.subset(range(45)), data.subset(range(45, 60)),
+        FitContext(tmp_path, progress=False, max_time=0.0))
+    train = model.metrics["train"]
+    assert (train["stop_reason"], train["stages_run"], train["stopped_in_stage"]) == ("max_time", ["head"], "head")
+    assert not model.backbone_trained
+    assert model.strategy_config["stages_run"] == ["head"] and model.strategy_config["stop_reason"] == "max_time"
+    assert stop_message(train, backbone_trained=False, budget="--max-time") == (
+        "stopped by --max-time during the head stage: the backbone was not trained")
+
+
+def test_a_completed_run_trains_the_backbone_and_needs_no_stop_message(tmp_path):
+    data = color_images(30)
+    model = get_strategy("finetune", batch_size=16, head_epochs=1, epochs=1).fit(
+        TinyImageBackbone(), data, None, FitContext(tmp_path, progress=False))
+    train = model.metrics["train"]
+    assert train["stages_run"] == ["head", "all"] and model.backbone_trained
+    assert stop_message(train, backbone_trained=True) is None
+
+
+@pytest.mark.parametrize(("stage", "elapsed", "stops"), [(0, 30, True), (0, 10, False), (1, 90, False)])
+def test_the_head_stage_gets_at_most_a_share_of_the_budget(stage, elapsed, stops):
+    loop = SimpleNamespace(stages=[Stage("head", 50, 0, 1e-3), Stage("all", 5, None, 1e-3)], stage=stage,
+                           started=time.monotonic() - elapsed, accelerator=SimpleNamespace(num_processes=1),
+                           stopped=False)
+    loop.stop_stage = lambda: setattr(loop, "stopped", True)
+    TimeBudget(100.0, head_share=0.25).on_epoch_end(loop, {})
+    assert loop.stopped is stops

@@ -113,7 +113,7 @@ def fit_splits(splits: DataSplits, backbone: Backbone, strategy: Strategy, conte
     for name, part in (("val", splits.val), ("test", splits.test)):
         if part is not None:
             metrics[name] = evaluate_dataset(model, part, batch_size=batch_size, progress=context.progress,
-                                             cache=context.cache)
+                                             cache=context.cache, label=name)
     metrics["forgetting"] = _forgetting(model, backbone, splits, batch_size, context)
     model.metrics = metrics
     return model

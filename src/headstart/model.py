@@ -63,9 +63,11 @@ class TransferModel:
         x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
         return self.head(x).numpy()
 
-    def logits(self, items: Sequence[Any], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
-        """Head logits (before temperature) for raw examples."""
-        return self.logits_from_features(self.backbone.embed(items, batch_size=batch_size, progress=progress))
+    def logits(self, items: Sequence[Any], *, batch_size: int = 64, progress: bool = False, label: str = ""
+               ) -> np.ndarray:
+        """Head logits (before temperature) for raw examples (``label`` names them in the progress display)."""
+        return self.logits_from_features(self.backbone.embed(items, batch_size=batch_size, progress=progress,
+                                                             label=label))
 
     def proba_from_logits(self, logits: np.ndarray) -> np.ndarray:
         """Class probabilities from logits, with this model's temperature."""

@@ -215,25 +215,31 @@ class Backbone(ABC):
         """The pre-training classifier, where the weights ship one; ``None`` otherwise."""
         return None
 
+    def progress_description(self, label: str = "") -> str:
+        """What the progress display of :meth:`embed` says, e.g. ``"features train (efficientnet_lite0)"``."""
+        return f"features {label} ({self.ref})" if label else f"features ({self.ref})"
+
     def batches(self, items: Sequence[Any], batch_size: int) -> Iterator[Sequence[Any]]:
         """Consecutive slices of ``items``."""
         for start in range(0, len(items), batch_size):
             yield items[start:start + batch_size]
 
     @torch.inference_mode()
-    def embed(self, items: Sequence[Any], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+    def embed(self, items: Sequence[Any], *, batch_size: int = 64, progress: bool = False, label: str = ""
+              ) -> np.ndarray:
         """Frozen features ``[len(items), feature_dim]`` as float32, in evaluation mode.
 
         Args:
             items: Raw examples (image paths / arrays / PIL images, or texts).
             batch_size: Examples per forward pass.
-            progress: Show a progress bar.
+            progress: Show progress.
+            label: Which examples these are (``"train"``, ``"test"``), named in the progress display.
         """
         self.module.eval()
         out = np.empty((len(items), self.feature_dim), dtype=np.float32)
         done = 0
-        for batch in track(self.batches(items, batch_size), total=-(-len(items) // batch_size),
-                           description=f"features ({self.ref})", enabled=progress):
+        for batch in track(self.batches(items, batch_size), total=-(-len(items) // batch_size), unit="batches",
+                           description=self.progress_description(label), enabled=progress):
             feats = self.forward(self.collate(batch)).float().cpu().numpy()
             out[done:done + len(feats)] = feats
             done += len(feats)

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from headstart.io import default_cache_dir
+from headstart.progress import status
 
 # mallopt parameter numbers from glibc's <malloc.h>.
 _M_TRIM_THRESHOLD = -1
@@ -75,17 +76,19 @@ class OnnxEngine:
         module: The model to export (evaluation mode is used); its output must be ``[batch, dim]``.
         example: An example input batch ``[batch, ...]``; the batch axis is exported as dynamic.
         key: Names the exported file (a weights fingerprint), so each set of weights is exported once.
+        progress: Say so while exporting (which takes seconds to minutes, once).
 
     Raises:
         RuntimeError: Export or session creation failed (callers fall back to PyTorch).
     """
 
-    def __init__(self, module: nn.Module, example: torch.Tensor, key: str) -> None:
+    def __init__(self, module: nn.Module, example: torch.Tensor, key: str, *, progress: bool = False) -> None:
         import onnxruntime
 
         path = onnx_cache_dir() / f"{key}.onnx"
         if not path.is_file():
-            _export(module, example, path)
+            with status("exporting backbone to ONNX (once)", enabled=progress):
+                _export(module, example, path)
         options = onnxruntime.SessionOptions()
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = torch.get_num_threads()

@@ -57,8 +57,10 @@ class FeatureCache:
 
 
 def extract_features(backbone: Backbone, dataset: Dataset, *, cache: FeatureCache | None = None,
-                     batch_size: int = 64, progress: bool = False) -> np.ndarray:
+                     batch_size: int = 64, progress: bool = False, label: str = "") -> np.ndarray:
     """Frozen features ``[len(dataset), backbone.feature_dim]``, from the cache when present.
+
+    ``label`` names the split in the progress display (``"train"``).
 
     Example:
         >>> feats = extract_features(create_backbone("minilm"), dataset, cache=FeatureCache())
@@ -67,7 +69,7 @@ def extract_features(backbone: Backbone, dataset: Dataset, *, cache: FeatureCach
         cached = cache.load(backbone, dataset)
         if cached is not None:
             return cached
-    features = backbone.embed(dataset.items, batch_size=batch_size, progress=progress)
+    features = backbone.embed(dataset.items, batch_size=batch_size, progress=progress, label=label)
     if cache is not None:
         cache.store(backbone, dataset, features)
     return features

@@ -93,11 +93,13 @@ class TransformerTextBackbone(Backbone):
         """Embeddings, then each transformer layer, then everything else (pooler, final norm)."""
         return stacked_layer_groups(self.module, [next((n for n in _EMBEDDINGS if _has(self.module, n)), "")])
 
-    def embed(self, items: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+    def embed(self, items: Sequence[str], *, batch_size: int = 64, progress: bool = False, label: str = ""
+              ) -> np.ndarray:
         """Frozen embeddings ``[len(items), feature_dim]``; texts are batched by length to minimize padding."""
         order = np.argsort([-len(text) for text in items], kind="stable")
         features = np.empty((len(items), self.feature_dim), dtype=np.float32)
-        features[order] = super().embed([items[i] for i in order], batch_size=batch_size, progress=progress)
+        features[order] = super().embed([items[i] for i in order], batch_size=batch_size, progress=progress,
+                                     label=label)
         return features
 
 

@@ -130,7 +130,8 @@ class TimmBackbone(Backbone):
         """The classifier the weights were trained with (e.g. ImageNet's 1000 classes), if any."""
         return self.source
 
-    def embed(self, items: Sequence[Any], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+    def embed(self, items: Sequence[Any], *, batch_size: int = 64, progress: bool = False, label: str = ""
+              ) -> np.ndarray:
         """Frozen features ``[len(items), feature_dim]`` (float32), through the fastest available engine.
 
         ONNX Runtime (about 1.5-2x eager PyTorch on CPU) is used while the weights are the loaded ones; the
@@ -138,12 +139,12 @@ class TimmBackbone(Backbone):
         export failure, use channels-last PyTorch in inference mode.
         """
         self.module.eval()
-        run = self._onnx_engine() or self._torch_engine
+        run = self._onnx_engine(progress) or self._torch_engine
         out = np.empty((len(items), self.feature_dim), dtype=np.float32)
         done = 0
         with torch.inference_mode():
             for batch in track(self.batches(items, batch_size), total=-(-len(items) // batch_size),
-                               description=f"features ({self.ref})", enabled=progress):
+                               unit="batches", description=self.progress_description(label), enabled=progress):
                 feats = run(self.collate(batch))
                 out[done:done + len(feats)] = feats
                 done += len(feats)
@@ -157,14 +158,15 @@ class TimmBackbone(Backbone):
     def _torch_engine(self, batch: torch.Tensor) -> np.ndarray:
         return self.forward(batch).float().cpu().numpy()
 
-    def _onnx_engine(self) -> OnnxEngine | None:
+    def _onnx_engine(self, progress: bool = False) -> OnnxEngine | None:
         version = _weights_version(self.module)
         if self.engine == "torch" or self._onnx_failed or (self.engine == "auto" and version != self._loaded_version):
             return None
         if self._onnx is None or self._onnx[0] != version:
             size = self.preprocess.input_size
             try:
-                engine = OnnxEngine(self.module, torch.zeros(1, 3, size, size), key=self.fingerprint())
+                engine = OnnxEngine(self.module, torch.zeros(1, 3, size, size), key=self.fingerprint(),
+                                    progress=progress)
             except Exception as err:  # any exporter/runtime failure: PyTorch gives the same features
                 self._onnx_failed = True
                 warnings.warn(f"ONNX export of {self.ref} failed ({err}); using PyTorch", stacklevel=3)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -37,6 +38,8 @@ from headstart.evaluation.forgetting import forgetting_summary
 from headstart.io import is_main_process
 from headstart.model import TransferModel
 from headstart.strategies import STRATEGIES, TrainedStrategy
+from headstart.training.checkpoint import CHECKPOINT_DIR
+from headstart.training.outcome import stop_message
 
 
 @app.command()
@@ -86,14 +89,27 @@ def fit(
         if class_weight not in ("balanced", "none"):
             raise ConfigError(f"--class-weight must be 'balanced' or 'none', not {class_weight!r}")
         options["class_weight"] = None if class_weight == "none" else class_weight
-    model = api.fit(data, backbone=backbone, strategy=strategy, out=out_dir, force=force, seed=seed,
-                    val_fraction=val_fraction, test_fraction=test_fraction, cache=cache, progress=not quiet,
-                    max_time=max_time, calibrate=calibrate, image_size=image_size,
-                    preprocess=parse_settings(preprocess or [], "--preprocess"), skip_bad_files=skip_bad_files,
-                    text_column=text_column, label_column=label_column, path_column=path_column,
-                    allow_outside_paths=allow_outside_paths, settings=options)
+    try:
+        model = api.fit(data, backbone=backbone, strategy=strategy, out=out_dir, force=force, seed=seed,
+                        val_fraction=val_fraction, test_fraction=test_fraction, cache=cache, progress=not quiet,
+                        max_time=max_time, calibrate=calibrate, image_size=image_size,
+                        preprocess=parse_settings(preprocess or [], "--preprocess"), skip_bad_files=skip_bad_files,
+                        text_column=text_column, label_column=label_column, path_column=path_column,
+                        allow_outside_paths=allow_outside_paths, settings=options)
+    except KeyboardInterrupt:
+        _print_interrupted(out_dir)
+        raise typer.Exit(130) from None
     if is_main_process():
         _print_fit(model, out_dir)
+
+
+def _print_interrupted(out_dir: Path) -> None:
+    """Where the checkpoint is and the command that resumes from it (the same command, run again)."""
+    checkpoint = out_dir.with_name(out_dir.name + ".partial") / CHECKPOINT_DIR
+    where = (f"the checkpoint of the last whole epoch is in {checkpoint}/" if checkpoint.is_dir()
+             else "no epoch had finished, so there is no checkpoint yet")
+    err.print(f"interrupted: {where}; resume with:\n  {shlex.join(['headstart', *sys.argv[1:]])}",
+              highlight=False, soft_wrap=True)
 
 
 def _print_fit(model: TransferModel, out_dir: Path) -> None:
@@ -109,12 +125,15 @@ def _print_fit(model: TransferModel, out_dir: Path) -> None:
         changes = ", ".join(f"{name} {c['ece_before'][name]:.3f} -> {c['ece_after'][name]:.3f}"
                             for name in ("test", "val") if name in c["ece_before"])
         out.print(f"calibrated: temperature {c['temperature']:.3f}; ECE {changes}")
+    stopped = stop_message(m.get("train", {}), backbone_trained=model.backbone_trained, budget="--max-time")
     if "test" in m:
         t = m["test"]
         out.print(f"test accuracy [bold]{t['accuracy']:.1%}[/] on {t['n_examples']} held-out examples "
                   f"(balanced {t['balanced_accuracy']:.1%}, macro F1 {t['macro_f1']:.3f}) "
                   f"— {model.strategy} on {shown(model.backbone.ref)}, {m['data']['n_train']} training examples, "
-                  f"{m['seconds']:.1f} s")
+                  f"{m['seconds']:.1f} s" + (f"; [bold yellow]{stopped}[/]" if stopped else ""))
+    elif stopped:
+        out.print(f"[bold yellow]{stopped}[/]")
     if "forgetting" in m and issubclass(STRATEGIES.get(model.strategy), TrainedStrategy):
         out.print(f"forgetting: {forgetting_summary(m['forgetting'])}", highlight=False)
     out.print(f"model:  {shown(out_dir)}/")

@@ -29,23 +29,24 @@ def aligned_labels(model: TransferModel, dataset: Dataset) -> np.ndarray:
 
 
 def dataset_logits(model: TransferModel, dataset: Dataset, *, batch_size: int = 64, progress: bool = False,
-                   cache: FeatureCache | None = None) -> np.ndarray:
+                   cache: FeatureCache | None = None, label: str = "") -> np.ndarray:
     """Logits (before temperature) of ``model`` on ``dataset``'s examples.
 
     Frozen backbones reuse cached features when ``cache`` is given; fine-tuned ones always recompute.
     """
     if cache is not None and not model.backbone_trained:
-        features = extract_features(model.backbone, dataset, cache=cache, batch_size=batch_size, progress=progress)
+        features = extract_features(model.backbone, dataset, cache=cache, batch_size=batch_size, progress=progress,
+                                    label=label)
         return model.logits_from_features(features)
-    return model.logits(dataset.items, batch_size=batch_size, progress=progress)
+    return model.logits(dataset.items, batch_size=batch_size, progress=progress, label=label)
 
 
 def evaluate_dataset(model: TransferModel, dataset: Dataset, *, batch_size: int = 64, progress: bool = False,
-                     cache: FeatureCache | None = None) -> dict[str, Any]:
+                     cache: FeatureCache | None = None, label: str = "") -> dict[str, Any]:
     """Metrics of ``model`` on ``dataset`` (see :func:`headstart.evaluation.metrics.classification_metrics`), logits
-    from :func:`dataset_logits`."""
+    from :func:`dataset_logits` (``label`` names the split in the progress display)."""
     labels = aligned_labels(model, dataset)
-    logits = dataset_logits(model, dataset, batch_size=batch_size, progress=progress, cache=cache)
+    logits = dataset_logits(model, dataset, batch_size=batch_size, progress=progress, cache=cache, label=label)
     proba = model.proba_from_logits(logits)
     metrics = classification_metrics(labels, proba, model.class_names)
     metrics["reliability"] = reliability_bins(proba, labels, n_bins=10)
@@ -65,7 +66,8 @@ def calibrate_model(model: TransferModel, val: Dataset, test: Dataset | None, *,
     if len(val) == 0:
         raise ConfigError("calibration needs validation data: give a val split or a val_fraction above 0")
     parts = {name: part for name, part in (("val", val), ("test", test)) if part is not None}
-    logits = {name: (dataset_logits(model, part, batch_size=batch_size, progress=progress, cache=cache),
+    logits = {name: (dataset_logits(model, part, batch_size=batch_size, progress=progress, cache=cache,
+                                    label=name),
                      aligned_labels(model, part)) for name, part in parts.items()}
 
     def ece() -> dict[str, float]:

@@ -18,6 +18,7 @@ from headstart.reports.html import (
 )
 from headstart.reports.plots import history_plot
 from headstart.reports.ranking import ranking_section
+from headstart.training.outcome import stop_message
 
 
 def fit_report(model: TransferModel, splits: DataSplits | None = None) -> str:
@@ -45,9 +46,12 @@ def fit_report(model: TransferModel, splits: DataSplits | None = None) -> str:
             sections.append(evaluation_section(f"Results on the {name} split", m[name], model.class_names))
     if "forgetting" in m:
         sections.append(forgetting_section(m["forgetting"]))
+    stopped = stop_message(m.get("train", {}), backbone_trained=model.backbone_trained)
+    if stopped:
+        sections.append(f"<p class='warn'>Training {html.escape(stopped)}.</p>")
     history = m.get("train", {}).get("history")
     if history:
-        sections.append(f"<h2>Training</h2><img alt='training curves' src='{history_plot(history)}'>")
+        sections.append(f"<h2>Training</h2><img alt='training curves' src='{history_plot(history, stopped)}'>")
     settings = [[k, v] for k, v in model.strategy_config.items()]
     sections.append("<h2>Settings</h2>" + table(["setting", "value"], settings))
     return page("headstart fit report", subtitle, sections)

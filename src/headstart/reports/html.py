@@ -41,11 +41,12 @@ def cards(values: list[tuple[str, str]]) -> str:
 
 
 def table(header: list[str], rows: list[list[Any]]) -> str:
-    """An HTML table; floats are shown with three decimals."""
+    """An HTML table; floats are shown with four significant digits (a learning rate of 5e-05 stays
+    readable where fixed decimals would show 0.000)."""
     def cell(value: Any) -> str:
         if value is None:
             return "–"
-        return f"{value:.3f}" if isinstance(value, float) else html.escape(str(value))
+        return f"{value:.4g}" if isinstance(value, float) else html.escape(str(value))
 
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in rows)

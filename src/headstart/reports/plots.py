@@ -60,20 +60,31 @@ def reliability_plot(bins: dict[str, Sequence[float]], ece: float) -> str:
     return to_data_uri(fig)
 
 
-def history_plot(history: Sequence[dict[str, float]]) -> str:
-    """Training curves: every numeric series in a per-epoch history, losses and accuracies side by side."""
-    keys = sorted({k for row in history for k, v in row.items() if k != "epoch" and isinstance(v, (int, float))})
-    losses = [k for k in keys if "loss" in k]
-    others = [k for k in keys if k not in losses]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-    epochs = [row.get("epoch", i + 1) for i, row in enumerate(history)]
-    for ax, group, title in ((axes[0], losses, "loss"), (axes[1], others, "metrics")):
+def history_plot(history: Sequence[dict[str, Any]], stop: str | None = None) -> str:
+    """Training curves in panels with their own axes (losses, accuracies, learning rate), a dashed line where
+    each stage after the first starts, and ``stop`` (why training ended short) under the panels."""
+    keys = [k for k in dict.fromkeys(k for row in history for k, v in row.items()
+                                     if k not in ("epoch", "seconds", "partial") and isinstance(v, (int, float)))]
+    panels = [(title, group) for title, group in (
+        ("loss", [k for k in keys if "loss" in k]), ("accuracy", [k for k in keys if "acc" in k]),
+        ("learning rate", [k for k in keys if k == "lr"])) if group]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.4), squeeze=False)
+    epochs = [row.get("epoch", i) for i, row in enumerate(history)]
+    starts = [(row.get("epoch", i), row["stage"]) for i, row in enumerate(history)
+              if "stage" in row and i > 0 and history[i - 1].get("stage") != row["stage"]]
+    for ax, (title, group) in zip(axes.flat, panels, strict=False):
         for key in group:
             ax.plot(epochs, [row.get(key, np.nan) for row in history], marker=".", label=key)
+        for epoch, stage in starts:
+            ax.axvline(epoch - 0.5, color="grey", linestyle="--", linewidth=0.8)
+            ax.annotate(stage, (epoch - 0.5, 1), xycoords=("data", "axes fraction"), fontsize=7, ha="left",
+                        va="top")
         ax.set_xlabel("epoch")
         ax.set_title(title)
-        if group:
-            ax.legend(fontsize=8)
+        ax.legend(fontsize=8)
+    if stop:
+        fig.text(0.5, 0.01, stop, ha="center", fontsize=8, color="#a15c00")
+        fig.subplots_adjust(bottom=0.22)
     return to_data_uri(fig)
 
 

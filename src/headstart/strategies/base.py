@@ -174,8 +174,10 @@ class TrainedStrategy(Strategy):
                        run_key=run_key(self, cfg), trainable=self.trainable,
                        regularizer=self.regularizer(backbone, cfg))
         extra = self.finish(backbone, head, prepared)
+        # A run the time budget stopped in a head-only stage leaves the backbone as it was loaded.
+        trained = any(s.trained_groups != 0 for s in stages if s.name in result.stages_run)
         return trained_model(self, backbone, head, train_data, cfg, result, context,
-                             extra_config=prepared.get("config"),
+                             extra_config=prepared.get("config"), backbone_trained=trained,
                              extra_metrics={"stages": [s.name for s in stages], **extra})
 
 
@@ -190,6 +192,7 @@ def trained_model(strategy: Strategy, backbone: Backbone, head: nn.Linear, train
                   backbone_trained: bool = True) -> TransferModel:
     """The :class:`TransferModel` of a loop-trained strategy, with its settings, seed and training history."""
     return TransferModel(backbone, head, train_data.class_names, strategy=strategy.name,
-                         strategy_config={**config.model_dump(), "seed": context.seed, **(extra_config or {})},
+                         strategy_config={**config.model_dump(), "seed": context.seed, **(extra_config or {}),
+                                          "stages_run": result.stages_run, "stop_reason": result.stop_reason},
                          backbone_trained=backbone_trained,
                          metrics={"train": {**result.metrics(), **(extra_metrics or {})}})

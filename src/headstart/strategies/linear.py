@@ -36,9 +36,16 @@ class LinearConfig(StrategyConfig):
                                                     "example equally.")
 
 
+def head_fit_status(c: float | None, c_values: int, folds: int) -> str:
+    """What the progress display says while :func:`fit_linear_head` runs (it has no steps to count)."""
+    if c is not None:
+        return f"fitting the linear head (C={c:g})"
+    return f"fitting the linear head ({folds}-fold cross-validation over {c_values} values of C)"
+
+
 def fit_linear_head(features: np.ndarray, labels: np.ndarray, n_classes: int, *, c: float | None = None,
                     c_values: int = 12, folds: int = 5, max_iter: int = 1000, seed: int = 0,
-                    class_weight: Literal[None, "balanced"] = None, progress: bool = False
+                    class_weight: Literal[None, "balanced"] = None
                     ) -> tuple[nn.Linear, dict[str, float]]:
     """Fit a multinomial logistic regression on standardized features and fold the standardization into an
     ``nn.Linear`` acting on raw features, so the saved model needs no separate scaler.
@@ -53,8 +60,6 @@ def fit_linear_head(features: np.ndarray, labels: np.ndarray, n_classes: int, *,
         max_iter: Solver iterations.
         seed: Seed for the fold assignment.
         class_weight: ``"balanced"`` weights classes by inverse frequency (scikit-learn's ``class_weight``).
-        progress: Show a status line while the solver runs (cross-validation can take minutes on thousands of
-            examples and reports no progress of its own).
 
     Returns:
         The head and ``{"C": chosen C, "cv_accuracy": its mean cross-validated accuracy (if CV ran)}``; with
@@ -63,12 +68,12 @@ def fit_linear_head(features: np.ndarray, labels: np.ndarray, n_classes: int, *,
     mean = features.mean(axis=0)
     std = features.std(axis=0) + 1e-6
     clf, info = _fit_logistic((features - mean) / std, labels, c=c, c_values=c_values, folds=folds,
-                              max_iter=max_iter, seed=seed, class_weight=class_weight, progress=progress)
+                              max_iter=max_iter, seed=seed, class_weight=class_weight)
     return _folded_head(clf, mean, std, n_classes), info
 
 
 def _fit_logistic(z: np.ndarray, labels: np.ndarray, *, c: float | None, c_values: int, folds: int,
-                  max_iter: int, seed: int, class_weight: Literal[None, "balanced"], progress: bool
+                  max_iter: int, seed: int, class_weight: Literal[None, "balanced"]
                   ) -> tuple[LogisticRegression, dict[str, float]]:
     """The logistic regression on standardized features ``z``, with C chosen by cross-validation if not given."""
     info: dict[str, float] = {}
@@ -85,16 +90,13 @@ def _fit_logistic(z: np.ndarray, labels: np.ndarray, *, c: float | None, c_value
             clf = LogisticRegressionCV(Cs=np.logspace(-4, 2, c_values), l1_ratios=(0.0,), cv=cv,
                                        max_iter=max_iter, scoring=scoring, random_state=seed, n_jobs=1,
                                        use_legacy_attributes=False, class_weight=class_weight)
-            with status(f"linear probe: cross-validating {c_values} C values, {n_folds} folds, {len(labels)} "
-                        "examples", enabled=progress):
-                clf.fit(z, labels)
+            clf.fit(z, labels)
             info["C"] = float(clf.C_)
             info["cv_accuracy"] = float(clf.scores_.mean(axis=0).max())
         else:
             info["C"] = float(c if c is not None else 1.0)
             clf = LogisticRegression(C=info["C"], max_iter=max_iter, random_state=seed, class_weight=class_weight)
-            with status(f"linear probe: fitting on {len(labels)} examples", enabled=progress):
-                clf.fit(z, labels)
+            clf.fit(z, labels)
     return clf, info
 
 
@@ -130,10 +132,11 @@ class LinearProbe(Strategy):
             ) -> TransferModel:
         cfg = self.config
         features = extract_features(backbone, train, cache=context.cache, batch_size=cfg.batch_size,
-                                    progress=context.progress)
-        head, info = fit_linear_head(features, train.labels, len(train.class_names), c=cfg.c,
-                                     c_values=cfg.c_values, folds=cfg.folds, max_iter=cfg.max_iter,
-                                     seed=context.seed, class_weight=cfg.class_weight, progress=context.progress)
+                                    progress=context.progress, label="train")
+        with status(head_fit_status(cfg.c, cfg.c_values, cfg.folds), enabled=context.progress):
+            head, info = fit_linear_head(features, train.labels, len(train.class_names), c=cfg.c,
+                                         c_values=cfg.c_values, folds=cfg.folds, max_iter=cfg.max_iter,
+                                         seed=context.seed, class_weight=cfg.class_weight)
         return TransferModel(backbone, head, train.class_names, strategy=self.name,
                              strategy_config={**cfg.model_dump(), "seed": context.seed, "chosen_C": info["C"]},
                              metrics={"train": {"cv_accuracy": info.get("cv_accuracy")}})

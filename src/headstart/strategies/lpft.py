@@ -15,8 +15,9 @@ from torch import nn
 from headstart.backbones import Backbone, extract_features
 from headstart.data import Dataset
 from headstart.model import TransferModel
+from headstart.progress import status
 from headstart.strategies.base import TrainedStrategy, register_strategy, run_key, trained_model
-from headstart.strategies.linear import fit_linear_head
+from headstart.strategies.linear import fit_linear_head, head_fit_status
 from headstart.training import FitContext, Stage, TrainingConfig, train
 
 
@@ -45,10 +46,11 @@ class LinearProbeThenFinetune(TrainedStrategy):
             ) -> TransferModel:
         cfg = self.resolve(backbone.modality, len(train_data))
         features = extract_features(backbone, train_data, cache=context.cache, batch_size=cfg.batch_size,
-                                    progress=context.progress)
-        head, probe = fit_linear_head(features, train_data.labels, len(train_data.class_names), c=cfg.probe_c,
-                                      c_values=cfg.probe_c_values, folds=cfg.probe_folds,
-                                      max_iter=cfg.probe_max_iter, seed=context.seed, progress=context.progress)
+                                    progress=context.progress, label="train")
+        with status(head_fit_status(cfg.probe_c, cfg.probe_c_values, cfg.probe_folds), enabled=context.progress):
+            head, probe = fit_linear_head(features, train_data.labels, len(train_data.class_names),
+                                          c=cfg.probe_c, c_values=cfg.probe_c_values, folds=cfg.probe_folds,
+                                          max_iter=cfg.probe_max_iter, seed=context.seed)
         head = head.float()
         probe_head = copy.deepcopy(head)
         tuned = copy.deepcopy(backbone)

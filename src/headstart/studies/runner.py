@@ -26,7 +26,7 @@ from headstart.backbones import Backbone, FeatureCache, create_backbone, extract
 from headstart.data import Dataset, DataSplits, fraction_subset, sample_per_class, stratified_split
 from headstart.errors import ConfigError, DataError
 from headstart.fitting import check_modality, complete_splits, fit_splits
-from headstart.strategies import Strategy, get_strategy
+from headstart.strategies import Strategy, TrainedStrategy, get_strategy
 from headstart.studies.records import SIZE_LABEL, CompareResult, RunRecord, SkippedRun
 from headstart.studies.statistics import data_savings, gains, summarise, transfer_verdict
 from headstart.studies.tradeoff import RETENTION, retention_of, tradeoff
@@ -135,9 +135,11 @@ def compare_strategies(splits: DataSplits, *, strategies: Sequence[str], backbon
                        ) -> CompareResult:
     """Train every strategy at every size and seed and measure each on one fixed test set.
 
-    Runs go by size (smallest first), then seed, then strategy, so a time budget cuts the largest sizes.
-    Before each run its time is estimated from the same strategy's previous run (scaled by size); a run
-    that would end past ``max_time`` is skipped and listed. A run that has started always finishes.
+    Runs go by size (smallest first), then seed, then strategy (frozen-feature strategies, which take
+    seconds, before loop-trained ones), so a time budget cuts the largest sizes and the costliest runs. Before
+    each run its time is estimated from the same strategy's previous run (scaled by size); a run that would
+    end past ``max_time`` is skipped and listed, and a run that starts gets what is left of the budget as its
+    own ``max_time``, so one long run cannot overrun the study.
 
     Args:
         splits: The data. Its test split is the test set; without one a stratified ``test_fraction`` of the
@@ -166,13 +168,15 @@ def compare_strategies(splits: DataSplits, *, strategies: Sequence[str], backbon
     sliced = SlicedFeatureCache(cache, net, [p for p in (train, splits.val, test) if p is not None])
     result = CompareResult(splits.source, net.ref, strategies, [size for size, _ in plan], len(test), test_source)
     budget = _Budget(max_time)
+    cheap_first = sorted(strategies, key=lambda name: isinstance(chosen[name], TrainedStrategy))
     for size, subset in plan:
         for seed in range(seeds):
             run_splits = DataSplits(subset(seed), splits.val, test, splits.source)
-            for name in strategies:
+            for name in cheap_first:
                 outcome = budget.skipped(name, size, seed)
                 if outcome is None:
-                    outcome, cost = _measure(name, chosen[name], run_splits, size, seed, net, sliced, val_fraction)
+                    outcome, cost = _measure(name, chosen[name], run_splits, size, seed, net, sliced, val_fraction,
+                                             max_time=budget.left())
                     budget.spent(name, size, cost)
                 (result.skipped if isinstance(outcome, SkippedRun) else result.records).append(outcome)
                 if on_run:
@@ -209,31 +213,49 @@ class _Budget:
         self.max_time, self.started = max_time, time.perf_counter()
         self.last: dict[str, tuple[float, float]] = {}  # strategy -> (size, seconds) of its latest run
 
+    def left(self) -> float | None:
+        """Seconds of the budget not yet spent (``None`` without a budget)."""
+        return None if self.max_time is None else max(self.max_time - (time.perf_counter() - self.started), 0.0)
+
     def skipped(self, name: str, size: float, seed: int) -> SkippedRun | None:
         """The run, skipped, if it would not fit; ``None`` if it fits."""
-        elapsed = time.perf_counter() - self.started
-        if self.max_time is None:
+        left = self.left()
+        if left is None:
             return None
-        estimate = self.last[name][1] * size / self.last[name][0] if name in self.last else 0.0
-        if elapsed + estimate <= self.max_time:
+        spent = f"{self.max_time - left:.0f} s of the {self.max_time:g} s budget spent"
+        if left <= 0:
+            return SkippedRun(name, size, seed, f"time budget: {spent} before this run could start")
+        if name not in self.last:
             return None
-        return SkippedRun(name, size, seed, f"time budget: {elapsed:.0f} s spent, this run would take "
-                                            f"~{estimate:.0f} s of the {self.max_time:g} s budget")
+        last_size, last_seconds = self.last[name]
+        estimate = last_seconds * size / last_size
+        if estimate <= left:
+            return None
+        return SkippedRun(name, size, seed, f"time budget: {spent}; this run would take ~{_seconds(estimate)} s "
+                                            f"(its run at {last_size:g} {SIZE_LABEL} took {_seconds(last_seconds)} "
+                                            f"s) but {_seconds(left)} s are left")
 
     def spent(self, name: str, size: float, seconds: float) -> None:
         """Record what a run of ``name`` at ``size`` cost."""
         self.last[name] = (size, seconds)
 
 
+def _seconds(value: float) -> str:
+    # Whole seconds hide a 0.3 s run as "0 s"; two significant digits keep short runs readable.
+    return f"{value:.0f}" if value >= 10 else f"{value:.2g}"
+
+
 def _measure(name: str, strategy: Strategy, splits: DataSplits, size: float, seed: int, net: Backbone,
-             cache: SlicedFeatureCache, val_fraction: float) -> tuple[RunRecord, float]:
-    """Train one run and measure it on the test split; returns its record and its cost in seconds, which
-    leaves out the one-off embedding of the whole data (not a cost of the next runs)."""
+             cache: SlicedFeatureCache, val_fraction: float, *, max_time: float | None) -> tuple[RunRecord, float]:
+    """Train one run within ``max_time`` seconds of training and measure it on the test split; returns its
+    record and its cost in seconds, which leaves out the one-off embedding of the whole data (not a cost of
+    the next runs)."""
     run_started, embedding = time.perf_counter(), cache.seconds_
     run = complete_splits(splits, strategy, seed=seed, val_fraction=val_fraction,
                           test_fraction=0.0)
     with tempfile.TemporaryDirectory(prefix="headstart-") as workdir:
-        model = fit_splits(run, net, strategy, FitContext(Path(workdir), seed=seed, cache=cache, progress=False))
+        context = FitContext(Path(workdir), seed=seed, cache=cache, progress=False, max_time=max_time)
+        model = fit_splits(run, net, strategy, context)
     seconds = time.perf_counter() - run_started
     m = model.metrics["test"]
     extra = {"balanced_accuracy": m["balanced_accuracy"], "macro_f1": m["macro_f1"], "ece": m["ece"]}

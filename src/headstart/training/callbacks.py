@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
-from headstart.progress import progress_bar
+from headstart.progress import ProgressTask
 from headstart.training.config import TrainingConfig
 from headstart.training.context import FitContext
 from headstart.training.early_stopping import EarlyStopping
@@ -143,37 +143,46 @@ class EarlyStoppingCallback(Callback):
 
 
 class TimeBudget(Callback):
-    """Stops the run after the step during which its wall-clock budget ran out (on every process at once).
+    """Stops the run after the step during which its wall-clock budget ran out (on every process at once),
+    and ends a head-only stage that has later stages once it has used ``head_share`` of the budget.
 
     The epoch it stops in is recorded as partial and not checkpointed: a resumed run restarts that epoch from
-    the last whole-epoch checkpoint.
+    the last whole-epoch checkpoint. The head-only cap exists because ``min_steps`` raises the head stage's
+    epochs on small data: without it a short budget could be spent before the backbone trains at all.
 
     Args:
         seconds: The budget, counted from the start of the :func:`~headstart.training.loop.train` call.
+        head_share: Share of the budget after which a head-only stage followed by others ends (at an epoch's end).
     """
 
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
+    def __init__(self, seconds: float, head_share: float = 0.25) -> None:
+        self.seconds, self.head_share = seconds, head_share
 
     def on_step_end(self, loop: TrainingLoop) -> None:
         if any_process(loop.accelerator, time.monotonic() - loop.started > self.seconds):
             loop.stop_run("max_time")
 
+    def on_epoch_end(self, loop: TrainingLoop, record: dict[str, Any]) -> None:
+        head_only = loop.stages[loop.stage].trained_groups == 0 and loop.stage < len(loop.stages) - 1
+        if head_only and any_process(loop.accelerator,
+                                     time.monotonic() - loop.started > self.head_share * self.seconds):
+            loop.stop_stage()
+
 
 class EpochProgress(Callback):
-    """A rich progress bar over each epoch's training steps showing the running loss."""
+    """Shows each epoch's training steps with the running loss (a bar, or plain lines when stderr is not a
+    terminal: see :mod:`headstart.progress`)."""
 
     def __init__(self) -> None:
-        self.bar: Any = None
+        self.task: ProgressTask | None = None
 
     def on_epoch_start(self, loop: TrainingLoop, stage: Stage) -> None:
-        self.bar = progress_bar("loss {task.fields[loss]:.4f}")
-        self.bar.start()
-        self.task = self.bar.add_task(f"{stage.name} epoch {loop.stage_epoch + 1}/{stage.epochs}",
-                                      total=loop.steps_per_epoch, loss=float("nan"))
+        self.task = ProgressTask(f"training {stage.name} epoch {loop.stage_epoch + 1}/{stage.epochs}",
+                                 loop.steps_per_epoch, unit="steps")
 
     def on_step_end(self, loop: TrainingLoop) -> None:
-        self.bar.update(self.task, advance=1, loss=loop.running_loss)
+        if self.task is not None:
+            self.task.advance(loss=loop.running_loss)
 
     def on_train_epoch_end(self, loop: TrainingLoop) -> None:
         self._close()
@@ -182,9 +191,9 @@ class EpochProgress(Callback):
         self._close()
 
     def _close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-            self.bar = None
+        if self.task is not None:
+            self.task.close()
+            self.task = None
 
 
 class BufferSync(Callback):

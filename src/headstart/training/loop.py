@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 from headstart.backbones.base import Backbone
 from headstart.backbones.engine import tune_runtime
 from headstart.data.base import Dataset
+from headstart.progress import note
 from headstart.training.batches import train_loader
 from headstart.training.callbacks import default_callbacks
 from headstart.training.checkpoint import (
@@ -52,6 +53,8 @@ class TrainResult:
         best_epoch: The epoch whose weights were kept (best on validation), or ``None`` without validation.
         best: That epoch's validation metrics.
         stop_reason: ``"completed"``, ``"early_stopping"`` or ``"max_time"``.
+        stages_run: Names of the stages that trained at least one step, in order.
+        stopped_in_stage: The stage the time budget stopped the run in, or ``None``.
         resumed_from_epoch: Epochs already done in the checkpoint this run resumed from, or ``None``.
         seconds: Wall-clock seconds of this call.
     """
@@ -60,6 +63,8 @@ class TrainResult:
     best_epoch: int | None = None
     best: dict[str, float] | None = None
     stop_reason: str = "completed"
+    stages_run: list[str] = field(default_factory=list)
+    stopped_in_stage: str | None = None
     resumed_from_epoch: int | None = None
     seconds: float = 0.0
 
@@ -259,6 +264,11 @@ class TrainingLoop:
         self.epoch, self.serial, self.done = state["epoch"], state["serial"], state["done"]
         self.result.history = state["history"]
         self.result.resumed_from_epoch = self.epoch
+        if not self.done:
+            stage = self.stages[self.stage]
+            note(f"resuming from epoch {self.epoch + 1} (stage {stage.name}, epoch {self.stage_epoch + 1}/"
+                 f"{stage.epochs}) from the checkpoint in {self.context.work_dir / CHECKPOINT_DIR}",
+                 enabled=self.context.progress and self.accelerator.is_main_process)
         if state["optimizer"] is not None:
             self.optimizer_saved = (state["optimizer"], tensors)
 
@@ -291,5 +301,9 @@ class TrainingLoop:
         for param in self.net.parameters():
             param.requires_grad_(True)
         self.result.stop_reason = reason or "completed"
+        ran = {record["stage"] for record in self.result.history}
+        self.result.stages_run = [stage.name for stage in self.stages if stage.name in ran]
+        if reason == "max_time":
+            self.result.stopped_in_stage = self.stages[self.stage].name
         self.result.seconds = time.monotonic() - self.started
         self.accelerator.free_memory()

@@ -174,7 +174,8 @@ def rank_backbones(dataset: Dataset, backbones: Sequence[str | Backbone], *, sco
     rows = []
     for net in nets:
         started = time.perf_counter()
-        features = extract_features(net, dataset, cache=cache, batch_size=batch_size, progress=progress)
+        features = extract_features(net, dataset, cache=cache, batch_size=batch_size, progress=progress,
+                                    label="rank")
         feature_seconds = time.perf_counter() - started
         probs = source_probabilities(net, features)
         names = wanted
