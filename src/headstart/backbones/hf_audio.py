@@ -93,10 +93,11 @@ class TransformerAudioBackbone(AudioBackbone):
         the rest (final norm)."""
         return stacked_layer_groups(self.module, _AUDIO_BOTTOM)
 
-    def embed(self, items: Sequence[Any], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+    def embed(self, items: Sequence[Any], *, batch_size: int = 64, progress: bool = False, label: str = ""
+              ) -> np.ndarray:
         """Frozen embeddings ``[len(items), feature_dim]``; clips go one at a time to models that take no
         attention mask, so a clip's features never depend on the other clips of its batch."""
-        return super().embed(items, batch_size=batch_size if self.uses_mask else 1, progress=progress)
+        return super().embed(items, batch_size=batch_size if self.uses_mask else 1, progress=progress, label=label)
 
 
 def is_audio_folder(folder: Path) -> bool:
