@@ -43,12 +43,21 @@ from headstart.strategies import STRATEGIES, TrainedStrategy, get_strategy, regi
 from headstart.strategies.base import head_stage
 from headstart.training import FitContext, HeadFirstConfig, Stage
 from headstart.transferability.scores import SCORES
-from training_support import TinyImageBackbone, TinyTextBackbone, color_images, sentiment_texts, state
+from training_support import (
+    TinyAudioBackbone,
+    TinyImageBackbone,
+    TinyTextBackbone,
+    color_images,
+    sentiment_texts,
+    state,
+    tone_clips,
+)
 
 #: Per modality: a tiny backbone and a tiny separable data set of that modality.
 TINY: dict[str, tuple[Callable[[], Backbone], Callable[[int], Dataset]]] = {
     "image": (TinyImageBackbone, color_images),
     "text": (TinyTextBackbone, sentiment_texts),
+    "audio": (TinyAudioBackbone, tone_clips),
 }
 
 #: Settings that cut any strategy's fit to a step or two; each strategy gets the ones it has.
@@ -391,7 +400,8 @@ OFFLINE_REFERENCES = {"timm:": "tiny_timm_ref", "hf:": "tiny_hf_ref", "ckpt:": "
 
 RNG = np.random.default_rng(0)
 SAMPLES = {"image": [RNG.integers(0, 256, size=(12, 12, 3), dtype=np.uint8) for _ in range(3)],
-           "text": ["a cat sat on the mat", "stocks fell sharply on monday", "the"]}
+           "text": ["a cat sat on the mat", "stocks fell sharply on monday", "the"],
+           "audio": tone_clips(3).items}
 
 
 def offline_reference(name: str, request: pytest.FixtureRequest) -> str:

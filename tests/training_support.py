@@ -83,6 +83,40 @@ class TinyTextBackbone(Backbone):
         return [self.module.embeddings, *self.module.encoder.layer]
 
 
+class TinyAudioBackbone(Backbone):
+    """1-D conv + BatchNorm blocks over 400-sample waveforms (in-memory float arrays), mean-pooled, then a linear
+    projection (what LoRA adapts on audio encoders)."""
+
+    ref = "test-tiny-audio"
+    modality = "audio"
+    feature_dim = 8
+
+    def __init__(self, seed: int = 0) -> None:
+        from headstart.backbones.audio import AudioPreprocess
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.module = nn.Sequential(
+                nn.Sequential(nn.Conv1d(1, 8, 9, stride=4), nn.BatchNorm1d(8), nn.ReLU()),
+                nn.Sequential(nn.Conv1d(8, 8, 5, stride=2), nn.ReLU()),
+                nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(8, 8))
+        self.preprocess = AudioPreprocess(sample_rate=16000)
+
+    def collate(self, items: Sequence[Any], *, augment: str = "off") -> torch.Tensor:
+        return torch.from_numpy(np.stack([np.asarray(i, dtype=np.float32) for i in items]))[:, None, :]
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.module(batch)
+
+    def layer_groups(self) -> list[nn.Module]:
+        return [self.module[0], self.module[1], self.module[4]]
+
+
+@register_backbone("test-tiny-audio", modality="audio", offline=True, description="test fixture")
+def _tiny_audio(argument: str | None, preprocess: dict[str, Any] | None) -> TinyAudioBackbone:
+    return TinyAudioBackbone()
+
+
 @register_backbone("test-tiny-image", modality="image", offline=True, description="test fixture")
 def _tiny_image(argument: str | None, preprocess: dict[str, Any] | None) -> TinyImageBackbone:
     return TinyImageBackbone()
@@ -115,6 +149,16 @@ def sentiment_texts(n: int, seed: int = 0) -> Dataset:
         texts.append(" ".join(words))
         labels.append(label)
     return Dataset(texts, np.array(labels), ["neg", "pos"], "text")
+
+
+def tone_clips(n: int, seed: int = 0) -> Dataset:
+    """``n`` noisy 400-sample tones whose pitch (low, mid, high) is the class."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 3
+    t = np.arange(400) / 16000
+    clips = [(np.sin(2 * np.pi * (300 + 900 * label) * t) + 0.3 * rng.normal(size=400)).astype(np.float32)
+             for label in labels]
+    return Dataset(clips, labels, ["low", "mid", "high"], "audio")
 
 
 def state(module: nn.Module) -> dict[str, torch.Tensor]:
