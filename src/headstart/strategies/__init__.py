@@ -3,7 +3,16 @@
 Each strategy is one module that registers itself; adding one is a new module plus one import line here.
 """
 
-from headstart.strategies import finetune, gradual, linear, lora, lpft, prototypes, scratch  # noqa: F401  (registration)
+from headstart.strategies import (  # noqa: F401  (registration)
+    contrastive,
+    finetune,
+    gradual,
+    linear,
+    lora,
+    lpft,
+    prototypes,
+    scratch,
+)
 from headstart.strategies.base import (
     STRATEGIES,
     Strategy,

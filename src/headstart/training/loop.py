@@ -37,7 +37,7 @@ from headstart.training.checkpoint import (
 )
 from headstart.training.config import TrainingConfig
 from headstart.training.context import FitContext
-from headstart.training.network import Classifier, Regularizer
+from headstart.training.network import Classifier, Criterion, Regularizer
 from headstart.training.processes import all_sum
 from headstart.training.seeding import preserved_global_rng, seed_epoch
 from headstart.training.stages import LayerGroups, Stage, set_train_mode
@@ -73,10 +73,10 @@ class TrainResult:
         return asdict(self)
 
 
-def train(backbone: Backbone, head: nn.Linear, train_data: Dataset, val_data: Dataset | None,
+def train(backbone: Backbone, head: nn.Module, train_data: Dataset, val_data: Dataset | None,
           stages: list[Stage], config: TrainingConfig, context: FitContext, *, run_key: dict[str, Any],
-          trainable: Callable[[str], bool] | None = None, regularizer: Regularizer | None = None
-          ) -> TrainResult:
+          trainable: Callable[[str], bool] | None = None, regularizer: Regularizer | None = None,
+          criterion: Criterion | None = None) -> TrainResult:
     """Train ``backbone.module`` and ``head`` in place through ``stages``; the best epoch's weights are kept.
 
     Args:
@@ -93,13 +93,15 @@ def train(backbone: Backbone, head: nn.Linear, train_data: Dataset, val_data: Da
         trainable: Restricts which backbone parameters (by name in ``backbone.module``) may train, e.g. only
             LoRA adapters; ``None`` lets every parameter of a trained group train.
         regularizer: Extra loss term computed from the network each step (L2-SP).
+        criterion: The loss of a batch's outputs and labels, instead of cross-entropy on the head's logits
+            (e.g. a contrastive loss on embeddings, with an identity head); train accuracy is then not recorded.
 
     Returns:
         The history and the outcome. Raises :class:`~headstart.training.checkpoint.CheckpointMismatchError`
         if the working folder holds a checkpoint of a different run.
     """
     loop = TrainingLoop(Classifier(backbone, head), train_data, val_data, stages, config, context, run_key,
-                        trainable, regularizer)
+                        trainable, regularizer, criterion)
     return loop.fit()
 
 
@@ -121,7 +123,8 @@ class TrainingLoop:
 
     def __init__(self, net: Classifier, train_data: Dataset, val_data: Dataset | None, stages: list[Stage],
                  config: TrainingConfig, context: FitContext, run_key: dict[str, Any],
-                 trainable: Callable[[str], bool] | None, regularizer: Regularizer | None) -> None:
+                 trainable: Callable[[str], bool] | None, regularizer: Regularizer | None,
+                 criterion: Criterion | None = None) -> None:
         from accelerate import Accelerator
 
         tune_runtime()
@@ -130,6 +133,8 @@ class TrainingLoop:
         # Stages without epochs change nothing; dropping them keeps stage indices in checkpoints meaningful.
         self.stages = [stage for stage in stages if stage.epochs > 0]
         self.trainable, self.regularizer = trainable, regularizer
+        self.criterion = criterion or nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+        self.counts_correct = criterion is None
         self.accelerator = Accelerator(cpu=not torch.cuda.is_available(),
                                        mixed_precision=_mixed_precision(config.precision))
         self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
@@ -225,13 +230,12 @@ class TrainingLoop:
         from accelerate.utils import send_to_device
 
         set_train_mode(self.net)
-        loss_fn = nn.CrossEntropyLoss(label_smoothing=self.config.label_smoothing)
         loss_sum = correct = count = 0.0
         for batch, labels in loader:
             self._call("on_step_start")
             batch, labels = send_to_device(batch, self.accelerator.device), labels.to(self.accelerator.device)
             logits = model(batch)
-            loss = loss_fn(logits.float(), labels)
+            loss = self.criterion(logits.float(), labels)
             objective = loss if self.regularizer is None else loss + self.regularizer(self.net)
             self.optimizer.zero_grad(set_to_none=True)
             self.accelerator.backward(objective)
@@ -241,7 +245,7 @@ class TrainingLoop:
             self.optimizer.step()
             self.stage_step += 1
             loss_sum += loss.item() * len(labels)
-            correct += (logits.argmax(1) == labels).sum().item()
+            correct += (logits.argmax(1) == labels).sum().item() if self.counts_correct else float("nan")
             count += len(labels)
             self.running_loss = loss_sum / count
             self._call("on_step_end")

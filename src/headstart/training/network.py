@@ -11,6 +11,8 @@ from torch import nn
 from headstart.backbones.base import Backbone
 
 Regularizer = Callable[["Classifier"], torch.Tensor]
+#: A batch's loss from the network's outputs and the labels (cross-entropy on logits unless a strategy says).
+Criterion = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class Classifier(nn.Module):
@@ -21,7 +23,7 @@ class Classifier(nn.Module):
         head: Linear layer on the backbone's features.
     """
 
-    def __init__(self, backbone: Backbone, head: nn.Linear) -> None:
+    def __init__(self, backbone: Backbone, head: nn.Module) -> None:
         super().__init__()
         self.body = backbone.module
         self.head = head

@@ -1,0 +1,103 @@
+"""Contrastive fine-tuning for few-shot data (as SetFit, Tunstall et al. 2022, and FastFit, Yehudai & Bendel
+2024, do for sentence encoders): first pull the embeddings of examples of the same class together and push other
+classes apart with a supervised contrastive loss over each batch (Khosla et al. 2020), then fit the linear probe
+on the tuned embeddings.
+
+Every batch of the shared training loop compares all its examples with each other (in-batch positives and
+negatives), so the work is linear in the number of steps, and the steps grow linearly with the data up to a
+cap: no list of O(n^2) pairs is ever built (SetFit's pair generation runs out of memory on a few thousand
+examples).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any, ClassVar
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from headstart.backbones import Backbone
+from headstart.data import Dataset
+from headstart.model import TransferModel
+from headstart.progress import status
+from headstart.strategies.base import TrainedStrategy, register_strategy, run_key, trained_model
+from headstart.strategies.linear import fit_linear_head, head_fit_status
+from headstart.training import FitContext, Stage, TrainingConfig, train
+
+
+class ContrastiveConfig(TrainingConfig):
+    """Settings of contrastive fine-tuning; the number of steps follows the data size (``passes``) within
+    ``min_steps`` and ``max_steps``, unless ``epochs`` is given."""
+
+    strategy_defaults: ClassVar[dict[str, Any]] = {"layer_decay": 1.0, "augment": "off"}
+
+    min_steps: int = Field(20, ge=0, description="Fewest optimisation steps of the contrastive stage.")
+    max_steps: int = Field(300, ge=1, description="Most optimisation steps of the contrastive stage (keeps the "
+                                                  "cost linear and bounded on larger data).")
+    passes: float = Field(20.0, gt=0, description="Passes over the training data the contrastive stage aims "
+                                                  "at, within min_steps..max_steps.")
+    temperature: float = Field(0.07, gt=0, description="Temperature of the supervised contrastive loss.")
+    probe_c: float | None = Field(None, gt=0, description="C of the final linear probe; None chooses it by "
+                                                          "cross-validation.")
+
+
+def supervised_contrastive_loss(features: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Khosla et al.'s SupCon loss of one batch: for every example with another of its class in the batch, the
+    mean negative log-probability of those positives among all other examples, by cosine similarity /
+    ``temperature``.
+
+    Example:
+        >>> supervised_contrastive_loss(torch.randn(8, 4), torch.tensor([0, 0, 1, 1, 2, 2, 3, 3]), 0.1)
+    """
+    unit = nn.functional.normalize(features, dim=1)
+    logits = unit @ unit.T / temperature
+    self_mask = torch.eye(len(labels), dtype=torch.bool, device=features.device)
+    logits = logits.masked_fill(self_mask, float("-inf"))
+    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    positives = (labels[:, None] == labels[None, :]) & ~self_mask
+    anchors = positives.any(dim=1)
+    if not anchors.any():  # no two examples of one class in this batch: nothing to pull together
+        return features.sum() * 0.0
+    per_anchor = -log_prob.masked_fill(~positives, 0.0).sum(dim=1) / positives.sum(dim=1).clamp(min=1)
+    return per_anchor[anchors].mean()
+
+
+@register_strategy("contrastive")
+class Contrastive(TrainedStrategy):
+    """Few-shot: supervised contrastive fine-tuning of the backbone on in-batch pairs, then the linear probe on
+    the tuned embeddings (SetFit-style, bounded steps, no pair list)."""
+
+    config_class = ContrastiveConfig
+    # SetFit selects nothing on validation data either: few-shot data is too small to spare a split.
+    uses_validation = False
+
+    def resolve(self, modality: str, n_examples: int) -> Any:
+        cfg = self.config.resolve(modality, None, self.name)
+        if self.config.epochs is not None:
+            return cfg
+        per_epoch = max(math.ceil(n_examples / cfg.batch_size), 1)
+        steps = min(cfg.max_steps, max(cfg.min_steps, math.ceil(cfg.passes * n_examples / cfg.batch_size)))
+        return cfg.model_copy(update={"epochs": max(math.ceil(steps / per_epoch), 1)})
+
+    def stages(self, backbone: Backbone, cfg: Any) -> list[Stage]:
+        return [Stage("contrastive", cfg.epochs, None, cfg.lr, cfg.layer_decay)]
+
+    def fit(self, backbone: Backbone, train_data: Dataset, val: Dataset | None, context: FitContext
+            ) -> TransferModel:
+        cfg = self.resolve(backbone.modality, len(train_data))
+        tuned = copy.deepcopy(backbone)
+        stages = self.stages(tuned, cfg)
+        result = train(tuned, nn.Identity(), train_data, None, stages, cfg, context,
+                       run_key=run_key(self, cfg),
+                       criterion=lambda outputs, labels: supervised_contrastive_loss(outputs, labels, cfg.temperature))
+        features = tuned.embed(train_data.items, batch_size=cfg.batch_size, progress=context.progress,
+                               label="train")
+        with status(head_fit_status(cfg.probe_c, 12, 5), enabled=context.progress):
+            head, probe = fit_linear_head(features, train_data.labels, len(train_data.class_names), c=cfg.probe_c,
+                                          seed=context.seed)
+        return trained_model(self, tuned, head.float(), train_data, cfg, result, context,
+                             extra_config={"probe_C": probe["C"]},
+                             extra_metrics={"stages": [s.name for s in stages], "probe": probe})
