@@ -92,7 +92,7 @@ def partial_path(out: str | Path) -> Path:
     return out.with_name(out.name + ".partial")
 
 
-def check_output(out: str | Path, *, force: bool, protected: Iterable[str | Path] = ()) -> Path:
+def check_output(out: str | Path, *, force: bool, protected: Iterable[Any] = ()) -> Path:
     """Fail early, with the reason, if a run must not or cannot write ``out``; returns it as a Path.
 
     Refused: ``out`` (or its working folder) being, holding or lying inside any ``protected`` path (the
@@ -103,7 +103,8 @@ def check_output(out: str | Path, *, force: bool, protected: Iterable[str | Path
     Args:
         out: The output folder.
         force: Whether an existing headstart output may be replaced.
-        protected: Input data paths (files or folders) that no output may touch.
+        protected: Input data paths (files or folders) that no output may touch; other values (data in
+            memory) are ignored.
 
     Raises:
         OutputPathError: ``out`` is unsafe or unwritable.
@@ -116,8 +117,9 @@ def check_output(out: str | Path, *, force: bool, protected: Iterable[str | Path
         raise OutputPathError(f"--out {out} is the current folder or holds it; choose a new folder for the "
                               "output, e.g. --out runs/model")
     for data in protected:
-        _refuse_overlap(out, target, Path(data).expanduser().resolve())
-        _refuse_overlap(out, partial_path(target), Path(data).expanduser().resolve())
+        if isinstance(data, (str, os.PathLike)):
+            _refuse_overlap(out, target, Path(data).expanduser().resolve())
+            _refuse_overlap(out, partial_path(target), Path(data).expanduser().resolve())
     if target.exists():
         if not target.is_dir():
             raise OutputExistsError(f"output path {out} is a file; choose a folder path with --out")
@@ -168,8 +170,9 @@ class WorkFolder:
         out: The output folder the run publishes into.
         kind: What the folder will hold (``"model"``, ``"rank"``, ``"compare"``), recorded in its marker.
         force: Whether an existing headstart output may be replaced.
-        protected: Input data paths that no output may touch.
-        lock: Take the lock (ranks other than 0 of a torchrun launch share rank 0's folder and do not).
+        protected: Input data paths that no output may touch (anything else, e.g. in-memory data, is ignored).
+
+    Ranks other than 0 of a torchrun launch share rank 0's folder and take no lock.
 
     Example:
         >>> with WorkFolder("runs/model", kind="model", force=False, protected=["data/"]) as work:
@@ -177,8 +180,7 @@ class WorkFolder:
         ...     work.publish()
     """
 
-    def __init__(self, out: str | Path, *, kind: str, force: bool, protected: Iterable[str | Path] = (),
-                 lock: bool = True) -> None:
+    def __init__(self, out: str | Path, *, kind: str, force: bool, protected: Iterable[Any] = ()) -> None:
         self.out = check_output(out, force=force, protected=protected)
         self.kind = kind
         self.force = force
@@ -189,9 +191,9 @@ class WorkFolder:
         except OSError as err:
             raise OutputPathError(f"cannot create the working folder {self.path} ({err.strerror}); choose a "
                                   "writable --out") from None
-        self._lock_fd = _acquire_lock(self.path) if lock else None
+        self._lock_fd = _acquire_lock(self.path) if is_main_process() else None
 
-    def check(self, protected: Iterable[str | Path]) -> None:
+    def check(self, protected: Iterable[Any]) -> None:
         """Check ``out`` again against input paths known only after loading (e.g. the images a CSV lists)."""
         check_output(self.out, force=self.force, protected=protected)
 
@@ -222,6 +224,15 @@ class WorkFolder:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def work_folder(out: str | Path | None, *, kind: str, force: bool, protected: Iterable[Any] = ()
+                ) -> contextlib.AbstractContextManager[WorkFolder | None]:
+    """A :class:`WorkFolder` for ``out``, or (without ``out``) a block that yields ``None``: the run writes
+    nothing."""
+    if out is None:
+        return contextlib.nullcontext()
+    return WorkFolder(out, kind=kind, force=force, protected=protected)
 
 
 def _acquire_lock(folder: Path) -> int:

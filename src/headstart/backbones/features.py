@@ -8,6 +8,7 @@ is loaded is what was stored; a cache folder that cannot be written only means n
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -19,7 +20,7 @@ import numpy as np
 from headstart.backbones.base import Backbone
 from headstart.data.base import Dataset
 from headstart.errors import HeadstartWarning
-from headstart.io import default_cache_dir
+from headstart.io import caching, default_cache_dir
 
 
 class FeatureCache:
@@ -81,6 +82,11 @@ class FeatureCache:
             self.writable = False
             warnings.warn(f"cannot write to the cache folder {self.root} ({err.strerror or err}); features are "
                           "not cached", HeadstartWarning, stacklevel=3)
+
+
+def cache_scope(cache: FeatureCache | None) -> contextlib.AbstractContextManager[None]:
+    """A block within which exported ONNX graphs go where ``cache`` keeps features (nowhere without one)."""
+    return caching(cache.root if cache is not None else None)
 
 
 def extract_features(backbone: Backbone, dataset: Dataset, *, cache: FeatureCache | None = None,
