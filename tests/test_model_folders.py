@@ -108,8 +108,10 @@ BROKEN = {
     "negative temperature": (lambda f: _edit_config(f, lambda c: c.update(temperature=-1.0)), "temperature"),
     "zero crop_pct": (lambda f: _edit_config(f, lambda c: c["backbone"]["preprocess"].update(crop_pct=0)),
                       "crop_pct"),
+    "zero input_size": (lambda f: _edit_config(f, lambda c: c["backbone"]["preprocess"].update(input_size=0)),
+                        "input_size must be a positive"),
     "huge input_size": (lambda f: _edit_config(f, lambda c: c["backbone"]["preprocess"].update(input_size=100000)),
-                        "input_size must be 16..1024"),
+                        "input_size must be at most 1024"),
 }
 
 

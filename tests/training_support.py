@@ -84,12 +84,14 @@ class TinyTextBackbone(Backbone):
 
 
 @register_backbone("test-tiny-image", modality="image", offline=True, description="test fixture")
-def _tiny_image(argument: str | None, preprocess: dict[str, Any] | None) -> TinyImageBackbone:
+def _tiny_image(argument: str | None, preprocess: dict[str, Any] | None, *, pretrained: bool = True,
+                allow_download: bool = True) -> TinyImageBackbone:
     return TinyImageBackbone()
 
 
 @register_backbone("test-tiny-text", modality="text", offline=True, description="test fixture")
-def _tiny_text(argument: str | None, preprocess: dict[str, Any] | None) -> TinyTextBackbone:
+def _tiny_text(argument: str | None, preprocess: dict[str, Any] | None, *, pretrained: bool = True,
+               allow_download: bool = True) -> TinyTextBackbone:
     return TinyTextBackbone()
 
 

@@ -128,8 +128,12 @@ def saved_backbone(folder: str | Path, config: dict[str, Any], tensors: dict[str
     stored = config.get("backbone_stored", config["backbone_trained"])
     architecture = saved.get("architecture") or saved["ref"]
     if stored:
-        backbone = create_backbone(architecture, preprocess=preprocess or saved["preprocess"], pretrained=False,
-                                   allow_download=allow_download)
+        try:
+            backbone = create_backbone(architecture, preprocess=preprocess or saved["preprocess"], pretrained=False,
+                                       allow_download=allow_download)
+        except BackboneError as err:  # e.g. the hf: folder whose tokenizer and config the network needs
+            raise ModelFileError(f"the model in {folder} holds its backbone's weights, but building the network "
+                                 f"needs {architecture}: {err}") from None
         state = {k.removeprefix("backbone."): v for k, v in tensors.items() if k.startswith("backbone.")}
         try:
             if as_source or not config["backbone_trained"]:

@@ -22,7 +22,7 @@ from headstart.backbones.base import Backbone, ImagePreprocess, SourceHead, rest
 from headstart.backbones.engine import OnnxEngine, tune_runtime
 from headstart.backbones.references import register_backbone
 from headstart.data.image_io import open_image
-from headstart.errors import BackboneError
+from headstart.errors import BackboneError, HeadstartWarning
 from headstart.progress import track
 
 AUGMENT_PRESETS = ("off", "light", "strong")
@@ -172,7 +172,8 @@ class TimmBackbone(Backbone):
                 engine = OnnxEngine(self.module, torch.zeros(1, 3, size, size), key=self.fingerprint())
             except Exception as err:  # any exporter/runtime failure: PyTorch gives the same features
                 self._onnx_failed = True
-                warnings.warn(f"ONNX export of {self.ref} failed ({err}); using PyTorch", stacklevel=3)
+                warnings.warn(f"ONNX export of {self.ref} failed ({err}); using PyTorch", HeadstartWarning,
+                              stacklevel=3)
                 return None
             self._onnx = (version, engine)
         return self._onnx[1]
