@@ -11,7 +11,6 @@ import pytest
 
 from headstart.errors import OutputExistsError, OutputLockedError, OutputPathError
 from headstart.io import (
-    LOCK_FILE,
     OUTPUT_MARKER,
     WorkFolder,
     check_output,
@@ -20,6 +19,7 @@ from headstart.io import (
     write_bytes,
     write_json,
 )
+from headstart.locks import LOCK_FILE
 
 
 def test_existing_output_is_refused_without_force(tmp_path):

@@ -1,12 +1,12 @@
-"""Files and folders: output folders that are never clobbered nor left half-written, atomic writes, locks,
-the cache folder, and which process writes.
+"""Files and folders: output folders that are never clobbered nor left half-written, atomic writes, the cache
+folder, and which process writes.
 
 A run works in ``<out>.partial/`` (checkpoints live there, so an interrupted run resumes from it), holding a
-lock on it so that a second run with the same ``out`` stops at once instead of mixing its files in. When it
-is done, the finished folder replaces ``<out>`` in one rename. Every published folder carries a marker file
-(``.headstart-output``); an existing ``<out>`` is replaced only with ``force`` and only if headstart wrote it,
-and never when it is, holds or lies inside the input data. The old one is removed only after the new one is in
-place.
+lock on it (:mod:`headstart.locks`) so that a second run with the same ``out`` stops at once instead of mixing
+its files in. When it is done, the finished folder replaces ``<out>`` in one rename. Every published folder
+carries a marker file (``.headstart-output``); an existing ``<out>`` is replaced only with ``force`` and only
+if headstart wrote it, and never when it is, holds or lies inside the input data. The old one is removed only
+after the new one is in place.
 """
 
 from __future__ import annotations
@@ -15,9 +15,7 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import tempfile
-import time
 from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
 from pathlib import Path
@@ -26,18 +24,11 @@ from typing import Any
 import numpy as np
 
 from headstart import __version__
-from headstart.errors import OutputExistsError, OutputLockedError, OutputPathError
-
-try:  # POSIX
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
-    import msvcrt
+from headstart.errors import OutputExistsError, OutputPathError
+from headstart.locks import LOCK_FILE, lock_folder
 
 #: Written into every folder headstart publishes; ``force`` replaces only folders that carry it.
 OUTPUT_MARKER = ".headstart-output"
-#: The lock file inside a working folder: the pid and host of the run writing there.
-LOCK_FILE = ".lock"
 # What headstart wrote into output folders before the marker existed; a folder holding nothing else is
 # recognised as one of its outputs.
 _UNMARKED_OUTPUT_FILES = {"config.json", "model.safetensors", "metrics.json", "report.html", "rank.json",
@@ -191,7 +182,7 @@ class WorkFolder:
         except OSError as err:
             raise OutputPathError(f"cannot create the working folder {self.path} ({err.strerror}); choose a "
                                   "writable --out") from None
-        self._lock_fd = _acquire_lock(self.path) if is_main_process() else None
+        self._lock_fd = lock_folder(self.path) if is_main_process() else None
 
     def check(self, protected: Iterable[Any]) -> None:
         """Check ``out`` again against input paths known only after loading (e.g. the images a CSV lists)."""
@@ -233,81 +224,6 @@ def work_folder(out: str | Path | None, *, kind: str, force: bool, protected: It
     if out is None:
         return contextlib.nullcontext()
     return WorkFolder(out, kind=kind, force=force, protected=protected)
-
-
-def _acquire_lock(folder: Path) -> int:
-    """An open descriptor of ``folder/.lock``, locked exclusively, with this process's pid and host in it."""
-    path = folder / LOCK_FILE
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-        if not _try_lock(fd):
-            holder = _read_holder(fd)
-            os.close(fd)
-            raise OutputLockedError(f"{folder} is in use by another headstart run ({_describe(holder)}); wait "
-                                    f"for it to finish, stop it, or choose another --out")
-        # The holder may have removed or replaced the file between our open and our lock: then the lock is on
-        # a file nobody else will look at, so start over with the one now at the path.
-        try:
-            same = os.path.samestat(os.fstat(fd), os.stat(path))
-        except FileNotFoundError:
-            same = False
-        if same:
-            break
-        os.close(fd)
-    holder = _read_holder(fd)
-    if _alive_elsewhere(holder):
-        # The lock itself is free but a live process wrote the file: a file system without working locks.
-        os.close(fd)
-        raise OutputLockedError(f"{folder} is in use by another headstart run ({_describe(holder)}); wait for "
-                                f"it to finish or choose another --out (if no such run exists, delete {path})")
-    record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}).encode()
-    os.ftruncate(fd, 0)
-    os.lseek(fd, 0, os.SEEK_SET)
-    os.write(fd, record)
-    return fd
-
-
-def _try_lock(fd: int) -> bool:
-    try:
-        if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        else:  # pragma: no cover - Windows
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-    except OSError:
-        return False
-    return True
-
-
-def _read_holder(fd: int) -> dict[str, Any]:
-    try:
-        os.lseek(fd, 0, os.SEEK_SET)
-        holder = json.loads(os.read(fd, 4096) or b"{}")
-    except ValueError:
-        return {}
-    return holder if isinstance(holder, dict) else {}
-
-
-def _alive_elsewhere(holder: dict[str, Any]) -> bool:
-    """Whether ``holder`` names a live process other than this one on this host (a dead one's lock is stale)."""
-    pid = holder.get("pid")
-    if not isinstance(pid, int) or pid == os.getpid() or holder.get("host") != socket.gethostname():
-        return False
-    if fcntl is None:  # pragma: no cover - os.kill(pid, 0) terminates the process on Windows
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, owned by someone else
-        return True
-    return True
-
-
-def _describe(holder: dict[str, Any]) -> str:
-    if "pid" not in holder:
-        return "a process that has not written its pid yet"
-    started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.get("started", 0)))
-    return f"pid {holder['pid']} on {holder.get('host', '?')}, started {started}"
 
 
 def publish(partial: str | Path, out: str | Path, *, force: bool) -> Path:

@@ -123,15 +123,15 @@ def load_checkpoint(folder: Path, fingerprint: str) -> tuple[dict[str, Any], dic
 
 
 def discard_damaged_checkpoint(folder: Path) -> bool:
-    """Remove the checkpoint in ``folder`` if it cannot be read (what ``fit --force`` does before training);
-    returns whether it did, with a warning."""
+    """Remove the checkpoint in ``folder`` if it cannot be read (``fit --force`` starts over from it); returns
+    whether it did, with a warning."""
     if not (folder / STATE_FILE).is_file():
         return False
     try:
         state = _read_state(folder)
         load_file(str(folder / state["tensors"]))
     except (CheckpointDamagedError, KeyError, TypeError, OSError, SafetensorError) as err:
-        shutil.rmtree(folder)
+        shutil.rmtree(folder, ignore_errors=True)  # every process of a torchrun launch may get here
         warnings.warn(f"removed the damaged checkpoint in {folder} ({err}); training starts over",
                       HeadstartWarning, stacklevel=2)
         return True
