@@ -99,19 +99,19 @@ BROKEN = {
     "truncated weights": (lambda f: (f / "model.safetensors").write_bytes((f / "model.safetensors").read_bytes()[:-9]),
                           "model.safetensors is not a readable safetensors file"),
     "invalid config": (lambda f: (f / "config.json").write_text('{"format_version": 1,'), "config.json is not valid"),
-    "missing key": (lambda f: _edit_config(f, lambda c: c.pop("class_names")), "lacks class_names"),
+    "missing key": (lambda f: _edit_config(f, lambda c: c.pop("class_names")), "lacks or has invalid class_names"),
     "class count": (lambda f: _edit_config(f, lambda c: c["class_names"].append("extra")), "4 classes"),
     "feature size": (lambda f: _edit_config(f, lambda c: c.update(feature_dim=7)), "7 features"),
     "duplicate classes": (lambda f: _edit_config(f, lambda c: c.update(class_names=["a", "a", "b"])),
-                          "more than once: a"),
+                          "class_names \\(two or more distinct names\\)"),
     "zero temperature": (lambda f: _edit_config(f, lambda c: c.update(temperature=0)), "temperature"),
     "negative temperature": (lambda f: _edit_config(f, lambda c: c.update(temperature=-1.0)), "temperature"),
     "zero crop_pct": (lambda f: _edit_config(f, lambda c: c["backbone"]["preprocess"].update(crop_pct=0)),
                       "crop_pct"),
     "zero input_size": (lambda f: _edit_config(f, lambda c: c["backbone"]["preprocess"].update(input_size=0)),
-                        "input_size must be a positive"),
+                        "input_size 0 is outside"),
     "huge input_size": (lambda f: _edit_config(f, lambda c: c["backbone"]["preprocess"].update(input_size=100000)),
-                        "input_size must be at most 1024"),
+                        "input_size 100000 is outside"),
 }
 
 

@@ -46,9 +46,8 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
         backbone: A reference (``headstart backbones``) or a built backbone; default: the modality's bundled one;
             ``"auto"``: the bundled one with the best LogME on the training split (``metrics["backbone_ranking"]``).
         strategy: How to transfer: ``linear`` (frozen features + logistic regression), ...
-        out, force: Folder to write the model, metrics and report to (atomically; never the data, a folder
-            holding it or inside it); ``None`` keeps the model in memory only. ``force`` replaces an existing
-            ``out`` headstart wrote, and restarts from a damaged checkpoint in ``<out>.partial``.
+        out, force: Folder to write the model, metrics and report to (atomically; never the data, around or in
+            it; ``None``: in memory only); ``force`` replaces one headstart wrote, or a damaged checkpoint.
         seed: Random seed for splits and training.
         val_fraction: Validation share of the training data when a strategy needs one and the data has none.
         test_fraction: Share held out (stratified) for the final test when the data has no test split.
@@ -113,8 +112,7 @@ def _skip_bad(skip_bad_files: bool, skip_bad_images: bool | None) -> bool:
 
 
 def _publish_fit(model: TransferModel, splits: DataSplits, workdir: Path, work: WorkFolder | None) -> None:
-    """Save the model and its report into the work folder and publish it, or drop the temporary working folder
-    of a run without ``out``."""
+    """Save the model and its report into the work folder and publish it (without ``out``: drop the temp folder)."""
     if work is None:
         shutil.rmtree(workdir, ignore_errors=True)
     elif is_main_process():  # under torchrun the other ranks leave the shared folder to rank 0
@@ -125,13 +123,8 @@ def _publish_fit(model: TransferModel, splits: DataSplits, workdir: Path, work: 
 
 
 def load(folder: str | Path, *, allow_download: bool = False) -> TransferModel:
-    """Load a model saved by :func:`fit` (or :meth:`TransferModel.save`).
-
-    Args:
-        folder: The model folder.
-        allow_download: Let a backbone the folder does not hold be downloaded (only folders written by older
-            versions lack their hub backbone's weights); by default only what the folder holds is read.
-    """
+    """Load a model saved by :func:`fit` (or :meth:`TransferModel.save`), reading only what its folder holds
+    unless ``allow_download`` (older folders may name a hub backbone whose weights they lack)."""
     return TransferModel.load(folder, allow_download=allow_download)
 
 
@@ -185,14 +178,8 @@ def predict(model: TransferModel | str | Path, inputs: Sequence[Any], *, top_k: 
             progress: bool = False, allow_download: bool = False) -> list[dict[str, Any]]:
     """Predictions for raw inputs: image paths or folders, or texts (or a ``.txt``/CSV of texts).
 
-    Args:
-        model: A model or its folder.
-        inputs: For an image model, image files or folders; for a text model, texts, ``.txt`` files (one text
-            per line) or tables with a text column. Any other existing file is refused, not read as a text.
-        top_k: How many classes to return per input.
-        batch_size: Examples per forward pass.
-        progress: Show a progress bar.
-        allow_download: As for :func:`load`.
+    A text model refuses an existing file other than a ``.txt`` or table rather than classify its path;
+    ``allow_download`` is as for :func:`load`.
 
     Returns:
         One dict per example: ``input``, ``label``, ``confidence`` and, for ``top_k > 1``, ``top`` — a list of
