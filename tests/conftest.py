@@ -41,7 +41,7 @@ def bundled_weights_only_in_e2e(request: pytest.FixtureRequest, monkeypatch: pyt
         return
     from headstart.backbones import BACKBONES
 
-    def refuse(argument: str | None, preprocess: dict | None) -> None:
+    def refuse(argument: str | None, preprocess: dict | None, **options: bool) -> None:
         raise AssertionError("this test loads bundled weights: mark it @pytest.mark.e2e or use a tiny backbone")
 
     for name, spec in BACKBONES.items():

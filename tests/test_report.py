@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 import pytest
 
 import headstart
 from headstart.backbones.base import Backbone
+from headstart.errors import HeadstartWarning
 from headstart.reports.fit import fit_report
 from headstart.reports.ranking import rank_report
 from headstart.reports.study import compare_report
@@ -81,3 +83,65 @@ def test_fit_report_shows_small_settings_and_why_training_stopped(image_folder: 
     assert "<td>lr</td><td>5e-05</td>" in page
     assert "Training stopped by max_time during the head stage: the backbone was not trained." in page
     assert "alt='training curves'" in page
+
+
+MATH_LIKE = ["$\\frac{a}{$", "price $5", "a_b^c", "$x$"]
+
+
+def test_class_names_that_look_like_math_text_are_drawn_literally() -> None:
+    from headstart.reports.plots import confusion_matrix_plot
+
+    matrix = [[3, 1, 0, 0], [0, 4, 0, 0], [1, 0, 2, 1], [0, 0, 0, 4]]
+    assert confusion_matrix_plot(matrix, MATH_LIKE).startswith("data:image/png;base64,")
+
+
+def test_confusion_matrix_of_many_classes_stays_small(monkeypatch) -> None:
+    import numpy as np
+
+    import headstart.reports.plots as plots
+
+    drawn = {}
+
+    def capture(fig):
+        drawn["inches"] = fig.get_size_inches()
+        drawn["ticks"] = len(fig.axes[0].get_xticks())
+        plots.plt.close(fig)
+        return "data:image/png;base64,"
+
+    monkeypatch.setattr(plots, "to_data_uri", capture)
+    n = 1200
+    counts = np.diag(np.full(n, 5))
+    counts[7, 9] = counts[9, 7] = counts[500, 3] = 4  # the confused classes must be among those shown
+    plots.confusion_matrix_plot(counts.tolist(), [f"class {i}" for i in range(n)])
+    assert max(drawn["inches"]) <= 30 and drawn["ticks"] <= plots.MAX_MATRIX_CLASSES
+    assert set(plots.most_confused(counts.astype(float), 4)) == {3, 7, 9, 500}
+
+
+def test_a_failing_plot_leaves_a_published_model_and_a_report_that_names_it(tmp_path: Path, image_folder: Path,
+                                                                           tiny_backbone: Backbone,
+                                                                           monkeypatch) -> None:
+    import headstart.reports.html as report_html
+
+    def broken(*args):
+        raise MemoryError("figure too large")
+
+    monkeypatch.setattr(report_html, "reliability_plot", broken)
+    with pytest.warns(HeadstartWarning, match="reliability diagram"):
+        headstart.fit(image_folder, backbone=tiny_backbone, out=tmp_path / "run", progress=False)
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert "The reliability diagram could not be made (MemoryError: figure too large)" in page
+    assert "alt='confusion matrix'" in page
+    assert headstart.load(tmp_path / "run").predict([str(next(image_folder.rglob("*.png")))])
+
+
+def test_fit_on_classes_named_like_math_text_publishes_model_and_full_report(tmp_path: Path,
+                                                                             tiny_backbone: Backbone) -> None:
+    from conftest import write_image_folder
+
+    data = write_image_folder(tmp_path / "data", per_class=6, classes=("$\\frac{a}{$", "price $5", "plain"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", HeadstartWarning)  # no part of the report may fail
+        headstart.fit(data, backbone=tiny_backbone, out=tmp_path / "run", progress=False)
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert_self_contained(page)
+    assert "could not be made" not in page and "<td>price $5</td>" in page

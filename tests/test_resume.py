@@ -175,3 +175,30 @@ def test_a_resumed_run_says_where_it_resumes(tmp_path, monkeypatch, capsys):
     capsys.readouterr()
     run()
     assert "resuming from epoch 2 (stage all, epoch 1/2)" in capsys.readouterr().err
+
+
+def test_damaged_checkpoint_is_a_clear_error_and_force_starts_over(tmp_path, image_folder, tiny_backbone):
+    import headstart
+    from headstart.training import CheckpointDamagedError
+
+    data = color_images(20)
+    context = FitContext(tmp_path, progress=False)
+    strategy = get_strategy("finetune", batch_size=8, epochs=1)
+    strategy.fit(TinyImageBackbone(), data, None, context)
+    state = json.loads((tmp_path / "checkpoint" / "state.json").read_text())
+    tensors = tmp_path / "checkpoint" / state["tensors"]
+    tensors.write_bytes(tensors.read_bytes()[:100])
+    with pytest.raises(CheckpointDamagedError, match=r"delete .*checkpoint to start over, or .* --force"):
+        strategy.fit(TinyImageBackbone(), data, None, context)
+
+    out = tmp_path / "run"
+    settings = {"batch_size": 8, "epochs": 1, "head_epochs": 1}
+    (out.with_name("run.partial") / "checkpoint").mkdir(parents=True)
+    (out.with_name("run.partial") / "checkpoint" / "state.json").write_text('{"serial": 1, "tens')
+    with pytest.raises(CheckpointDamagedError):
+        headstart.fit(image_folder, backbone=tiny_backbone, strategy="finetune", out=out, progress=False,
+                      settings=settings)
+    with pytest.warns(headstart.errors.HeadstartWarning, match="damaged checkpoint"):
+        headstart.fit(image_folder, backbone=tiny_backbone, strategy="finetune", out=out, force=True,
+                      progress=False, settings=settings)
+    assert (out / "model.safetensors").is_file()

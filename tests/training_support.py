@@ -118,12 +118,14 @@ def _tiny_audio(argument: str | None, preprocess: dict[str, Any] | None) -> Tiny
 
 
 @register_backbone("test-tiny-image", modality="image", offline=True, description="test fixture")
-def _tiny_image(argument: str | None, preprocess: dict[str, Any] | None) -> TinyImageBackbone:
+def _tiny_image(argument: str | None, preprocess: dict[str, Any] | None, *, pretrained: bool = True,
+                allow_download: bool = True) -> TinyImageBackbone:
     return TinyImageBackbone()
 
 
 @register_backbone("test-tiny-text", modality="text", offline=True, description="test fixture")
-def _tiny_text(argument: str | None, preprocess: dict[str, Any] | None) -> TinyTextBackbone:
+def _tiny_text(argument: str | None, preprocess: dict[str, Any] | None, *, pretrained: bool = True,
+               allow_download: bool = True) -> TinyTextBackbone:
     return TinyTextBackbone()
 
 

@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from headstart.backbones import Backbone, FeatureCache, build_backbone
+from headstart.backbones.features import cache_scope
 from headstart.data import Dataset, DataSplits, as_splits, load_dataset, load_inputs, modality_spec
 from headstart.evaluation import evaluate_dataset
 from headstart.evaluation.forgetting import ReferenceSet, measure_forgetting
 from headstart.fitting import complete_splits, fit_splits
-from headstart.io import check_output, is_main_process, publish, work_dir, write_json
+from headstart.io import WorkFolder, is_main_process, work_folder, write_json
 from headstart.model import TransferModel
 from headstart.reports import write_compare_report, write_fit_report, write_rank_report
 from headstart.strategies import check_settings, get_strategy
@@ -45,8 +46,8 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
         backbone: A reference (``headstart backbones``) or a built backbone; default: the modality's bundled one;
             ``"auto"``: the bundled one with the best LogME on the training split (``metrics["backbone_ranking"]``).
         strategy: How to transfer: ``linear`` (frozen features + logistic regression), ...
-        out, force: Folder to write the model, metrics and report to (atomically; an existing folder is
-            replaced only with ``force``); ``None`` keeps the model in memory only.
+        out, force: Folder to write the model, metrics and report to (atomically; never the data, around or in
+            it; ``None``: in memory only); ``force`` replaces one headstart wrote, or a damaged checkpoint.
         seed: Random seed for splits and training.
         val_fraction: Validation share of the training data when a strategy needs one and the data has none.
         test_fraction: Share held out (stratified) for the final test when the data has no test split.
@@ -72,20 +73,21 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
     """
     started = time.perf_counter()
     chosen = get_strategy(strategy, **check_settings(settings, inspect.signature(fit).parameters, "fit"))
-    out = check_output(out, force=force) if out is not None else None
-    splits = as_splits(data, skip_bad=_skip_bad(skip_bad_files, skip_bad_images), text_column=text_column,
-                       label_column=label_column, path_column=path_column, allow_outside_paths=allow_outside_paths)
-    splits = complete_splits(splits, chosen, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,
-                             calibrate=calibrate)
     feature_cache = FeatureCache.from_option(cache)
-    net, ranking = _fit_backbone(backbone, splits.train, feature_cache, progress, image_size, preprocess)
-    workdir = work_dir(out) if out is not None else Path(tempfile.mkdtemp(prefix="headstart-"))
-    context = FitContext(work_dir=workdir, seed=seed, cache=feature_cache, progress=progress, max_time=max_time)
-    model = fit_splits(splits, net, chosen, context, calibrate=calibrate)
-    if ranking is not None:
-        model.metrics["backbone_ranking"] = ranking.to_dict()
-    model.metrics["seconds"] = round(time.perf_counter() - started, 2)
-    _publish_fit(model, splits, workdir, out, force=force)
+    with work_folder(out, kind="model", force=force, protected=[data]) as work, cache_scope(feature_cache):
+        splits = _checked_splits(work, data, skip_bad=_skip_bad(skip_bad_files, skip_bad_images),
+                                 text_column=text_column, label_column=label_column, path_column=path_column,
+                                 allow_outside_paths=allow_outside_paths)
+        splits = complete_splits(splits, chosen, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,
+                                 calibrate=calibrate)
+        net, ranking = _fit_backbone(backbone, splits.train, feature_cache, progress, image_size, preprocess)
+        workdir = work.path if work is not None else Path(tempfile.mkdtemp(prefix="headstart-"))
+        model = fit_splits(splits, net, chosen, FitContext(work_dir=workdir, seed=seed, cache=feature_cache,
+                           progress=progress, max_time=max_time, restart_damaged=force), calibrate=calibrate)
+        if ranking is not None:
+            model.metrics["backbone_ranking"] = ranking.to_dict()
+        model.metrics["seconds"] = round(time.perf_counter() - started, 2)
+        _publish_fit(model, splits, workdir, work)
     return model
 
 
@@ -109,36 +111,38 @@ def _skip_bad(skip_bad_files: bool, skip_bad_images: bool | None) -> bool:
     return skip_bad_files or bool(skip_bad_images)
 
 
-def _publish_fit(model: TransferModel, splits: DataSplits, workdir: Path, out: Path | None, *, force: bool) -> None:
-    """Save the model and its report into ``out`` atomically, or drop the working folder without ``out``."""
-    if out is None:
+def _publish_fit(model: TransferModel, splits: DataSplits, workdir: Path, work: WorkFolder | None) -> None:
+    """Save the model and its report into the work folder and publish it (without ``out``: drop the temp folder)."""
+    if work is None:
         shutil.rmtree(workdir, ignore_errors=True)
     elif is_main_process():  # under torchrun the other ranks leave the shared folder to rank 0
         model.save(workdir)
         write_fit_report(workdir, model, splits)
         shutil.rmtree(workdir / CHECKPOINT_DIR, ignore_errors=True)
-        publish(workdir, out, force=force)
+        work.publish()
 
 
-def load(folder: str | Path) -> TransferModel:
-    """Load a model saved by :func:`fit` (or :meth:`TransferModel.save`)."""
-    return TransferModel.load(folder)
+def load(folder: str | Path, *, allow_download: bool = False) -> TransferModel:
+    """Load a model saved by :func:`fit` (or :meth:`TransferModel.save`), reading only what its folder holds
+    unless ``allow_download`` (older folders may name a hub backbone whose weights they lack)."""
+    return TransferModel.load(folder, allow_download=allow_download)
 
 
 def evaluate(model: TransferModel | str | Path, data: str | Path | Dataset, *, split: str | None = None,
-             batch_size: int = 64, progress: bool = False, forgetting: bool = False, **columns: str | None
-             ) -> dict[str, Any]:
+             batch_size: int = 64, progress: bool = False, forgetting: bool = False, allow_download: bool = False,
+             **columns: str | None) -> dict[str, Any]:
     """Metrics of a model on labeled data.
 
     Args:
         model: A model or its folder.
-        data: A labeled data set in any format :func:`fit` accepts.
+        data: A labeled data set in any format :func:`fit` accepts, of the model's modality.
         split: ``train``, ``val``, ``test`` or ``all``; default: the test split if the data has one, else all.
         forgetting: Also measure what the model's backbone kept of its source on the bundled reference set
             and these examples (``metrics["forgetting"]``, see :func:`forgetting`).
+        allow_download: As for :func:`load`.
         **columns: ``text_column``, ``label_column``, ``path_column`` for tabular data.
     """
-    model = load(model) if isinstance(model, (str, Path)) else model
+    model = load(model, allow_download=allow_download) if isinstance(model, (str, Path)) else model
     dataset = data if isinstance(data, Dataset) else load_dataset(data, training=False, **columns).select(split)
     metrics = evaluate_dataset(model, dataset, batch_size=batch_size, progress=progress)
     if forgetting:
@@ -171,14 +175,17 @@ def forgetting(model: TransferModel | str | Path, *, reference: str | Path | Seq
 
 
 def predict(model: TransferModel | str | Path, inputs: Sequence[Any], *, top_k: int = 1, batch_size: int = 64,
-            progress: bool = False) -> list[dict[str, Any]]:
+            progress: bool = False, allow_download: bool = False) -> list[dict[str, Any]]:
     """Predictions for raw inputs: image paths or folders, or texts (or a ``.txt``/CSV of texts).
+
+    A text model refuses an existing file other than a ``.txt`` or table rather than classify its path;
+    ``allow_download`` is as for :func:`load`.
 
     Returns:
         One dict per example: ``input``, ``label``, ``confidence`` and, for ``top_k > 1``, ``top`` — a list of
         ``(label, probability)`` pairs.
     """
-    model = load(model) if isinstance(model, (str, Path)) else model
+    model = load(model, allow_download=allow_download) if isinstance(model, (str, Path)) else model
     items, names = load_inputs([str(i) for i in inputs], model.modality)
     proba = model.predict_proba(items, batch_size=batch_size, progress=progress)
     k = max(1, min(top_k, len(model.class_names)))
@@ -206,8 +213,8 @@ def rank(data: str | Path | DataSplits | Dataset, *, backbones: Sequence[str | B
         scores: Scores to compute (see :data:`headstart.transferability.scores.SCORES`); default every applicable one.
         sort_by: The score that orders the ranking (``logme`` by default).
         cache: As for :func:`fit`; the features are reused by a later ``fit`` on the same data.
-        out: Folder for ``rank.json`` and ``report.html`` (written atomically; replaced only with ``force``).
-        force: Replace an existing ``out``.
+        out: Folder for ``rank.json`` and ``report.html`` (as ``out`` of :func:`fit`).
+        force: Replace an existing ``out`` that headstart wrote.
         progress: Show progress bars.
         image_size, preprocess, skip_bad_files, skip_bad_images, text_column, label_column, path_column,
             allow_outside_paths: As for
@@ -220,15 +227,17 @@ def rank(data: str | Path | DataSplits | Dataset, *, backbones: Sequence[str | B
         >>> result = rank("examples/wordnet-supersenses", backbones=["minilm", "glove"])
         >>> result.best
     """
-    out = check_output(out, force=force) if out is not None else None
-    splits = as_splits(data, skip_bad=_skip_bad(skip_bad_files, skip_bad_images), text_column=text_column,
-                        label_column=label_column, path_column=path_column, allow_outside_paths=allow_outside_paths)
-    if image_size is not None or preprocess:
-        backbones = [build_backbone(b, image_size=image_size, preprocess=preprocess) for b in backbones]
-    result = rank_backbones(splits.train, backbones, scores=scores, sort_by=sort_by,
-                            cache=FeatureCache.from_option(cache), progress=progress)
-    if out is not None:
-        _publish_study(out, "rank.json", result, write_rank_report, force=force)
+    feature_cache = FeatureCache.from_option(cache)
+    with work_folder(out, kind="rank", force=force, protected=[data]) as work, cache_scope(feature_cache):
+        splits = _checked_splits(work, data, skip_bad=_skip_bad(skip_bad_files, skip_bad_images),
+                                 text_column=text_column, label_column=label_column, path_column=path_column,
+                                 allow_outside_paths=allow_outside_paths)
+        if image_size is not None or preprocess:
+            backbones = [build_backbone(b, image_size=image_size, preprocess=preprocess) for b in backbones]
+        result = rank_backbones(splits.train, backbones, scores=scores, sort_by=sort_by, cache=feature_cache,
+                                progress=progress)
+        if work is not None:
+            _publish_study(work, "rank.json", result, write_rank_report)
     return result
 
 
@@ -256,8 +265,8 @@ def compare(data: str | Path | DataSplits | Dataset, *, strategies: Sequence[str
         backbone: As for :func:`fit` (default by modality).
         max_time: Budget for the whole study in seconds; runs that would exceed it are skipped (listed).
         cache: As for :func:`fit`.
-        out: Folder for ``compare.json`` and ``report.html`` (written atomically; replaced only with ``force``).
-        force: Replace an existing ``out``.
+        out: Folder for ``compare.json`` and ``report.html`` (as ``out`` of :func:`fit`).
+        force: Replace an existing ``out`` that headstart wrote.
         settings: Strategy settings: ``{"finetune.epochs": 2}`` for one strategy, ``{"epochs": 2}`` for every
             strategy that has the setting.
         test_fraction: Fixed hold-out share when the data has no test split.
@@ -275,29 +284,36 @@ def compare(data: str | Path | DataSplits | Dataset, *, strategies: Sequence[str
         ...                  fractions=[0.1, 1.0], seeds=2, max_time=600)
         >>> print(result.verdicts[0].message)
     """
-    out = check_output(out, force=force) if out is not None else None
-    splits = as_splits(data, skip_bad=_skip_bad(skip_bad_files, skip_bad_images), text_column=text_column,
-                        label_column=label_column, path_column=path_column, allow_outside_paths=allow_outside_paths)
-    if fractions is None and shots is None:
-        fractions = DEFAULT_FRACTIONS
-    net = build_backbone(backbone or modality_spec(splits.train.modality).default_backbone, image_size=image_size,
-                         preprocess=preprocess)
-    result = compare_strategies(splits, strategies=strategies, backbone=net, fractions=fractions, shots=shots,
-                                seeds=seeds, max_time=max_time, cache=FeatureCache.from_option(cache),
-                                settings=settings, test_fraction=test_fraction, val_fraction=val_fraction,
-                                on_run=on_run)
-    if out is not None:
-        _publish_study(out, "compare.json", result, write_compare_report, force=force)
+    feature_cache = FeatureCache.from_option(cache)
+    with work_folder(out, kind="compare", force=force, protected=[data]) as work, cache_scope(feature_cache):
+        splits = _checked_splits(work, data, skip_bad=_skip_bad(skip_bad_files, skip_bad_images),
+                                 text_column=text_column, label_column=label_column, path_column=path_column,
+                                 allow_outside_paths=allow_outside_paths)
+        if fractions is None and shots is None:
+            fractions = DEFAULT_FRACTIONS
+        net = build_backbone(backbone or modality_spec(splits.train.modality).default_backbone,
+                             image_size=image_size, preprocess=preprocess)
+        result = compare_strategies(splits, strategies=strategies, backbone=net, fractions=fractions, shots=shots,
+                                    seeds=seeds, max_time=max_time, cache=feature_cache, settings=settings,
+                                    test_fraction=test_fraction, val_fraction=val_fraction, on_run=on_run)
+        if work is not None:
+            _publish_study(work, "compare.json", result, write_compare_report)
     return result
 
 
-def _publish_study(out: str | Path, json_name: str, result: Any, write_report: Callable[[Path, Any], Any], *,
-                   force: bool) -> None:
-    """Write a study's JSON and HTML report into ``out`` atomically (see :mod:`headstart.io`)."""
-    workdir = work_dir(out)
-    write_json(workdir / json_name, result.to_dict())
-    write_report(workdir, result)
-    publish(workdir, out, force=force)
+def _checked_splits(work: WorkFolder | None, data: Any, **options: Any) -> DataSplits:
+    """``data`` as splits; ``work``'s output is checked to keep clear of the files they list (a CSV's images)."""
+    splits = as_splits(data, **options)
+    if work is not None:
+        work.check(splits.file_folders())
+    return splits
+
+
+def _publish_study(work: WorkFolder, json_name: str, result: Any, write_report: Callable[[Path, Any], Any]) -> None:
+    """Write a study's JSON and HTML report into its working folder and publish it (see :mod:`headstart.io`)."""
+    write_json(work.path / json_name, result.to_dict())
+    write_report(work.path, result)
+    work.publish()
 
 
 def _as_list(value: str | Path | Sequence[Any]) -> list[Any]:

@@ -29,6 +29,15 @@ class OutputExistsError(HeadstartError, FileExistsError):
     """An output folder already exists and ``force`` was not given."""
 
 
+class OutputPathError(HeadstartError, ValueError):
+    """An output path headstart must not or cannot write: the input data, a folder holding it or inside it,
+    the current folder, a path under a file, a read-only place, or a folder headstart did not write."""
+
+
+class OutputLockedError(HeadstartError, RuntimeError):
+    """Another live process is writing to the same output folder."""
+
+
 class ModelFileError(HeadstartError, ValueError):
     """A saved model folder is missing files or was written by an incompatible version."""
 
@@ -46,3 +55,8 @@ def listing(values: Iterable[object], *, limit: int = 10, sep: str = ", ") -> st
     values = [str(value) for value in values]
     more = f" ... and {len(values) - limit} more" if len(values) > limit else ""
     return sep.join(values[:limit]) + more
+
+
+class HeadstartWarning(UserWarning):
+    """Something went wrong that does not stop the run (a report plot, a damaged metrics file, an unwritable
+    cache); the CLI prints it as one line."""

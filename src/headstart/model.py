@@ -3,25 +3,30 @@
 from __future__ import annotations
 
 import json
-import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from headstart import __version__
-from headstart.backbones import Backbone, create_backbone
-from headstart.errors import ModelFileError
+from headstart.backbones import Backbone
+from headstart.backbones.checkpoint import (
+    CONFIG_FILE,
+    FORMAT_VERSION,
+    WEIGHTS_FILE,
+    read_model_files,
+    saved_backbone,
+)
+from headstart.backbones.references import is_bundled
+from headstart.errors import HeadstartWarning, ModelFileError
 from headstart.io import write_json
 
-FORMAT_VERSION = 1
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
+METRICS_FILE = "metrics.json"
 
 
 class TransferModel:
@@ -33,7 +38,7 @@ class TransferModel:
         class_names: Names of the classes, indexed by output position.
         strategy: Name of the strategy that trained it.
         strategy_config: That strategy's hyperparameters, as saved in ``config.json``.
-        backbone_trained: Whether the backbone's weights changed in training (then they are saved too).
+        backbone_trained: Whether the backbone's weights changed in training.
         temperature: Softmax temperature (1.0 unless calibrated).
         metrics: Metrics measured when it was trained.
     """
@@ -86,13 +91,24 @@ class TransferModel:
         proba = self.predict_proba(items, batch_size=batch_size, progress=progress)
         return [self.class_names[i] for i in proba.argmax(axis=1)]
 
+    @property
+    def stores_backbone(self) -> bool:
+        """Whether the saved folder holds the backbone's weights: when training changed them, and whenever they
+        come from anywhere but headstart's bundled packages (a local file or folder, another model folder, the
+        hub), so that the folder works on its own wherever it is copied."""
+        return self.backbone_trained or not is_bundled(self.backbone.ref)
+
     def config(self) -> dict[str, Any]:
         """What ``config.json`` holds."""
+        backbone = self.backbone.config()
+        if not self.stores_backbone:  # checked on load: other bundled weights would silently change predictions
+            backbone["fingerprint"] = self.backbone.fingerprint()
         return {
             "format_version": FORMAT_VERSION,
             "headstart_version": __version__,
-            "backbone": self.backbone.config(),
+            "backbone": backbone,
             "backbone_trained": self.backbone_trained,
+            "backbone_stored": self.stores_backbone,
             "class_names": self.class_names,
             "feature_dim": self.head.in_features,
             "strategy": self.strategy,
@@ -101,9 +117,10 @@ class TransferModel:
         }
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """The tensors saved to ``model.safetensors``: the head, and the backbone when it was trained."""
+        """The tensors saved to ``model.safetensors``: the head, and the backbone unless its weights are bundled
+        and untrained (see :attr:`stores_backbone`)."""
         tensors = {f"head.{k}": v for k, v in self.head.state_dict().items()}
-        if self.backbone_trained:
+        if self.stores_backbone:
             tensors.update({f"backbone.{k}": v for k, v in self.backbone.module.state_dict().items()})
         return {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
 
@@ -119,98 +136,54 @@ class TransferModel:
         save_file(self.state_dict(), str(tmp), metadata={"format": "pt"})
         tmp.replace(folder / WEIGHTS_FILE)
         write_json(folder / CONFIG_FILE, self.config())
-        write_json(folder / "metrics.json", self.metrics)
+        write_json(folder / METRICS_FILE, self.metrics)
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path) -> TransferModel:
+    def load(cls, folder: str | Path, *, allow_download: bool = False) -> TransferModel:
         """Rebuild a model saved with :meth:`save`; predictions are identical to the saved model's.
 
+        Args:
+            folder: The model folder.
+            allow_download: Let a backbone the folder does not hold (folders written by older versions, whose
+                config names a hub backbone) be downloaded; by default only what the folder holds is used.
+
         Raises:
-            ModelFileError: A file is missing, damaged, or holds values headstart never writes (named in the
-                message).
-            BackboneError: The saved backbone reference or preprocessing cannot be rebuilt.
+            ModelFileError: A file is missing, damaged or inconsistent (named in the message). A damaged
+                ``metrics.json`` only gives a warning: the model predicts without it.
         """
         folder = Path(folder)
-        config_path, weights_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE
-        for path in (config_path, weights_path):
-            if not path.is_file():
-                raise ModelFileError(f"{path} is missing: {folder} is not a saved headstart model folder")
-        config = _read_config(config_path)
-        try:
-            tensors = load_file(str(weights_path))
-        except (SafetensorError, OSError) as err:
-            raise ModelFileError(f"{weights_path} is not a readable safetensors file ({err}); copy the model "
-                                 "folder again or retrain") from None
-        backbone = create_backbone(config["backbone"]["ref"], preprocess=config["backbone"]["preprocess"])
-        head_state = {k.removeprefix("head."): v for k, v in tensors.items() if k.startswith("head.")}
-        shape = (len(config["class_names"]), config["feature_dim"])
-        if backbone.feature_dim != shape[1] or tuple(getattr(head_state.get("weight"), "shape", ())) != shape:
-            raise ModelFileError(f"{folder}: {CONFIG_FILE} describes a head of {shape[0]} classes x {shape[1]} "
-                                 f"features, but the backbone gives {backbone.feature_dim} features and "
-                                 f"{WEIGHTS_FILE} holds {_shape(head_state.get('weight'))}; the files do not "
-                                 "belong together")
-        head = nn.Linear(shape[1], shape[0])
-        try:
-            head.load_state_dict(head_state)
-            if config["backbone_trained"]:
-                state = {k.removeprefix("backbone."): v for k, v in tensors.items() if k.startswith("backbone.")}
-                backbone.module.load_state_dict(state, strict=True)
-        except RuntimeError as err:
-            raise ModelFileError(f"{weights_path} does not fit {config_path}: {str(err).splitlines()[0]}") from None
-        return cls(backbone, head, config["class_names"], strategy=config["strategy"],
+        config, tensors = read_model_files(folder)
+        class_names, temperature = config["class_names"], float(config["temperature"])
+        weight, bias = tensors.get("head.weight"), tensors.get("head.bias")
+        expected = (len(class_names), config["feature_dim"])
+        if weight is None or bias is None or tuple(weight.shape) != expected or tuple(bias.shape) != expected[:1]:
+            found = "no head" if weight is None or bias is None else f"a {tuple(weight.shape)} head"
+            raise ModelFileError(f"{folder / WEIGHTS_FILE} holds {found}, but {CONFIG_FILE} needs {expected[0]} "
+                                 f"classes x {expected[1]} features; the files do not belong together")
+        backbone = saved_backbone(folder, config, tensors, allow_download=allow_download)
+        if backbone.feature_dim != config["feature_dim"]:
+            raise ModelFileError(f"{folder / CONFIG_FILE} has a head for {config['feature_dim']} features, but "
+                                 f"backbone {backbone.ref} gives {backbone.feature_dim}")
+        head = nn.Linear(config["feature_dim"], len(class_names))
+        head.load_state_dict({"weight": weight, "bias": bias})
+        return cls(backbone, head, class_names, strategy=config["strategy"],
                    strategy_config=config["strategy_config"], backbone_trained=config["backbone_trained"],
-                   temperature=config["temperature"], metrics=_read_json(folder / "metrics.json", {}))
+                   temperature=temperature, metrics=_read_metrics(folder / METRICS_FILE))
 
 
-# The type of every value of config.json that loading uses (bool is no int here, as JSON has both).
-_CONFIG_TYPES: dict[str, tuple[type, ...]] = {
-    "backbone": (dict,), "backbone_trained": (bool,), "class_names": (list,), "feature_dim": (int,),
-    "strategy": (str,), "strategy_config": (dict,), "temperature": (int, float),
-}
-
-
-def _read_json(path: Path, default: Any = None) -> Any:
-    if default is not None and not path.is_file():
-        return default
+def _read_metrics(path: Path) -> dict[str, Any]:
+    # The metrics describe how the model was trained; predictions do not need them.
+    if not path.is_file():
+        return {}
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
+        metrics = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as err:
-        raise ModelFileError(f"{path} is not valid JSON ({err}); copy the model folder again or retrain") from None
-    if not isinstance(value, dict):
-        raise ModelFileError(f"{path} does not hold a JSON object; it was not written by headstart")
-    return value
-
-
-def _read_config(path: Path) -> dict[str, Any]:
-    """``config.json``, checked to hold what :meth:`TransferModel.config` writes.
-
-    Raises:
-        ModelFileError: Invalid JSON, another format version, or a value missing or of the wrong type.
-    """
-    config = _read_json(path)
-    if config.get("format_version") != FORMAT_VERSION:
-        raise ModelFileError(f"{path} has format_version {config.get('format_version')!r}; "
-                             f"this headstart reads version {FORMAT_VERSION}")
-    wrong = [key for key, types in _CONFIG_TYPES.items()
-             if not isinstance(config.get(key), types) or (bool not in types and isinstance(config[key], bool))]
-    backbone = config.get("backbone")
-    if isinstance(backbone, dict):
-        wrong += [f"backbone.{key}" for key, types in (("ref", (str,)), ("preprocess", (dict, type(None))))
-                  if key not in backbone or not isinstance(backbone[key], types)]
-    names = config.get("class_names")
-    if isinstance(names, list) and (len(names) < 2 or len(set(map(str, names))) < len(names)
-                                    or not all(isinstance(name, str) for name in names)):
-        wrong.append("class_names (two or more distinct names)")
-    if "feature_dim" not in wrong and config["feature_dim"] < 1:
-        wrong.append("feature_dim (a positive integer)")
-    if "temperature" not in wrong and not 0 < config["temperature"] < math.inf:
-        wrong.append("temperature (a positive number)")
-    if wrong:
-        raise ModelFileError(f"{path} lacks or has invalid {', '.join(wrong)}; it was edited or damaged: copy the "
-                             "model folder again or retrain")
-    return config
-
-
-def _shape(tensor: Any) -> str:
-    return "no head" if tensor is None else f"a {tuple(tensor.shape)} head"
+        warnings.warn(f"{path} is damaged ({err}); loading the model without its training metrics",
+                      HeadstartWarning, stacklevel=3)
+        return {}
+    if not isinstance(metrics, dict):
+        warnings.warn(f"{path} does not hold a JSON object; loading the model without its training metrics",
+                      HeadstartWarning, stacklevel=3)
+        return {}
+    return metrics

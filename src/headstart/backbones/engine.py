@@ -11,7 +11,8 @@ starts with it. Three things make it several times faster than plain eager PyTor
   channels-last EfficientNet-Lite0 on 2 cores). The equivalent ``MALLOC_*_`` environment variables are read
   only at process start, so this is done in-process with ``mallopt``.
 * ONNX Runtime runs the same graph faster than eager PyTorch on CPU. :class:`OnnxEngine` exports a module
-  once per weights fingerprint into the cache and runs it there.
+  once per weights fingerprint into the cache folder in effect (:func:`headstart.io.cache_dir`) and runs it
+  there; with no cache, or one that cannot be written, the graph lives in a temporary folder for the session.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import ctypes.util
 import io
 import os
 import platform
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -29,7 +31,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from headstart.io import default_cache_dir
+from headstart.errors import HeadstartWarning
+from headstart.io import cache_dir
 from headstart.progress import status
 
 # mallopt parameter numbers from glibc's <malloc.h>.
@@ -64,11 +67,6 @@ def tune_runtime() -> bool:
     return _tuned
 
 
-def onnx_cache_dir() -> Path:
-    """Folder holding exported ONNX graphs: ``<headstart cache>/onnx``."""
-    return default_cache_dir() / "onnx"
-
-
 class OnnxEngine:
     """A module exported to ONNX and run with ONNX Runtime on CPU.
 
@@ -85,21 +83,39 @@ class OnnxEngine:
     def __init__(self, module: nn.Module, example: torch.Tensor, key: str, *, progress: bool = False) -> None:
         import onnxruntime
 
-        path = onnx_cache_dir() / f"{key}.onnx"
-        if not path.is_file():
-            with status("exporting backbone to ONNX (once)", enabled=progress):
-                _export(module, example, path)
         options = onnxruntime.SessionOptions()
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = torch.get_num_threads()
-        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        # The session reads the whole graph when it is created, so a temporary export can go right after.
+        with tempfile.TemporaryDirectory(prefix="headstart-onnx-") as scratch:
+            with status("preparing the backbone for ONNX Runtime (exported once per weights)", enabled=progress):
+                path = _graph(module, example, key, Path(scratch))
+            self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
-        self.path = path
 
     def __call__(self, batch: torch.Tensor) -> np.ndarray:
         """Features for a contiguous float32 batch, as a float32 array."""
         array = np.ascontiguousarray(batch.numpy(), dtype=np.float32)
         return self.session.run(None, {self.input_name: array})[0]
+
+
+def _graph(module: nn.Module, example: torch.Tensor, key: str, scratch: Path) -> Path:
+    """The exported graph of ``module``: in the cache when there is one (exported there once), else in
+    ``scratch``."""
+    root = cache_dir()
+    if root is not None:
+        path = root / "onnx" / f"{key}.onnx"
+        if path.is_file():
+            return path
+        try:
+            _export(module, example, path)
+            return path
+        except OSError as err:
+            warnings.warn(f"cannot write to the cache folder {root} ({err.strerror or err}); the ONNX graph is "
+                          "not cached", HeadstartWarning, stacklevel=4)
+    path = scratch / f"{key}.onnx"
+    _export(module, example, path)
+    return path
 
 
 def _export(module: nn.Module, example: torch.Tensor, path: Path) -> None:

@@ -2,23 +2,30 @@
 
 Features depend only on the backbone (weights and preprocessing) and the examples' content, so they are
 keyed by ``backbone.fingerprint()`` and ``dataset.content_hash()``: a second run with another head, seed or
-strategy on the same data loads them instead of recomputing.
+strategy on the same data loads them instead of recomputing. A checksum beside each file makes sure that what
+is loaded is what was stored; a cache folder that cannot be written only means nothing is cached.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from headstart.backbones.base import Backbone
 from headstart.data.base import Dataset
-from headstart.io import default_cache_dir
+from headstart.errors import HeadstartWarning
+from headstart.io import caching, default_cache_dir
 
 
 class FeatureCache:
-    """Feature matrices stored as ``.npy`` files under ``root/features/``.
+    """Feature matrices stored as ``.npy`` files under ``root/features/``, each with a ``.sha256`` checksum
+    beside it.
 
     Args:
         root: Cache folder (created on first write); defaults to :func:`default_cache_dir`.
@@ -26,6 +33,7 @@ class FeatureCache:
 
     def __init__(self, root: str | Path | None = None) -> None:
         self.root = Path(root) if root is not None else default_cache_dir()
+        self.writable = True
 
     @classmethod
     def from_option(cls, cache: bool | str | Path | FeatureCache) -> FeatureCache | None:
@@ -40,20 +48,45 @@ class FeatureCache:
         return self.root / "features" / f"{backbone.fingerprint()}-{dataset.content_hash()}.npy"
 
     def load(self, backbone: Backbone, dataset: Dataset) -> np.ndarray | None:
-        """Cached features, or ``None``."""
+        """Cached features, or ``None`` when there are none or they fail their checksum (with a warning)."""
         path = self.path(backbone, dataset)
-        if not path.is_file():
+        checksum = path.with_suffix(".sha256")
+        if not (path.is_file() and checksum.is_file()):  # files from versions without checksums are redone
             return None
-        features = np.load(path, allow_pickle=False)
+        content = path.read_bytes()
+        if checksum.read_text().strip() != hashlib.sha256(content).hexdigest():
+            warnings.warn(f"cached features {path} do not match their checksum (changed or damaged); computing "
+                          "them again", HeadstartWarning, stacklevel=3)
+            return None
+        features = np.load(io.BytesIO(content), allow_pickle=False)
         return features if features.shape == (len(dataset), backbone.feature_dim) else None
 
     def store(self, backbone: Backbone, dataset: Dataset, features: np.ndarray) -> None:
-        """Save features atomically."""
+        """Save features and their checksum atomically; a cache folder that cannot be written gives one warning
+        and is not written to again."""
+        if not self.writable:
+            return
         path = self.path(backbone, dataset)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
-        np.save(tmp, features, allow_pickle=False)
-        os.replace(tmp, path)
+        buffer = io.BytesIO()
+        np.save(buffer, features, allow_pickle=False)
+        content = buffer.getvalue()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # The checksum goes first: a reader between the two renames finds no features, not a mismatch.
+            for target, data in ((path.with_suffix(".sha256"), hashlib.sha256(content).hexdigest().encode()),
+                                 (path, content)):
+                tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+                tmp.write_bytes(data)
+                os.replace(tmp, target)
+        except OSError as err:
+            self.writable = False
+            warnings.warn(f"cannot write to the cache folder {self.root} ({err.strerror or err}); features are "
+                          "not cached", HeadstartWarning, stacklevel=3)
+
+
+def cache_scope(cache: FeatureCache | None) -> contextlib.AbstractContextManager[None]:
+    """A block within which exported ONNX graphs go where ``cache`` keeps features (nowhere without one)."""
+    return caching(cache.root if cache is not None else None)
 
 
 def extract_features(backbone: Backbone, dataset: Dataset, *, cache: FeatureCache | None = None,

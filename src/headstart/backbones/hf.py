@@ -129,7 +129,7 @@ def stacked_layer_groups(module: nn.Module, bottom: Sequence[str]) -> list[nn.Mo
 
 
 def load_text_folder(folder: str | Path, *, ref: str, preprocess: TextPreprocess | None = None,
-                     trust_remote_code: bool = False) -> TransformerTextBackbone:
+                     trust_remote_code: bool = False, pretrained: bool = True) -> TransformerTextBackbone:
     """A text backbone from a local transformers or sentence-transformers folder.
 
     Args:
@@ -137,6 +137,7 @@ def load_text_folder(folder: str | Path, *, ref: str, preprocess: TextPreprocess
         ref: The reference recorded in saved models.
         preprocess: Overrides the folder's maximum length / lowercasing.
         trust_remote_code: Allow model code shipped in the folder to run (off unless you trust its source).
+        pretrained: ``False`` builds the network from the folder's config without reading its weights.
 
     Raises:
         BackboneError: The folder is not a loadable encoder, or uses sentence-transformers modules other
@@ -145,14 +146,18 @@ def load_text_folder(folder: str | Path, *, ref: str, preprocess: TextPreprocess
     folder = Path(folder)
     model_dir, pooling, normalize, default = _sentence_transformers_layout(folder)
     # transformers takes seconds to import: only text backbones that are built pay for it.
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     # transformers draws a per-tensor "Loading weights" bar even for local files; it says nothing useful and
     # breaks --quiet and piped output.
     hf_logging.disable_progress_bar()
     try:
-        model = AutoModel.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+        if pretrained:
+            model = AutoModel.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+        else:
+            config = AutoConfig.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+            model = AutoModel.from_config(config, trust_remote_code=trust_remote_code)
         tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
         raise BackboneError(f"cannot load a transformers encoder from {model_dir} ({str(err)[:300]}); the folder "
@@ -191,8 +196,11 @@ def _sentence_transformers_layout(folder: Path) -> tuple[Path, str, bool, TextPr
 @register_backbone("hf:", modality="text/audio", offline=False,
                    description="a transformers / sentence-transformers text encoder, or an audio encoder "
                                "(wav2vec2, HuBERT, AST): hf:<hub-id> or hf:<folder>")
-def hf_backbone(argument: str | None, preprocess: dict[str, Any] | None) -> Backbone:
-    """``hf:<hub-id>`` (downloaded once into the Hugging Face cache) or ``hf:<local folder>``."""
+def hf_backbone(argument: str | None, preprocess: dict[str, Any] | None, *, pretrained: bool = True,
+                allow_download: bool = True) -> Backbone:
+    """``hf:<hub-id>`` (downloaded once into the Hugging Face cache; with ``allow_download=False`` only that
+    cache is read) or ``hf:<local folder>``; with ``pretrained=False`` a text encoder's weights are not read
+    (an audio encoder's are, then replaced by the caller's)."""
     local = Path(argument or "").expanduser()
     if local.is_dir():
         folder, ref = local.resolve(), f"hf:{local.resolve()}"
@@ -202,14 +210,17 @@ def hf_backbone(argument: str | None, preprocess: dict[str, Any] | None) -> Back
     else:
         from huggingface_hub import snapshot_download
 
+        patterns = _HUB_FILES if pretrained else [p for p in _HUB_FILES if p != "*.safetensors"]
         try:
-            folder = Path(snapshot_download(argument, allow_patterns=_HUB_FILES))
+            folder = Path(snapshot_download(argument, allow_patterns=patterns, local_files_only=not allow_download))
         except Exception as err:  # network, auth and missing-repo errors come in many types
-            raise BackboneError(f"could not download {argument!r} from the Hugging Face hub "
-                                f"({type(err).__name__}: {str(err)[:300]}); without internet, copy the model "
-                                f"folder here and use 'hf:/path/to/folder'") from None
+            hint = ("downloads are off: pass allow_download=True (CLI: --allow-download)" if not allow_download
+                    else "without internet, copy the model folder here and use 'hf:/path/to/folder'")
+            raise BackboneError(f"could not get {argument!r} from the Hugging Face hub "
+                                f"({type(err).__name__}: {str(err)[:300]}); {hint}") from None
         ref = f"hf:{argument}"
     for recognises, load in HF_FOLDER_LOADERS:
         if recognises(folder):
             return load(folder, ref, preprocess)
-    return load_text_folder(folder, ref=ref, preprocess=restore_preprocess(preprocess, TextPreprocess, ref))
+    return load_text_folder(folder, ref=ref, preprocess=restore_preprocess(preprocess, TextPreprocess, ref),
+                            pretrained=pretrained)

@@ -30,8 +30,9 @@ class BackboneSpec:
         offline: Whether it works with no network (bundled weights or local files).
         bundled: Whether its weights ship with headstart's dependencies (what ``backbone="auto"`` ranks).
         description: One line for ``headstart backbones``.
-        factory: ``factory(argument, preprocess) -> Backbone``; ``argument`` is what follows the scheme
-            (``None`` for exact names), ``preprocess`` an optional saved preprocessing dict to restore.
+        factory: ``factory(argument, preprocess, pretrained=..., allow_download=...) -> Backbone``;
+            ``argument`` is what follows the scheme (``None`` for exact names), ``preprocess`` an optional saved
+            preprocessing dict to restore; see :func:`create_backbone` for the keywords.
     """
 
     name: str
@@ -62,21 +63,26 @@ def list_backbones() -> list[BackboneSpec]:
     return sorted((spec for _, spec in BACKBONES.items()), key=lambda s: (not s.offline, s.name.endswith(":"), s.name))
 
 
-def create_backbone(ref: str, *, preprocess: dict[str, Any] | None = None) -> Backbone:
+def create_backbone(ref: str, *, preprocess: dict[str, Any] | None = None, pretrained: bool = True,
+                    allow_download: bool = True) -> Backbone:
     """Build the backbone that ``ref`` names.
 
     Args:
         ref: A bundled name or ``scheme:argument`` (see the module docstring).
         preprocess: A saved preprocessing dict to restore instead of the weights' default.
+        pretrained: ``False`` builds the network without reading its weights file or downloading its weights
+            (the caller loads weights it holds, as a saved model folder does); bundled weights are read anyway.
+        allow_download: ``False`` uses only local files and the hub's local cache, never the network.
 
     Raises:
         BackboneError: Unknown name, or weights that cannot be found or loaded.
     """
+    options = {"pretrained": pretrained, "allow_download": allow_download}
     if ref in BACKBONES and not ref.endswith(":"):
-        return BACKBONES.get(ref).factory(None, preprocess)
+        return BACKBONES.get(ref).factory(None, preprocess, **options)
     scheme, sep, argument = ref.partition(":")
     if sep and f"{scheme}:" in BACKBONES and argument:
-        return BACKBONES.get(f"{scheme}:").factory(argument, preprocess)
+        return BACKBONES.get(f"{scheme}:").factory(argument, preprocess, **options)
     names = ", ".join(s.name + ("<name>" if s.name.endswith(":") else "") for s in list_backbones())
     raise BackboneError(f"unknown backbone {ref!r}; use one of: {names} (see `headstart backbones`)")
 
@@ -112,6 +118,12 @@ def with_preprocess(backbone: str | Backbone, overrides: dict[str, Any] | None) 
     return create_backbone(net.ref, preprocess=merged)
 
 
+def is_bundled(ref: str) -> bool:
+    """Whether ``ref`` names weights that ship with headstart's dependencies (present wherever it is
+    installed, so a saved model need not copy them)."""
+    return ref in BACKBONES and not ref.endswith(":") and BACKBONES.get(ref).bundled
+
+
 def with_image_size(backbone: str | Backbone, image_size: int | None) -> Backbone:
     """``backbone`` built (or rebuilt) so that it takes ``image_size``-pixel square inputs.
 
@@ -125,7 +137,7 @@ def with_image_size(backbone: str | Backbone, image_size: int | None) -> Backbon
         image_size: Side of the model input in pixels; ``None`` keeps the backbone's own.
 
     Raises:
-        ConfigError: ``image_size`` for a text backbone, or below 16 pixels.
+        ConfigError: ``image_size`` for a text backbone, or outside 16..1024 pixels.
     """
     net = create_backbone(backbone) if isinstance(backbone, str) else backbone
     if image_size is None:

@@ -22,7 +22,7 @@ from headstart.backbones.base import Backbone, ImagePreprocess, SourceHead, rest
 from headstart.backbones.engine import OnnxEngine, tune_runtime
 from headstart.backbones.references import register_backbone
 from headstart.data.image_io import open_image
-from headstart.errors import BackboneError
+from headstart.errors import BackboneError, HeadstartWarning
 from headstart.progress import track
 
 AUGMENT_PRESETS = ("off", "light", "strong")
@@ -126,6 +126,11 @@ class TimmBackbone(Backbone):
         groups = group_modules(self.module, matcher)
         return [nn.ModuleList([self.module.get_submodule(name) for name in groups[key]]) for key in sorted(groups)]
 
+    def load_weights(self, state: dict[str, torch.Tensor]) -> None:
+        """Load ``state`` as the backbone's own weights: frozen extraction keeps using ONNX Runtime for them."""
+        super().load_weights(state)
+        self._loaded_version = _weights_version(self.module)
+
     def source_head(self) -> SourceHead | None:
         """The classifier the weights were trained with (e.g. ImageNet's 1000 classes), if any."""
         return self.source
@@ -169,7 +174,8 @@ class TimmBackbone(Backbone):
                                     progress=progress)
             except Exception as err:  # any exporter/runtime failure: PyTorch gives the same features
                 self._onnx_failed = True
-                warnings.warn(f"ONNX export of {self.ref} failed ({err}); using PyTorch", stacklevel=3)
+                warnings.warn(f"ONNX export of {self.ref} failed ({err}); using PyTorch", HeadstartWarning,
+                              stacklevel=3)
                 return None
             self._onnx = (version, engine)
         return self._onnx[1]
@@ -253,14 +259,21 @@ def _create_timm(name: str, *, pretrained: bool) -> nn.Module:
 
 @register_backbone("timm:", modality="image", offline=False,
                    description="any timm image model: timm:<name> (hub weights) or timm:<name>@<weights file>")
-def timm_backbone(argument: str | None, preprocess: dict[str, Any] | None) -> TimmBackbone:
-    """``timm:<model-name>`` or ``timm:<model-name>@<local weights file>``."""
+def timm_backbone(argument: str | None, preprocess: dict[str, Any] | None, *, pretrained: bool = True,
+                  allow_download: bool = True) -> TimmBackbone:
+    """``timm:<model-name>`` or ``timm:<model-name>@<local weights file>``; with ``pretrained=False`` the
+    network only (no weights read, no source head)."""
     name, _, weights = (argument or "").partition("@")
-    if weights:
+    ref = f"timm:{name}@{Path(weights).expanduser().resolve()}" if weights else f"timm:{name}"
+    if not pretrained:
+        model = _create_timm(name, pretrained=False)
+        model.reset_classifier(0)
+    elif weights:
         path = Path(weights).expanduser().resolve()
         model = timm_from_state_dict(name, read_state_dict(path), str(path))
-        ref = f"timm:{name}@{path}"
+    elif not allow_download:
+        raise BackboneError(f"{ref} takes its weights from the Hugging Face hub and downloads are off; pass "
+                            "allow_download=True (CLI: --allow-download)")
     else:
         model = _create_timm(name, pretrained=True)
-        ref = f"timm:{name}"
     return TimmBackbone(model, ref=ref, preprocess=restore_preprocess(preprocess, ImagePreprocess, ref))

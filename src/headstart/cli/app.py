@@ -23,7 +23,11 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or 
 TextColumn = Annotated[str | None, typer.Option(help="Text column of tabular data.")]
 LabelColumn = Annotated[str | None, typer.Option(help="Label column of tabular data.")]
 PathColumn = Annotated[str | None, typer.Option(help="File path column of a table of image or audio paths.")]
-NoCache = Annotated[bool, typer.Option("--no-cache", help="Do not read or write cached features.")]
+NoCache = Annotated[bool, typer.Option("--no-cache", help="Do not read or write cached features or ONNX graphs.")]
+CacheDir = Annotated[Path | None, typer.Option(help="Cache folder for features and ONNX graphs (default "
+                                                    "~/.cache/headstart).")]
+AllowDownload = Annotated[bool, typer.Option("--allow-download", help="Let a backbone the model folder does not "
+                                                                     "hold be downloaded (older folders only).")]
 Force = Annotated[bool, typer.Option(help="Replace an existing output folder.")]
 ImageSize = Annotated[int | None, typer.Option(help="Input size of an image backbone in pixels instead of its own "
                                                     "(e.g. 128 for small images: about 3x faster fine-tuning).")]
@@ -75,6 +79,11 @@ def parse_settings(pairs: list[str], option: str = "--set") -> dict[str, Any]:
             raise ConfigError(f"{option} expects key=value, got {pair!r} ({where} for keys)")
         settings[key.strip().replace("-", "_")] = None if value.strip().lower() == "none" else value.strip()
     return settings
+
+
+def cache_option(no_cache: bool, cache_dir: Path | None) -> bool | Path:
+    """The API's ``cache=`` for ``--no-cache`` / ``--cache-dir``."""
+    return False if no_cache else (cache_dir or True)
 
 
 def comma_list(value: str, option: str) -> list[str]:

@@ -14,7 +14,9 @@ from rich.table import Table
 
 from headstart import api
 from headstart.cli.app import (
+    AllowDownload,
     AllowOutsidePaths,
+    CacheDir,
     DataArgument,
     Force,
     ImageSize,
@@ -27,6 +29,7 @@ from headstart.cli.app import (
     SkipBadFiles,
     TextColumn,
     app,
+    cache_option,
     cell,
     err,
     out,
@@ -35,10 +38,10 @@ from headstart.cli.app import (
 )
 from headstart.errors import ConfigError
 from headstart.evaluation.forgetting import forgetting_summary
-from headstart.io import is_main_process
+from headstart.io import is_main_process, partial_path
 from headstart.model import TransferModel
 from headstart.strategies import STRATEGIES, TrainedStrategy
-from headstart.training.checkpoint import CHECKPOINT_DIR
+from headstart.training.checkpoint import CHECKPOINT_DIR, STATE_FILE
 from headstart.training.outcome import stop_message
 
 
@@ -74,8 +77,7 @@ def fit(
     max_time: Annotated[float | None, typer.Option(help="Training time budget in seconds.")] = None,
     image_size: ImageSize = None,
     preprocess: Preprocessing = None,
-    cache_dir: Annotated[Path | None, typer.Option(help="Feature cache folder (default ~/.cache/headstart).")
-                         ] = None,
+    cache_dir: CacheDir = None,
     no_cache: NoCache = False,
     force: Force = False,
     quiet: Quiet = False,
@@ -83,7 +85,6 @@ def fit(
     """Train a model on DATA by transferring a pre-trained backbone; writes model, metrics and report."""
     if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1:
         raise ConfigError("--val-fraction and --test-fraction must be in [0, 1)")
-    cache: bool | Path = False if no_cache else (cache_dir or True)
     options = parse_settings(settings or [])
     if class_weight is not None:
         if class_weight not in ("balanced", "none"):
@@ -91,25 +92,27 @@ def fit(
         options["class_weight"] = None if class_weight == "none" else class_weight
     try:
         model = api.fit(data, backbone=backbone, strategy=strategy, out=out_dir, force=force, seed=seed,
-                        val_fraction=val_fraction, test_fraction=test_fraction, cache=cache, progress=not quiet,
-                        max_time=max_time, calibrate=calibrate, image_size=image_size,
+                        val_fraction=val_fraction, test_fraction=test_fraction,
+                        cache=cache_option(no_cache, cache_dir), progress=not quiet, max_time=max_time,
+                        calibrate=calibrate, image_size=image_size,
                         preprocess=parse_settings(preprocess or [], "--preprocess"), skip_bad_files=skip_bad_files,
                         text_column=text_column, label_column=label_column, path_column=path_column,
                         allow_outside_paths=allow_outside_paths, settings=options)
     except KeyboardInterrupt:
-        _print_interrupted(out_dir)
+        err.print(interrupted_message(out_dir), highlight=False, markup=False)
         raise typer.Exit(130) from None
     if is_main_process():
         _print_fit(model, out_dir)
 
 
-def _print_interrupted(out_dir: Path) -> None:
-    """Where the checkpoint is and the command that resumes from it (the same command, run again)."""
-    checkpoint = out_dir.with_name(out_dir.name + ".partial") / CHECKPOINT_DIR
-    where = (f"the checkpoint of the last whole epoch is in {checkpoint}/" if checkpoint.is_dir()
-             else "no epoch had finished, so there is no checkpoint yet")
-    err.print(f"interrupted: {where}; resume with:\n  {shlex.join(['headstart', *sys.argv[1:]])}",
-              highlight=False, soft_wrap=True)
+def interrupted_message(out_dir: Path) -> str:
+    """The line a Ctrl-C'd ``fit`` prints: where its checkpoint is and the command that resumes from it."""
+    command = shlex.join(["headstart", *sys.argv[1:]])
+    checkpoint = partial_path(out_dir) / CHECKPOINT_DIR
+    if (checkpoint / STATE_FILE).is_file():
+        return f"interrupted; the last checkpoint is in {checkpoint}/ — resume with: {command}"
+    return (f"interrupted before the first checkpoint (written after each training epoch); to start again "
+            f"(cached features are reused): {command}")
 
 
 def _print_fit(model: TransferModel, out_dir: Path) -> None:
@@ -154,12 +157,13 @@ def evaluate(
     label_column: LabelColumn = None,
     path_column: PathColumn = None,
     allow_outside_paths: AllowOutsidePaths = False,
+    allow_download: AllowDownload = False,
     quiet: Quiet = False,
 ) -> None:
     """Measure a saved model on labeled data."""
     m = api.evaluate(model_dir, data, split=split, progress=not quiet, forgetting=forgetting,
-                     text_column=text_column, label_column=label_column, path_column=path_column,
-                     allow_outside_paths=allow_outside_paths)
+                     allow_download=allow_download, text_column=text_column, label_column=label_column,
+                     path_column=path_column, allow_outside_paths=allow_outside_paths)
     if as_json:
         out.print_json(json.dumps(m))
         return
@@ -184,12 +188,13 @@ def predict(
                                                      "(one text per line) or a CSV/JSONL with a text column.")],
     output_format: Annotated[str, typer.Option("--format", help="table, json or csv.")] = "table",
     top_k: Annotated[int, typer.Option(help="How many classes to show per input.")] = 1,
+    allow_download: AllowDownload = False,
     quiet: Quiet = False,
 ) -> None:
     """Predict classes for new inputs with a saved model."""
     if output_format not in ("table", "json", "csv"):
         raise ConfigError(f"--format must be table, json or csv, not {output_format!r}")
-    rows = api.predict(model_dir, inputs, top_k=top_k, progress=not quiet)
+    rows = api.predict(model_dir, inputs, top_k=top_k, progress=not quiet, allow_download=allow_download)
     if output_format == "json":
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
     elif output_format == "csv":

@@ -12,6 +12,7 @@ from rich.text import Text
 from headstart import api
 from headstart.cli.app import (
     AllowOutsidePaths,
+    CacheDir,
     DataArgument,
     Force,
     ImageSize,
@@ -23,6 +24,7 @@ from headstart.cli.app import (
     SkipBadFiles,
     TextColumn,
     app,
+    cache_option,
     cell,
     comma_list,
     out,
@@ -66,14 +68,16 @@ def rank(
     label_column: LabelColumn = None,
     path_column: PathColumn = None,
     allow_outside_paths: AllowOutsidePaths = False,
+    cache_dir: CacheDir = None,
     no_cache: NoCache = False,
     force: Force = False,
     quiet: Quiet = False,
 ) -> None:
     """Rank backbones for DATA by transferability scores of their frozen features (no training)."""
     result = api.rank(data, backbones=comma_list(backbone_list, "--backbones"),
-                      scores=typed_list(scores, "--scores", str), sort_by=score, cache=not no_cache, out=out_dir,
-                      force=force, progress=not quiet, image_size=image_size,
+                      scores=typed_list(scores, "--scores", str), sort_by=score,
+                      cache=cache_option(no_cache, cache_dir), out=out_dir, force=force, progress=not quiet,
+                      image_size=image_size,
                       preprocess=parse_settings(preprocess or [], "--preprocess"), skip_bad_files=skip_bad_files,
                       text_column=text_column,
                       label_column=label_column, path_column=path_column, allow_outside_paths=allow_outside_paths)
@@ -111,6 +115,7 @@ def compare(
     label_column: LabelColumn = None,
     path_column: PathColumn = None,
     allow_outside_paths: AllowOutsidePaths = False,
+    cache_dir: CacheDir = None,
     no_cache: NoCache = False,
     force: Force = False,
     quiet: Quiet = False,
@@ -118,8 +123,9 @@ def compare(
     """Learning curves on DATA: strategies x training-set sizes x seeds, with the transfer verdict."""
     result = api.compare(data, strategies=comma_list(strategy_list, "--strategies"),
                          fractions=typed_list(fractions, "--fractions", float), shots=typed_list(shots, "--shots", int),
-                         seeds=seeds, backbone=backbone, max_time=max_time, cache=not no_cache, out=out_dir,
-                         force=force, settings=parse_settings(settings or []), test_fraction=test_fraction,
+                         seeds=seeds, backbone=backbone, max_time=max_time,
+                         cache=cache_option(no_cache, cache_dir), out=out_dir, force=force,
+                         settings=parse_settings(settings or []), test_fraction=test_fraction,
                          on_run=None if quiet else _show_run, image_size=image_size,
                          preprocess=parse_settings(preprocess or [], "--preprocess"), skip_bad_files=skip_bad_files,
                          text_column=text_column,

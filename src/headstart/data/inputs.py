@@ -79,6 +79,9 @@ def _text_inputs(given: str, text_column: str | None) -> list[str]:
         return table.column_text(require_column(table, text_column, TEXT_COLUMNS, "text", "text_column"), "text")
     if looks_like_file:
         raise DataError(f"text input file {given} does not exist")
+    if os.path.isfile(given):  # an image or other file: its path is not a text to classify
+        raise DataError(f"{given} is a file, and a text model reads texts, .txt files (one text per line) or "
+                        f"{', '.join(TABLE_SUFFIXES)} files; pass the text itself")
     if os.path.isdir(given):
         raise DataError(f"{given} is a folder; text inputs are texts, .txt files or "
                         f"{', '.join(TABLE_SUFFIXES)} files")

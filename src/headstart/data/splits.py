@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from headstart.data.base import Dataset, Modality
+from headstart.data.modality import modality_spec
 from headstart.errors import ConfigError, DataError, listing
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -49,6 +51,14 @@ class DataSplits:
         """The splits that exist, by name, in the order train, val, test."""
         sets = (self.train, self.val, self.test)
         return {name: ds for name, ds in zip(SPLIT_NAMES, sets, strict=True) if ds is not None}
+
+    def file_folders(self) -> list[Path]:
+        """The folders holding the examples' files (e.g. the images a CSV lists; none for texts), which an
+        output folder must keep clear of."""
+        if not modality_spec(self.train.modality).file_suffixes:
+            return []
+        return sorted({Path(item).parent for part in self.present().values() for item in part.items
+                       if isinstance(item, (str, Path))})
 
     def select(self, split: str | None = None) -> Dataset:
         """One split by name, or ``"all"`` of them as one data set; default: ``test`` if present, else all.

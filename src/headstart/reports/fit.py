@@ -11,10 +11,11 @@ from headstart.reports.html import (
     calibration_section,
     cards,
     evaluation_section,
+    figure,
     forgetting_section,
     page,
     table,
-    write_page,
+    write_report,
 )
 from headstart.reports.plots import history_plot
 from headstart.reports.ranking import ranking_section
@@ -51,7 +52,7 @@ def fit_report(model: TransferModel, splits: DataSplits | None = None) -> str:
         sections.append(f"<p class='warn'>Training {html.escape(stopped)}.</p>")
     history = m.get("train", {}).get("history")
     if history:
-        sections.append(f"<h2>Training</h2><img alt='training curves' src='{history_plot(history, stopped)}'>")
+        sections.append("<h2>Training</h2>" + figure("training curves", history_plot, history, stopped))
     settings = [[k, v] for k, v in model.strategy_config.items()]
     sections.append("<h2>Settings</h2>" + table(["setting", "value"], settings))
     return page("headstart fit report", subtitle, sections)
@@ -59,4 +60,4 @@ def fit_report(model: TransferModel, splits: DataSplits | None = None) -> str:
 
 def write_fit_report(folder: str | Path, model: TransferModel, splits: DataSplits | None = None) -> Path:
     """Write the fit ``report.html`` into ``folder`` atomically; returns its path."""
-    return write_page(folder, fit_report(model, splits))
+    return write_report(folder, "headstart fit report", lambda: fit_report(model, splits))

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import html
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from headstart.errors import HeadstartWarning
 from headstart.io import write_bytes
 from headstart.reports.plots import confusion_matrix_plot, reliability_plot
 
@@ -64,10 +67,9 @@ def evaluation_section(title: str, metrics: dict[str, Any], class_names: list[st
     per_class = metrics.get("per_class", {})
     rows = [[name, per_class[name]["precision"], per_class[name]["recall"], per_class[name]["f1"],
              per_class[name]["support"]] for name in class_names if name in per_class]
-    figures = [f"<img alt='confusion matrix' src='{confusion_matrix_plot(metrics['confusion_matrix'], class_names)}'>"]
+    figures = [figure("confusion matrix", confusion_matrix_plot, metrics["confusion_matrix"], class_names)]
     if "reliability" in metrics:
-        diagram = reliability_plot(metrics["reliability"], metrics["ece"])
-        figures.append(f"<img alt='reliability diagram' src='{diagram}'>")
+        figures.append(figure("reliability diagram", reliability_plot, metrics["reliability"], metrics["ece"]))
     parts.append(f"<div class='figs'>{''.join(figures)}</div>")
     parts.append(table(["class", "precision", "recall", "F1", "support"], rows))
     return "".join(parts)
@@ -98,8 +100,35 @@ def forgetting_section(forgetting: dict[str, Any]) -> str:
                      "source KL"], rows) + notes)
 
 
-def write_page(folder: str | Path, content: str) -> Path:
-    """Write ``report.html`` into ``folder`` atomically; returns its path."""
+def report_failure(part: str, error: Exception) -> str:
+    """A warning (for the caller) and a paragraph (for the report) saying that ``part`` could not be made."""
+    reason = f"{type(error).__name__}: {str(error)[:300]}"
+    warnings.warn(f"the {part} of the report could not be made ({reason}); the rest of the run is unaffected",
+                  HeadstartWarning, stacklevel=3)
+    return f"<p class='warn'>The {html.escape(part)} could not be made ({html.escape(reason)}).</p>"
+
+
+def figure(alt: str, draw: Callable[..., str], *args: Any) -> str:
+    """An ``<img>`` of the plot ``draw(*args)`` returns as a data URI; if drawing fails, a paragraph naming the
+    plot and the error instead (a plot never fails a run)."""
+    try:
+        uri = draw(*args)
+    except Exception as error:  # any plotting failure; the report says which plot and why
+        return report_failure(alt, error)
+    return f"<img alt='{html.escape(alt)}' src='{uri}'>"
+
+
+def write_report(folder: str | Path, title: str, build: Callable[[], str]) -> Path:
+    """Write the page ``build()`` returns as ``report.html`` into ``folder`` atomically; returns its path.
+
+    A report is an account of results that are already saved: if building it fails, the page says so and
+    the caller gets a warning, never an error.
+    """
+    try:
+        content = build()
+    except Exception as error:  # whatever broke, the model and JSON files beside the report are intact
+        content = page(title, "", [report_failure("report", error)
+                                   + "<p>The results are in the JSON files in this folder.</p>"])
     path = Path(folder) / "report.html"
     write_bytes(path, content.encode())
     return path

@@ -1,11 +1,16 @@
-"""Plots for reports, returned as PNG data URIs so an HTML report is one self-contained file."""
+"""Plots for reports, returned as PNG data URIs so an HTML report is one self-contained file.
+
+Labels come from users' data (class names, file paths), so text is drawn literally: matplotlib's math mode
+(``$...$``) is off, long labels are cut, and a figure never grows with the number of classes beyond a bound.
+"""
 
 from __future__ import annotations
 
 import base64
+import functools
 import io
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import matplotlib
 
@@ -13,35 +18,78 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+F = TypeVar("F", bound=Callable[..., str])
+
+#: A confusion matrix with more classes shows only this many: those with the most errors.
+MAX_MATRIX_CLASSES = 40
+MAX_LABEL_CHARS = 32
+# A "$" in a class name would start matplotlib math text, which fails on unbalanced or unknown TeX.
+_LITERAL_TEXT = {"text.parse_math": False, "text.usetex": False}
+
+
+def literal_text(draw: F) -> F:
+    """Run a plot function with matplotlib's math text and TeX off, so every label is drawn as written."""
+
+    @functools.wraps(draw)
+    def wrapper(*args: Any, **kwargs: Any) -> str:
+        with matplotlib.rc_context(_LITERAL_TEXT):
+            return draw(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def short_label(text: str) -> str:
+    """``text`` cut to :data:`MAX_LABEL_CHARS` characters (its end kept: paths and refs differ there)."""
+    text = str(text)
+    return text if len(text) <= MAX_LABEL_CHARS else "…" + text[-(MAX_LABEL_CHARS - 1):]
+
 
 def to_data_uri(fig: Any) -> str:
     """Render a matplotlib figure to a ``data:image/png;base64,...`` URI and close it."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
+def most_confused(counts: np.ndarray, limit: int) -> np.ndarray:
+    """Indices (in class order) of the ``limit`` classes with the most errors, as true or predicted class."""
+    errors = counts.sum(axis=0) + counts.sum(axis=1) - 2 * np.diag(counts)
+    return np.sort(np.argsort(-errors, kind="stable")[:limit])
+
+
+@literal_text
 def confusion_matrix_plot(matrix: Sequence[Sequence[int]], class_names: Sequence[str]) -> str:
-    """Row-normalised confusion matrix (true class per row) with counts in the cells."""
+    """Row-normalised confusion matrix (true class per row) with counts in the cells; beyond
+    :data:`MAX_MATRIX_CLASSES` classes, the most confused ones only (rates stay those of the whole row)."""
     counts = np.asarray(matrix, dtype=float)
     rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    size = max(4.0, 0.55 * len(class_names) + 2)
+    title = "Confusion matrix (colour: share of the true class)"
+    shown = np.arange(len(class_names))
+    if len(class_names) > MAX_MATRIX_CLASSES:
+        shown = most_confused(counts, MAX_MATRIX_CLASSES)
+        title = f"The {len(shown)} most confused of {len(class_names)} classes (colour: share of the true class)"
+    counts, rates = counts[np.ix_(shown, shown)], rates[np.ix_(shown, shown)]
+    labels = [short_label(class_names[i]) for i in shown]
+    size = max(4.0, 0.55 * len(labels) + 2)
     fig, ax = plt.subplots(figsize=(size, size * 0.85))
     ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
-    ax.set_yticks(range(len(class_names)), class_names)
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    if len(class_names) <= 25:
+    if len(labels) <= 25:
         for (i, j), value in np.ndenumerate(counts):
             if value:
                 ax.text(j, i, f"{int(value)}", ha="center", va="center", fontsize=8,
                         color="white" if rates[i, j] > 0.5 else "black")
-    ax.set_title("Confusion matrix (colour: share of the true class)")
+    ax.set_title(title)
     return to_data_uri(fig)
 
 
+@literal_text
 def reliability_plot(bins: dict[str, Sequence[float]], ece: float) -> str:
     """Reliability diagram: accuracy against confidence per bin, with the diagonal of perfect calibration."""
     conf = np.asarray(bins["confidence"], dtype=float)
@@ -60,6 +108,7 @@ def reliability_plot(bins: dict[str, Sequence[float]], ece: float) -> str:
     return to_data_uri(fig)
 
 
+@literal_text
 def history_plot(history: Sequence[dict[str, Any]], stop: str | None = None) -> str:
     """Training curves in panels with their own axes (losses, accuracies, learning rate), a dashed line where
     each stage after the first starts, and ``stop`` (why training ended short) under the panels."""
@@ -88,6 +137,7 @@ def history_plot(history: Sequence[dict[str, Any]], stop: str | None = None) -> 
     return to_data_uri(fig)
 
 
+@literal_text
 def score_bars_plot(backbones: Sequence[str], scores: dict[str, Sequence[float | None]], sort_by: str) -> str:
     """One horizontal bar chart per transferability score (their scales differ), backbones in rank order.
 
@@ -102,8 +152,7 @@ def score_bars_plot(backbones: Sequence[str], scores: dict[str, Sequence[float |
     fig, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, rows * (0.4 * len(backbones) + 1.3)),
                              squeeze=False)
     positions = np.arange(len(backbones))
-    # Long references (local weight paths) would squeeze the bars; their ends identify them.
-    labels = [b if len(b) <= 40 else "…" + b[-39:] for b in backbones]
+    labels = [short_label(b) for b in backbones]
     for index, ax in enumerate(axes.flat):
         if index >= len(names):
             ax.set_visible(False)
@@ -124,6 +173,7 @@ def score_bars_plot(backbones: Sequence[str], scores: dict[str, Sequence[float |
     return to_data_uri(fig)
 
 
+@literal_text
 def learning_curve_plot(curves: dict[str, dict[str, Sequence[float]]], size_label: str,
                         metric: str = "test accuracy") -> str:
     """Mean test accuracy against training-set size per strategy, a band of ± one std over seeds, and each
@@ -157,6 +207,7 @@ def learning_curve_plot(curves: dict[str, dict[str, Sequence[float]]], size_labe
     return to_data_uri(fig)
 
 
+@literal_text
 def tradeoff_plot(points: Sequence[Any]) -> str:
     """Target accuracy against retention (feature CKA to the source backbone), one dot per strategy; the
     frontier (strategies no other beats on both axes) is joined by a line."""

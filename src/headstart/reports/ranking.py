@@ -6,7 +6,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-from headstart.reports.html import cards, page, table, write_page
+from headstart.reports.html import cards, figure, page, table, write_report
 from headstart.reports.plots import score_bars_plot
 from headstart.transferability import RankResult
 
@@ -25,12 +25,11 @@ def ranking_rows(ranking: dict[str, Any]) -> tuple[list[str], list[str], list[li
 def ranking_section(title: str, ranking: dict[str, Any]) -> str:
     """A backbone ranking: which won and why, the score table and bar charts."""
     names, header, body = ranking_rows(ranking)
-    chart = score_bars_plot([row["backbone"] for row in ranking["backbones"]],
-                            {n: [row["scores"].get(n) for row in ranking["backbones"]] for n in names},
-                            ranking["sort_by"])
+    chart = figure("transferability scores", score_bars_plot, [row["backbone"] for row in ranking["backbones"]],
+                   {n: [row["scores"].get(n) for row in ranking["backbones"]] for n in names}, ranking["sort_by"])
     return (f"<h2>{html.escape(title)}</h2><p>Chosen: <b>{html.escape(ranking['best'])}</b> — "
             f"{html.escape(ranking['explanation'])}. Every score is higher-is-better.</p>"
-            + table(header, body) + f"<p><img alt='transferability scores' src='{chart}'></p>")
+            + table(header, body) + f"<p>{chart}</p>")
 
 
 SCORE_MEANINGS = {
@@ -61,4 +60,4 @@ def rank_report(result: RankResult) -> str:
 
 def write_rank_report(folder: str | Path, result: RankResult) -> Path:
     """Write the rank ``report.html`` into ``folder`` atomically; returns its path."""
-    return write_page(folder, rank_report(result))
+    return write_report(folder, "headstart rank report", lambda: rank_report(result))

@@ -6,7 +6,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-from headstart.reports.html import cards, page, table, write_page
+from headstart.reports.html import cards, figure, page, table, write_report
 from headstart.reports.plots import learning_curve_plot, tradeoff_plot
 from headstart.studies import SIZE_LABEL, CompareResult
 from headstart.studies.tradeoff import tradeoff_message
@@ -36,8 +36,7 @@ def compare_report(result: CompareResult) -> str:
             curve["std"].append(row.std or 0.0)
         for record in result.records:
             curves[record.strategy]["points"].append((record.size, record.accuracy))
-        sections.append(f"<h2>Learning curves</h2><img alt='learning curves' "
-                        f"src='{learning_curve_plot(curves, SIZE_LABEL)}'>")
+        sections.append("<h2>Learning curves</h2>" + figure("learning curves", learning_curve_plot, curves, SIZE_LABEL))
         sections.append("<h2>Test accuracy per size</h2>" + table(
             ["strategy", SIZE_LABEL, "seeds", "mean", "std", "95% CI"],
             [[r.strategy, f"{r.size:g}", r.n_seeds, r.mean, r.std,
@@ -46,7 +45,7 @@ def compare_report(result: CompareResult) -> str:
         sections.append(f"<h2>Accuracy against forgetting</h2><p>{html.escape(tradeoff_message(result.tradeoff))}"
                         f" (at the largest size each ran; retention is the feature CKA between the source and the "
                         f"transferred backbone on the bundled reference set).</p>"
-                        f"<img alt='accuracy against retention' src='{tradeoff_plot(result.tradeoff)}'>")
+                        + figure("accuracy against retention", tradeoff_plot, result.tradeoff))
     if result.gains:
         sections.append("<h2>Gain over scratch</h2>" + table(
             ["strategy", SIZE_LABEL, "difference", "95% CI", "p-value"],
@@ -67,4 +66,4 @@ def compare_report(result: CompareResult) -> str:
 
 def write_compare_report(folder: str | Path, result: CompareResult) -> Path:
     """Write the compare ``report.html`` into ``folder`` atomically; returns its path."""
-    return write_page(folder, compare_report(result))
+    return write_report(folder, "headstart compare report", lambda: compare_report(result))

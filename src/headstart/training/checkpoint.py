@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from headstart.data.base import Dataset
-from headstart.errors import HeadstartError
+from headstart.errors import HeadstartError, HeadstartWarning
 from headstart.io import write_json
 from headstart.training.network import Classifier
 from headstart.training.stages import Stage
@@ -29,6 +32,10 @@ CHECKPOINT_DIR = "checkpoint"
 
 class CheckpointMismatchError(HeadstartError):
     """A checkpoint in the working folder was written by a run with other settings, data or weights."""
+
+
+class CheckpointDamagedError(HeadstartError):
+    """A checkpoint in the working folder cannot be read (a truncated or edited file)."""
 
 
 def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
@@ -97,17 +104,53 @@ def load_checkpoint(folder: Path, fingerprint: str) -> tuple[dict[str, Any], dic
 
     Raises:
         CheckpointMismatchError: The checkpoint's fingerprint differs from ``fingerprint``.
+        CheckpointDamagedError: A checkpoint file is truncated or not what headstart wrote.
     """
     path = folder / STATE_FILE
     if not path.is_file():
         return None
-    state = json.loads(path.read_text())
+    state = _read_state(folder)
     if state.get("fingerprint") != fingerprint:
         raise CheckpointMismatchError(
             f"{folder} holds a checkpoint of a different run (other strategy settings, data, backbone "
             f"weights or number of processes), so it cannot be resumed. Delete {folder} to start over, or "
             "use another output folder.")
-    return state, load_file(str(folder / state["tensors"]))
+    try:
+        tensors = load_file(str(folder / state["tensors"]))
+    except (KeyError, TypeError, OSError, SafetensorError) as err:
+        raise _damaged(folder, err) from None
+    return state, tensors
+
+
+def discard_damaged_checkpoint(folder: Path) -> bool:
+    """Remove the checkpoint in ``folder`` if it cannot be read (``fit --force`` starts over from it); returns
+    whether it did, with a warning."""
+    if not (folder / STATE_FILE).is_file():
+        return False
+    try:
+        state = _read_state(folder)
+        load_file(str(folder / state["tensors"]))
+    except (CheckpointDamagedError, KeyError, TypeError, OSError, SafetensorError) as err:
+        shutil.rmtree(folder, ignore_errors=True)  # every process of a torchrun launch may get here
+        warnings.warn(f"removed the damaged checkpoint in {folder} ({err}); training starts over",
+                      HeadstartWarning, stacklevel=2)
+        return True
+    return False
+
+
+def _read_state(folder: Path) -> dict[str, Any]:
+    try:
+        state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError, OSError) as err:
+        raise _damaged(folder, err) from None
+    if not isinstance(state, dict):
+        raise _damaged(folder, f"{STATE_FILE} is not a JSON object")
+    return state
+
+
+def _damaged(folder: Path, reason: object) -> CheckpointDamagedError:
+    return CheckpointDamagedError(f"the checkpoint in {folder} is damaged ({reason}), so the run cannot resume "
+                                  f"from it; delete {folder} to start over, or run the same command with --force")
 
 
 def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:

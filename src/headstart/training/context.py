@@ -18,6 +18,8 @@ class FitContext:
         cache: The frozen-feature cache, or ``None`` to always recompute.
         progress: Show progress bars.
         max_time: Wall-clock budget for training in seconds, or ``None``.
+        restart_damaged: Start over when ``work_dir`` holds a damaged checkpoint (``fit --force``), instead of
+            stopping with an error; a readable checkpoint is resumed either way.
     """
 
     work_dir: Path
@@ -25,3 +27,4 @@ class FitContext:
     cache: FeatureCache | None = None
     progress: bool = True
     max_time: float | None = None
+    restart_damaged: bool = False

@@ -29,6 +29,7 @@ from headstart.training.batches import train_loader
 from headstart.training.callbacks import default_callbacks
 from headstart.training.checkpoint import (
     CHECKPOINT_DIR,
+    discard_damaged_checkpoint,
     load_checkpoint,
     optimizer_tensors,
     restore_optimizer,
@@ -256,6 +257,8 @@ class TrainingLoop:
         return {"train_loss": loss_sum / max(count, 1), "train_accuracy": correct / max(count, 1)}
 
     def _restore(self) -> None:
+        if self.context.restart_damaged:
+            discard_damaged_checkpoint(self.context.work_dir / CHECKPOINT_DIR)
         saved = load_checkpoint(self.context.work_dir / CHECKPOINT_DIR, self.fingerprint)
         if saved is None:
             return
