@@ -172,14 +172,15 @@ def forgetting(model: TransferModel | str | Path, *, reference: str | Path | Seq
 
 def predict(model: TransferModel | str | Path, inputs: Sequence[Any], *, top_k: int = 1, batch_size: int = 64,
             progress: bool = False) -> list[dict[str, Any]]:
-    """Predictions for raw inputs: image paths or folders, or texts (or a ``.txt``/CSV of texts).
+    """Predictions for raw inputs: image paths or folders, PIL images or ``uint8`` arrays (a numpy array is
+    a batch along its first axis), or texts (or a ``.txt``/CSV of texts).
 
     Returns:
         One dict per example: ``input``, ``label``, ``confidence`` and, for ``top_k > 1``, ``top`` — a list of
         ``(label, probability)`` pairs.
     """
     model = load(model) if isinstance(model, (str, Path)) else model
-    items, names = load_inputs([str(i) for i in inputs], model.modality)
+    items, names = load_inputs(inputs, model.modality)
     proba = model.predict_proba(items, batch_size=batch_size, progress=progress)
     k = max(1, min(top_k, len(model.class_names)))
     rows = []

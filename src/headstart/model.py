@@ -16,6 +16,7 @@ from torch import nn
 
 from headstart import __version__
 from headstart.backbones import Backbone, create_backbone
+from headstart.data.inputs import as_examples
 from headstart.errors import ModelFileError
 from headstart.io import write_json
 
@@ -63,10 +64,11 @@ class TransferModel:
         x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
         return self.head(x).numpy()
 
-    def logits(self, items: Sequence[Any], *, batch_size: int = 64, progress: bool = False, label: str = ""
-               ) -> np.ndarray:
-        """Head logits (before temperature) for raw examples (``label`` names them in the progress display)."""
-        return self.logits_from_features(self.backbone.embed(items, batch_size=batch_size, progress=progress,
+    def logits(self, items: Any, *, batch_size: int = 64, progress: bool = False, label: str = "") -> np.ndarray:
+        """Head logits (before temperature) for raw examples (inputs as for :meth:`predict_proba`; ``label``
+        names them in the progress display)."""
+        examples = as_examples(items, self.modality)
+        return self.logits_from_features(self.backbone.embed(examples, batch_size=batch_size, progress=progress,
                                                              label=label))
 
     def proba_from_logits(self, logits: np.ndarray) -> np.ndarray:
@@ -76,13 +78,24 @@ class TransferModel:
         exp = np.exp(scaled)
         return exp / exp.sum(axis=1, keepdims=True)
 
-    def predict_proba(self, items: Sequence[Any], *, batch_size: int = 64, progress: bool = False
-                      ) -> np.ndarray:
-        """Class probabilities ``[len(items), n_classes]``."""
+    def predict_proba(self, items: Any, *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        """Class probabilities ``[n_examples, n_classes]``.
+
+        Args:
+            items: Image file paths, PIL images or ``uint8`` arrays (a numpy array is a batch along its first
+                axis), texts, or what the backbone of another modality takes; a single path, image or text is
+                one example.
+            batch_size: Examples per forward pass.
+            progress: Show a progress bar.
+
+        Example:
+            >>> model.predict_proba([Image.open("shoe.png"), "bag.png"]).shape
+            (2, 10)
+        """
         return self.proba_from_logits(self.logits(items, batch_size=batch_size, progress=progress))
 
-    def predict(self, items: Sequence[Any], *, batch_size: int = 64, progress: bool = False) -> list[str]:
-        """Predicted class names."""
+    def predict(self, items: Any, *, batch_size: int = 64, progress: bool = False) -> list[str]:
+        """Predicted class names, one per example (inputs as for :meth:`predict_proba`)."""
         proba = self.predict_proba(items, batch_size=batch_size, progress=progress)
         return [self.class_names[i] for i in proba.argmax(axis=1)]
 
@@ -136,17 +149,33 @@ class TransferModel:
         for path in (config_path, weights_path):
             if not path.is_file():
                 raise ModelFileError(f"{path} is missing: {folder} is not a saved headstart model folder")
-        config = _read_config(config_path)
+        config = _read_json(config_path)
         try:
             tensors = load_file(str(weights_path))
         except (SafetensorError, OSError) as err:
             raise ModelFileError(f"{weights_path} is not a readable safetensors file ({err}); copy the model "
                                  "folder again or retrain") from None
+        return cls.from_state(config, tensors, _read_json(folder / "metrics.json", {}), source=str(folder))
+
+    @classmethod
+    def from_state(cls, config: dict[str, Any], tensors: dict[str, torch.Tensor],
+                   metrics: dict[str, Any] | None = None, *, source: str = "the model") -> TransferModel:
+        """Rebuild a model from its :meth:`config` and :meth:`state_dict` (what :meth:`save` writes).
+
+        The backbone is rebuilt from its reference (bundled or local weights), then overwritten with the saved
+        backbone tensors when it was trained; no pickled object is ever read.
+
+        Raises:
+            ModelFileError: The config holds values headstart never writes, or the tensors do not fit it
+                (``source`` names where they came from).
+            BackboneError: The saved backbone reference or preprocessing cannot be rebuilt.
+        """
+        config = _check_config(config, f"{source}: {CONFIG_FILE}")
         backbone = create_backbone(config["backbone"]["ref"], preprocess=config["backbone"]["preprocess"])
         head_state = {k.removeprefix("head."): v for k, v in tensors.items() if k.startswith("head.")}
         shape = (len(config["class_names"]), config["feature_dim"])
         if backbone.feature_dim != shape[1] or tuple(getattr(head_state.get("weight"), "shape", ())) != shape:
-            raise ModelFileError(f"{folder}: {CONFIG_FILE} describes a head of {shape[0]} classes x {shape[1]} "
+            raise ModelFileError(f"{source}: {CONFIG_FILE} describes a head of {shape[0]} classes x {shape[1]} "
                                  f"features, but the backbone gives {backbone.feature_dim} features and "
                                  f"{WEIGHTS_FILE} holds {_shape(head_state.get('weight'))}; the files do not "
                                  "belong together")
@@ -157,10 +186,11 @@ class TransferModel:
                 state = {k.removeprefix("backbone."): v for k, v in tensors.items() if k.startswith("backbone.")}
                 backbone.module.load_state_dict(state, strict=True)
         except RuntimeError as err:
-            raise ModelFileError(f"{weights_path} does not fit {config_path}: {str(err).splitlines()[0]}") from None
+            raise ModelFileError(f"{source}: {WEIGHTS_FILE} does not fit {CONFIG_FILE}: "
+                                 f"{str(err).splitlines()[0]}") from None
         return cls(backbone, head, config["class_names"], strategy=config["strategy"],
                    strategy_config=config["strategy_config"], backbone_trained=config["backbone_trained"],
-                   temperature=config["temperature"], metrics=_read_json(folder / "metrics.json", {}))
+                   temperature=config["temperature"], metrics=metrics)
 
 
 # The type of every value of config.json that loading uses (bool is no int here, as JSON has both).
@@ -182,13 +212,12 @@ def _read_json(path: Path, default: Any = None) -> Any:
     return value
 
 
-def _read_config(path: Path) -> dict[str, Any]:
-    """``config.json``, checked to hold what :meth:`TransferModel.config` writes.
+def _check_config(config: dict[str, Any], path: str) -> dict[str, Any]:
+    """``config`` (read from ``path``), checked to hold what :meth:`TransferModel.config` writes.
 
     Raises:
-        ModelFileError: Invalid JSON, another format version, or a value missing or of the wrong type.
+        ModelFileError: Another format version, or a value missing or of the wrong type.
     """
-    config = _read_json(path)
     if config.get("format_version") != FORMAT_VERSION:
         raise ModelFileError(f"{path} has format_version {config.get('format_version')!r}; "
                              f"this headstart reads version {FORMAT_VERSION}")
