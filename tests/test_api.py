@@ -11,8 +11,8 @@ from training_support import TinyTextBackbone
 def test_fit_save_reload_gives_identical_predictions(tmp_path, image_folder, tiny_backbone, tiny_timm_ref):
     out = tmp_path / "run"
     model = headstart.fit(image_folder, backbone=tiny_backbone, out=out, progress=False)
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "metrics.json", "model.safetensors",
-                                                    "report.html"]
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "metrics.json",
+                                                    "model.safetensors", "report.html"]
     assert model.metrics["test"]["accuracy"] >= 0.8
     items = [str(p) for p in sorted(image_folder.rglob("*.png"))]
     reloaded = headstart.load(out)

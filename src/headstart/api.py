@@ -22,7 +22,7 @@ from headstart.evaluation.forgetting import ReferenceSet, measure_forgetting
 from headstart.fitting import complete_splits, fit_splits
 from headstart.io import check_output, is_main_process, publish, work_dir, write_json
 from headstart.model import TransferModel
-from headstart.reports import write_compare_report, write_fit_report, write_rank_report
+from headstart.reports import write_compare_report, write_fit_report, write_model_card, write_rank_report
 from headstart.strategies import check_settings, get_strategy
 from headstart.studies import CompareResult, compare_strategies
 from headstart.training import FitContext
@@ -116,6 +116,7 @@ def _publish_fit(model: TransferModel, splits: DataSplits, workdir: Path, out: P
     elif is_main_process():  # under torchrun the other ranks leave the shared folder to rank 0
         model.save(workdir)
         write_fit_report(workdir, model, splits)
+        write_model_card(workdir, model)
         shutil.rmtree(workdir / CHECKPOINT_DIR, ignore_errors=True)
         publish(workdir, out, force=force)
 
