@@ -28,8 +28,8 @@ LAYERS: list[set[str]] = [
     {"strategies"},
     {"evaluation"},
     {"fitting"},
-    {"transferability", "studies"},
-    {"reports"},
+    {"transferability", "studies", "onnx_export", "sklearn"},
+    {"reports", "server"},
     {"api"},
     {"cli", "__main__"},
 ]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from headstart.cli import catalog, models, studies  # noqa: F401  (registration)
+from headstart.cli import catalog, models, shipping, studies  # noqa: F401  (registration)
 from headstart.cli.app import app, err, parse_settings, shown
 from headstart.errors import HeadstartError
 
