@@ -25,6 +25,7 @@ from headstart.io import check_output, is_main_process, publish, work_dir, write
 from headstart.model import TransferModel
 from headstart.onnx_export import ExportReport, OnnxModel, export_onnx
 from headstart.reports import write_compare_report, write_fit_report, write_model_card, write_rank_report
+from headstart.server import LOOPBACK, create_app, run_server
 from headstart.strategies import check_settings, get_strategy
 from headstart.studies import CompareResult, compare_strategies
 from headstart.training import FitContext
@@ -278,6 +279,29 @@ def export(model: str | Path, *, format: str = "onnx", quantize: str | None = No
     return export_onnx(trained, out, parity_items=examples.items if examples is not None else [],
                        quantize=quantize, calibration_items=reference.items if reference is not None else None,
                        held_out=held_out)
+
+
+def serve(model: TransferModel | OnnxModel | str | Path, *, host: str = LOOPBACK, port: int = 8000,
+          engine: str = "torch", max_batch: int = 64, max_request_mb: float = 20.0) -> None:
+    """Serve a model over HTTP until interrupted: ``POST /predict``, ``GET /health``, ``GET /metadata``, docs at
+    ``/docs``.
+
+    Args:
+        model: A model, its folder, or an exported ``.onnx`` file.
+        host: Interface to listen on; the default is loopback only (the API has no authentication).
+        port: TCP port.
+        engine: ``"torch"`` or ``"onnx"`` (the folder's exported graph), as for :func:`predict`.
+        max_batch: Most inputs per request (more get 413).
+        max_request_mb: Largest request body in MB (more get 413).
+
+    Example:
+        >>> serve("runs/demo", port=8000)   # then: curl -F files=@shoe.png http://127.0.0.1:8000/predict
+    """
+    if max_batch < 1 or max_request_mb <= 0:
+        raise ConfigError("--max-batch must be at least 1 and --max-request-mb above 0")
+    app = create_app(load_predictor(model, engine), max_batch=max_batch,
+                     max_request_bytes=int(max_request_mb * (1 << 20)))
+    run_server(app, host=host, port=port)
 
 
 def _recorded_splits(model: TransferModel) -> DataSplits | None:

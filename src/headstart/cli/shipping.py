@@ -1,4 +1,4 @@
-"""Commands after training: export a model as an ONNX graph."""
+"""Commands after training: export a model as an ONNX graph, serve it over HTTP."""
 
 from __future__ import annotations
 
@@ -46,3 +46,18 @@ def export(
         out.print(f"[yellow]note:[/] {shown(note)}", highlight=False)
     out.print(f"graph:   {shown(report.path)} ({report.path.stat().st_size / 1e6:.1f} MB)")
     out.print(f"sidecar: {shown(report.sidecar)}")
+
+
+@app.command()
+def serve(
+    model_dir: Annotated[Path, typer.Argument(help="A model folder written by `headstart fit`, or an .onnx file "
+                                                   "written by `headstart export`.")],
+    host: Annotated[str, typer.Option(help="Interface to listen on (loopback by default; the API has no "
+                                           "authentication).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    engine: Annotated[str, typer.Option(help="torch or onnx (the folder's exported graph).")] = "torch",
+    max_batch: Annotated[int, typer.Option(help="Most inputs per request (more get 413).")] = 64,
+    max_request_mb: Annotated[float, typer.Option(help="Largest request body in MB (more get 413).")] = 20.0,
+) -> None:
+    """Serve a model over HTTP: POST /predict, GET /health, GET /metadata, docs at /docs."""
+    api.serve(model_dir, host=host, port=port, engine=engine, max_batch=max_batch, max_request_mb=max_request_mb)
