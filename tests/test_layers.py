@@ -30,7 +30,7 @@ LAYERS: list[set[str]] = [
     {"fitting"},
     {"transferability", "studies", "onnx_export", "sklearn"},
     {"reports", "server"},
-    {"api"},
+    {"api", "shipping"},
     {"cli", "__main__"},
 ]
 LEVEL = {room: level for level, rooms in enumerate(LAYERS) for room in rooms}

@@ -111,5 +111,5 @@ def test_bad_inputs_are_refused_with_the_reason(images, tiny_timm_ref):
         clf.fit(X, y[:3])
     with pytest.raises(DataError, match="single class"):
         clf.fit(X, ["red"] * len(X))
-    with pytest.raises(DataError, match="mixes images"):
+    with pytest.raises(DataError, match="mixes image and text"):
         clf.fit([X[0], "a text"], ["a", "b"])

@@ -17,15 +17,13 @@ from typing import Any
 
 from headstart.backbones import Backbone, FeatureCache, build_backbone
 from headstart.data import Dataset, DataSplits, as_splits, load_dataset, load_inputs, modality_spec
-from headstart.errors import ConfigError, DataError, ModelFileError, OutputExistsError
 from headstart.evaluation import evaluate_dataset
 from headstart.evaluation.forgetting import ReferenceSet, measure_forgetting
 from headstart.fitting import complete_splits, fit_splits
 from headstart.io import check_output, is_main_process, publish, work_dir, write_json
 from headstart.model import TransferModel
-from headstart.onnx_export import ExportReport, OnnxModel, export_onnx
+from headstart.onnx_export import OnnxModel, load_predictor
 from headstart.reports import write_compare_report, write_fit_report, write_model_card, write_rank_report
-from headstart.server import LOOPBACK, create_app, run_server
 from headstart.strategies import check_settings, get_strategy
 from headstart.studies import CompareResult, compare_strategies
 from headstart.training import FitContext
@@ -174,34 +172,6 @@ def forgetting(model: TransferModel | str | Path, *, reference: str | Path | Seq
     return measure_forgetting(model, target=target, reference=chosen, batch_size=batch_size, progress=progress)
 
 
-ENGINES = ("torch", "onnx")
-EXPORT_FOLDER = "onnx"
-
-
-def load_predictor(model: TransferModel | OnnxModel | str | Path, engine: str = "torch"
-                   ) -> TransferModel | OnnxModel:
-    """A model ready to predict: a model folder (PyTorch, or its exported graph with ``engine="onnx"``), an
-    ``.onnx`` file written by :func:`export`, or a model object (returned as is).
-
-    Raises:
-        ConfigError: Unknown ``engine``.
-        ModelFileError: ``engine="onnx"`` on a folder that has not been exported.
-    """
-    if engine not in ENGINES:
-        raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
-    if not isinstance(model, (str, Path)):
-        return model
-    path = Path(model)
-    if path.suffix == ".onnx":
-        return OnnxModel(path)
-    if engine == "onnx":
-        graph = path / EXPORT_FOLDER / "model.onnx"
-        if not graph.is_file():
-            raise ModelFileError(f"{graph} does not exist; run `headstart export {path}` first, or pass an .onnx file")
-        return OnnxModel(graph)
-    return load(path)
-
-
 def predict(model: TransferModel | OnnxModel | str | Path, inputs: Sequence[Any] | Any, *, top_k: int = 1,
             batch_size: int = 64, progress: bool = False, engine: str = "torch") -> list[dict[str, Any]]:
     """Predictions for raw inputs: image paths or folders, PIL images or ``uint8`` arrays (a numpy array is
@@ -232,87 +202,6 @@ def predict(model: TransferModel | OnnxModel | str | Path, inputs: Sequence[Any]
             row["top"] = [(model.class_names[i], float(p[i])) for i in order]
         rows.append(row)
     return rows
-
-
-def export(model: str | Path, *, format: str = "onnx", quantize: str | None = None, out: str | Path | None = None,
-           data: str | Path | None = None, force: bool = False, text_column: str | None = None,
-           label_column: str | None = None, path_column: str | None = None) -> ExportReport:
-    """Export a saved model as one ONNX graph (backbone, head, temperature, softmax; dynamic batch axis).
-
-    The preprocessing is written into the graph's metadata and a sidecar JSON (``out`` with suffix ``.json``);
-    text models get their tokenizer files next to the graph. Every export checks parity with PyTorch on real
-    examples (refusing an fp32 graph further than 1e-4 in probability).
-
-    Args:
-        model: A model folder written by :func:`fit`.
-        format: ``"onnx"`` (the only format).
-        quantize: ``"int8"``: dynamic quantization for transformers, static (calibrated on the model's own
-            training images) for CNNs.
-        out: The ``.onnx`` file; default ``<model>/onnx/model.onnx`` (``model.int8.onnx`` when quantized).
-        data: Labeled data for the checks (its test split, or all of it): parity examples and the accuracy change
-            of quantization. Default: the data the model was trained on (its test split where it has one).
-        force: Replace an existing ``out``.
-        text_column, label_column, path_column: Column names in tabular ``data``, when not detected.
-
-    Returns:
-        An :class:`~headstart.onnx_export.ExportReport` (paths, parity, accuracy change).
-
-    Example:
-        >>> report = export("runs/demo", quantize="int8")
-        >>> report.parity.max_abs_diff, report.accuracy
-    """
-    if format != "onnx":
-        raise ConfigError(f"--format must be onnx, not {format!r}")
-    folder = Path(model)
-    trained = load(folder)
-    out = Path(out) if out is not None else folder / EXPORT_FOLDER / f"model{'.int8' if quantize else ''}.onnx"
-    if out.suffix != ".onnx":
-        raise ConfigError(f"--out must name an .onnx file, not {out}")
-    if out.exists() and not force:
-        raise OutputExistsError(f"{out} already exists; pass --force to replace it, or choose another --out")
-    columns = {"text_column": text_column, "label_column": label_column, "path_column": path_column}
-    recorded = _recorded_splits(trained)
-    held_out = load_dataset(data, training=False, **columns).select() if data is not None else (
-        recorded.test if recorded is not None else None)
-    reference = recorded.train if recorded is not None else held_out
-    examples = held_out if held_out is not None else reference
-    return export_onnx(trained, out, parity_items=examples.items if examples is not None else [],
-                       quantize=quantize, calibration_items=reference.items if reference is not None else None,
-                       held_out=held_out)
-
-
-def serve(model: TransferModel | OnnxModel | str | Path, *, host: str = LOOPBACK, port: int = 8000,
-          engine: str = "torch", max_batch: int = 64, max_request_mb: float = 20.0) -> None:
-    """Serve a model over HTTP until interrupted: ``POST /predict``, ``GET /health``, ``GET /metadata``, docs at
-    ``/docs``.
-
-    Args:
-        model: A model, its folder, or an exported ``.onnx`` file.
-        host: Interface to listen on; the default is loopback only (the API has no authentication).
-        port: TCP port.
-        engine: ``"torch"`` or ``"onnx"`` (the folder's exported graph), as for :func:`predict`.
-        max_batch: Most inputs per request (more get 413).
-        max_request_mb: Largest request body in MB (more get 413).
-
-    Example:
-        >>> serve("runs/demo", port=8000)   # then: curl -F files=@shoe.png http://127.0.0.1:8000/predict
-    """
-    if max_batch < 1 or max_request_mb <= 0:
-        raise ConfigError("--max-batch must be at least 1 and --max-request-mb above 0")
-    app = create_app(load_predictor(model, engine), max_batch=max_batch,
-                     max_request_bytes=int(max_request_mb * (1 << 20)))
-    run_server(app, host=host, port=port)
-
-
-def _recorded_splits(model: TransferModel) -> DataSplits | None:
-    """The data ``model`` was trained on, when its recorded source can still be read; ``None`` otherwise."""
-    source = model.metrics.get("data", {}).get("source")
-    if not source or not Path(source).exists():
-        return None
-    try:
-        return load_dataset(source, training=False)
-    except DataError:
-        return None
 
 
 def rank(data: str | Path | DataSplits | Dataset, *, backbones: Sequence[str | Backbone],

@@ -18,9 +18,9 @@ from safetensors.torch import save as save_tensors
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
-from headstart.backbones import FeatureCache, create_backbone, with_image_size
+from headstart.backbones import FeatureCache, build_backbone
 from headstart.data import Dataset, DataSplits, modality_spec
-from headstart.data.images import is_image_path
+from headstart.data.files import file_modality
 from headstart.data.inputs import as_examples
 from headstart.errors import DataError
 from headstart.fitting import complete_splits, fit_splits
@@ -30,15 +30,16 @@ from headstart.training import FitContext
 
 
 def infer_modality(items: list[Any]) -> str:
-    """``"image"`` for PIL images, arrays or image file paths; ``"text"`` for other strings.
+    """``"image"`` for PIL images and arrays; the modality of an existing file's suffix (image, audio); ``"text"``
+    for other strings.
 
     Raises:
-        DataError: A mix of images and texts.
+        DataError: A mix of modalities.
     """
-    kinds = {"image" if not isinstance(x, str) or (is_image_path(x) and Path(x).is_file()) else "text"
+    kinds = {(file_modality(x) if Path(x).is_file() else None) or "text" if isinstance(x, str) else "image"
              for x in items}
     if len(kinds) > 1:
-        raise DataError("X mixes images (paths, PIL images or arrays) and texts; give one kind per estimator")
+        raise DataError(f"X mixes {' and '.join(sorted(kinds))} examples; give one kind per estimator")
     return kinds.pop()
 
 
@@ -125,12 +126,11 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         if len(classes) < 2:
             raise DataError(f"y has a single class ({classes[0]!r}); a classifier needs at least two")
         strategy = get_strategy(self.strategy, **dict(self.settings or {}))
-        net = with_image_size(create_backbone(self.backbone or modality_spec(modality).default_backbone),
-                              self.image_size)
+        net = build_backbone(self.backbone or modality_spec(modality).default_backbone, image_size=self.image_size)
         dataset = Dataset(items, codes, [str(c) for c in classes], modality, "<TransferClassifier.fit>")
-        splits = complete_splits(DataSplits(train=dataset, val=None, test=None, source=dataset.source),
-                                 needs_val=strategy.uses_validation or self.calibrate, seed=self.seed,
-                                 val_fraction=self.val_fraction, test_fraction=0.0)
+        splits = complete_splits(DataSplits(train=dataset, val=None, test=None, source=dataset.source), strategy,
+                                 seed=self.seed, val_fraction=self.val_fraction, test_fraction=0.0,
+                                 calibrate=self.calibrate)
         with tempfile.TemporaryDirectory(prefix="headstart-sklearn-") as work:
             context = FitContext(work_dir=Path(work), seed=self.seed, cache=FeatureCache() if self.cache else None,
                                  progress=False, max_time=self.max_time)

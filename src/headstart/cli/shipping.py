@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from headstart import api
+from headstart import shipping
 from headstart.cli.app import LabelColumn, ModelArgument, PathColumn, TextColumn, app, out, shown
 
 
@@ -29,7 +29,7 @@ def export(
     force: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
 ) -> None:
     """Export a model as one ONNX graph (probabilities, dynamic batch), checked against PyTorch."""
-    report = api.export(model_dir, format=export_format, quantize=quantize, out=out_file, data=data, force=force,
+    report = shipping.export(model_dir, format=export_format, quantize=quantize, out=out_file, data=data, force=force,
                         text_column=text_column, label_column=label_column, path_column=path_column)
     p = report.parity
     out.print(f"parity fp32 vs PyTorch on {p.n_examples} examples: max |Δprob| {p.max_abs_diff:.1e}, top-1 "
@@ -60,4 +60,4 @@ def serve(
     max_request_mb: Annotated[float, typer.Option(help="Largest request body in MB (more get 413).")] = 20.0,
 ) -> None:
     """Serve a model over HTTP: POST /predict, GET /health, GET /metadata, docs at /docs."""
-    api.serve(model_dir, host=host, port=port, engine=engine, max_batch=max_batch, max_request_mb=max_request_mb)
+    shipping.serve(model_dir, host=host, port=port, engine=engine, max_batch=max_batch, max_request_mb=max_request_mb)

@@ -136,48 +136,26 @@ def export_onnx(model: TransferModel, out: str | Path, *, parity_items: list[Any
             model within :data:`PARITY_TOLERANCE`.
     """
     out = Path(out)
-    if quantize is not None and quantize not in QUANTIZATIONS:
-        raise ConfigError(f"--quantize must be one of {', '.join(QUANTIZATIONS)}, not {quantize!r}")
-    if not parity_items:
-        raise ConfigError("the parity check needs real examples; pass --data with a few inputs of the model's kind")
-    graph_inputs(model.backbone)  # refuse an unsupported backbone before any work
-    static = quantize is not None and isinstance(model.backbone, TimmBackbone)
-    if static and not calibration_items:
-        raise ConfigError("static int8 quantization of an image model needs calibration images from its training "
-                          "data, and the data it was trained on cannot be found; pass --data")
+    static = _check_request(model, parity_items, quantize, calibration_items)
     checked = spread(parity_items, PARITY_EXAMPLES)
     reference = torch_probabilities(model, checked)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".headstart-export-", dir=out.parent) as scratch:
         work = Path(scratch)
-        fp32_path = work / "model.onnx"
-        metadata = export_graph(model, checked[:2] if len(checked) > 1 else checked * 2, fp32_path)
+        written = work / "model.onnx"
+        metadata = export_graph(model, checked[:2] if len(checked) > 1 else checked * 2, written)
         if isinstance(model.backbone, TransformerTextBackbone):
             model.backbone.tokenizer.save_pretrained(work)
-        fp32 = OnnxModel(fp32_path)
+        fp32 = OnnxModel(written)
         parity = compare(reference, fp32.predict_proba(checked, batch_size=32))
         if parity.max_abs_diff > PARITY_TOLERANCE:
             raise ExportError(f"the fp32 ONNX graph differs from the PyTorch model by up to {parity.max_abs_diff:.2e} "
                               f"in probability on {parity.n_examples} examples (allowed {PARITY_TOLERANCE:g}); "
                               "nothing was written. Please report this with the backbone name")
         report = ExportReport(path=out, sidecar=out.with_suffix(".json"), parity=parity)
-        written = fp32_path
         if quantize is not None:
-            int8_path = work / "model.int8.onnx"
-            calibration = None
-            if static:
-                chosen = spread(calibration_items or [], CALIBRATION_EXAMPLES)
-                calibration = [fp32.inputs(chosen[i:i + _CALIBRATION_BATCH])
-                               for i in range(0, len(chosen), _CALIBRATION_BATCH)]
-            report.quantization = f"int8 {quantize_int8(fp32_path, int8_path, calibration=calibration)}"
-            int8 = OnnxModel(int8_path)
-            report.quantized_parity = compare(reference, int8.predict_proba(checked, batch_size=32))
-            if held_out is not None:
-                report.accuracy = {"fp32": _accuracy(fp32, model, held_out), "int8": _accuracy(int8, model, held_out),
-                                   "n_examples": len(held_out), "source": held_out.source}
-            else:
-                report.notes.append("accuracy change not measured: pass --data with labeled held-out data")
-            written = int8_path
+            calibration = spread(calibration_items or [], CALIBRATION_EXAMPLES) if static else None
+            written = _add_int8(report, model, fp32, (checked, reference), calibration, held_out)
         for extra in work.iterdir():
             if extra.suffix != ".onnx":
                 os.replace(extra, out.parent / extra.name)
@@ -185,3 +163,38 @@ def export_onnx(model: TransferModel, out: str | Path, *, parity_items: list[Any
     write_json(report.sidecar, {**metadata, "file": out.name, "quantization": report.quantization,
                                 "checks": report.to_dict()})
     return report
+
+
+def _check_request(model: TransferModel, parity_items: list[Any], quantize: str | None,
+                   calibration_items: list[Any] | None) -> bool:
+    """Refuse an export that cannot be done, before any work; returns whether int8 will be static."""
+    if quantize is not None and quantize not in QUANTIZATIONS:
+        raise ConfigError(f"--quantize must be one of {', '.join(QUANTIZATIONS)}, not {quantize!r}")
+    if not parity_items:
+        raise ConfigError("the parity check needs real examples; pass --data with a few inputs of the model's kind")
+    graph_inputs(model.backbone)
+    static = quantize is not None and isinstance(model.backbone, TimmBackbone)
+    if static and not calibration_items:
+        raise ConfigError("static int8 quantization of an image model needs calibration images from its training "
+                          "data, and the data it was trained on cannot be found; pass --data")
+    return static
+
+
+def _add_int8(report: ExportReport, model: TransferModel, fp32: OnnxModel,
+              checked: tuple[list[Any], np.ndarray], calibration_items: list[Any] | None,
+              held_out: Dataset | None) -> Path:
+    """Quantize ``fp32`` next to it, record parity and accuracy change in ``report``; returns the int8 path."""
+    int8_path = fp32.path.with_name("model.int8.onnx")
+    calibration = None if calibration_items is None else [
+        fp32.inputs(calibration_items[i:i + _CALIBRATION_BATCH])
+        for i in range(0, len(calibration_items), _CALIBRATION_BATCH)]
+    report.quantization = f"int8 {quantize_int8(fp32.path, int8_path, calibration=calibration)}"
+    int8 = OnnxModel(int8_path)
+    items, reference = checked
+    report.quantized_parity = compare(reference, int8.predict_proba(items, batch_size=32))
+    if held_out is not None:
+        report.accuracy = {"fp32": _accuracy(fp32, model, held_out), "int8": _accuracy(int8, model, held_out),
+                           "n_examples": len(held_out), "source": held_out.source}
+    else:
+        report.notes.append("accuracy change not measured: pass --data with labeled held-out data")
+    return int8_path

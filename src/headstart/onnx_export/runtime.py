@@ -19,8 +19,13 @@ from headstart.backbones.base import ImagePreprocess, preprocess_from_dict
 from headstart.backbones.timm import build_image_transform
 from headstart.data.image_io import open_image
 from headstart.data.inputs import as_examples
-from headstart.errors import ModelFileError
+from headstart.errors import ConfigError, ModelFileError
+from headstart.model import TransferModel
 from headstart.progress import track
+
+ENGINES = ("torch", "onnx")
+#: Where ``headstart export`` writes a model folder's graphs (and ``engine="onnx"`` finds them).
+EXPORT_FOLDER = "onnx"
 
 
 def session(path: str | Path, *, threads: int | None = None) -> Any:
@@ -112,3 +117,27 @@ class OnnxModel:
         """Predicted class names, one per example."""
         proba = self.predict_proba(items, batch_size=batch_size, progress=progress)
         return [self.class_names[i] for i in proba.argmax(axis=1)]
+
+
+def load_predictor(model: TransferModel | OnnxModel | str | Path, engine: str = "torch"
+                   ) -> TransferModel | OnnxModel:
+    """A model ready to predict: a model folder (PyTorch, or its exported graph with ``engine="onnx"``), an
+    ``.onnx`` file written by :func:`headstart.export`, or a model object (returned as is).
+
+    Raises:
+        ConfigError: Unknown ``engine``.
+        ModelFileError: ``engine="onnx"`` on a folder that has not been exported.
+    """
+    if engine not in ENGINES:
+        raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    if not isinstance(model, (str, Path)):
+        return model
+    path = Path(model)
+    if path.suffix == ".onnx":
+        return OnnxModel(path)
+    if engine == "onnx":
+        graph = path / EXPORT_FOLDER / "model.onnx"
+        if not graph.is_file():
+            raise ModelFileError(f"{graph} does not exist; run `headstart export {path}` first, or pass an .onnx file")
+        return OnnxModel(graph)
+    return TransferModel.load(path)

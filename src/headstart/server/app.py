@@ -21,11 +21,13 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from headstart import __version__
+from headstart.errors import ConfigError
 from headstart.model import TransferModel
 from headstart.onnx_export import OnnxModel
 
 Predictor = TransferModel | OnnxModel
 MB = 1 << 20
+SERVED = ("text", "image")
 
 
 class TextRequest(BaseModel):
@@ -137,10 +139,16 @@ def create_app(model: Predictor, *, max_batch: int = 64, max_request_bytes: int 
         max_batch: Most inputs per request (more: 413).
         max_request_bytes: Largest request body (more: 413).
 
+    Raises:
+        ConfigError: A model of another modality than text or image.
+
     Example:
         >>> app = create_app(headstart.load("runs/demo"))
         >>> uvicorn.run(app, host="127.0.0.1", port=8000)
     """
+    if model.modality not in SERVED:
+        raise ConfigError(f"serving takes {' and '.join(SERVED)} models; this one is a {model.modality} model "
+                          "(use headstart.predict from Python)")
     info = metadata(model, max_batch=max_batch, max_request_bytes=max_request_bytes)
     app = FastAPI(title=f"headstart {model.modality} classifier",
                   description=f"{info['strategy']} transfer from {info['backbone']}; classes: "
