@@ -121,3 +121,21 @@ def text_csv(tmp_path: Path) -> Path:
     rows = ["text,label"] + [f"{t},animal" for t in animals] + [f"{t},food" for t in food]
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_text_ref(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """``hf:<folder>``: a 2-layer, 32-wide random BERT with a word-piece tokenizer, saved as a transformers folder."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"abcdefghijklmnopqrstuvwxyz",
+             *(f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz")]
+    (folder / "vocab.txt").write_text("\n".join(words) + "\n")
+    BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(words), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    BertModel(config, add_pooling_layer=False).save_pretrained(folder)
+    return f"hf:{folder}"

@@ -28,9 +28,9 @@ LAYERS: list[set[str]] = [
     {"strategies"},
     {"evaluation"},
     {"fitting"},
-    {"transferability", "studies"},
-    {"reports"},
-    {"api"},
+    {"transferability", "studies", "onnx_export", "sklearn"},
+    {"reports", "server"},
+    {"api", "shipping"},
     {"cli", "__main__"},
 ]
 LEVEL = {room: level for level, rooms in enumerate(LAYERS) for room in rooms}

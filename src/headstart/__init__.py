@@ -23,6 +23,8 @@ _PUBLIC = {
     "rank": "headstart.api",
     "compare": "headstart.api",
     "forgetting": "headstart.api",
+    "export": "headstart.shipping",
+    "serve": "headstart.shipping",
     "load_dataset": "headstart.data",
     "Dataset": "headstart.data",
     "TransferModel": "headstart.model",

@@ -42,6 +42,10 @@ class ModelFileError(HeadstartError, ValueError):
     """A saved model folder is missing files or was written by an incompatible version."""
 
 
+class ExportError(HeadstartError, RuntimeError):
+    """A model cannot be exported, or the exported graph does not reproduce the model (parity check)."""
+
+
 def listing(values: Iterable[object], *, limit: int = 10, sep: str = ", ") -> str:
     """``values`` joined for a message, at most ``limit`` of them and then how many more there are.
 

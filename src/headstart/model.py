@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +24,7 @@ from headstart.backbones.checkpoint import (
     saved_backbone,
 )
 from headstart.backbones.references import is_bundled
+from headstart.data.inputs import as_examples
 from headstart.errors import HeadstartWarning, ModelFileError
 from headstart.io import write_json
 
@@ -68,10 +70,11 @@ class TransferModel:
         x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
         return self.head(x).numpy()
 
-    def logits(self, items: Sequence[Any], *, batch_size: int = 64, progress: bool = False, label: str = ""
-               ) -> np.ndarray:
-        """Head logits (before temperature) for raw examples (``label`` names them in the progress display)."""
-        return self.logits_from_features(self.backbone.embed(items, batch_size=batch_size, progress=progress,
+    def logits(self, items: Any, *, batch_size: int = 64, progress: bool = False, label: str = "") -> np.ndarray:
+        """Head logits (before temperature) for raw examples (inputs as for :meth:`predict_proba`; ``label``
+        names them in the progress display)."""
+        examples = as_examples(items, self.modality)
+        return self.logits_from_features(self.backbone.embed(examples, batch_size=batch_size, progress=progress,
                                                              label=label))
 
     def proba_from_logits(self, logits: np.ndarray) -> np.ndarray:
@@ -81,13 +84,20 @@ class TransferModel:
         exp = np.exp(scaled)
         return exp / exp.sum(axis=1, keepdims=True)
 
-    def predict_proba(self, items: Sequence[Any], *, batch_size: int = 64, progress: bool = False
-                      ) -> np.ndarray:
-        """Class probabilities ``[len(items), n_classes]``."""
+    def predict_proba(self, items: Any, *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        """Class probabilities ``[n_examples, n_classes]``.
+
+        Args:
+            items: Image file paths, PIL images or ``uint8`` arrays (a numpy array is a batch along its first
+                axis), texts, or what the backbone of another modality takes; a single path, image or text is
+                one example.
+            batch_size: Examples per forward pass.
+            progress: Show a progress bar.
+        """
         return self.proba_from_logits(self.logits(items, batch_size=batch_size, progress=progress))
 
-    def predict(self, items: Sequence[Any], *, batch_size: int = 64, progress: bool = False) -> list[str]:
-        """Predicted class names."""
+    def predict(self, items: Any, *, batch_size: int = 64, progress: bool = False) -> list[str]:
+        """Predicted class names, one per example (inputs as for :meth:`predict_proba`)."""
         proba = self.predict_proba(items, batch_size=batch_size, progress=progress)
         return [self.class_names[i] for i in proba.argmax(axis=1)]
 
@@ -138,6 +148,17 @@ class TransferModel:
         write_json(folder / CONFIG_FILE, self.config())
         write_json(folder / METRICS_FILE, self.metrics)
         return folder
+
+    @classmethod
+    def from_state(cls, config: dict[str, Any], tensors: dict[str, torch.Tensor],
+                   metrics: dict[str, Any] | None = None) -> TransferModel:
+        """Rebuild a model from its :meth:`config`, :meth:`state_dict` and metrics (what :meth:`save` writes),
+        through the same checks as :meth:`load`; no pickled object is ever read."""
+        with tempfile.TemporaryDirectory(prefix="headstart-model-") as folder:
+            save_file(tensors, str(Path(folder) / WEIGHTS_FILE), metadata={"format": "pt"})
+            write_json(Path(folder) / CONFIG_FILE, config)
+            write_json(Path(folder) / METRICS_FILE, metrics or {})
+            return cls.load(folder)
 
     @classmethod
     def load(cls, folder: str | Path, *, allow_download: bool = False) -> TransferModel:

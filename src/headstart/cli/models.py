@@ -183,18 +183,22 @@ def evaluate(
 
 @app.command()
 def predict(
-    model_dir: ModelArgument,
+    model_dir: Annotated[Path, typer.Argument(help="A model folder written by `headstart fit`, or an .onnx file "
+                                                   "written by `headstart export`.")],
     inputs: Annotated[list[str], typer.Argument(help="Image or audio files or folders; or texts, a .txt file "
                                                      "(one text per line) or a CSV/JSONL with a text column.")],
     output_format: Annotated[str, typer.Option("--format", help="table, json or csv.")] = "table",
     top_k: Annotated[int, typer.Option(help="How many classes to show per input.")] = 1,
     allow_download: AllowDownload = False,
+    engine: Annotated[str, typer.Option(help="torch (the saved model) or onnx (the folder's exported graph, "
+                                             "onnx/model.onnx).")] = "torch",
     quiet: Quiet = False,
 ) -> None:
-    """Predict classes for new inputs with a saved model."""
+    """Predict classes for new inputs with a saved model or an exported ONNX graph."""
     if output_format not in ("table", "json", "csv"):
         raise ConfigError(f"--format must be table, json or csv, not {output_format!r}")
-    rows = api.predict(model_dir, inputs, top_k=top_k, progress=not quiet, allow_download=allow_download)
+    rows = api.predict(model_dir, inputs, top_k=top_k, progress=not quiet, allow_download=allow_download,
+                       engine=engine)
     if output_format == "json":
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
     elif output_format == "csv":

@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
 
 from headstart.data.base import Modality
 from headstart.data.files import file_modality, files_under, screen_files, suffix_list
@@ -16,22 +20,24 @@ from headstart.errors import ConfigError, DataError
 _TEXT_FILE_SUFFIXES = (".txt", *TABLE_SUFFIXES)
 
 
-def load_inputs(inputs: Sequence[str], modality: Modality, *, text_column: str | None = None
-                ) -> tuple[list[str], list[str]]:
+def load_inputs(inputs: Sequence[Any] | np.ndarray, modality: Modality, *, text_column: str | None = None
+                ) -> tuple[list[Any], list[str]]:
     """Expand prediction inputs into examples and the names to show for them.
 
     Images, audio (modalities whose examples are files): each input is a file or a folder (searched
-    recursively; files sorted); every file is checked with the modality's screen. Text: each input is a
-    ``.txt`` file (one text per non-blank line), a ``.csv``/``.tsv``/``.jsonl``/``.parquet`` file (its text
-    column), or else a literal text.
+    recursively; files sorted), every file checked with the modality's screen; images may also be in memory
+    (a PIL image or a ``uint8`` array; a numpy array given as ``inputs`` is a batch, see :func:`as_examples`).
+    Text: each input is a ``.txt`` file (one text per non-blank line), a ``.csv``/``.tsv``/``.jsonl``/``.parquet``
+    file (its text column), or else a literal text.
 
     Args:
-        inputs: Paths or texts, in order.
+        inputs: Paths, in-memory images or texts, in order.
         modality: A registered modality (the model's).
         text_column: The text column of table inputs, when not detectable.
 
     Returns:
-        ``(items, names)``: file paths or texts, and a display name for each (the path, or the text).
+        ``(items, names)``: file paths, in-memory images or texts, and a display name for each (the path,
+        ``<image N: WxH>`` for an in-memory image, or the text).
 
     Raises:
         DataError: A path does not exist, a folder has no files of the modality, a file is not usable, a
@@ -42,14 +48,32 @@ def load_inputs(inputs: Sequence[str], modality: Modality, *, text_column: str |
     """
     if modality not in MODALITIES:
         raise ConfigError(f"modality must be one of {MODALITIES.known()}, got {modality!r}")
-    if not inputs:
+    if len(inputs) == 0:
         raise DataError("no inputs given; pass files or folders, or texts")
     files = bool(modality_spec(modality).file_suffixes)
-    items: list[str] = []
-    for given in inputs:
-        items += _file_inputs(given, modality) if files else _text_inputs(given, text_column)
-    screen_files(items, modality)
-    return items, list(items)
+    items: list[Any] = []
+    names: list[str] = []
+    for position, given in enumerate(as_examples(inputs, modality)):
+        if not files:
+            expanded = _text_inputs(given, text_column)
+        elif isinstance(given, (Image.Image, np.ndarray)):
+            items.append(given)
+            names.append(_in_memory_name(given, modality, position))
+            continue
+        else:
+            expanded = _file_inputs(str(given), modality)
+        items += expanded
+        names += expanded
+    screen_files([item for item in items if isinstance(item, str)], modality)
+    return items, names
+
+
+def _in_memory_name(item: Image.Image | np.ndarray, modality: Modality, position: int) -> str:
+    if isinstance(item, Image.Image):
+        return f"<image {position}: {item.size[0]}x{item.size[1]}>"
+    if modality == "image":
+        return f"<image {position}: {item.shape[1]}x{item.shape[0]}>"
+    return f"<{modality} {position}: array {tuple(item.shape)}>"
 
 
 def _file_inputs(given: str, modality: Modality) -> list[str]:
@@ -88,3 +112,41 @@ def _text_inputs(given: str, text_column: str | None) -> list[str]:
     if not given.strip():
         raise DataError("an input text is empty")
     return [given]
+
+
+def as_examples(items: Any, modality: Modality) -> list[Any]:
+    """Examples a model can take, from what a user hands to ``predict``: one item or a sequence of them.
+
+    Images may be file paths (``str`` or :class:`~pathlib.Path`), PIL images or ``uint8`` arrays; a numpy
+    array is a batch along its first axis (``[N, H, W]`` or ``[N, H, W, C]``), as in
+    :func:`~headstart.data.from_arrays`. Texts are strings. A single path, PIL image or string is one
+    example. Other modalities' examples pass as given (their backbone checks them).
+
+    Raises:
+        DataError: No examples, or an example of a kind the modality cannot take (names its position).
+
+    Example:
+        >>> as_examples("a cat on a mat", "text")
+        ['a cat on a mat']
+    """
+    if isinstance(items, (str, Path, Image.Image)):
+        items = [items]
+    elif isinstance(items, np.ndarray) and modality == "image":
+        if items.ndim not in (3, 4):
+            raise DataError(f"an image array must be a batch [N, H, W] or [N, H, W, C], got shape {items.shape}; "
+                            "wrap a single image in a list")
+        items = list(items)
+    items = list(items)
+    if not items:
+        raise DataError("no examples given")
+    if modality == "text":
+        bad = [i for i, item in enumerate(items) if not isinstance(item, str)]
+        if bad:
+            raise DataError(f"a text model takes strings; examples at positions {bad[:10]} are "
+                            f"{type(items[bad[0]]).__name__}")
+    elif modality == "image":
+        bad = [i for i, item in enumerate(items) if not isinstance(item, (str, Path, Image.Image, np.ndarray))]
+        if bad:
+            raise DataError(f"an image model takes file paths, PIL images or uint8 arrays; examples at positions "
+                            f"{bad[:10]} are {type(items[bad[0]]).__name__}")
+    return items

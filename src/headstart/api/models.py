@@ -1,8 +1,4 @@
-"""The Python API: the same features as the CLI, as functions.
-
-Each function loads what it is given, calls one room of the package and publishes the result; the logic
-lives in those rooms (:mod:`headstart.fitting`, :mod:`headstart.transferability`, :mod:`headstart.studies`).
-"""
+"""The API of one model: fit, load, evaluate, predict, and what its backbone kept of its source."""
 
 from __future__ import annotations
 
@@ -10,22 +6,22 @@ import inspect
 import shutil
 import tempfile
 import time
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from headstart.api.arguments import as_list, checked_splits, skip_bad
 from headstart.backbones import Backbone, FeatureCache, build_backbone
 from headstart.backbones.features import cache_scope
-from headstart.data import Dataset, DataSplits, as_splits, load_dataset, load_inputs, modality_spec
+from headstart.data import Dataset, DataSplits, load_dataset, load_inputs, modality_spec
 from headstart.evaluation import evaluate_dataset
 from headstart.evaluation.forgetting import ReferenceSet, measure_forgetting
 from headstart.fitting import complete_splits, fit_splits
-from headstart.io import WorkFolder, is_main_process, work_folder, write_json
+from headstart.io import WorkFolder, is_main_process, work_folder
 from headstart.model import TransferModel
-from headstart.reports import write_compare_report, write_fit_report, write_rank_report
+from headstart.onnx_export import OnnxModel, load_predictor
+from headstart.reports import write_fit_report, write_model_card
 from headstart.strategies import check_settings, get_strategy
-from headstart.studies import CompareResult, compare_strategies
 from headstart.training import FitContext
 from headstart.training.checkpoint import CHECKPOINT_DIR
 from headstart.transferability import RankResult, bundled_backbones, rank_backbones
@@ -75,7 +71,7 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
     chosen = get_strategy(strategy, **check_settings(settings, inspect.signature(fit).parameters, "fit"))
     feature_cache = FeatureCache.from_option(cache)
     with work_folder(out, kind="model", force=force, protected=[data]) as work, cache_scope(feature_cache):
-        splits = _checked_splits(work, data, skip_bad=_skip_bad(skip_bad_files, skip_bad_images),
+        splits = checked_splits(work, data, skip_bad=skip_bad(skip_bad_files, skip_bad_images),
                                  text_column=text_column, label_column=label_column, path_column=path_column,
                                  allow_outside_paths=allow_outside_paths)
         splits = complete_splits(splits, chosen, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,
@@ -105,12 +101,6 @@ def _fit_backbone(backbone: str | Backbone | None, train: Dataset, cache: Featur
     return build_backbone(backbone, image_size=image_size, preprocess=preprocess), ranking
 
 
-def _skip_bad(skip_bad_files: bool, skip_bad_images: bool | None) -> bool:
-    if skip_bad_images is not None:
-        warnings.warn("skip_bad_images is deprecated; use skip_bad_files", DeprecationWarning, stacklevel=3)
-    return skip_bad_files or bool(skip_bad_images)
-
-
 def _publish_fit(model: TransferModel, splits: DataSplits, workdir: Path, work: WorkFolder | None) -> None:
     """Save the model and its report into the work folder and publish it (without ``out``: drop the temp folder)."""
     if work is None:
@@ -118,6 +108,7 @@ def _publish_fit(model: TransferModel, splits: DataSplits, workdir: Path, work: 
     elif is_main_process():  # under torchrun the other ranks leave the shared folder to rank 0
         model.save(workdir)
         write_fit_report(workdir, model, splits)
+        write_model_card(workdir, model)
         shutil.rmtree(workdir / CHECKPOINT_DIR, ignore_errors=True)
         work.publish()
 
@@ -168,15 +159,27 @@ def forgetting(model: TransferModel | str | Path, *, reference: str | Path | Seq
     model = load(model) if isinstance(model, (str, Path)) else model
     chosen = None
     if reference is not None:
-        items, _ = load_inputs([str(r) for r in _as_list(reference)], model.modality)
+        items, _ = load_inputs([str(r) for r in as_list(reference)], model.modality)
         chosen = ReferenceSet(f"{len(items)} reference inputs", items)
-    target = load_inputs([str(d) for d in _as_list(data)], model.modality)[0] if data is not None else None
+    target = load_inputs([str(d) for d in as_list(data)], model.modality)[0] if data is not None else None
     return measure_forgetting(model, target=target, reference=chosen, batch_size=batch_size, progress=progress)
 
 
-def predict(model: TransferModel | str | Path, inputs: Sequence[Any], *, top_k: int = 1, batch_size: int = 64,
-            progress: bool = False, allow_download: bool = False) -> list[dict[str, Any]]:
-    """Predictions for raw inputs: image paths or folders, or texts (or a ``.txt``/CSV of texts).
+def predict(model: TransferModel | OnnxModel | str | Path, inputs: Sequence[Any] | Any, *, top_k: int = 1,
+            batch_size: int = 64, progress: bool = False, engine: str = "torch", allow_download: bool = False
+            ) -> list[dict[str, Any]]:
+    """Predictions for raw inputs: image paths or folders, PIL images or ``uint8`` arrays (a numpy array is
+    a batch along its first axis), or texts (or a ``.txt``/CSV of texts).
+
+    Args:
+        model: A model, its folder, or an ``.onnx`` file written by :func:`export`.
+        inputs: What to predict on.
+        top_k: How many classes to return per input.
+        batch_size: Examples per forward pass.
+        progress: Show a progress bar.
+        engine: ``"torch"`` (the saved model) or ``"onnx"`` (the folder's exported graph,
+            ``<folder>/onnx/model.onnx``).
+        allow_download: Let a model folder whose backbone is a hub reference download it (as :func:`load`).
 
     A text model refuses an existing file other than a ``.txt`` or table rather than classify its path;
     ``allow_download`` is as for :func:`load`.
@@ -185,8 +188,8 @@ def predict(model: TransferModel | str | Path, inputs: Sequence[Any], *, top_k: 
         One dict per example: ``input``, ``label``, ``confidence`` and, for ``top_k > 1``, ``top`` — a list of
         ``(label, probability)`` pairs.
     """
-    model = load(model, allow_download=allow_download) if isinstance(model, (str, Path)) else model
-    items, names = load_inputs([str(i) for i in inputs], model.modality)
+    model = load_predictor(model, engine, allow_download=allow_download)
+    items, names = load_inputs(inputs, model.modality)
     proba = model.predict_proba(items, batch_size=batch_size, progress=progress)
     k = max(1, min(top_k, len(model.class_names)))
     rows = []
@@ -197,124 +200,3 @@ def predict(model: TransferModel | str | Path, inputs: Sequence[Any], *, top_k: 
             row["top"] = [(model.class_names[i], float(p[i])) for i in order]
         rows.append(row)
     return rows
-
-
-def rank(data: str | Path | DataSplits | Dataset, *, backbones: Sequence[str | Backbone],
-         scores: Sequence[str] | None = None, sort_by: str = "logme", cache: bool | str | Path | FeatureCache = True,
-         out: str | Path | None = None, force: bool = False, progress: bool = False, image_size: int | None = None,
-         preprocess: dict[str, Any] | None = None, skip_bad_files: bool = False, skip_bad_images: bool | None = None,
-         text_column: str | None = None, label_column: str | None = None,
-         path_column: str | None = None, allow_outside_paths: bool = False) -> RankResult:
-    """Rank backbones for a data set by transferability scores of their frozen features (training split).
-
-    Args:
-        data: Labeled data in any format :func:`fit` accepts.
-        backbones: Backbone references (or built backbones) of the data's modality.
-        scores: Scores to compute (see :data:`headstart.transferability.scores.SCORES`); default every applicable one.
-        sort_by: The score that orders the ranking (``logme`` by default).
-        cache: As for :func:`fit`; the features are reused by a later ``fit`` on the same data.
-        out: Folder for ``rank.json`` and ``report.html`` (as ``out`` of :func:`fit`).
-        force: Replace an existing ``out`` that headstart wrote.
-        progress: Show progress bars.
-        image_size, preprocess, skip_bad_files, skip_bad_images, text_column, label_column, path_column,
-            allow_outside_paths: As for
-            :func:`fit`.
-
-    Returns:
-        A :class:`~headstart.transferability.ranking.RankResult`, best backbone first.
-
-    Example:
-        >>> result = rank("examples/wordnet-supersenses", backbones=["minilm", "glove"])
-        >>> result.best
-    """
-    feature_cache = FeatureCache.from_option(cache)
-    with work_folder(out, kind="rank", force=force, protected=[data]) as work, cache_scope(feature_cache):
-        splits = _checked_splits(work, data, skip_bad=_skip_bad(skip_bad_files, skip_bad_images),
-                                 text_column=text_column, label_column=label_column, path_column=path_column,
-                                 allow_outside_paths=allow_outside_paths)
-        if image_size is not None or preprocess:
-            backbones = [build_backbone(b, image_size=image_size, preprocess=preprocess) for b in backbones]
-        result = rank_backbones(splits.train, backbones, scores=scores, sort_by=sort_by, cache=feature_cache,
-                                progress=progress)
-        if work is not None:
-            _publish_study(work, "rank.json", result, write_rank_report)
-    return result
-
-
-DEFAULT_FRACTIONS = (0.05, 0.1, 0.25, 0.5, 1.0)
-
-
-def compare(data: str | Path | DataSplits | Dataset, *, strategies: Sequence[str] = ("linear", "finetune", "scratch"),
-            fractions: Sequence[float] | None = None, shots: Sequence[int] | None = None, seeds: int = 3,
-            backbone: str | Backbone | None = None, max_time: float | None = None,
-            cache: bool | str | Path | FeatureCache = True, out: str | Path | None = None, force: bool = False,
-            settings: dict[str, Any] | None = None, test_fraction: float = 0.2, val_fraction: float = 0.15,
-            on_run: Callable[[Any], None] | None = None, image_size: int | None = None,
-            preprocess: dict[str, Any] | None = None, skip_bad_files: bool = False, skip_bad_images: bool | None = None,
-            text_column: str | None = None, label_column: str | None = None, path_column: str | None = None,
-            allow_outside_paths: bool = False) -> CompareResult:
-    """Learning curves: every strategy on growing stratified subsets of the training data, several seeds,
-    each measured on one fixed test set; with the transfer-vs-scratch verdict and data savings.
-
-    Args:
-        data: Labeled data in any format :func:`fit` accepts.
-        strategies: Strategies to compare; include ``scratch`` for verdicts, gains and savings.
-        fractions: Subset sizes as fractions of the training split (default 0.05, 0.1, 0.25, 0.5, 1).
-        shots: Subset sizes as examples per class, instead of ``fractions``.
-        seeds: Seeds per size and strategy.
-        backbone: As for :func:`fit` (default by modality).
-        max_time: Budget for the whole study in seconds; runs that would exceed it are skipped (listed).
-        cache: As for :func:`fit`.
-        out: Folder for ``compare.json`` and ``report.html`` (as ``out`` of :func:`fit`).
-        force: Replace an existing ``out`` that headstart wrote.
-        settings: Strategy settings: ``{"finetune.epochs": 2}`` for one strategy, ``{"epochs": 2}`` for every
-            strategy that has the setting.
-        test_fraction: Fixed hold-out share when the data has no test split.
-        val_fraction: Validation share of each subset, for strategies that use validation.
-        on_run: Called with each :class:`~headstart.studies.statistics.RunRecord` or skipped run as it happens.
-        image_size, preprocess, skip_bad_files, skip_bad_images, text_column, label_column, path_column,
-            allow_outside_paths: As for
-            :func:`fit`.
-
-    Returns:
-        A :class:`~headstart.studies.runner.CompareResult`.
-
-    Example:
-        >>> result = compare("examples/fashion-mnist-mini", strategies=["linear", "finetune", "scratch"],
-        ...                  fractions=[0.1, 1.0], seeds=2, max_time=600)
-        >>> print(result.verdicts[0].message)
-    """
-    feature_cache = FeatureCache.from_option(cache)
-    with work_folder(out, kind="compare", force=force, protected=[data]) as work, cache_scope(feature_cache):
-        splits = _checked_splits(work, data, skip_bad=_skip_bad(skip_bad_files, skip_bad_images),
-                                 text_column=text_column, label_column=label_column, path_column=path_column,
-                                 allow_outside_paths=allow_outside_paths)
-        if fractions is None and shots is None:
-            fractions = DEFAULT_FRACTIONS
-        net = build_backbone(backbone or modality_spec(splits.train.modality).default_backbone,
-                             image_size=image_size, preprocess=preprocess)
-        result = compare_strategies(splits, strategies=strategies, backbone=net, fractions=fractions, shots=shots,
-                                    seeds=seeds, max_time=max_time, cache=feature_cache, settings=settings,
-                                    test_fraction=test_fraction, val_fraction=val_fraction, on_run=on_run)
-        if work is not None:
-            _publish_study(work, "compare.json", result, write_compare_report)
-    return result
-
-
-def _checked_splits(work: WorkFolder | None, data: Any, **options: Any) -> DataSplits:
-    """``data`` as splits; ``work``'s output is checked to keep clear of the files they list (a CSV's images)."""
-    splits = as_splits(data, **options)
-    if work is not None:
-        work.check(splits.file_folders())
-    return splits
-
-
-def _publish_study(work: WorkFolder, json_name: str, result: Any, write_report: Callable[[Path, Any], Any]) -> None:
-    """Write a study's JSON and HTML report into its working folder and publish it (see :mod:`headstart.io`)."""
-    write_json(work.path / json_name, result.to_dict())
-    write_report(work.path, result)
-    work.publish()
-
-
-def _as_list(value: str | Path | Sequence[Any]) -> list[Any]:
-    return [value] if isinstance(value, (str, Path)) else list(value)

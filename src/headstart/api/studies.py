@@ -1,0 +1,125 @@
+"""The API of studies over several backbones or runs: rank and compare."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from headstart.api.arguments import checked_splits, skip_bad
+from headstart.backbones import Backbone, FeatureCache, build_backbone
+from headstart.backbones.features import cache_scope
+from headstart.data import Dataset, DataSplits, modality_spec
+from headstart.io import WorkFolder, work_folder, write_json
+from headstart.reports import write_compare_report, write_rank_report
+from headstart.studies import CompareResult, compare_strategies
+from headstart.transferability import RankResult, rank_backbones
+
+
+def rank(data: str | Path | DataSplits | Dataset, *, backbones: Sequence[str | Backbone],
+         scores: Sequence[str] | None = None, sort_by: str = "logme", cache: bool | str | Path | FeatureCache = True,
+         out: str | Path | None = None, force: bool = False, progress: bool = False, image_size: int | None = None,
+         preprocess: dict[str, Any] | None = None, skip_bad_files: bool = False, skip_bad_images: bool | None = None,
+         text_column: str | None = None, label_column: str | None = None,
+         path_column: str | None = None, allow_outside_paths: bool = False) -> RankResult:
+    """Rank backbones for a data set by transferability scores of their frozen features (training split).
+
+    Args:
+        data: Labeled data in any format :func:`fit` accepts.
+        backbones: Backbone references (or built backbones) of the data's modality.
+        scores: Scores to compute (see :data:`headstart.transferability.scores.SCORES`); default every applicable one.
+        sort_by: The score that orders the ranking (``logme`` by default).
+        cache: As for :func:`fit`; the features are reused by a later ``fit`` on the same data.
+        out: Folder for ``rank.json`` and ``report.html`` (as ``out`` of :func:`fit`).
+        force: Replace an existing ``out`` that headstart wrote.
+        progress: Show progress bars.
+        image_size, preprocess, skip_bad_files, skip_bad_images, text_column, label_column, path_column,
+            allow_outside_paths: As for
+            :func:`fit`.
+
+    Returns:
+        A :class:`~headstart.transferability.ranking.RankResult`, best backbone first.
+
+    Example:
+        >>> result = rank("examples/wordnet-supersenses", backbones=["minilm", "glove"])
+        >>> result.best
+    """
+    feature_cache = FeatureCache.from_option(cache)
+    with work_folder(out, kind="rank", force=force, protected=[data]) as work, cache_scope(feature_cache):
+        splits = checked_splits(work, data, skip_bad=skip_bad(skip_bad_files, skip_bad_images),
+                                 text_column=text_column, label_column=label_column, path_column=path_column,
+                                 allow_outside_paths=allow_outside_paths)
+        if image_size is not None or preprocess:
+            backbones = [build_backbone(b, image_size=image_size, preprocess=preprocess) for b in backbones]
+        result = rank_backbones(splits.train, backbones, scores=scores, sort_by=sort_by, cache=feature_cache,
+                                progress=progress)
+        if work is not None:
+            _publish_study(work, "rank.json", result, write_rank_report)
+    return result
+
+
+DEFAULT_FRACTIONS = (0.05, 0.1, 0.25, 0.5, 1.0)
+
+
+def compare(data: str | Path | DataSplits | Dataset, *, strategies: Sequence[str] = ("linear", "finetune", "scratch"),
+            fractions: Sequence[float] | None = None, shots: Sequence[int] | None = None, seeds: int = 3,
+            backbone: str | Backbone | None = None, max_time: float | None = None,
+            cache: bool | str | Path | FeatureCache = True, out: str | Path | None = None, force: bool = False,
+            settings: dict[str, Any] | None = None, test_fraction: float = 0.2, val_fraction: float = 0.15,
+            on_run: Callable[[Any], None] | None = None, image_size: int | None = None,
+            preprocess: dict[str, Any] | None = None, skip_bad_files: bool = False, skip_bad_images: bool | None = None,
+            text_column: str | None = None, label_column: str | None = None, path_column: str | None = None,
+            allow_outside_paths: bool = False) -> CompareResult:
+    """Learning curves: every strategy on growing stratified subsets of the training data, several seeds,
+    each measured on one fixed test set; with the transfer-vs-scratch verdict and data savings.
+
+    Args:
+        data: Labeled data in any format :func:`fit` accepts.
+        strategies: Strategies to compare; include ``scratch`` for verdicts, gains and savings.
+        fractions: Subset sizes as fractions of the training split (default 0.05, 0.1, 0.25, 0.5, 1).
+        shots: Subset sizes as examples per class, instead of ``fractions``.
+        seeds: Seeds per size and strategy.
+        backbone: As for :func:`fit` (default by modality).
+        max_time: Budget for the whole study in seconds; runs that would exceed it are skipped (listed).
+        cache: As for :func:`fit`.
+        out: Folder for ``compare.json`` and ``report.html`` (as ``out`` of :func:`fit`).
+        force: Replace an existing ``out`` that headstart wrote.
+        settings: Strategy settings: ``{"finetune.epochs": 2}`` for one strategy, ``{"epochs": 2}`` for every
+            strategy that has the setting.
+        test_fraction: Fixed hold-out share when the data has no test split.
+        val_fraction: Validation share of each subset, for strategies that use validation.
+        on_run: Called with each :class:`~headstart.studies.statistics.RunRecord` or skipped run as it happens.
+        image_size, preprocess, skip_bad_files, skip_bad_images, text_column, label_column, path_column,
+            allow_outside_paths: As for
+            :func:`fit`.
+
+    Returns:
+        A :class:`~headstart.studies.runner.CompareResult`.
+
+    Example:
+        >>> result = compare("examples/fashion-mnist-mini", strategies=["linear", "finetune", "scratch"],
+        ...                  fractions=[0.1, 1.0], seeds=2, max_time=600)
+        >>> print(result.verdicts[0].message)
+    """
+    feature_cache = FeatureCache.from_option(cache)
+    with work_folder(out, kind="compare", force=force, protected=[data]) as work, cache_scope(feature_cache):
+        splits = checked_splits(work, data, skip_bad=skip_bad(skip_bad_files, skip_bad_images),
+                                 text_column=text_column, label_column=label_column, path_column=path_column,
+                                 allow_outside_paths=allow_outside_paths)
+        if fractions is None and shots is None:
+            fractions = DEFAULT_FRACTIONS
+        net = build_backbone(backbone or modality_spec(splits.train.modality).default_backbone,
+                             image_size=image_size, preprocess=preprocess)
+        result = compare_strategies(splits, strategies=strategies, backbone=net, fractions=fractions, shots=shots,
+                                    seeds=seeds, max_time=max_time, cache=feature_cache, settings=settings,
+                                    test_fraction=test_fraction, val_fraction=val_fraction, on_run=on_run)
+        if work is not None:
+            _publish_study(work, "compare.json", result, write_compare_report)
+    return result
+
+
+def _publish_study(work: WorkFolder, json_name: str, result: Any, write_report: Callable[[Path, Any], Any]) -> None:
+    """Write a study's JSON and HTML report into its working folder and publish it (see :mod:`headstart.io`)."""
+    write_json(work.path / json_name, result.to_dict())
+    write_report(work.path, result)
+    work.publish()
