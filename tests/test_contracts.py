@@ -51,6 +51,7 @@ from training_support import (
     sentiment_texts,
     state,
     tone_clips,
+    tone_files,
 )
 
 #: Per modality: a tiny backbone and a tiny separable data set of that modality.
@@ -402,7 +403,7 @@ OFFLINE_REFERENCES = {"timm:": "tiny_timm_ref", "hf:": "tiny_hf_ref", "ckpt:": "
 RNG = np.random.default_rng(0)
 SAMPLES = {"image": [RNG.integers(0, 256, size=(12, 12, 3), dtype=np.uint8) for _ in range(3)],
            "text": ["a cat sat on the mat", "stocks fell sharply on monday", "the"],
-           "audio": tone_clips(3).items}
+           "audio": [str(path) for path in tone_files(3)]}
 
 
 def offline_reference(name: str, request: pytest.FixtureRequest) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -103,7 +104,11 @@ class TinyAudioBackbone(Backbone):
         self.preprocess = AudioPreprocess(sample_rate=16000)
 
     def collate(self, items: Sequence[Any], *, augment: str = "off") -> torch.Tensor:
-        return torch.from_numpy(np.stack([np.asarray(i, dtype=np.float32) for i in items]))[:, None, :]
+        from headstart.data.audio_io import read_audio
+
+        clips = [read_audio(i, 16000) if isinstance(i, (str, Path)) else np.asarray(i, dtype=np.float32)
+                 for i in items]
+        return torch.from_numpy(np.stack([np.pad(c[:400], (0, max(400 - len(c), 0))) for c in clips]))[:, None, :]
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         return self.module(batch)
@@ -113,7 +118,8 @@ class TinyAudioBackbone(Backbone):
 
 
 @register_backbone("test-tiny-audio", modality="audio", offline=True, description="test fixture")
-def _tiny_audio(argument: str | None, preprocess: dict[str, Any] | None) -> TinyAudioBackbone:
+def _tiny_audio(argument: str | None, preprocess: dict[str, Any] | None, *, pretrained: bool = True,
+                allow_download: bool = True) -> TinyAudioBackbone:
     return TinyAudioBackbone()
 
 
@@ -161,6 +167,19 @@ def tone_clips(n: int, seed: int = 0) -> Dataset:
     clips = [(np.sin(2 * np.pi * (300 + 900 * label) * t) + 0.3 * rng.normal(size=400)).astype(np.float32)
              for label in labels]
     return Dataset(clips, labels, ["low", "mid", "high"], "audio")
+
+
+def tone_files(n: int) -> list[Path]:
+    """:func:`tone_clips` written as 16 kHz WAV files (a fresh temporary folder), for backbones that read files."""
+    import tempfile
+
+    import soundfile
+
+    folder = Path(tempfile.mkdtemp(prefix="headstart-tones-"))
+    paths = [folder / f"{i}.wav" for i in range(n)]
+    for path, clip in zip(paths, tone_clips(n).items, strict=True):
+        soundfile.write(path, np.tile(clip, 3), 16000)
+    return paths
 
 
 def state(module: nn.Module) -> dict[str, torch.Tensor]:
