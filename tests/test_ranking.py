@@ -118,7 +118,7 @@ def test_fit_auto_ranks_the_bundled_backbones_of_the_modality(text_csv: Path, tm
         ranked.append(modality)
         return [TinyTextBackbone.ref]
 
-    monkeypatch.setattr("headstart.api.bundled_backbones", tiny_bundled)
+    monkeypatch.setattr("headstart.api.models.bundled_backbones", tiny_bundled)
     model = headstart.fit(text_csv, backbone="auto", out=tmp_path / "m", progress=False)
     assert ranked == ["text"] and model.backbone.ref == TinyTextBackbone.ref
     assert model.metrics["backbone_ranking"]["best"] == TinyTextBackbone.ref
