@@ -61,6 +61,10 @@ class Strategy(ABC):
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
             raise ConfigError(f"invalid settings for strategy {self.name!r}: {problems}") from None
 
+    def resolve(self, modality: str, n_examples: int) -> StrategyConfig:
+        """The settings a fit on ``n_examples`` of ``modality`` would run with (defaults filled in)."""
+        return self.config
+
     @abstractmethod
     def fit(self, backbone: Backbone, train: Dataset, val: Dataset | None, context: FitContext
             ) -> TransferModel:
@@ -156,7 +160,7 @@ class TrainedStrategy(Strategy):
         return new_head(backbone.feature_dim, n_classes, context.seed)
 
     def resolve(self, modality: str, n_examples: int) -> Any:
-        """The settings with every per-modality default filled in."""
+        """The settings with every per-modality default filled in (and epochs raised to ``min_steps``)."""
         return self.config.resolve(modality, n_examples, self.name)
 
     def loop_config(self, cfg: Any) -> TrainingConfig:

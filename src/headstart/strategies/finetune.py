@@ -8,7 +8,7 @@ instead of toward zero.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from pydantic import Field
@@ -18,6 +18,7 @@ from headstart.backbones import Backbone
 from headstart.strategies.base import TrainedStrategy, head_stage, register_strategy
 from headstart.training import Classifier, HeadFirstConfig, Stage, TrainingConfig
 from headstart.training.network import Regularizer
+from headstart.training.search_space import Dimension, FloatRange
 
 
 class FinetuneConfig(HeadFirstConfig):
@@ -31,6 +32,10 @@ class FinetuneConfig(HeadFirstConfig):
 
 class L2SPConfig(FinetuneConfig):
     """Fine-tuning with L2-SP regularisation toward the pre-trained weights on by default."""
+
+    search_space: ClassVar[dict[str, Dimension]] = {
+        **{k: v for k, v in FinetuneConfig.search_space.items() if k != "weight_decay"},  # replaced by L2-SP
+        "l2sp": FloatRange(1e-3, 1.0, log=True)}
 
     l2sp: float = Field(0.1, ge=0, description="L2-SP strength alpha: adds alpha/2 * ||w - w_pretrained||^2 "
                                                "over backbone weights to the loss (and replaces weight decay).")

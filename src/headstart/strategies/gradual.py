@@ -10,6 +10,7 @@ from pydantic import Field
 from headstart.backbones import Backbone
 from headstart.strategies.base import TrainedStrategy, head_stage, register_strategy
 from headstart.training import HeadFirstConfig, Stage
+from headstart.training.search_space import Dimension, IntRange
 
 
 class GradualConfig(HeadFirstConfig):
@@ -19,6 +20,9 @@ class GradualConfig(HeadFirstConfig):
 
     epochs: int | None = Field(None, ge=0, description="Epochs of the last stage, with everything unfrozen. "
                                                       "Default: 2, raised to reach `min_steps`.")
+    search_space: ClassVar[dict[str, Dimension]] = {**HeadFirstConfig.search_space,
+                                                    "epochs_per_stage": IntRange(1, 3)}
+
     epochs_per_stage: int = Field(1, ge=1, description="Epochs of each intermediate stage (each newly unfrozen "
                                                        "group).")
     groups_per_stage: int = Field(1, ge=1, description="Layer groups unfrozen at each stage, top down.")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -20,10 +20,14 @@ from headstart.model import TransferModel
 from headstart.progress import status
 from headstart.strategies.base import Strategy, register_strategy
 from headstart.training import FitContext, StrategyConfig
+from headstart.training.search_space import Dimension, FloatRange
 
 
 class LinearConfig(StrategyConfig):
     """Hyperparameters of the linear probe."""
+
+    # Tuning C on validation data replaces the cross-validation over the same range.
+    search_space: ClassVar[dict[str, Dimension]] = {"c": FloatRange(1e-4, 1e2, log=True)}
 
     c_values: int = Field(12, ge=1, description="How many inverse-regularization strengths C, log-spaced "
                                                 "over 1e-4..1e2, cross-validation chooses among.")

@@ -14,6 +14,7 @@ from headstart.backbones import Backbone
 from headstart.errors import ConfigError
 from headstart.strategies.base import TrainedStrategy, head_stage, register_strategy
 from headstart.training import FitContext, HeadFirstConfig, Stage
+from headstart.training.search_space import Choice, Dimension, FloatRange
 
 # Attention projections LoRA adapts by default (query and value, as in the LoRA paper) across text model
 # families: BERT-like, LLaMA/BART-like, DistilBERT, T5, GPT-2.
@@ -24,6 +25,9 @@ class LoraConfig(HeadFirstConfig):
     """Hyperparameters of LoRA fine-tuning: a head-only stage, then adapters and head together."""
 
     strategy_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3, "layer_decay": 1.0}
+    search_space: ClassVar[dict[str, Dimension]] = {**HeadFirstConfig.search_space,
+                                                    "rank": Choice((4, 8, 16, 32)),
+                                                    "lora_alpha": FloatRange(4.0, 64.0, log=True)}
 
     rank: int = Field(8, ge=1, description="Rank r of each low-rank update.")
     lora_alpha: float = Field(16.0, gt=0, description="LoRA scaling alpha (the update is scaled by alpha / r).")

@@ -19,12 +19,15 @@ from headstart.progress import status
 from headstart.strategies.base import TrainedStrategy, register_strategy, run_key, trained_model
 from headstart.strategies.linear import fit_linear_head, head_fit_status
 from headstart.training import FitContext, Stage, TrainingConfig, train
+from headstart.training.search_space import Dimension, FloatRange
 
 
 class LPFTConfig(TrainingConfig):
     """Hyperparameters of LP-FT: the probe's, then fine-tuning's (small, uniform learning rate)."""
 
     strategy_defaults: ClassVar[dict[str, Any]] = {"layer_decay": 1.0}
+    search_space: ClassVar[dict[str, Dimension]] = {**TrainingConfig.search_space,
+                                                    "probe_c": FloatRange(1e-4, 1e2, log=True)}
 
     probe_c: float | None = Field(None, gt=0, description="Inverse regularization strength of the probe; None "
                                                           "chooses it by cross-validation.")

@@ -11,6 +11,7 @@ from torch import nn
 from headstart.backbones import Backbone
 from headstart.strategies.base import TrainedStrategy, register_strategy
 from headstart.training import FitContext, Stage, TrainingConfig
+from headstart.training.search_space import Dimension
 
 
 class ScratchConfig(TrainingConfig):
@@ -18,6 +19,9 @@ class ScratchConfig(TrainingConfig):
     (head stage + main stage), so the comparison spends the same budget."""
 
     strategy_defaults: ClassVar[dict[str, Any]] = {"layer_decay": 1.0}
+    # Random weights have no pre-trained lower layers to protect: no layer-wise decay to search.
+    search_space: ClassVar[dict[str, Dimension]] = {
+        k: v for k, v in TrainingConfig.search_space.items() if k != "layer_decay"}
 
 
 def reinitialize(module: nn.Module, seed: int) -> None:

@@ -10,6 +10,7 @@ continues exactly where it stood.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -208,6 +209,17 @@ class BufferSync(Callback):
         average_buffers(loop.accelerator, loop.net)
 
 
+class EpochReporter(Callback):
+    """Hands each complete epoch record to the run's ``on_epoch_end`` function (a tuner reports the validation
+    score and raises to prune a hopeless trial; the exception ends the run)."""
+
+    def __init__(self, report: Callable[[dict[str, Any]], None]) -> None:
+        self.report = report
+
+    def on_epoch_end(self, loop: TrainingLoop, record: dict[str, Any]) -> None:
+        self.report(dict(record))
+
+
 def default_callbacks(config: TrainingConfig, context: FitContext, *, main_process: bool) -> list[Callback]:
     """The callbacks of a run, in the order their hooks are called.
 
@@ -222,4 +234,6 @@ def default_callbacks(config: TrainingConfig, context: FitContext, *, main_proce
         callbacks.append(TimeBudget(context.max_time))
     if context.progress and main_process:
         callbacks.append(EpochProgress())
+    if context.on_epoch_end is not None and main_process:
+        callbacks.append(EpochReporter(context.on_epoch_end))
     return callbacks

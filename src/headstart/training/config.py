@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from headstart.data.modality import modality_spec
 from headstart.training.schedules import ScheduleName
+from headstart.training.search_space import Choice, Dimension, FloatRange, IntRange
 
 
 class StrategyConfig(BaseModel):
@@ -17,6 +18,9 @@ class StrategyConfig(BaseModel):
     the report all read this one definition. Run arguments (seed, budget, output folder) are not settings."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: What ``headstart tune`` varies, setting -> dimension (:mod:`headstart.training.search_space`).
+    search_space: ClassVar[dict[str, Dimension]] = {}
 
     batch_size: int = Field(64, ge=1, description="Examples per batch (feature extraction and training).")
 
@@ -30,6 +34,16 @@ class TrainingConfig(StrategyConfig):
     strategy_defaults: ClassVar[dict[str, Any]] = {}
     #: Epoch fields that ``min_steps`` raises when they are left at their default.
     epoch_fields: ClassVar[tuple[str, ...]] = ("epochs",)
+    # Learning rates and epochs around the modality's defaults (which differ 20x in lr between images and
+    # texts); augmentation presets only where the backbone's collate applies them.
+    search_space: ClassVar[dict[str, Dimension]] = {
+        "lr": FloatRange(0.1, 10.0, log=True, relative=True),
+        "epochs": IntRange(0.5, 2.0, relative=True),
+        "layer_decay": FloatRange(0.5, 1.0),
+        "weight_decay": FloatRange(1e-4, 0.3, log=True),
+        "label_smoothing": FloatRange(0.0, 0.2),
+        "augment": Choice(("off", "light", "strong"), modalities=("image",)),
+    }
 
     batch_size: int = Field(32, ge=1, description="Examples per training step (per process).")
     epochs: int | None = Field(None, ge=0, description="Epochs of the main (whole-network) stage. "
@@ -97,6 +111,8 @@ class HeadFirstConfig(TrainingConfig):
     head's learning rate, come per modality from the modality table)."""
 
     epoch_fields: ClassVar[tuple[str, ...]] = ("epochs", "head_epochs")
+    search_space: ClassVar[dict[str, Dimension]] = {
+        **TrainingConfig.search_space, "head_lr": FloatRange(0.1, 10.0, log=True, relative=True)}
 
     head_epochs: int | None = Field(None, ge=0, description="Epochs training only the new head, backbone "
                                     "frozen (its BatchNorm statistics fixed). Default: 1, raised to reach "

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from headstart.backbones import FeatureCache
 
@@ -20,6 +22,9 @@ class FitContext:
         max_time: Wall-clock budget for training in seconds, or ``None``.
         restart_damaged: Start over when ``work_dir`` holds a damaged checkpoint (``fit --force``), instead of
             stopping with an error; a readable checkpoint is resumed either way.
+        on_epoch_end: Called (on the main process) with each epoch's history record once it is validated,
+            e.g. by a tuner that reports ``val_accuracy`` and raises to prune a hopeless trial; an exception
+            raised here ends the run (its last checkpoint stays, so the same call could resume it).
     """
 
     work_dir: Path
@@ -28,3 +33,4 @@ class FitContext:
     progress: bool = True
     max_time: float | None = None
     restart_damaged: bool = False
+    on_epoch_end: Callable[[dict[str, Any]], None] | None = None
