@@ -28,8 +28,8 @@ LAYERS: list[set[str]] = [
     {"strategies"},
     {"evaluation"},
     {"fitting"},
-    {"transferability", "studies", "onnx_export", "sklearn"},
-    {"reports", "server"},
+    {"transferability", "studies", "onnx_export", "sklearn", "tuning"},
+    {"reports", "server", "tracking"},
     {"api", "shipping"},
     {"cli", "__main__"},
 ]

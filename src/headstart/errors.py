@@ -64,3 +64,7 @@ def listing(values: Iterable[object], *, limit: int = 10, sep: str = ", ") -> st
 class HeadstartWarning(UserWarning):
     """Something went wrong that does not stop the run (a report plot, a damaged metrics file, an unwritable
     cache); the CLI prints it as one line."""
+
+
+class StorageError(HeadstartError, OSError):
+    """A tracking server or tuning storage cannot be reached, opened or written (names the URL and the cause)."""

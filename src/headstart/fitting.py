@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -76,6 +77,20 @@ def describe(splits: DataSplits, backbone: Backbone) -> dict[str, Any]:
         info["skipped"] = [str(s) for s in splits.skipped]
     info.update(backbone.describe_inputs([item for part in splits.present().values() for item in part.items]))
     return info
+
+
+def data_fingerprint(splits: DataSplits) -> str:
+    """A hash of the data as split: each split's content (file bytes or texts), labels and class names.
+
+    The same files with the same labels and splits give the same fingerprint on any machine; it names the data
+    in tracked runs and tuning studies.
+    """
+    digest = hashlib.sha256(repr(splits.train.class_names).encode())
+    for name in ("train", "val", "test"):
+        part = getattr(splits, name)
+        if part is not None:
+            digest.update(f"{name}:{part.content_hash()}:".encode() + part.labels.tobytes())
+    return digest.hexdigest()[:32]
 
 
 def fit_splits(splits: DataSplits, backbone: Backbone, strategy: Strategy, context: FitContext, *,

@@ -22,6 +22,8 @@ from headstart.model import TransferModel
 from headstart.onnx_export import OnnxModel, load_predictor
 from headstart.reports import write_fit_report, write_model_card
 from headstart.strategies import check_settings, get_strategy
+from headstart.tracking.runs import fit_run
+from headstart.tracking.tracker import Tracker, start_tracking
 from headstart.training import FitContext
 from headstart.training.checkpoint import CHECKPOINT_DIR
 from headstart.transferability import RankResult, bundled_backbones, rank_backbones
@@ -33,7 +35,8 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
         max_time: float | None = None, calibrate: bool = False, image_size: int | None = None,
         preprocess: dict[str, Any] | None = None, skip_bad_files: bool = False, text_column: str | None = None,
         label_column: str | None = None, path_column: str | None = None, settings: dict[str, Any] | None = None,
-        allow_outside_paths: bool = False, skip_bad_images: bool | None = None) -> TransferModel:
+        allow_outside_paths: bool = False, skip_bad_images: bool | None = None, track: bool | str = False
+        ) -> TransferModel:
     """Train a model on labeled data by transferring a pre-trained backbone.
 
     Args:
@@ -49,6 +52,7 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
         test_fraction: Share held out (stratified) for the final test when the data has no test split.
         cache: ``True``: the default feature cache; a folder or a :class:`FeatureCache`: another one; ``False``: none.
         progress, max_time: Show progress bars; the training budget in seconds.
+        track: Log the run to MLflow (``True``: the store ``<out parent>/mlruns.db``; or a tracking URI).
         calibrate: Fit a softmax temperature on the validation split (carved from the training data when there
             is none) so confidences match accuracy; ECE before and after is in ``metrics["calibration"]``.
         image_size, preprocess: An image backbone's input size in pixels (e.g. 128 for small images), and other
@@ -70,6 +74,7 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
     started = time.perf_counter()
     chosen = get_strategy(strategy, **check_settings(settings, inspect.signature(fit).parameters, "fit"))
     feature_cache = FeatureCache.from_option(cache)
+    tracker = start_tracking(track if is_main_process() else False, out)  # MLflow starts up meanwhile
     with work_folder(out, kind="model", force=force, protected=[data]) as work, cache_scope(feature_cache):
         splits = checked_splits(work, data, skip_bad=skip_bad(skip_bad_files, skip_bad_images),
                                  text_column=text_column, label_column=label_column, path_column=path_column,
@@ -80,10 +85,9 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
         workdir = work.path if work is not None else Path(tempfile.mkdtemp(prefix="headstart-"))
         model = fit_splits(splits, net, chosen, FitContext(work_dir=workdir, seed=seed, cache=feature_cache,
                            progress=progress, max_time=max_time, restart_damaged=force), calibrate=calibrate)
-        if ranking is not None:
-            model.metrics["backbone_ranking"] = ranking.to_dict()
-        model.metrics["seconds"] = round(time.perf_counter() - started, 2)
-        _publish_fit(model, splits, workdir, work)
+        model.metrics |= {"seconds": round(time.perf_counter() - started, 2),
+                          **({"backbone_ranking": ranking.to_dict()} if ranking is not None else {})}
+        _publish_fit(model, splits, workdir, work, tracker)
     return model
 
 
@@ -101,8 +105,10 @@ def _fit_backbone(backbone: str | Backbone | None, train: Dataset, cache: Featur
     return build_backbone(backbone, image_size=image_size, preprocess=preprocess), ranking
 
 
-def _publish_fit(model: TransferModel, splits: DataSplits, workdir: Path, work: WorkFolder | None) -> None:
-    """Save the model and its report into the work folder and publish it (without ``out``: drop the temp folder)."""
+def _publish_fit(model: TransferModel, splits: DataSplits, workdir: Path, work: WorkFolder | None,
+                 tracker: Tracker | None = None) -> None:
+    """Save the model and its report into the work folder and publish it (without ``out``: drop the temp folder);
+    then log the run to ``tracker`` (its id goes into ``model.metrics["tracking"]``)."""
     if work is None:
         shutil.rmtree(workdir, ignore_errors=True)
     elif is_main_process():  # under torchrun the other ranks leave the shared folder to rank 0
@@ -111,6 +117,8 @@ def _publish_fit(model: TransferModel, splits: DataSplits, workdir: Path, work: 
         write_model_card(workdir, model)
         shutil.rmtree(workdir / CHECKPOINT_DIR, ignore_errors=True)
         work.publish()
+    if tracker is not None:
+        model.metrics["tracking"] = tracker.log(fit_run(model, splits, out=work.out if work is not None else None))
 
 
 def load(folder: str | Path, *, allow_download: bool = False) -> TransferModel:

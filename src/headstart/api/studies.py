@@ -13,6 +13,8 @@ from headstart.data import Dataset, DataSplits, modality_spec
 from headstart.io import WorkFolder, work_folder, write_json
 from headstart.reports import write_compare_report, write_rank_report
 from headstart.studies import CompareResult, compare_strategies
+from headstart.tracking.runs import compare_run, settings_params
+from headstart.tracking.tracker import start_tracking
 from headstart.transferability import RankResult, rank_backbones
 
 
@@ -69,7 +71,7 @@ def compare(data: str | Path | DataSplits | Dataset, *, strategies: Sequence[str
             on_run: Callable[[Any], None] | None = None, image_size: int | None = None,
             preprocess: dict[str, Any] | None = None, skip_bad_files: bool = False, skip_bad_images: bool | None = None,
             text_column: str | None = None, label_column: str | None = None, path_column: str | None = None,
-            allow_outside_paths: bool = False) -> CompareResult:
+            allow_outside_paths: bool = False, track: bool | str = False) -> CompareResult:
     """Learning curves: every strategy on growing stratified subsets of the training data, several seeds,
     each measured on one fixed test set; with the transfer-vs-scratch verdict and data savings.
 
@@ -92,6 +94,7 @@ def compare(data: str | Path | DataSplits | Dataset, *, strategies: Sequence[str
         image_size, preprocess, skip_bad_files, skip_bad_images, text_column, label_column, path_column,
             allow_outside_paths: As for
             :func:`fit`.
+        track: As for :func:`fit`: a parent run with one child run per (strategy, size, seed).
 
     Returns:
         A :class:`~headstart.studies.runner.CompareResult`.
@@ -102,6 +105,7 @@ def compare(data: str | Path | DataSplits | Dataset, *, strategies: Sequence[str
         >>> print(result.verdicts[0].message)
     """
     feature_cache = FeatureCache.from_option(cache)
+    tracker = start_tracking(track, out)
     with work_folder(out, kind="compare", force=force, protected=[data]) as work, cache_scope(feature_cache):
         splits = checked_splits(work, data, skip_bad=skip_bad(skip_bad_files, skip_bad_images),
                                  text_column=text_column, label_column=label_column, path_column=path_column,
@@ -115,6 +119,9 @@ def compare(data: str | Path | DataSplits | Dataset, *, strategies: Sequence[str
                                     test_fraction=test_fraction, val_fraction=val_fraction, on_run=on_run)
         if work is not None:
             _publish_study(work, "compare.json", result, write_compare_report)
+    if tracker is not None:
+        arguments = {"seeds": seeds, "max_time": max_time, "image_size": image_size, **settings_params(settings)}
+        result.tracking = tracker.log(compare_run(result, splits, out=out, arguments=arguments))
     return result
 
 

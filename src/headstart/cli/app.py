@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.text import Text
 
 from headstart.errors import ConfigError
+from headstart.tracking.tracker import ui_command
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Transfer learning for small data sets: fit, evaluate, predict.")
@@ -41,6 +42,10 @@ SkipBadFiles = Annotated[bool, typer.Option("--skip-bad-files", "--skip-bad-imag
                                                  "instead of stopping.")]
 AllowOutsidePaths = Annotated[bool, typer.Option("--allow-outside-paths", help="Let a table name files outside "
                                                 "its own folder (../x.png, absolute paths elsewhere).")]
+Track = Annotated[bool, typer.Option("--track", help="Log the run to MLflow: an embedded SQLite store beside the "
+                                                   "output folder (<out parent>/mlruns.db), no server.")]
+TrackingUri = Annotated[str | None, typer.Option(help="MLflow tracking URI (a server such as http://host:5000, or "
+                                                      "sqlite:///path/mlruns.db); implies --track.")]
 DataArgument = Annotated[Path, typer.Argument(help="Labeled data in any format `fit` accepts.")]
 ModelArgument = Annotated[Path, typer.Argument(help="A model folder written by `headstart fit`.")]
 
@@ -109,3 +114,15 @@ def wide() -> Console:
     # Piped output has no terminal width to respect; rich's 80-column default would truncate score tables.
     return out if out.is_terminal else Console(width=160)
 
+
+
+def track_option(track: bool, tracking_uri: str | None) -> bool | str:
+    """The API's ``track`` argument from ``--track`` and ``--tracking-uri``."""
+    return tracking_uri or track
+
+
+def print_tracking(run: dict[str, str] | None) -> None:
+    """Say where a tracked run went and how to browse it."""
+    if run:
+        out.print(f"tracked: MLflow run {run['run_id']} in experiment {run['experiment']!r} at {run['uri']} — "
+                  f"browse: {ui_command(run['uri'])}", highlight=False, soft_wrap=True)

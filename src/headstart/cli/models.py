@@ -28,13 +28,17 @@ from headstart.cli.app import (
     Quiet,
     SkipBadFiles,
     TextColumn,
+    Track,
+    TrackingUri,
     app,
     cache_option,
     cell,
     err,
     out,
     parse_settings,
+    print_tracking,
     shown,
+    track_option,
 )
 from headstart.errors import ConfigError
 from headstart.evaluation.forgetting import forgetting_summary
@@ -80,6 +84,7 @@ def fit(
     cache_dir: CacheDir = None,
     no_cache: NoCache = False,
     force: Force = False,
+    track: Track = False, tracking_uri: TrackingUri = None,
     quiet: Quiet = False,
 ) -> None:
     """Train a model on DATA by transferring a pre-trained backbone; writes model, metrics and report."""
@@ -94,10 +99,10 @@ def fit(
         model = api.fit(data, backbone=backbone, strategy=strategy, out=out_dir, force=force, seed=seed,
                         val_fraction=val_fraction, test_fraction=test_fraction,
                         cache=cache_option(no_cache, cache_dir), progress=not quiet, max_time=max_time,
-                        calibrate=calibrate, image_size=image_size,
+                        calibrate=calibrate, image_size=image_size, settings=options,
                         preprocess=parse_settings(preprocess or [], "--preprocess"), skip_bad_files=skip_bad_files,
                         text_column=text_column, label_column=label_column, path_column=path_column,
-                        allow_outside_paths=allow_outside_paths, settings=options)
+                        allow_outside_paths=allow_outside_paths, track=track_option(track, tracking_uri))
     except KeyboardInterrupt:
         err.print(interrupted_message(out_dir), highlight=False, markup=False)
         raise typer.Exit(130) from None
@@ -141,6 +146,7 @@ def _print_fit(model: TransferModel, out_dir: Path) -> None:
         out.print(f"forgetting: {forgetting_summary(m['forgetting'])}", highlight=False)
     out.print(f"model:  {shown(out_dir)}/")
     out.print(f"report: {shown(out_dir / 'report.html')}")
+    print_tracking(m.get("tracking"))
 
 
 @app.command()

@@ -23,6 +23,8 @@ from headstart.cli.app import (
     Quiet,
     SkipBadFiles,
     TextColumn,
+    Track,
+    TrackingUri,
     app,
     cache_option,
     cell,
@@ -30,7 +32,9 @@ from headstart.cli.app import (
     out,
     parse_settings,
     plain,
+    print_tracking,
     shown,
+    track_option,
     typed_list,
     wide,
 )
@@ -118,6 +122,8 @@ def compare(
     cache_dir: CacheDir = None,
     no_cache: NoCache = False,
     force: Force = False,
+    track: Track = False,
+    tracking_uri: TrackingUri = None,
     quiet: Quiet = False,
 ) -> None:
     """Learning curves on DATA: strategies x training-set sizes x seeds, with the transfer verdict."""
@@ -129,8 +135,10 @@ def compare(
                          on_run=None if quiet else _show_run, image_size=image_size,
                          preprocess=parse_settings(preprocess or [], "--preprocess"), skip_bad_files=skip_bad_files,
                          text_column=text_column,
-                         label_column=label_column, path_column=path_column, allow_outside_paths=allow_outside_paths)
+                         label_column=label_column, path_column=path_column, allow_outside_paths=allow_outside_paths,
+                         track=track_option(track, tracking_uri))
     _print_compare(result, max_time, out_dir)
+    print_tracking(result.tracking)
 
 
 def _print_compare(result: CompareResult, max_time: float | None, out_dir: Path | None) -> None:

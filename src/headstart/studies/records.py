@@ -164,6 +164,7 @@ class CompareResult:
         tradeoff: Each strategy's accuracy against how much of the source backbone it kept (largest size).
         notes: What could not be concluded, and why.
         seconds: Wall-clock time of the whole study.
+        tracking: The MLflow run the study was logged to (``uri``, ``experiment``, ``run_id``), if tracked.
     """
 
     source: str
@@ -181,6 +182,7 @@ class CompareResult:
     tradeoff: list[TradeoffPoint] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    tracking: dict[str, str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (what ``compare.json`` holds)."""
