@@ -25,6 +25,7 @@ _PUBLIC = {
     "forgetting": "headstart.api",
     "export": "headstart.shipping",
     "serve": "headstart.shipping",
+    "tune": "headstart.api",
     "load_dataset": "headstart.data",
     "Dataset": "headstart.data",
     "TransferModel": "headstart.model",

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
+import shutil
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -10,12 +13,15 @@ from headstart.api.arguments import checked_splits, skip_bad
 from headstart.backbones import Backbone, FeatureCache, build_backbone
 from headstart.backbones.features import cache_scope
 from headstart.data import Dataset, DataSplits, modality_spec
+from headstart.errors import ConfigError
 from headstart.io import WorkFolder, work_folder, write_json
-from headstart.reports import write_compare_report, write_rank_report
+from headstart.reports import write_compare_report, write_rank_report, write_tune_report
+from headstart.strategies import check_settings
 from headstart.studies import CompareResult, compare_strategies
-from headstart.tracking.runs import compare_run, settings_params
+from headstart.tracking.runs import compare_run, settings_params, tune_run
 from headstart.tracking.tracker import start_tracking
 from headstart.transferability import RankResult, rank_backbones
+from headstart.tuning import TuneResult, tune_strategy
 
 
 def rank(data: str | Path | DataSplits | Dataset, *, backbones: Sequence[str | Backbone],
@@ -129,4 +135,80 @@ def _publish_study(work: WorkFolder, json_name: str, result: Any, write_report: 
     """Write a study's JSON and HTML report into its working folder and publish it (see :mod:`headstart.io`)."""
     write_json(work.path / json_name, result.to_dict())
     write_report(work.path, result)
+    work.publish()
+
+
+def tune(data: str | Path | DataSplits | Dataset, *, strategy: str = "finetune", trials: int = 20,
+         backbone: str | Backbone | None = None, out: str | Path | None = None, force: bool = False,
+         storage: str | None = None, study: str | None = None, seed: int = 0, max_time: float | None = None,
+         settings: dict[str, Any] | None = None, space: dict[str, Any] | None = None,
+         cache: bool | str | Path | FeatureCache = True, progress: bool = True, val_fraction: float = 0.15,
+         test_fraction: float = 0.2, image_size: int | None = None, preprocess: dict[str, Any] | None = None,
+         skip_bad_files: bool = False, text_column: str | None = None, label_column: str | None = None,
+         path_column: str | None = None, allow_outside_paths: bool = False, track: bool | str = False
+         ) -> TuneResult:
+    """Search a strategy's settings with Optuna for the best validation accuracy, then refit the best settings
+    and measure them once on the test split (see :func:`headstart.tuning.tune_strategy`).
+
+    The study lives in ``<out>.partial/study.db`` until the search is done, so the same call after a crash or
+    a kill resumes it keeping every finished trial; ``storage`` shares one study between workers.
+
+    Args:
+        data: Labeled data in any format :func:`fit` accepts.
+        strategy, trials: The strategy to tune; trials to finish in the study (complete or pruned), counting
+            those already stored.
+        backbone: As for :func:`fit` (default by modality).
+        out: Folder for the best model (as :func:`fit` writes it), ``study.json`` and ``report.html``; without
+            it the call only runs trials (a worker on a shared ``storage``).
+        force: Replace an existing ``out``.
+        storage, study: An Optuna RDB URL shared by workers (``sqlite:///study.db``, ``postgresql://...``;
+            default SQLite in ``out``'s work folder) and the study's name in it.
+        seed, max_time: Seed of every trial and of the sampler; stop starting trials after this many seconds.
+        settings: Settings held fixed in every trial, e.g. ``{"batch_size": 16}``.
+        space: Setting -> range replacing the declared search space (``"log:1e-5:1e-3"``, ``"2:8"``,
+            ``"off,light"``).
+        cache, progress, val_fraction, test_fraction, image_size, preprocess, skip_bad_files, text_column,
+            label_column, path_column, allow_outside_paths: As for :func:`fit` (``progress``: a bar over
+            trials with the best score so far).
+        track: As for :func:`fit`: a parent MLflow run with the best settings and one child run per trial.
+
+    Returns:
+        A :class:`~headstart.tuning.TuneResult`; ``model`` is the refit best model (with ``out``).
+
+    Raises:
+        ConfigError, StorageError: Bad settings or space, neither ``out`` nor ``storage``, or a storage that
+            cannot be reached; before any trial runs.
+    """
+    settings = check_settings(settings, inspect.signature(tune).parameters, "tune")
+    if out is None and storage is None:
+        raise ConfigError("tune needs --out (its study is kept in the output's work folder) or --storage")
+    feature_cache = FeatureCache.from_option(cache)
+    tracker = start_tracking(track, out)
+    with work_folder(out, kind="tune", force=force, protected=[data]) as work, cache_scope(feature_cache):
+        splits = checked_splits(work, data, skip_bad=skip_bad_files, text_column=text_column,
+                                label_column=label_column, path_column=path_column,
+                                allow_outside_paths=allow_outside_paths)
+        net = build_backbone(backbone or modality_spec(splits.train.modality).default_backbone,
+                             image_size=image_size, preprocess=preprocess)
+        workdir = work.path if work is not None else Path(tempfile.mkdtemp(prefix="headstart-"))
+        result = tune_strategy(splits, strategy=strategy, backbone=net, trials=trials, work_dir=workdir,
+                               storage=storage, study=study, seed=seed, settings=settings, space=space,
+                               max_time=max_time, cache=feature_cache, val_fraction=val_fraction,
+                               test_fraction=test_fraction, progress=progress, refit=work is not None)
+        _publish_tune(result, workdir, work)
+    if tracker is not None:
+        result.tracking = tracker.log(tune_run(result, splits, out=out, arguments={"trials": trials}))
+    return result
+
+
+def _publish_tune(result: TuneResult, workdir: Path, work: WorkFolder | None) -> None:
+    """Write the best model, ``study.json`` and the report into the work folder and publish it (without ``out``:
+    drop the temporary folder)."""
+    if work is None:
+        shutil.rmtree(workdir, ignore_errors=True)
+        return
+    if result.model is not None:
+        result.model.save(workdir)
+    write_json(workdir / "study.json", result.to_dict())
+    write_tune_report(workdir, result.to_dict(), result.model)
     work.publish()

@@ -9,7 +9,7 @@ import sys
 import warnings
 from typing import Any
 
-from headstart.cli import catalog, models, shipping, studies  # noqa: F401  (registration)
+from headstart.cli import catalog, models, shipping, studies, tuning  # noqa: F401  (registration)
 from headstart.cli.app import app, err, parse_settings, shown
 from headstart.errors import HeadstartError, HeadstartWarning
 

@@ -24,10 +24,19 @@ from headstart.training.outcome import stop_message
 
 def fit_report(model: TransferModel, splits: DataSplits | None = None) -> str:
     """The HTML report of a ``fit`` run: data, backbone, strategy, results, training curves."""
+    return page("headstart fit report", model_subtitle(model), model_sections(model))
+
+
+def model_subtitle(model: TransferModel) -> str:
+    """One line saying what was transferred from where to what."""
+    source = model.metrics.get("data", {}).get("source", "data")
+    return f"{model.strategy} transfer from {model.backbone.ref} to {source} ({len(model.class_names)} classes)"
+
+
+def model_sections(model: TransferModel) -> list[str]:
+    """The report sections of a trained model: data, warnings, results, training curves, settings."""
     m = model.metrics
     data = m.get("data", {})
-    subtitle = (f"{model.strategy} transfer from {model.backbone.ref} to {data.get('source', 'data')} "
-                f"({len(model.class_names)} classes)")
     sizes = [[name, data[f"n_{name}"]] for name in ("train", "val", "test") if f"n_{name}" in data]
     sections = [cards([(f"{name} examples", str(n)) for name, n in sizes]
                       + [("seconds", f"{m.get('seconds', 0):.1f}")])]
@@ -55,7 +64,7 @@ def fit_report(model: TransferModel, splits: DataSplits | None = None) -> str:
         sections.append("<h2>Training</h2>" + figure("training curves", history_plot, history, stopped))
     settings = [[k, v] for k, v in model.strategy_config.items()]
     sections.append("<h2>Settings</h2>" + table(["setting", "value"], settings))
-    return page("headstart fit report", subtitle, sections)
+    return sections
 
 
 def write_fit_report(folder: str | Path, model: TransferModel, splits: DataSplits | None = None) -> Path:

@@ -224,4 +224,36 @@ def tradeoff_plot(points: Sequence[Any]) -> str:
     ax.set_title("What each strategy kept of the source, and what it gained (x: dominated)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")
+def optimisation_history_plot(trials: Sequence[dict[str, Any]], objective: str) -> str:
+    """Each complete trial's score (dots; pruned trials as crosses at their last reported score) and the best
+    so far (line), by trial number."""
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    complete = [t for t in trials if t["state"] == "COMPLETE"]
+    pruned = [t for t in trials if t["state"] == "PRUNED" and t["intermediate"]]
+    if complete:
+        numbers = [t["number"] for t in complete]
+        values = [t["value"] for t in complete]
+        ax.scatter(numbers, values, s=22, color="#3b6fd8", label="trial", zorder=3)
+        ax.step(numbers, np.maximum.accumulate(values), where="post", color="#d0453a", label="best so far")
+        defaults = [t for t in complete if t.get("defaults")]
+        if defaults:
+            ax.scatter([defaults[0]["number"]], [defaults[0]["value"]], s=70, facecolors="none",
+                       edgecolors="black", label="defaults", zorder=4)
+    if pruned:
+        ax.scatter([t["number"] for t in pruned], [list(t["intermediate"].values())[-1] for t in pruned],
+                   marker="x", color="#8a93a6", label="pruned (last score)")
+    ax.set_xlabel("trial")
+    ax.set_ylabel(objective)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    return to_data_uri(fig)
+
+
+def importance_plot(importances: dict[str, float]) -> str:
+    """Horizontal bars: each setting's share of the score's variance (fANOVA), largest on top."""
+    names = list(importances)[::-1]
+    fig, ax = plt.subplots(figsize=(6, 0.4 * len(names) + 1))
+    ax.barh(names, [importances[n] for n in names], color="#3b6fd8")
+    ax.set_xlabel("importance (share of variance)")
+    ax.set_xlim(0, 1)
     return to_data_uri(fig)

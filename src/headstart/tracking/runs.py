@@ -17,6 +17,7 @@ from headstart.fitting import data_fingerprint
 if TYPE_CHECKING:
     from headstart.model import TransferModel
     from headstart.studies import CompareResult
+    from headstart.tuning import TuneResult
 
 #: Final metrics of an evaluation that every run logs per split.
 EVALUATION_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "ece")
@@ -140,3 +141,38 @@ def compare_run(result: CompareResult, splits: DataSplits, *, out: str | Path | 
     artifacts = [(str(out), "compare")] if out is not None else []
     return RunSpec(f"compare {','.join(result.strategies)} {result.backbone}", params, points, tags, artifacts,
                    children)
+
+
+def tune_run(result: TuneResult, splits: DataSplits, *, out: str | Path | None, arguments: dict[str, Any]
+             ) -> RunSpec:
+    """A parent run for a tuning study (best settings and score, the refit model's metrics and folder) with one
+    child run per trial (its settings, state, per-epoch validation scores and final score).
+
+    Args:
+        result: The finished study (with its refit model, if any).
+        splits: The data as loaded.
+        out: The published output folder, or ``None``.
+        arguments: The study's arguments that are not in ``result`` (trials, budget).
+    """
+    params = {"strategy": result.strategy, "backbone": result.backbone, "seed": result.seed,
+              "data_fingerprint": result.data_fingerprint, "study": result.study, "storage": result.storage,
+              **{f"setting.{k}": v for k, v in result.fixed.items()},
+              **{f"space.{k}": v for k, v in result.space.items()}, **arguments}
+    points: list[tuple[str, float, int]] = []
+    if result.best is not None:
+        params.update({f"best.{k}": v for k, v in result.best["params"].items()}, best_trial=result.best["number"])
+        points.append((f"best/{result.objective}", float(result.best["value"]), 0))
+    if result.defaults is not None:
+        points.append((f"defaults/{result.objective}", float(result.defaults["value"]), 0))
+    if result.model is not None:
+        points += [p for p in evaluation_metrics(result.model.metrics) if p[0] != "seconds"]
+    points.append(("seconds", float(result.seconds), 0))
+    tags = _tags("tune", splits.source, Path(out) if out else None)
+    children = [RunSpec(f"trial {t['number']}", {**t["params"], "state": t["state"], "trial": t["number"]},
+                        [(f"epoch/{result.objective}", float(v), int(step)) for step, v in t["intermediate"].items()]
+                        + ([(result.objective, float(t["value"]), 0)] if t["value"] is not None else [])
+                        + ([("seconds", float(t["seconds"]), 0)] if t["seconds"] is not None else []),
+                        tags | {"headstart.command": "tune.trial", "optuna.state": t["state"]})
+                for t in result.trials]
+    artifacts = [(str(out), "model"), (str(Path(out) / "report.html"), "")] if out is not None else []
+    return RunSpec(f"tune {result.strategy} {result.backbone}", params, points, tags, artifacts, children)

@@ -5,7 +5,7 @@ names to dimensions (a subclass extends its parent's with ``{**Parent.search_spa
 brings its own and ``headstart tune`` reads it like the CLI reads the fields' help. Ranges may be ``relative``
 to the setting's default for the data's modality (learning rates differ by orders of magnitude between image
 and text backbones), and a dimension may apply to some modalities only (augmentation presets do nothing to
-texts). Dimensions are plain data: the tuner (:mod:`headstart.tune`) turns them into Optuna suggestions.
+texts). Dimensions are plain data: the tuner (:mod:`headstart.tuning`) turns them into Optuna suggestions.
 
 Example:
     >>> class MyConfig(TrainingConfig):
