@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 import headstart
+from conftest import write_image_folder
 from headstart.cli import app, main
 from headstart.errors import StorageError
 from headstart.tracking.tracker import tracking_target
@@ -54,12 +55,12 @@ def test_fit_logs_settings_curves_metrics_and_folder(tmp_path, image_folder, tin
     assert (tmp_path / "runs" / "mlartifacts").is_dir()
 
 
-def test_same_data_gives_the_same_fingerprint_and_other_data_another(tmp_path, image_folder, text_csv,
-                                                                     tiny_timm_ref):
+def test_same_data_gives_the_same_fingerprint_and_other_data_another(tmp_path, image_folder, tiny_timm_ref):
     uri = f"sqlite:///{tmp_path}/t.db"
     for name in ("a", "b"):
         headstart.fit(image_folder, backbone=tiny_timm_ref, out=tmp_path / name, progress=False, track=uri)
-    headstart.fit(text_csv, backbone="glove", out=tmp_path / "c", progress=False, track=uri)
+    other = write_image_folder(tmp_path / "other", seed=1)
+    headstart.fit(other, backbone=tiny_timm_ref, out=tmp_path / "c", progress=False, track=uri)
     _, found = runs(uri, order_by=["attributes.start_time ASC"])
     prints = [r.data.params["data_fingerprint"] for r in found]
     assert prints[0] == prints[1] != prints[2]

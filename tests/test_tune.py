@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import headstart
+from conftest import write_image_folder
 from headstart.cli import main
 from headstart.errors import ConfigError, StorageError
 from headstart.strategies import STRATEGIES
@@ -109,12 +110,13 @@ def test_bad_space_or_storage_exits_2_before_any_trial(option, message, tmp_path
     assert not (tmp_path / "o.partial" / "trials").exists() and not (tmp_path / "o").exists()
 
 
-def test_a_study_of_other_data_is_refused(tmp_path, image_folder, text_csv, tiny_timm_ref):
+def test_a_study_of_other_data_is_refused(tmp_path, image_folder, tiny_timm_ref):
     storage = f"sqlite:///{tmp_path}/s.db"
     headstart.tune(image_folder, strategy="linear", trials=1, backbone=tiny_timm_ref, storage=storage,
                    study="s", progress=False)
-    with pytest.raises(ConfigError, match="made with other backbone, data_fingerprint"):
-        headstart.tune(text_csv, strategy="linear", trials=1, backbone="glove", storage=storage, study="s",
+    other = write_image_folder(tmp_path / "other", seed=1)
+    with pytest.raises(ConfigError, match="made with other data_fingerprint"):
+        headstart.tune(other, strategy="linear", trials=1, backbone=tiny_timm_ref, storage=storage, study="s",
                        progress=False)
     with pytest.raises(StorageError):
         headstart.tune(image_folder, strategy="linear", trials=1, backbone=tiny_timm_ref,

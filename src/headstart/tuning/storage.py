@@ -31,7 +31,7 @@ def open_storage(url: str, *, shared: bool) -> Any:
         if not folder.is_dir():
             raise StorageError(f"cannot open tuning storage {url}: folder {folder} does not exist")
     extra = ({"heartbeat_interval": HEARTBEAT, "grace_period": GRACE,
-              "failed_trial_callback": RetryFailedTrialCallback(max_retry=1)} if shared else {})
+              "heartbeat_stale_trial_callback": RetryFailedTrialCallback(max_retry=1)} if shared else {})
     try:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         return RDBStorage(url, engine_kwargs=_engine_options(url), **extra)
