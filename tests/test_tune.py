@@ -70,9 +70,8 @@ def test_on_epoch_end_sees_every_epoch_and_can_stop_training(tmp_path, image_fol
     from headstart.strategies import get_strategy
     from headstart.training import FitContext
 
-    splits = complete_splits(load_dataset(image_folder), needs_val=True, seed=0, val_fraction=0.2,
-                             test_fraction=0.2)
     strategy = get_strategy("finetune", epochs=2, head_epochs=1, min_steps=0, batch_size=8)
+    splits = complete_splits(load_dataset(image_folder), strategy, seed=0, val_fraction=0.2, test_fraction=0.2)
     seen = []
     context = FitContext(tmp_path / "a", progress=False, on_epoch_end=seen.append)
     model = fit_splits(splits, create_backbone(tiny_timm_ref), strategy, context)

@@ -5,6 +5,8 @@ no validation split."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field
 
 from headstart.backbones import Backbone, extract_features
@@ -13,10 +15,13 @@ from headstart.model import TransferModel
 from headstart.strategies.base import Strategy, register_strategy
 from headstart.strategies.heads import prototype_head
 from headstart.training import FitContext, StrategyConfig
+from headstart.training.search_space import Dimension, FloatRange
 
 
 class PrototypesConfig(StrategyConfig):
     """Settings of the nearest-class-mean classifier."""
+
+    search_space: ClassVar[dict[str, Dimension]] = {"shrinkage": FloatRange(0.0, 0.9)}
 
     shrinkage: float = Field(0.0, ge=0, lt=1, description="Pull each class mean toward the mean of all "
                              "training features by this share (can help with one or two examples per class).")

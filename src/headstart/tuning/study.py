@@ -165,8 +165,9 @@ class _Search:
         """Check the settings and the space, split the data and resolve the space for it (before any trial)."""
         base = get_strategy(strategy, **settings)
         dimensions = declared_space(strategy, space, settings)
-        splits = complete_splits(splits, needs_val=True, seed=seed, val_fraction=val_fraction,
-                                 test_fraction=test_fraction)
+        # Every trial is scored on validation data, so a validation split is carved as calibration would.
+        splits = complete_splits(splits, base, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,
+                                 calibrate=True)
         net = create_backbone(backbone) if isinstance(backbone, str) else backbone
         check_modality(net, splits)
         defaults = base.resolve(splits.train.modality, len(splits.train))
