@@ -150,8 +150,7 @@ def tune(data: str | Path | DataSplits | Dataset, *, strategy: str = "finetune",
     """Search a strategy's settings with Optuna for the best validation accuracy, then refit the best settings
     and measure them once on the test split (see :func:`headstart.tuning.tune_strategy`).
 
-    The study lives in ``<out>.partial/study.db`` until the search is done, so the same call after a crash or
-    a kill resumes it keeping every finished trial; ``storage`` shares one study between workers.
+    The study lives in ``<out>.partial/study.db`` until the search is done: the same call after a kill resumes it.
 
     Args:
         data: Labeled data in any format :func:`fit` accepts.

@@ -8,7 +8,7 @@ from typing import Any
 
 from headstart.model import TransferModel
 from headstart.reports.fit import model_sections
-from headstart.reports.html import cards, page, table, write_page
+from headstart.reports.html import cards, figure, page, table, write_report
 from headstart.reports.plots import importance_plot, optimisation_history_plot
 
 
@@ -33,11 +33,11 @@ def tune_report(study: dict[str, Any], model: TransferModel | None) -> str:
         sections.append("<h2>Best settings</h2>" + table(["setting", f"best (trial {best['number']})", "defaults"],
                                                          rows))
     if any(s == "COMPLETE" for s in states):
-        sections.append("<h2>Optimisation history</h2><img alt='optimisation history' src='"
-                        f"{optimisation_history_plot(study['trials'], study['objective'])}'>")
+        sections.append("<h2>Optimisation history</h2>" + figure("optimisation history", optimisation_history_plot,
+                                                                  study["trials"], study["objective"]))
     if study.get("importances"):
-        sections.append("<h2>Parameter importances</h2><img alt='parameter importances' src='"
-                        f"{importance_plot(study['importances'])}'>")
+        sections.append("<h2>Parameter importances</h2>" + figure("parameter importances", importance_plot,
+                                                                   study["importances"]))
     space = [[n, d["kind"], d.get("values") or f"{d['low']:g} .. {d['high']:g}" + (" (log)" if d["log"] else "")]
              for n, d in study["space"].items()]
     sections.append("<h2>Search space</h2>" + table(["setting", "kind", "range"], space))
@@ -54,4 +54,4 @@ def tune_report(study: dict[str, Any], model: TransferModel | None) -> str:
 
 def write_tune_report(folder: str | Path, study: dict[str, Any], model: TransferModel | None) -> Path:
     """Write the tune ``report.html`` into ``folder`` atomically; returns its path."""
-    return write_page(folder, tune_report(study, model))
+    return write_report(folder, "headstart tune report", lambda: tune_report(study, model))
