@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,22 +24,33 @@ def open_storage(url: str, *, shared: bool) -> Any:
     Raises:
         StorageError: The URL cannot be opened (bad scheme, missing driver, server down, unwritable file).
     """
+    import warnings
+
     import optuna
-    from optuna.storages import RDBStorage, RetryFailedTrialCallback
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
     if url.startswith("sqlite:///"):
         folder = Path(url.removeprefix("sqlite:///")).parent
         if not folder.is_dir():
             raise StorageError(f"cannot open tuning storage {url}: folder {folder} does not exist")
-    extra = ({"heartbeat_interval": HEARTBEAT, "grace_period": GRACE,
-              "heartbeat_stale_trial_callback": RetryFailedTrialCallback(max_retry=1)} if shared else {})
-    try:
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        return RDBStorage(url, engine_kwargs=_engine_options(url), **extra)
-    except Exception as error:  # SQLAlchemy and driver errors have no common base worth naming
-        raise StorageError(f"cannot open tuning storage {hide_password(url)}: {type(error).__name__}: "
-                           f"{str(error).splitlines()[0]}; give --storage an Optuna RDB URL that this machine can "
-                           "reach, e.g. sqlite:///study.db or postgresql://user@host/db") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats are "experimental"
+        extra = ({"heartbeat_interval": HEARTBEAT, "grace_period": GRACE,
+                  "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=1)} if shared else {})
+        retries = 2
+        while True:
+            try:
+                return RDBStorage(url, engine_kwargs=_engine_options(url), **extra)
+            except Exception as error:  # SQLAlchemy and driver errors have no common base worth naming
+                # Workers started together race to create a new database's tables; the losers find them made.
+                if type(error).__name__ == "IntegrityError" and retries:
+                    retries -= 1
+                    time.sleep(1.0)
+                    continue
+                raise StorageError(f"cannot open tuning storage {hide_password(url)}: {type(error).__name__}: "
+                                   f"{str(error).splitlines()[0]}; give --storage an Optuna RDB URL that this "
+                                   "machine can reach, e.g. sqlite:///study.db or postgresql://user@host/db") from None
 
 
 def _engine_options(url: str) -> dict[str, Any]:
