@@ -138,6 +138,17 @@ def _trials(url: str, name: str | None = None) -> list:
     return optuna.load_study(study_name=names[0], storage=url).trials if names else []
 
 
+def _complete_trials(database: Path) -> int:
+    """Complete trials in a study database, read without writing (so the test never races the child)."""
+    import sqlite3
+
+    try:
+        with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=1) as connection:
+            return connection.execute("SELECT COUNT(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]
+    except sqlite3.Error:  # not created yet, or its tables not yet
+        return 0
+
+
 def test_killed_tune_resumes_with_the_same_command_keeping_finished_trials(tmp_path, image_folder,
                                                                             tiny_timm_ref):
     out = tmp_path / "tuned"
@@ -146,17 +157,15 @@ def test_killed_tune_resumes_with_the_same_command_keeping_finished_trials(tmp_p
     child = subprocess.Popen(command, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"sqlite:///{out}.partial/study.db"
     deadline = time.monotonic() + 240
-    before = []
-    while time.monotonic() < deadline and child.poll() is None:
-        if Path(f"{out}.partial/study.db").exists():
-            before = [t for t in _trials(url) if t.state.name == "COMPLETE"]
-            if len(before) >= 3:
-                break
+    database = Path(f"{out}.partial/study.db")
+    while time.monotonic() < deadline and child.poll() is None and _complete_trials(database) < 3:
         time.sleep(0.3)
-    assert child.poll() is None, "the study finished before it could be killed"
+    assert child.poll() is None, f"the study ended before it could be killed: {child.stderr.read()[-2000:]}"
     child.send_signal(signal.SIGKILL)
     child.wait()
     assert not out.exists()
+    before = [t for t in _trials(url) if t.state.name == "COMPLETE"]
+    assert len(before) >= 3
 
     rerun = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
