@@ -172,3 +172,17 @@ def test_stored_backbone_weights_survive_a_folder_copy(image_model, tmp_path, im
         warnings.simplefilter("error")  # loading a healthy folder warns about nothing
         reloaded = headstart.load(copy)
     assert torch.equal(reloaded.head.weight, headstart.load(image_model).head.weight)
+
+
+def test_a_backbone_factory_without_the_build_keywords_still_builds(monkeypatch, tiny_timm_ref):
+    from headstart.backbones.references import BACKBONES, BackboneSpec
+
+    built = []
+
+    def older_family(argument, preprocess):  # written before pretrained / allow_download existed
+        built.append(argument)
+        return create_backbone(tiny_timm_ref, preprocess=TINY_PREPROCESS)
+
+    monkeypatch.setitem(BACKBONES._entries, "older:", BackboneSpec("older:", "image", True, "test", older_family))
+    backbone = create_backbone("older:x", pretrained=False, allow_download=False)
+    assert built == ["x"] and backbone.modality == "image"

@@ -11,6 +11,7 @@ References:
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,9 +31,10 @@ class BackboneSpec:
         offline: Whether it works with no network (bundled weights or local files).
         bundled: Whether its weights ship with headstart's dependencies (what ``backbone="auto"`` ranks).
         description: One line for ``headstart backbones``.
-        factory: ``factory(argument, preprocess, pretrained=..., allow_download=...) -> Backbone``;
-            ``argument`` is what follows the scheme (``None`` for exact names), ``preprocess`` an optional saved
-            preprocessing dict to restore; see :func:`create_backbone` for the keywords.
+        factory: ``factory(argument, preprocess) -> Backbone``; ``argument`` is what follows the scheme
+            (``None`` for exact names), ``preprocess`` an optional saved preprocessing dict to restore. A factory
+            that also takes the keywords ``pretrained`` and ``allow_download`` gets them (see
+            :func:`create_backbone`); one that does not always builds with its own weights.
     """
 
     name: str
@@ -79,10 +81,10 @@ def create_backbone(ref: str, *, preprocess: dict[str, Any] | None = None, pretr
     """
     options = {"pretrained": pretrained, "allow_download": allow_download}
     if ref in BACKBONES and not ref.endswith(":"):
-        return BACKBONES.get(ref).factory(None, preprocess, **options)
+        return _build(BACKBONES.get(ref).factory, None, preprocess, options)
     scheme, sep, argument = ref.partition(":")
     if sep and f"{scheme}:" in BACKBONES and argument:
-        return BACKBONES.get(f"{scheme}:").factory(argument, preprocess, **options)
+        return _build(BACKBONES.get(f"{scheme}:").factory, argument, preprocess, options)
     names = ", ".join(s.name + ("<name>" if s.name.endswith(":") else "") for s in list_backbones())
     raise BackboneError(f"unknown backbone {ref!r}; use one of: {names} (see `headstart backbones`)")
 
@@ -116,6 +118,16 @@ def with_preprocess(backbone: str | Backbone, overrides: dict[str, Any] | None) 
     if preprocess_from_dict(merged) == net.preprocess:
         return net
     return create_backbone(net.ref, preprocess=merged)
+
+
+def _build(factory: Callable[..., Backbone], argument: str | None, preprocess: dict[str, Any] | None,
+           options: dict[str, bool]) -> Backbone:
+    """``factory``'s backbone, passing ``options`` only to a factory that takes them (a family written before
+    they existed keeps working)."""
+    parameters = inspect.signature(factory).parameters
+    if set(options) <= parameters.keys() or any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return factory(argument, preprocess, **options)
+    return factory(argument, preprocess)
 
 
 def is_bundled(ref: str) -> bool:
