@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+import torch
 from typer.testing import CliRunner
 
 import headstart
@@ -288,5 +289,39 @@ def test_speech_embedding_on_fsdd_mini_is_speaker_independent(tmp_path):
     saved = json.loads((tmp_path / "demo-audio" / "config.json").read_text())["backbone"]["preprocess"]
     assert saved == {"sample_rate": 16000, "target_dbfs": -20.0, "pad_seconds": 0.695, "pooling": "mean",
                      "max_seconds": 30.0, "long_clips": "first", "kind": "audio"}
-    with pytest.raises(ConfigError, match="has no trainable weights"):
-        headstart.fit(EXAMPLES / "fsdd-mini", strategy="finetune", progress=False)
+
+
+@pytest.fixture(scope="module")
+def speech_embedding():
+    return create_backbone("speech_embedding")
+
+
+@pytest.mark.e2e
+def test_speech_embedding_matches_the_whole_onnx_graph(speech_embedding):
+    # The front end in ONNX Runtime + the converted tower give the features of the original graph run whole.
+    import onnxruntime
+
+    from headstart.backbones.audio import clip_windows, speech_embedding_path
+
+    clips = sorted(str(p) for p in (EXAMPLES / "fsdd-mini" / "test").glob("*/*.wav"))[::20]
+    whole = onnxruntime.InferenceSession(str(speech_embedding_path()), providers=["CPUExecutionProvider"])
+    reference = np.stack([whole.run(None, {"samples:0": clip_windows(c, speech_embedding.preprocess)[0][None]})[0]
+                          [0, :, 0, :].mean(axis=0) for c in clips])
+    np.testing.assert_allclose(speech_embedding.embed(clips, batch_size=4), reference, atol=1e-4)
+    batch = speech_embedding.collate(clips[:4])
+    frames = [whole.run(None, {"samples:0": clip_windows(c, speech_embedding.preprocess)[0][None]})[0].shape[1]
+              for c in clips[:4]]
+    assert batch.frames == frames  # the padded batch pools exactly each clip's own frames
+    with torch.enable_grad():  # the PyTorch tower (training) and ONNX Runtime (inference) agree
+        trained_path = speech_embedding.forward(batch)
+    np.testing.assert_allclose(trained_path.detach().numpy(), reference[:4], atol=1e-4)
+
+
+@pytest.mark.e2e
+def test_speech_embedding_fine_tunes_and_reloads(tmp_path):
+    out = tmp_path / "tuned"
+    model = headstart.fit(EXAMPLES / "fsdd-mini", strategy="finetune", out=out, progress=False,
+                          settings={"epochs": 1, "head_epochs": 1, "min_steps": 0, "batch_size": 8})
+    assert model.backbone_trained and model.metrics["train"]["stages"] == ["head", "all"]
+    clips = sorted(str(p) for p in (EXAMPLES / "fsdd-mini" / "test").glob("*/*.wav"))[:6]
+    np.testing.assert_allclose(headstart.load(out).predict_proba(clips), model.predict_proba(clips), atol=1e-5)

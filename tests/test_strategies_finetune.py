@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+import headstart
 from headstart.backbones.features import extract_features
+from headstart.errors import ConfigError
 from headstart.model import TransferModel
 from headstart.strategies import get_strategy
 from headstart.strategies.base import new_head
@@ -167,3 +169,12 @@ def test_scratch_reinitialises_the_backbone(context):
     for name, weight in model.backbone.module.named_parameters():
         if weight.ndim > 1:
             assert not torch.equal(weight, dict(pretrained.module.named_parameters())[name]), name
+
+
+def test_a_backbone_without_trainable_weights_is_refused_before_training():
+    class FrozenOnly(TinyImageBackbone):
+        trainable = False
+
+    with pytest.raises(ConfigError, match="has no trainable weights.*finetune cannot train it"):
+        headstart.fit(color_images(12), backbone=FrozenOnly(), strategy="finetune", progress=False)
+    assert headstart.fit(color_images(12), backbone=FrozenOnly(), progress=False).backbone_trained is False
