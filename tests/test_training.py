@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from types import SimpleNamespace
@@ -45,6 +46,15 @@ def test_early_stopping_state():
     restored = EarlyStopping("val_loss", None)
     restored.load_state_dict(stopper.state_dict())
     assert restored == stopper
+
+
+def test_an_accuracy_tie_with_a_lower_loss_becomes_best_without_renewing_patience():
+    stopper = EarlyStopping("val_accuracy", patience=2)
+    assert stopper.update({"val_accuracy": 1.0, "val_loss": 0.5}, 0)
+    assert stopper.update({"val_accuracy": 1.0, "val_loss": 0.1}, 1) and stopper.best_epoch == 1
+    assert not stopper.update({"val_accuracy": 1.0, "val_loss": 0.3}, 2) and stopper.best_epoch == 1
+    assert stopper.should_stop  # two epochs without a better accuracy, although one tie won on loss
+    assert not EarlyStopping("val_loss", None).update({"val_loss": math.nan}, 0)
 
 
 @pytest.mark.parametrize(("min_steps", "epochs_run"), [(0, 3), (10, 5)])
