@@ -25,7 +25,8 @@ from headstart.backbones.checkpoint import (
 )
 from headstart.backbones.references import is_bundled
 from headstart.data.inputs import as_examples
-from headstart.errors import HeadstartWarning, ModelFileError
+from headstart.display import facts_table, percent
+from headstart.errors import HeadstartWarning, ModelFileError, listing
 from headstart.io import write_json
 
 METRICS_FILE = "metrics.json"
@@ -58,6 +59,27 @@ class TransferModel:
         self.backbone_trained = backbone_trained
         self.temperature = float(temperature)
         self.metrics = dict(metrics or {})
+
+    def __repr__(self) -> str:
+        tested = self.metrics.get("test", {}).get("accuracy")
+        return (f"TransferModel({self.strategy} on {self.backbone.ref}, {len(self.class_names)} classes: "
+                f"{listing(self.class_names, limit=5)}" + ("" if tested is None else f"; test accuracy {tested:.1%}")
+                + ")")
+
+    def _repr_html_(self) -> str:
+        test, train = self.metrics.get("test", {}), self.metrics.get("train", {})
+        facts = [("strategy", self.strategy), ("backbone", f"{self.backbone.ref} ({self.modality})"),
+                 ("backbone trained", "yes" if self.backbone_trained else "no (frozen)"),
+                 ("classes", f"{len(self.class_names)}: {listing(self.class_names, limit=8)}")]
+        if test:
+            facts.append(("test accuracy", f"{percent(test.get('accuracy'))} on {test.get('n_examples')} examples"))
+        if train.get("stages_run"):
+            reason = train.get("stop_reason", "completed")
+            facts.append(("stages run", ", ".join(train["stages_run"])
+                          + ("" if reason == "completed" else f" (ended by {reason.replace('_', ' ')})")))
+        if self.temperature != 1.0:
+            facts.append(("temperature", self.temperature))
+        return facts_table(f"A {self.strategy} model on {self.backbone.ref}.", facts)
 
     @property
     def modality(self) -> str:

@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 
 from headstart.data.modality import Modality, modality_spec
+from headstart.display import MAX_ROWS, html_table
+from headstart.errors import listing
 
 
 @dataclass
@@ -40,6 +42,18 @@ class Dataset:
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def __repr__(self) -> str:
+        return (f"Dataset({self.modality}, {len(self)} examples, {len(self.class_names)} classes: "
+                f"{listing(self.class_names, limit=5)}; source {self.source!r})")
+
+    def _repr_html_(self) -> str:
+        counts = self.class_counts()
+        unlabeled = int((self.labels < 0).sum())
+        caption = (f"{self.modality.capitalize()} data from {self.source}: {len(self)} examples of "
+                   f"{len(self.class_names)} classes" + (f", {unlabeled} unlabeled." if unlabeled else "."))
+        rows = sorted(zip(self.class_names, counts.tolist(), strict=True), key=lambda row: -row[1])
+        return html_table(["class", "examples"], rows, limit=MAX_ROWS, caption=caption)
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> Dataset:
         """The examples at ``indices``, with the same classes."""

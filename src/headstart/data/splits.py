@@ -16,12 +16,12 @@ import numpy as np
 
 from headstart.data.base import Dataset, Modality
 from headstart.data.modality import modality_spec
-from headstart.errors import ConfigError, DataError, listing
+from headstart.display import MAX_ROWS, html_table
+from headstart.errors import ConfigError, DataError, listing, option
 
 SPLIT_NAMES = ("train", "val", "test")
 # More distinct labels than this, averaging under two examples each, is an ID or free-text column, not classes.
 ID_COLUMN_CLASSES = 1000
-_LABEL_COLUMN_HINT = "name the class column with label_column (CLI: --label-column)"
 
 
 @dataclass
@@ -47,6 +47,20 @@ class DataSplits:
         """The classes, indexed by label (those of ``train``)."""
         return self.train.class_names
 
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{name} {len(part)}" for name, part in self.present().items())
+        return (f"DataSplits({self.train.modality}, {sizes}; {len(self.class_names)} classes: "
+                f"{listing(self.class_names, limit=5)}; source {self.source!r})")
+
+    def _repr_html_(self) -> str:
+        parts = self.present()
+        counts = [part.class_counts().tolist() for part in parts.values()]
+        rows = [[name, *(c[i] for c in counts)] for i, name in enumerate(self.class_names)]
+        caption = (f"{self.train.modality.capitalize()} data from {self.source}: "
+                   + ", ".join(f"{len(part)} {name}" for name, part in parts.items())
+                   + f" examples of {len(self.class_names)} classes.")
+        return html_table(["class", *parts], rows, limit=MAX_ROWS, caption=caption)
+
     def present(self) -> dict[str, Dataset]:
         """The splits that exist, by name, in the order train, val, test."""
         sets = (self.train, self.val, self.test)
@@ -71,7 +85,7 @@ class DataSplits:
         if split in available:
             return available[split]
         if split != "all":
-            raise DataError(f"{self.source} has no {split!r} split; choose --split from: "
+            raise DataError(f"{self.source} has no {split!r} split; choose {option('split')} from: "
                             f"{', '.join([*available, 'all'])}")
         parts = list(available.values())
         return Dataset([item for part in parts for item in part.items],
@@ -165,7 +179,7 @@ def check_trainable(splits: DataSplits) -> None:
     if n_classes >= ID_COLUMN_CLASSES and n_classes > len(train) / 2:
         raise DataError(f"{train.source}: the labels have {n_classes} distinct values among {len(train)} "
                         f"examples ({listing(map(repr, train.class_names), limit=5)}); that is probably an ID "
-                        f"or free-text column, not classes; {_LABEL_COLUMN_HINT}")
+                        f"or free-text column, not classes; name the class column with {option('label_column')}")
 
 
 def check_selectable(train: Dataset, why: str) -> None:
@@ -182,11 +196,12 @@ def check_selectable(train: Dataset, why: str) -> None:
     counts = train.class_counts()
     single = [f"{name!r} ({count})" for name, count in zip(train.class_names, counts, strict=True) if count < 2]
     if single:
-        hint = (f" (if the label column is an ID or free-text column, {_LABEL_COLUMN_HINT})"
+        hint = (f" (if the label column is an ID or free-text column, name the class column with "
+                f"{option('label_column')})"
                 if len(single) > len(counts) / 2 and len(single) >= 20 else "")
         raise DataError(f"{train.source}: class {listing(single)} has fewer than 2 examples, so no validation "
                         f"example can be held out{hint}, but {why}; add examples, give a separate val split, "
-                        "train without selection (val_fraction=0, CLI --val-fraction 0), or use a strategy that "
+                        f"train without selection ({option('val_fraction', 0)}), or use a strategy that "
                         "needs no validation data (prototypes, linear)")
 
 

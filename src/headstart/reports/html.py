@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from headstart.display import html_table as table
 from headstart.errors import HeadstartWarning
 from headstart.io import write_bytes
 from headstart.reports.plots import confusion_matrix_plot, reliability_plot
@@ -41,19 +42,6 @@ def cards(values: list[tuple[str, str]]) -> str:
     items = "".join(f"<div class='card'><b>{html.escape(v)}</b><span>{html.escape(k)}</span></div>"
                     for k, v in values)
     return f"<div class='cards'>{items}</div>"
-
-
-def table(header: list[str], rows: list[list[Any]]) -> str:
-    """An HTML table; floats are shown with four significant digits (a learning rate of 5e-05 stays
-    readable where fixed decimals would show 0.000)."""
-    def cell(value: Any) -> str:
-        if value is None:
-            return "–"
-        return f"{value:.4g}" if isinstance(value, float) else html.escape(str(value))
-
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
 
 
 def evaluation_section(title: str, metrics: dict[str, Any], class_names: list[str]) -> str:

@@ -3,9 +3,11 @@ computed from them (:mod:`headstart.studies.statistics`). Plain data, JSON-ready
 
 from __future__ import annotations
 
+import html
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from headstart.display import html_table, mean_std
 from headstart.errors import DataError
 
 Status = Literal["positive", "negative", "inconclusive"]
@@ -183,6 +185,34 @@ class CompareResult:
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     tracking: dict[str, str] | None = None
+
+    def __repr__(self) -> str:
+        verdicts = "".join(f"; {v.strategy} vs {v.baseline}: {v.status}" for v in self.verdicts)
+        return (f"CompareResult({', '.join(self.strategies)} on {self.backbone}, {len(self.sizes)} sizes: "
+                f"{len(self.records)} runs, {len(self.skipped)} skipped, {self.seconds:.0f} s{verdicts})")
+
+    def _repr_html_(self) -> str:
+        cells = {(row.strategy, row.size): mean_std(row.mean, row.std) for row in self.summary}
+        rows = [[f"{size:g}", *(cells.get((name, size), "skipped") for name in self.strategies)]
+                for size in self.sizes]
+        caption = (f"Test accuracy on {self.n_test} examples with {self.backbone}, mean ± std over seeds "
+                   f"({len(self.records)} runs, {len(self.skipped)} skipped, {self.seconds:.0f} s).")
+        verdicts = "".join(f"<p>{html.escape(v.strategy)}: <b>{v.status}</b> — {html.escape(v.message)}</p>"
+                           for v in self.verdicts)
+        return html_table([SIZE_LABEL, *self.strategies], rows, caption=caption) + verdicts
+
+    def to_frame(self) -> Any:
+        """The runs as a pandas DataFrame: one row per finished run (strategy, size, seed, n_train, accuracy,
+        seconds and the other test metrics), ready for ``groupby``.
+
+        Example:
+            >>> result.to_frame().groupby(["strategy", "size"]).accuracy.mean().unstack("strategy")
+        """
+        import pandas as pd
+
+        columns = ["strategy", "size", "seed", "n_train", "accuracy", "seconds"]
+        return pd.DataFrame([{name: getattr(run, name) for name in columns} | run.metrics for run in self.records],
+                            columns=columns + sorted({key for run in self.records for key in run.metrics}))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (what ``compare.json`` holds)."""

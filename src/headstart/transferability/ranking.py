@@ -28,7 +28,8 @@ from headstart.backbones import (
     with_image_size,
 )
 from headstart.data.base import Dataset
-from headstart.errors import ConfigError
+from headstart.display import MAX_ROWS, html_table
+from headstart.errors import ConfigError, option
 from headstart.evaluation import softmax
 from headstart.transferability.scores import SCORES, check_score_names, score_features
 
@@ -101,6 +102,29 @@ class RankResult:
                 f"{runner.scores.get(self.sort_by, float('nan')):.3f}) on {self.n_examples} examples of "
                 f"{self.n_classes} classes")
 
+    def __repr__(self) -> str:
+        return (f"RankResult(best {self.best!r} by {self.sort_by} among {len(self.rows)} backbones, "
+                f"{self.n_examples} {self.modality} examples of {self.n_classes} classes)")
+
+    def _repr_html_(self) -> str:
+        names = self.score_names
+        rows = [[row.backbone, *(row.scores.get(name) for name in names), round(row.seconds, 1)] for row in self.rows]
+        return html_table(["backbone", *names, "seconds"], rows, limit=MAX_ROWS,
+                          caption=f"Backbones ranked by {self.sort_by}, best first: {self.explanation()}.")
+
+    def to_frame(self) -> Any:
+        """The ranking as a pandas DataFrame: one row per backbone, best first, with its feature size, every
+        score and the seconds it took.
+
+        Example:
+            >>> headstart.rank("examples/wordnet-supersenses", backbones=["minilm", "glove"]).to_frame()
+        """
+        import pandas as pd
+
+        return pd.DataFrame([{"backbone": row.backbone, "feature_dim": row.feature_dim, **row.scores,
+                              "seconds": row.seconds} for row in self.rows],
+                            columns=["backbone", "feature_dim", *self.score_names, "seconds"])
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (what ``rank.json`` holds)."""
         return {"source": self.source, "modality": self.modality, "n_examples": self.n_examples,
@@ -168,7 +192,8 @@ def rank_backbones(dataset: Dataset, backbones: Sequence[str | Backbone], *, sco
         ConfigError: No backbones, an unknown score, or a backbone for another modality.
     """
     if not backbones:
-        raise ConfigError("rank needs at least one backbone, e.g. --backbones efficientnet_lite0,timm:resnet18")
+        raise ConfigError(f"rank needs at least one backbone, e.g. "
+                          f"{option('backbones', ['efficientnet_lite0', 'timm:resnet18'])}")
     wanted = _wanted_scores(scores, sort_by)
     nets = _built_backbones(backbones, dataset)
     rows = []
