@@ -44,7 +44,7 @@ def test_existing_output_is_refused_before_any_work(tmp_path, image_folder):
     out = tmp_path / "run"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    with pytest.raises(OutputExistsError, match="--force"):
+    with pytest.raises(OutputExistsError, match="force=True"):
         headstart.fit(image_folder, backbone="timm:not-a-model", out=out, progress=False)
     assert (out / "keep.txt").read_text() == "mine"
 

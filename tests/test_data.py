@@ -109,7 +109,7 @@ def test_one_class_is_enough_for_evaluation(tmp_path):
 def test_class_with_one_example_loads_but_cannot_give_a_validation_example(tmp_path):
     class_folder(tmp_path, {"cats": 3, "dogs": 1})
     splits = load_dataset(tmp_path)
-    with pytest.raises(DataError, match=r"class 'dogs' \(1\) has fewer than 2 examples.*--val-fraction 0.*"
+    with pytest.raises(DataError, match=r"class 'dogs' \(1\) has fewer than 2 examples.*val_fraction=0.*"
                                         r"prototypes"):
         check_selectable(splits.train, "strategy 'finetune' selects on validation data")
 
@@ -128,7 +128,7 @@ def test_corrupt_images_are_listed(tmp_path):
     with pytest.raises(DataError, match=r"2 image file\(s\) cannot be used") as err:
         load_dataset(tmp_path)
     assert "bad.png" in str(err.value) and "truncated.png" in str(err.value)
-    assert "--skip-bad-files" in str(err.value)
+    assert "skip_bad_files=True" in str(err.value)
 
 
 def test_many_corrupt_images_show_ten_and_a_count(tmp_path):

@@ -93,7 +93,7 @@ def test_export_refuses_what_it_cannot_do(image_run, tmp_path, text_csv):
     with pytest.raises(ConfigError, match="int8"):
         headstart.export(image_run, quantize="int4")
     headstart.export(image_run)
-    with pytest.raises(OutputExistsError, match="--force"):
+    with pytest.raises(OutputExistsError, match="force=True"):
         headstart.export(image_run)
     headstart.fit(text_csv, backbone="test-tiny-text", out=tmp_path / "custom", progress=False)
     with pytest.raises(ExportError, match="supports timm image backbones"):

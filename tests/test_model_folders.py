@@ -85,7 +85,7 @@ def test_hub_backbone_is_never_downloaded_when_loading_a_folder(tmp_path, image_
     config = json.loads((tmp_path / "model" / "config.json").read_text())
     config["backbone_stored"] = False  # an older folder that names its hub backbone only
     (tmp_path / "model" / "config.json").write_text(json.dumps(config))
-    with pytest.raises(BackboneError, match="--allow-download"):
+    with pytest.raises(BackboneError, match="allow_download=True"):
         headstart.load(tmp_path / "model")
 
 

@@ -25,7 +25,7 @@ from headstart.locks import LOCK_FILE
 def test_existing_output_is_refused_without_force(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
-    with pytest.raises(OutputExistsError, match="--force"):
+    with pytest.raises(OutputExistsError, match="force=True"):
         check_output(out, force=False)
     assert check_output(out, force=True) == out
 

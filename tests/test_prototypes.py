@@ -69,7 +69,7 @@ def test_prototypes_fit_on_one_shot_data_without_a_validation_split() -> None:
 def test_a_strategy_that_selects_on_validation_refuses_one_shot_data_naming_the_ways_out() -> None:
     data = color_images(30)
     train = sample_per_class(data, 1, seed=0)
-    with pytest.raises(DataError, match=r"finetune.*--val-fraction 0.*prototypes"):
+    with pytest.raises(DataError, match=r"finetune.*val_fraction=0.*prototypes"):
         headstart.fit(DataSplits(train, None, data), backbone=TinyImageBackbone(), strategy="finetune",
                       progress=False)
 

@@ -188,7 +188,7 @@ def test_damaged_checkpoint_is_a_clear_error_and_force_starts_over(tmp_path, ima
     state = json.loads((tmp_path / "checkpoint" / "state.json").read_text())
     tensors = tmp_path / "checkpoint" / state["tensors"]
     tensors.write_bytes(tensors.read_bytes()[:100])
-    with pytest.raises(CheckpointDamagedError, match=r"delete .*checkpoint to start over, or .* --force"):
+    with pytest.raises(CheckpointDamagedError, match=r"delete .*checkpoint to start over, or .* force=True"):
         strategy.fit(TinyImageBackbone(), data, None, context)
 
     out = tmp_path / "run"

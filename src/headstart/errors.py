@@ -6,7 +6,11 @@ and keeps its traceback.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import PurePath
+from typing import Any, Literal
 
 
 class HeadstartError(Exception):
@@ -59,6 +63,47 @@ def listing(values: Iterable[object], *, limit: int = 10, sep: str = ", ") -> st
     values = [str(value) for value in values]
     more = f" ... and {len(values) - limit} more" if len(values) > limit else ""
     return sep.join(values[:limit]) + more
+
+
+#: Where headstart is being called from: messages name options as the caller spells them.
+_SURFACE: ContextVar[Literal["python", "cli"]] = ContextVar("headstart_surface", default="python")
+_UNSET: Any = object()
+
+
+@contextmanager
+def command_line_wording() -> Iterator[None]:
+    """Within the block, :func:`option` names options as command-line flags (the CLI wraps each command in it)."""
+    token = _SURFACE.set("cli")
+    try:
+        yield
+    finally:
+        _SURFACE.reset(token)
+
+
+def option(name: str, value: Any = _UNSET, *, cli: str | None = None) -> str:
+    """An option as the user gives it where they called headstart, for messages: one message serves the
+    Python API and the command line.
+
+    Args:
+        name: The Python keyword (``"force"``, ``"val_fraction"``).
+        value: The value to show with it; ``True`` for a flag; a list is comma-separated on the command line.
+        cli: The command-line flag when it is not ``--`` + the keyword with dashes (``"--set"`` for ``settings``).
+
+    Example:
+        >>> option("force", True), option("val_fraction", 0)
+        ('force=True', 'val_fraction=0')
+        >>> with command_line_wording():
+        ...     option("force", True), option("val_fraction", 0)
+        ('--force', '--val-fraction 0')
+    """
+    if _SURFACE.get() == "cli":
+        flag = cli or "--" + name.replace("_", "-")
+        if isinstance(value, (list, tuple)):  # a list option is comma-separated on the command line
+            value = ",".join(map(str, value))
+        return flag if value is _UNSET or value is True else f"{flag} {value}"
+    if value is _UNSET:
+        return f"{name}=..."
+    return f"{name}={str(value)!r}" if isinstance(value, PurePath) else f"{name}={value!r}"
 
 
 class HeadstartWarning(UserWarning):

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from headstart import __version__
-from headstart.errors import OutputExistsError, OutputPathError
+from headstart.errors import OutputExistsError, OutputPathError, option
 from headstart.locks import LOCK_FILE, lock_folder
 
 #: Written into every folder headstart publishes; ``force`` replaces only folders that carry it.
@@ -105,40 +105,40 @@ def check_output(out: str | Path, *, force: bool, protected: Iterable[Any] = ())
     target = out.expanduser().resolve()
     cwd = Path.cwd().resolve()
     if target == cwd or target in cwd.parents:
-        raise OutputPathError(f"--out {out} is the current folder or holds it; choose a new folder for the "
-                              "output, e.g. --out runs/model")
+        raise OutputPathError(f"{option('out', out)} is the current folder or holds it; choose a new folder for "
+                              f"the output, e.g. {option('out', 'runs/model')}")
     for data in protected:
         if isinstance(data, (str, os.PathLike)):
             _refuse_overlap(out, target, Path(data).expanduser().resolve())
             _refuse_overlap(out, partial_path(target), Path(data).expanduser().resolve())
     if target.exists():
         if not target.is_dir():
-            raise OutputExistsError(f"output path {out} is a file; choose a folder path with --out")
+            raise OutputExistsError(f"output path {out} is a file; choose a folder path as {option('out')}")
         if not force:
-            raise OutputExistsError(f"output folder {out} already exists; pass --force to replace it, "
-                                    "or choose another --out")
+            raise OutputExistsError(f"output folder {out} already exists; pass {option('force', True)} to replace "
+                                    f"it, or choose another {option('out')}")
         if not is_headstart_output(target):
-            raise OutputPathError(f"--force replaces only folders headstart wrote, and {out} has no "
-                                  f"{OUTPUT_MARKER} marker and holds other files; choose another --out, or "
-                                  "remove the folder yourself")
+            raise OutputPathError(f"{option('force', True)} replaces only folders headstart wrote, and {out} "
+                                  f"has no {OUTPUT_MARKER} marker and holds other files; choose another "
+                                  f"{option('out')}, or remove the folder yourself")
     # The working folder is created beside ``out`` and renamed onto it: its parent must be a writable folder.
     existing = next(p for p in target.parents if p.exists())
     if not existing.is_dir():
-        raise OutputPathError(f"--out {out} lies under {existing}, which is a file; choose a folder path")
+        raise OutputPathError(f"{option('out', out)} lies under {existing}, which is a file; choose a folder path")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise OutputPathError(f"cannot write --out {out}: {existing} is read-only or not yours; choose a "
-                              "writable place")
+        raise OutputPathError(f"cannot write {option('out', out)}: {existing} is read-only or not yours; choose "
+                              "a writable place")
     return out
 
 
 def _refuse_overlap(out: Path, target: Path, data: Path) -> None:
     if target == data:
-        raise OutputPathError(f"--out {out} is the input data {data}; choose a new folder for the output")
+        raise OutputPathError(f"{option('out', out)} is the input data {data}; choose a new folder for the output")
     if target in data.parents:
-        raise OutputPathError(f"--out {out} holds the input data {data}; choose a folder outside it")
+        raise OutputPathError(f"{option('out', out)} holds the input data {data}; choose a folder outside it")
     if data in target.parents:
-        raise OutputPathError(f"--out {out} is inside the data folder {data} (a later run would read the "
-                              "output as data); choose a folder outside it")
+        raise OutputPathError(f"{option('out', out)} is inside the data folder {data} (a later run would "
+                              "read the output as data); choose a folder outside it")
 
 
 def is_headstart_output(folder: str | Path) -> bool:
@@ -181,7 +181,7 @@ class WorkFolder:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise OutputPathError(f"cannot create the working folder {self.path} ({err.strerror}); choose a "
-                                  "writable --out") from None
+                                  f"writable {option('out')}") from None
         self._lock_fd = lock_folder(self.path) if is_main_process() else None
 
     def check(self, protected: Iterable[Any]) -> None:

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from headstart.errors import OutputLockedError
+from headstart.errors import OutputLockedError, option
 
 try:  # POSIX
     import fcntl
@@ -41,7 +41,7 @@ def lock_folder(folder: Path) -> int:
             holder = _read_holder(fd)
             os.close(fd)
             raise OutputLockedError(f"{folder} is in use by another headstart run ({_describe(holder)}); wait "
-                                    f"for it to finish, stop it, or choose another --out")
+                                    f"for it to finish, stop it, or choose another {option('out')}")
         # The holder may have removed or replaced the file between our open and our lock: then the lock is on
         # a file nobody else will look at, so start over with the one now at the path.
         try:
@@ -56,7 +56,8 @@ def lock_folder(folder: Path) -> int:
         # The lock itself is free but a live process wrote the file: a file system without working locks.
         os.close(fd)
         raise OutputLockedError(f"{folder} is in use by another headstart run ({_describe(holder)}); wait for "
-                                f"it to finish or choose another --out (if no such run exists, delete {path})")
+                                f"it to finish or choose another {option('out')} (if no such run exists, delete "
+                                f"{path})")
     record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}).encode()
     os.ftruncate(fd, 0)
     os.lseek(fd, 0, os.SEEK_SET)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from headstart.data import DataSplits, load_dataset
-from headstart.errors import ConfigError, DataError, OutputExistsError
+from headstart.errors import ConfigError, DataError, OutputExistsError, option
 from headstart.model import TransferModel
 from headstart.onnx_export import EXPORT_FOLDER, ExportReport, OnnxModel, export_onnx, load_predictor
 from headstart.server import LOOPBACK, create_app, run_server
@@ -43,14 +43,15 @@ def export(model: str | Path, *, format: str = "onnx", quantize: str | None = No
         >>> report.parity.max_abs_diff, report.accuracy
     """
     if format != "onnx":
-        raise ConfigError(f"--format must be onnx, not {format!r}")
+        raise ConfigError(f"{option('format')} must be onnx, not {format!r}")
     folder = Path(model)
     trained = TransferModel.load(folder)
     out = Path(out) if out is not None else folder / EXPORT_FOLDER / f"model{'.int8' if quantize else ''}.onnx"
     if out.suffix != ".onnx":
-        raise ConfigError(f"--out must name an .onnx file, not {out}")
+        raise ConfigError(f"{option('out')} must name an .onnx file, not {out}")
     if out.exists() and not force:
-        raise OutputExistsError(f"{out} already exists; pass --force to replace it, or choose another --out")
+        raise OutputExistsError(f"{out} already exists; pass {option('force', True)} to replace it, or choose "
+                                f"another {option('out')}")
     columns = {"text_column": text_column, "label_column": label_column, "path_column": path_column}
     recorded = _recorded_splits(trained)
     held_out = load_dataset(data, training=False, **columns).select() if data is not None else (
@@ -79,7 +80,7 @@ def serve(model: TransferModel | OnnxModel | str | Path, *, host: str = LOOPBACK
         >>> serve("runs/demo", port=8000)   # then: curl -F files=@shoe.png http://127.0.0.1:8000/predict
     """
     if max_batch < 1 or max_request_mb <= 0:
-        raise ConfigError("--max-batch must be at least 1 and --max-request-mb above 0")
+        raise ConfigError(f"{option('max_batch')} must be at least 1 and {option('max_request_mb')} above 0")
     app = create_app(load_predictor(model, engine), max_batch=max_batch,
                      max_request_bytes=int(max_request_mb * (1 << 20)))
     run_server(app, host=host, port=port)

@@ -13,7 +13,7 @@ from headstart.api.arguments import checked_splits, skip_bad
 from headstart.backbones import Backbone, FeatureCache, build_backbone
 from headstart.backbones.features import cache_scope
 from headstart.data import Dataset, DataSplits, modality_spec
-from headstart.errors import ConfigError
+from headstart.errors import ConfigError, option
 from headstart.io import WorkFolder, work_folder, write_json
 from headstart.reports import write_compare_report, write_rank_report, write_tune_report
 from headstart.strategies import check_settings
@@ -77,7 +77,7 @@ def compare(data: str | Path | DataSplits | Dataset, *, strategies: Sequence[str
             on_run: Callable[[Any], None] | None = None, image_size: int | None = None,
             preprocess: dict[str, Any] | None = None, skip_bad_files: bool = False, skip_bad_images: bool | None = None,
             text_column: str | None = None, label_column: str | None = None, path_column: str | None = None,
-            allow_outside_paths: bool = False, track: bool | str = False) -> CompareResult:
+            allow_outside_paths: bool = False, track: bool | str = False, progress: bool = False) -> CompareResult:
     """Learning curves: every strategy on growing stratified subsets of the training data, several seeds,
     each measured on one fixed test set; with the transfer-vs-scratch verdict and data savings.
 
@@ -101,6 +101,7 @@ def compare(data: str | Path | DataSplits | Dataset, *, strategies: Sequence[str
             allow_outside_paths: As for
             :func:`fit`.
         track: As for :func:`fit`: a parent run with one child run per (strategy, size, seed).
+        progress: Show the embedding of the data and each run's training as they go.
 
     Returns:
         A :class:`~headstart.studies.runner.CompareResult`.
@@ -122,7 +123,8 @@ def compare(data: str | Path | DataSplits | Dataset, *, strategies: Sequence[str
                              image_size=image_size, preprocess=preprocess)
         result = compare_strategies(splits, strategies=strategies, backbone=net, fractions=fractions, shots=shots,
                                     seeds=seeds, max_time=max_time, cache=feature_cache, settings=settings,
-                                    test_fraction=test_fraction, val_fraction=val_fraction, on_run=on_run)
+                                    test_fraction=test_fraction, val_fraction=val_fraction, on_run=on_run,
+                                    progress=progress)
         if work is not None:
             _publish_study(work, "compare.json", result, write_compare_report)
     if tracker is not None:
@@ -180,7 +182,8 @@ def tune(data: str | Path | DataSplits | Dataset, *, strategy: str = "finetune",
     """
     settings = check_settings(settings, inspect.signature(tune).parameters, "tune")
     if out is None and storage is None:
-        raise ConfigError("tune needs --out (its study is kept in the output's work folder) or --storage")
+        raise ConfigError(f"tune needs {option('out')} (its study is kept in the output's work folder) or "
+                          f"{option('storage')}")
     feature_cache = FeatureCache.from_option(cache)
     tracker = start_tracking(track, out)
     with work_folder(out, kind="tune", force=force, protected=[data]) as work, cache_scope(feature_cache):

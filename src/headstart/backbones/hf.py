@@ -22,7 +22,7 @@ from torch import nn
 from headstart.backbones.base import Backbone, TextPreprocess, restore_preprocess
 from headstart.backbones.engine import tune_runtime
 from headstart.backbones.references import register_backbone
-from headstart.errors import BackboneError
+from headstart.errors import BackboneError, option
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -214,7 +214,7 @@ def hf_backbone(argument: str | None, preprocess: dict[str, Any] | None, *, pret
         try:
             folder = Path(snapshot_download(argument, allow_patterns=patterns, local_files_only=not allow_download))
         except Exception as err:  # network, auth and missing-repo errors come in many types
-            hint = ("downloads are off: pass allow_download=True (CLI: --allow-download)" if not allow_download
+            hint = (f"downloads are off: pass {option('allow_download', True)}" if not allow_download
                     else "without internet, copy the model folder here and use 'hf:/path/to/folder'")
             raise BackboneError(f"could not get {argument!r} from the Hugging Face hub "
                                 f"({type(err).__name__}: {str(err)[:300]}); {hint}") from None

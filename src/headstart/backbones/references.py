@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from headstart.backbones.base import Backbone, ImagePreprocess, preprocess_from_dict
-from headstart.errors import BackboneError, ConfigError
+from headstart.errors import BackboneError, ConfigError, option
 from headstart.registry import Registry
 
 
@@ -155,9 +155,10 @@ def with_image_size(backbone: str | Backbone, image_size: int | None) -> Backbon
     if image_size is None:
         return net
     if net.modality != "image" or not isinstance(net.preprocess, ImagePreprocess):
-        raise ConfigError(f"--image-size applies to image backbones; {net.ref!r} is a {net.modality} backbone")
+        raise ConfigError(f"{option('image_size')} applies to image backbones; {net.ref!r} is a {net.modality} "
+                          "backbone")
     if image_size < 16:
-        raise ConfigError(f"--image-size must be at least 16 pixels, not {image_size}")
+        raise ConfigError(f"{option('image_size')} must be at least 16 pixels, not {image_size}")
     return with_preprocess(net, {"input_size": image_size})
 
 

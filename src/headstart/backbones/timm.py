@@ -22,7 +22,7 @@ from headstart.backbones.base import Backbone, ImagePreprocess, SourceHead, rest
 from headstart.backbones.engine import OnnxEngine, tune_runtime
 from headstart.backbones.references import register_backbone
 from headstart.data.image_io import open_image
-from headstart.errors import BackboneError, HeadstartWarning
+from headstart.errors import BackboneError, HeadstartWarning, option
 from headstart.progress import track
 
 AUGMENT_PRESETS = ("off", "light", "strong")
@@ -273,7 +273,7 @@ def timm_backbone(argument: str | None, preprocess: dict[str, Any] | None, *, pr
         model = timm_from_state_dict(name, read_state_dict(path), str(path))
     elif not allow_download:
         raise BackboneError(f"{ref} takes its weights from the Hugging Face hub and downloads are off; pass "
-                            "allow_download=True (CLI: --allow-download)")
+                            f"{option('allow_download', True)}")
     else:
         model = _create_timm(name, pretrained=True)
     return TimmBackbone(model, ref=ref, preprocess=restore_preprocess(preprocess, ImagePreprocess, ref))

@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
-from headstart.errors import ConfigError
+from headstart import __version__
+from headstart.errors import ConfigError, command_line_wording
 from headstart.tracking.tracker import ui_command
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -19,6 +20,24 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 # soft_wrap: summary lines and errors stay whole when piped or logged; emoji=False: runs/:x: prints as written.
 out = Console(soft_wrap=True, emoji=False)
 err = Console(stderr=True, soft_wrap=True, emoji=False)
+
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(f"headstart {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _every_command(
+    context: typer.Context,
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Show the version and exit.")] = False,
+) -> None:
+    # Messages raised while a command runs name options as flags (--force), not Python keywords (force=True).
+    context.with_resource(command_line_wording())
+
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or informational output.")]
 TextColumn = Annotated[str | None, typer.Option(help="Text column of tabular data.")]

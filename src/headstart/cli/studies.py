@@ -46,7 +46,8 @@ from headstart.studies.tradeoff import tradeoff_message
 def rank_table(result: Any) -> Table:
     """The rank result as a rich table, best backbone first."""
     _, header, body = ranking_rows(result.to_dict())
-    grid = Table(title=Text(f"Backbones for {plain(result.source)} by {result.sort_by} (higher is better)"))
+    grid = Table(title=Text(f"Backbones for {plain(result.source)} ranked by {result.sort_by}, best first "
+                             "(higher is better for every score)."), title_justify="left")
     for column in header:
         grid.add_column(column, justify="left" if column == "backbone" else "right")
     for row in body:
@@ -136,7 +137,7 @@ def compare(
                          preprocess=parse_settings(preprocess or [], "--preprocess"), skip_bad_files=skip_bad_files,
                          text_column=text_column,
                          label_column=label_column, path_column=path_column, allow_outside_paths=allow_outside_paths,
-                         track=track_option(track, tracking_uri))
+                         track=track_option(track, tracking_uri), progress=not quiet)
     _print_compare(result, max_time, out_dir)
     print_tracking(result.tracking)
 
@@ -173,11 +174,13 @@ def _show_run(run: RunRecord | SkippedRun) -> None:
     else:
         out.print(f"  {run.strategy:>10} {run.size:>7g} {SIZE_LABEL} seed {run.seed}: "
                   f"accuracy {run.accuracy:.1%} ({run.seconds:.1f} s)", highlight=False, soft_wrap=True)
+    out.file.flush()  # piped stdout is block-buffered: a log shows each run as it ends
 
 
 def _accuracy_table(result: CompareResult) -> Table:
     """Mean ± std test accuracy, one row per size and one column per strategy."""
-    grid = Table(title=f"Test accuracy on {result.n_test} examples (mean ± std over seeds)")
+    grid = Table(title=f"Test accuracy on {result.n_test} held-out examples, mean ± std over seeds.",
+                 title_justify="left")
     grid.add_column(SIZE_LABEL, justify="right")
     for name in result.strategies:
         grid.add_column(name, justify="right")

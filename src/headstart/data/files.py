@@ -14,10 +14,9 @@ from pathlib import Path
 from headstart.data.modality import MODALITIES, Modality, modality_spec
 from headstart.data.splits import SPLIT_NAMES, DataSplits, assemble_splits
 from headstart.data.tables import Table
-from headstart.errors import DataError
+from headstart.errors import DataError, option
 
 _SHOWN = 10
-_SKIP_HINT = "remove or replace them, or pass skip_bad=True (CLI: --skip-bad-files) to leave them out"
 
 
 def file_modalities() -> list[Modality]:
@@ -57,7 +56,8 @@ def screen_files(paths: Iterable[str], modality: Modality, *, skip_bad: bool = F
     problems = {path: problem for path in paths if (problem := screen(path)) is not None}
     if problems and not skip_bad:
         raise DataError(f"{len(problems)} {modality} file(s) cannot be used: "
-                        f"{listing([f'{path} ({why})' for path, why in problems.items()])}; {_SKIP_HINT}")
+                        f"{listing([f'{path} ({why})' for path, why in problems.items()])}; remove or replace them, "
+                        f"or pass {option('skip_bad_files', True)} to leave them out")
     return list(problems)
 
 
@@ -94,7 +94,7 @@ def paths_from_table(table: Table, column: str, *, allow_outside: bool = False) 
         if outside:
             raise DataError(f"{table.path}: {len(outside)} path(s) in column {column!r} lead outside {folder}: "
                             f"{listing(outside)}; move the files under the table's folder, or pass "
-                            "allow_outside_paths=True (CLI: --allow-outside-paths) if you trust the table")
+                            f"{option('allow_outside_paths', True)} if you trust the table")
     missing = [f"{table.where(row)}: {values[row]}" for row, path in enumerate(paths) if not Path(path).is_file()]
     if missing:
         raise DataError(f"{table.path}: {len(missing)} file(s) in column {column!r} do not exist: "

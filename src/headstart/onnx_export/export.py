@@ -22,7 +22,7 @@ import torch
 from headstart.backbones.hf import TransformerTextBackbone
 from headstart.backbones.timm import TimmBackbone
 from headstart.data import Dataset
-from headstart.errors import ConfigError, ExportError
+from headstart.errors import ConfigError, ExportError, option
 from headstart.evaluation import aligned_labels
 from headstart.io import write_json
 from headstart.model import TransferModel
@@ -169,14 +169,15 @@ def _check_request(model: TransferModel, parity_items: list[Any], quantize: str 
                    calibration_items: list[Any] | None) -> bool:
     """Refuse an export that cannot be done, before any work; returns whether int8 will be static."""
     if quantize is not None and quantize not in QUANTIZATIONS:
-        raise ConfigError(f"--quantize must be one of {', '.join(QUANTIZATIONS)}, not {quantize!r}")
+        raise ConfigError(f"{option('quantize')} must be one of {', '.join(QUANTIZATIONS)}, not {quantize!r}")
     if not parity_items:
-        raise ConfigError("the parity check needs real examples; pass --data with a few inputs of the model's kind")
+        raise ConfigError(f"the parity check needs real examples; pass {option('data')} with a few inputs of the "
+                          "model's kind")
     graph_inputs(model.backbone)
     static = quantize is not None and isinstance(model.backbone, TimmBackbone)
     if static and not calibration_items:
         raise ConfigError("static int8 quantization of an image model needs calibration images from its training "
-                          "data, and the data it was trained on cannot be found; pass --data")
+                          f"data, and the data it was trained on cannot be found; pass {option('data')}")
     return static
 
 
@@ -196,5 +197,5 @@ def _add_int8(report: ExportReport, model: TransferModel, fp32: OnnxModel,
         report.accuracy = {"fp32": _accuracy(fp32, model, held_out), "int8": _accuracy(int8, model, held_out),
                            "n_examples": len(held_out), "source": held_out.source}
     else:
-        report.notes.append("accuracy change not measured: pass --data with labeled held-out data")
+        report.notes.append(f"accuracy change not measured: pass {option('data')} with labeled held-out data")
     return int8_path

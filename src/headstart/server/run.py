@@ -12,7 +12,7 @@ from types import TracebackType
 
 from fastapi import FastAPI
 
-from headstart.errors import ConfigError
+from headstart.errors import ConfigError, option
 
 LOOPBACK = "127.0.0.1"
 
@@ -34,7 +34,7 @@ def run_server(app: FastAPI, *, host: str = LOOPBACK, port: int = 8000) -> None:
     import uvicorn
 
     if not 0 < port < 65536:
-        raise ConfigError(f"--port must be between 1 and 65535, not {port}")
+        raise ConfigError(f"{option('port')} must be between 1 and 65535, not {port}")
     check_host(host)
     uvicorn.run(app, host=host, port=port, log_level="info")
 

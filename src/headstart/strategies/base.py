@@ -20,7 +20,7 @@ from torch import nn
 
 from headstart.backbones import Backbone, extract_features
 from headstart.data import Dataset
-from headstart.errors import ConfigError
+from headstart.errors import ConfigError, option
 from headstart.model import TransferModel
 from headstart.registry import Registry
 from headstart.strategies.heads import prototype_head
@@ -102,8 +102,8 @@ def check_settings(settings: dict[str, Any] | None, arguments: Iterable[str], fu
     taken = sorted(set(settings) & set(arguments))
     if taken:
         raise ConfigError(f"{', '.join(taken)} {'is an argument' if len(taken) == 1 else 'are arguments'} of "
-                          f"{function}, not strategy settings: pass {taken[0]}=... to {function} "
-                          f"(CLI: --{taken[0].replace('_', '-')}), not in settings (--set)")
+                          f"{function}, not strategy settings: pass {option(taken[0])} to {function}, not in "
+                          f"{option('settings', cli='--set')}")
     return settings
 
 

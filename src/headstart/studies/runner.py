@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ import numpy as np
 
 from headstart.backbones import Backbone, FeatureCache, create_backbone, extract_features
 from headstart.data import Dataset, DataSplits, fraction_subset, sample_per_class, stratified_split
-from headstart.errors import ConfigError, DataError
+from headstart.errors import ConfigError, DataError, option
 from headstart.fitting import check_modality, complete_splits, fit_splits
 from headstart.strategies import Strategy, TrainedStrategy, get_strategy
 from headstart.studies.records import SIZE_LABEL, CompareResult, RunRecord, SkippedRun
@@ -47,10 +47,13 @@ class SlicedFeatureCache(FeatureCache):
         base: The cache behind it (or ``None``), used for the whole data sets and for any other data.
         backbone: The backbone that embeds the data sets.
         datasets: The data sets (e.g. train and test splits) whose subsets are sliced.
+        progress: Show the embedding of the whole data sets.
     """
 
-    def __init__(self, base: FeatureCache | None, backbone: Backbone, datasets: Sequence[Dataset]) -> None:
+    def __init__(self, base: FeatureCache | None, backbone: Backbone, datasets: Sequence[Dataset], *,
+                 progress: bool = False) -> None:
         super().__init__(base.root if base is not None else None)
+        self.progress = progress
         self.base = base
         self.backbone = backbone
         self.fingerprint = backbone.fingerprint()
@@ -66,8 +69,9 @@ class SlicedFeatureCache(FeatureCache):
         if None not in rows and (backbone is self.backbone or backbone.fingerprint() == self.fingerprint):
             if self.features_ is None:
                 started = time.perf_counter()
-                self.features_ = np.concatenate([extract_features(self.backbone, dataset, cache=self.base)
-                                                 for dataset in self.datasets])
+                self.features_ = np.concatenate([
+                    extract_features(self.backbone, part, cache=self.base, progress=self.progress,
+                                     label=f"{len(part)} examples, once per study") for part in self.datasets])
                 self.seconds_ = time.perf_counter() - started
             return self.features_[np.asarray(rows, dtype=np.int64)]
         return self.base.load(backbone, dataset) if self.base is not None else None
@@ -96,13 +100,13 @@ def strategy_settings(strategies: Sequence[str], settings: dict[str, Any]) -> di
         scope, dot, name = key.rpartition(".")
         if dot:
             if scope not in routed:
-                raise ConfigError(f"--set {key}: {scope!r} is not among the strategies compared "
+                raise ConfigError(f"setting {key!r}: {scope!r} is not among the strategies compared "
                                   f"({', '.join(strategies)})")
             routed[scope][name] = value
             continue
         takers = [s for s in strategies if key in fields[s]]
         if not takers:
-            raise ConfigError(f"--set {key}: none of {', '.join(strategies)} has this setting "
+            raise ConfigError(f"setting {key!r}: none of {', '.join(strategies)} has it "
                               "(see `headstart strategies`)")
         for taker in takers:
             routed[taker][key] = value
@@ -131,12 +135,13 @@ def compare_strategies(splits: DataSplits, *, strategies: Sequence[str], backbon
                        fractions: Sequence[float] | None = None, shots: Sequence[int] | None = None,
                        seeds: int = 3, max_time: float | None = None, cache: FeatureCache | None = None,
                        settings: dict[str, Any] | None = None, test_fraction: float = 0.2,
-                       val_fraction: float = 0.15, on_run: Callable[[RunRecord | SkippedRun], None] | None = None
-                       ) -> CompareResult:
+                       val_fraction: float = 0.15, on_run: Callable[[RunRecord | SkippedRun], None] | None = None,
+                       progress: bool = False) -> CompareResult:
     """Train every strategy at every size and seed and measure each on one fixed test set.
 
-    Runs go by size (smallest first), then seed, then strategy (frozen-feature strategies, which take
-    seconds, before loop-trained ones), so a time budget cuts the largest sizes and the costliest runs. Before
+    Every run of the frozen-feature strategies (seconds each) comes first, then the loop-trained ones; within
+    each group runs go by size (smallest first), then seed, so a time budget cuts the costliest runs and the
+    largest sizes. Before
     each run its time is estimated from the same strategy's previous run (scaled by size); a run that would
     end past ``max_time`` is skipped and listed, and a run that starts gets what is left of the budget as its
     own ``max_time``, so one long run cannot overrun the study.
@@ -155,6 +160,7 @@ def compare_strategies(splits: DataSplits, *, strategies: Sequence[str], backbon
         test_fraction: Hold-out share when the data has no test split.
         val_fraction: Validation share carved from each subset for strategies that use validation.
         on_run: Called with each record or skipped run as it happens (progress display).
+        progress: Show the embedding of the data and the training inside each run.
 
     Returns:
         A :class:`CompareResult`.
@@ -165,31 +171,44 @@ def compare_strategies(splits: DataSplits, *, strategies: Sequence[str], backbon
     plan = _plan_sizes(train, fractions, shots)
     net = create_backbone(backbone) if isinstance(backbone, str) else backbone
     check_modality(net, splits, list(chosen.values()))
-    sliced = SlicedFeatureCache(cache, net, [p for p in (train, splits.val, test) if p is not None])
+    sliced = SlicedFeatureCache(cache, net, [p for p in (train, splits.val, test) if p is not None],
+                                progress=progress)
     result = CompareResult(splits.source, net.ref, strategies, [size for size, _ in plan], len(test), test_source)
     budget = _Budget(max_time)
-    cheap_first = sorted(strategies, key=lambda name: isinstance(chosen[name], TrainedStrategy))
-    for size, subset in plan:
-        for seed in range(seeds):
-            run_splits = DataSplits(subset(seed), splits.val, test, splits.source)
-            for name in cheap_first:
-                outcome = budget.skipped(name, size, seed)
-                if outcome is None:
-                    outcome, cost = _measure(name, chosen[name], run_splits, size, seed, net, sliced, val_fraction,
-                                             max_time=budget.left())
-                    budget.spent(name, size, cost)
-                (result.skipped if isinstance(outcome, SkippedRun) else result.records).append(outcome)
-                if on_run:
-                    on_run(outcome)
+    for names, size, subset, seed in _schedule(chosen, plan, seeds):
+        run_splits = DataSplits(subset, splits.val, test, splits.source)
+        for name in names:
+            outcome = budget.skipped(name, size, seed)
+            if outcome is None:
+                outcome, cost = _measure(name, chosen[name], run_splits, size, seed, net, sliced, val_fraction,
+                                         max_time=budget.left(), progress=progress)
+                budget.spent(name, size, cost)
+            (result.skipped if isinstance(outcome, SkippedRun) else result.records).append(outcome)
+            if on_run:
+                on_run(outcome)
     _conclude(result)
     result.seconds = round(time.perf_counter() - budget.started, 2)
     return result
 
 
+def _schedule(chosen: dict[str, Strategy], plan: list[tuple[float, Callable[[int], Dataset]]], seeds: int
+              ) -> Iterator[tuple[list[str], float, Dataset, int]]:
+    """``(strategies, size, training subset, seed)`` in the order they run: every frozen-feature run (seconds
+    each) before any loop-trained one, so a budget that fine-tuning would eat still leaves the cheap
+    strategies' whole learning curves; within each, smallest size first."""
+    for trained in (False, True):
+        names = [name for name, strategy in chosen.items() if isinstance(strategy, TrainedStrategy) == trained]
+        if names:
+            for size, subset in plan:
+                for seed in range(seeds):
+                    yield names, size, subset(seed), seed
+
+
 def _chosen_strategies(strategies: list[str], seeds: int, settings: dict[str, Any]) -> dict[str, Strategy]:
     """Each strategy built with its settings (which checks them)."""
     if not strategies:
-        raise ConfigError("compare needs at least one strategy, e.g. --strategies linear,finetune,scratch")
+        raise ConfigError(f"compare needs at least one strategy, e.g. "
+                          f"{option('strategies', ['linear', 'finetune', 'scratch'], cli='--strategies')}")
     if seeds < 1:
         raise ConfigError(f"seeds must be at least 1, got {seeds}")
     routed = strategy_settings(strategies, settings)
@@ -246,7 +265,8 @@ def _seconds(value: float) -> str:
 
 
 def _measure(name: str, strategy: Strategy, splits: DataSplits, size: float, seed: int, net: Backbone,
-             cache: SlicedFeatureCache, val_fraction: float, *, max_time: float | None) -> tuple[RunRecord, float]:
+             cache: SlicedFeatureCache, val_fraction: float, *, max_time: float | None, progress: bool = False
+             ) -> tuple[RunRecord, float]:
     """Train one run within ``max_time`` seconds of training and measure it on the test split; returns its
     record and its cost in seconds, which leaves out the one-off embedding of the whole data (not a cost of
     the next runs)."""
@@ -254,7 +274,7 @@ def _measure(name: str, strategy: Strategy, splits: DataSplits, size: float, see
     run = complete_splits(splits, strategy, seed=seed, val_fraction=val_fraction,
                           test_fraction=0.0)
     with tempfile.TemporaryDirectory(prefix="headstart-") as workdir:
-        context = FitContext(Path(workdir), seed=seed, cache=cache, progress=False, max_time=max_time)
+        context = FitContext(Path(workdir), seed=seed, cache=cache, progress=progress, max_time=max_time)
         model = fit_splits(run, net, strategy, context)
     seconds = time.perf_counter() - run_started
     m = model.metrics["test"]
@@ -269,7 +289,7 @@ def _measure(name: str, strategy: Strategy, splits: DataSplits, size: float, see
 def _conclude(result: CompareResult) -> None:
     """Fill in the summary, gains, verdicts and savings (and notes on what could not be concluded)."""
     if not result.records:
-        result.notes.append("no run finished within the time budget; raise --max-time or use smaller sizes")
+        result.notes.append(f"no run finished within the time budget; raise {option('max_time')} or use smaller sizes")
         return
     result.summary = summarise(result.records)
     result.tradeoff = tradeoff(result.records)
@@ -277,7 +297,7 @@ def _conclude(result: CompareResult) -> None:
     transfer = [s for s in result.strategies if s != BASELINE and s in ran]
     if BASELINE not in result.strategies:
         result.notes.append(f"transfer verdicts, gains and data savings compare against training from scratch: "
-                            f"add `{BASELINE}` to --strategies to get them")
+                            f"add `{BASELINE}` to {option('strategies')} to get them")
         return
     if BASELINE not in ran:
         result.notes.append(f"no `{BASELINE}` run finished, so there is nothing to compare transfer against")

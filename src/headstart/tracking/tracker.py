@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from headstart.errors import StorageError
+from headstart.errors import StorageError, option
 from headstart.tracking.runs import RunSpec
 from headstart.tracking.writer import NO_TELEMETRY
 
@@ -110,8 +110,9 @@ class Tracker:
             raise StorageError(f"cannot track to {self.uri}: the MLflow writer stopped ({detail[0]})")
         message = json.loads(line)
         if "error" in message:
-            raise StorageError(f"cannot track to {self.uri}: {message['error']}; give --tracking-uri a running "
-                               "MLflow server (http://host:5000) or sqlite:///path/mlruns.db in a writable folder")
+            raise StorageError(f"cannot track to {self.uri}: {message['error']}; give "
+                               f"{option('track', cli='--tracking-uri')} a running MLflow server (http://host:5000) or "
+                               "sqlite:///path/mlruns.db in a writable folder")
         return message
 
     def _await_ready(self) -> None:

@@ -20,7 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from headstart.data.base import Dataset
-from headstart.errors import HeadstartError, HeadstartWarning
+from headstart.errors import HeadstartError, HeadstartWarning, option
 from headstart.io import write_json
 from headstart.training.network import Classifier
 from headstart.training.stages import Stage
@@ -150,7 +150,8 @@ def _read_state(folder: Path) -> dict[str, Any]:
 
 def _damaged(folder: Path, reason: object) -> CheckpointDamagedError:
     return CheckpointDamagedError(f"the checkpoint in {folder} is damaged ({reason}), so the run cannot resume "
-                                  f"from it; delete {folder} to start over, or run the same command with --force")
+                                  f"from it; delete {folder} to start over, or run it again with "
+                                  f"{option('force', True)}")
 
 
 def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:

@@ -157,7 +157,7 @@ def parse_dimension(name: str, text: str) -> Dimension:
             return IntRange(low, high, log=log)
         if isinstance(low, (int, float)) and isinstance(high, (int, float)):
             return FloatRange(float(low), float(high), log=log)
-    raise ConfigError(f"--space {name}={text}: expected low:high, log:low:high or a comma-separated choice "
+    raise ConfigError(f"search space {name}={text}: expected low:high, log:low:high or a comma-separated choice "
                       "such as off,light,strong")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from headstart.errors import ConfigError
+from headstart.errors import ConfigError, option
 from headstart.strategies import STRATEGIES
 from headstart.training.config import StrategyConfig
 from headstart.training.search_space import (
@@ -36,10 +36,11 @@ def declared_space(strategy: str, space: dict[str, Dimension | str] | None, fixe
         chosen = {k: parse_dimension(k, v) if isinstance(v, str) else v for k, v in space.items()}
         both = sorted(set(chosen) & set(fixed))
         if both:
-            raise ConfigError(f"{', '.join(both)} is both fixed (--set) and searched (--space); drop one of them")
+            raise ConfigError(f"{', '.join(both)} is both fixed ({option('settings', cli='--set')}) and searched "
+                              f"({option('space')}); drop one of them")
     check_search_space(config_class, chosen, strategy)
     if not chosen:
-        raise ConfigError(f"nothing to search for strategy {strategy!r}: give --space setting=low:high "
+        raise ConfigError(f"nothing to search for strategy {strategy!r}: give {option('space')} setting=low:high "
                           f"(its settings: {', '.join(config_class.model_fields)})")
     return chosen
 
@@ -62,7 +63,7 @@ def concrete_space(space: dict[str, Dimension], defaults: StrategyConfig, modali
         default = getattr(defaults, name)
         if getattr(dimension, "relative", False) and default is None:
             raise ConfigError(f"search space of {strategy!r}: {name} is relative to its default, which is not set; "
-                              "give absolute bounds with --space")
+                              f"give absolute bounds with {option('space')}")
         low, high = dimension.bounds(default)
         for value in (low, high):
             check_value(type(defaults), name, value, strategy)

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from headstart.errors import ConfigError, StorageError
+from headstart.errors import ConfigError, StorageError, option
 
 # A worker on a shared storage beats every HEARTBEAT s; a trial silent for GRACE s (its worker was killed) is
 # marked failed and its settings are tried again.
@@ -52,8 +52,9 @@ def open_storage(url: str, *, shared: bool) -> Any:
                     time.sleep(1.0)
                     continue
                 raise StorageError(f"cannot open tuning storage {hide_password(url)}: {type(error).__name__}: "
-                                   f"{str(error).splitlines()[0]}; give --storage an Optuna RDB URL that this "
-                                   "machine can reach, e.g. sqlite:///study.db or postgresql://user@host/db") from None
+                                   f"{str(error).splitlines()[0]}; give {option('storage')} an Optuna RDB URL "
+                                   "that this machine can reach, e.g. sqlite:///study.db or "
+                                   "postgresql://user@host/db") from None
 
 
 def _engine_options(url: str) -> dict[str, Any]:
@@ -91,7 +92,7 @@ def open_study(store: Any, name: str, identity: dict[str, Any], seed: int, first
     elif stored != mine:
         changed = sorted(k for k in mine if stored.get(k) != mine.get(k))
         raise ConfigError(f"study {name!r} was made with other {', '.join(changed)}; resume it with the same "
-                          "data and options, or give another --study name")
+                          f"data and options, or give another {option('study')} name")
     # Offsetting the seed by the trials already there keeps a resumed run from re-drawing its first random
     # start-up points; a fresh study is reproducible from `seed` alone. Workers on a shared storage may start
     # at the same moment, so each also mixes in its process: their trials interleave anyway.

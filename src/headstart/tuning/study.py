@@ -25,7 +25,7 @@ from typing import Any
 
 from headstart.backbones import Backbone, FeatureCache, create_backbone
 from headstart.data import DataSplits
-from headstart.errors import ConfigError
+from headstart.errors import ConfigError, option
 from headstart.fitting import check_modality, complete_splits, data_fingerprint, fit_splits
 from headstart.model import TransferModel
 from headstart.progress import ProgressTask
@@ -122,7 +122,7 @@ def tune_strategy(splits: DataSplits, *, strategy: str, backbone: str | Backbone
             settings. StorageError: The storage cannot be opened. Both before any trial runs.
     """
     if trials < 1:
-        raise ConfigError(f"--trials must be at least 1, got {trials}")
+        raise ConfigError(f"{option('trials')} must be at least 1, got {trials}")
     search = _Search.prepare(splits, strategy=strategy, backbone=backbone, seed=seed, settings=settings or {},
                              space=space, val_fraction=val_fraction, test_fraction=test_fraction, cache=cache)
     url = storage or f"sqlite:///{Path(work_dir).resolve() / STUDY_FILE}"
