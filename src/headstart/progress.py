@@ -174,3 +174,16 @@ def track(iterable: Iterable[T], *, total: int, description: str = "", unit: str
             yield item
             if task is not None:
                 task.advance()
+
+
+def start_message(argv: list[str]) -> str | None:
+    """What a command says as it starts, before its libraries load (5-20 s on a busy machine, during which a
+    log would otherwise stay empty); ``None`` for ``--help``, ``--version``, ``--quiet`` or no command.
+
+    Example:
+        >>> start_message(["fit", "data", "--out", "runs/x"])
+        'headstart fit: starting (loading PyTorch and the model libraries)'
+    """
+    if not argv or argv[0].startswith("-") or {"-q", "--quiet", "-h", "--help"} & set(argv):
+        return None
+    return f"headstart {argv[0]}: starting (loading PyTorch and the model libraries)"

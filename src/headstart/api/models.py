@@ -197,7 +197,7 @@ def predict(model: TransferModel | OnnxModel | str | Path, inputs: Sequence[Any]
         ``(label, probability)`` pairs.
     """
     model = load_predictor(model, engine, allow_download=allow_download)
-    items, names = load_inputs(inputs, model.modality)
+    items, names = load_inputs(inputs, model.modality, progress=progress)
     proba = model.predict_proba(items, batch_size=batch_size, progress=progress)
     k = max(1, min(top_k, len(model.class_names)))
     rows = []

@@ -187,6 +187,18 @@ def evaluate(
         out.print(f"forgetting: {forgetting_summary(m['forgetting'])}", highlight=False)
 
 
+def _write_csv(rows: list[dict]) -> None:
+    """Predictions as CSV on stdout with ``\n`` line endings: input, label, confidence, then the next classes
+    (``label_2``, ``confidence_2``, ...) when ``--top-k`` asks for them."""
+    k = max((len(r.get("top", [])) for r in rows), default=1)
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(["input", "label", "confidence", *(f"{c}_{i}" for i in range(2, k + 1)
+                                                        for c in ("label", "confidence"))])
+    for r in rows:
+        ranked = r.get("top") or [(r["label"], r["confidence"])]
+        writer.writerow([r["input"], *(v for name, p in ranked for v in (name, f"{p:.6f}"))])
+
+
 @app.command()
 def predict(
     model_dir: Annotated[Path, typer.Argument(help="A model folder written by `headstart fit`, or an .onnx file "
@@ -208,9 +220,7 @@ def predict(
     if output_format == "json":
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
     elif output_format == "csv":
-        writer = csv.writer(sys.stdout)
-        writer.writerow(["input", "label", "confidence"])
-        writer.writerows([r["input"], r["label"], f"{r['confidence']:.6f}"] for r in rows)
+        _write_csv(rows)
     else:
         grid = Table()
         for column in ("input", "label", "confidence"):

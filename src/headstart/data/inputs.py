@@ -16,12 +16,13 @@ from headstart.data.modality import MODALITIES, modality_spec
 from headstart.data.tables import TABLE_SUFFIXES, read_table, read_utf8, require_column
 from headstart.data.text import TEXT_COLUMNS
 from headstart.errors import ConfigError, DataError
+from headstart.progress import note
 
 _TEXT_FILE_SUFFIXES = (".txt", *TABLE_SUFFIXES)
 
 
-def load_inputs(inputs: Sequence[Any] | np.ndarray, modality: Modality, *, text_column: str | None = None
-                ) -> tuple[list[Any], list[str]]:
+def load_inputs(inputs: Sequence[Any] | np.ndarray, modality: Modality, *, text_column: str | None = None,
+                progress: bool = False) -> tuple[list[Any], list[str]]:
     """Expand prediction inputs into examples and the names to show for them.
 
     Images, audio (modalities whose examples are files): each input is a file or a folder (searched
@@ -34,6 +35,7 @@ def load_inputs(inputs: Sequence[Any] | np.ndarray, modality: Modality, *, text_
         inputs: Paths, in-memory images or texts, in order.
         modality: A registered modality (the model's).
         text_column: The text column of table inputs, when not detectable.
+        progress: Say on stderr what a text file is read as (``reviews.txt: 12 texts, one per line``).
 
     Returns:
         ``(items, names)``: file paths, in-memory images or texts, and a display name for each (the path,
@@ -48,14 +50,12 @@ def load_inputs(inputs: Sequence[Any] | np.ndarray, modality: Modality, *, text_
     """
     if modality not in MODALITIES:
         raise ConfigError(f"modality must be one of {MODALITIES.known()}, got {modality!r}")
-    if len(inputs) == 0:
-        raise DataError("no inputs given; pass files or folders, or texts")
     files = bool(modality_spec(modality).file_suffixes)
     items: list[Any] = []
     names: list[str] = []
-    for position, given in enumerate(as_examples(inputs, modality)):
+    for position, given in enumerate(as_examples(inputs, modality, text_files=True)):
         if not files:
-            expanded = _text_inputs(given, text_column)
+            expanded = _text_inputs(given, text_column, progress)
         elif isinstance(given, (Image.Image, np.ndarray)):
             items.append(given)
             names.append(_in_memory_name(given, modality, position))
@@ -89,7 +89,7 @@ def _file_inputs(given: str, modality: Modality) -> list[str]:
     return [given]
 
 
-def _text_inputs(given: str, text_column: str | None) -> list[str]:
+def _text_inputs(given: str, text_column: str | None, progress: bool) -> list[str]:
     suffix = Path(given).suffix.lower()
     looks_like_file = suffix in _TEXT_FILE_SUFFIXES and not any(c.isspace() for c in given)
     if os.path.isfile(given) and suffix in _TEXT_FILE_SUFFIXES:
@@ -98,9 +98,13 @@ def _text_inputs(given: str, text_column: str | None) -> list[str]:
             texts = [line for line in read_utf8(path).splitlines() if line.strip()]
             if not texts:
                 raise DataError(f"{path} has no non-blank lines; put one text per line")
+            note(f"{path}: {len(texts)} texts, one per non-blank line", enabled=progress)
             return texts
         table = read_table(path)
-        return table.column_text(require_column(table, text_column, TEXT_COLUMNS, "text", "text_column"), "text")
+        column = require_column(table, text_column, TEXT_COLUMNS, "text", "text_column")
+        texts = table.column_text(column, "text")
+        note(f"{path}: {len(texts)} texts from column {column!r}", enabled=progress)
+        return texts
     if looks_like_file:
         raise DataError(f"text input file {given} does not exist")
     if os.path.isfile(given):  # an image or other file: its path is not a text to classify
@@ -114,13 +118,16 @@ def _text_inputs(given: str, text_column: str | None) -> list[str]:
     return [given]
 
 
-def as_examples(items: Any, modality: Modality) -> list[Any]:
+def as_examples(items: Any, modality: Modality, *, text_files: bool = False) -> list[Any]:
     """Examples a model can take, from what a user hands to ``predict``: one item or a sequence of them.
 
     Images may be file paths (``str`` or :class:`~pathlib.Path`), PIL images or ``uint8`` arrays; a numpy
     array is a batch along its first axis (``[N, H, W]`` or ``[N, H, W, C]``), as in
     :func:`~headstart.data.from_arrays`. Texts are strings. A single path, PIL image or string is one
     example. Other modalities' examples pass as given (their backbone checks them).
+
+    A text that is the path of an existing file is refused unless ``text_files`` (:func:`load_inputs` reads
+    such files): a model would classify the path's characters.
 
     Raises:
         DataError: No examples, or an example of a kind the modality cannot take (names its position).
@@ -138,15 +145,27 @@ def as_examples(items: Any, modality: Modality) -> list[Any]:
         items = list(items)
     items = list(items)
     if not items:
-        raise DataError("no examples given")
+        raise DataError("no inputs given; pass files or folders, texts, PIL images or arrays")
     if modality == "text":
         bad = [i for i, item in enumerate(items) if not isinstance(item, str)]
         if bad:
             raise DataError(f"a text model takes strings; examples at positions {bad[:10]} are "
                             f"{type(items[bad[0]]).__name__}")
+        if not text_files:
+            _refuse_file_paths(items)
     elif modality == "image":
         bad = [i for i, item in enumerate(items) if not isinstance(item, (str, Path, Image.Image, np.ndarray))]
         if bad:
             raise DataError(f"an image model takes file paths, PIL images or uint8 arrays; examples at positions "
                             f"{bad[:10]} are {type(items[bad[0]]).__name__}")
     return items
+
+
+def _refuse_file_paths(texts: list[str]) -> None:
+    # Long or multi-line strings are texts, and checking them would cost a system call each for nothing.
+    paths = [i for i, text in enumerate(texts) if len(text) < 4096 and "\n" not in text and os.path.isfile(text)]
+    if paths:
+        raise DataError(f"text {paths[0]} ({texts[paths[0]]!r}) is the path of an existing file, and a model "
+                        f"would classify the path's characters; pass the texts themselves, or call "
+                        f"headstart.predict(model, {texts[paths[0]]!r}) to read a .txt (one text per line) or "
+                        "a table's text column")
