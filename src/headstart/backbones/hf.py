@@ -21,6 +21,7 @@ from torch import nn
 
 from headstart.backbones.base import Backbone, TextPreprocess, restore_preprocess
 from headstart.backbones.engine import tune_runtime
+from headstart.backbones.hub import hub_access
 from headstart.backbones.references import register_backbone
 from headstart.errors import BackboneError, option
 
@@ -211,13 +212,16 @@ def hf_backbone(argument: str | None, preprocess: dict[str, Any] | None, *, pret
         from huggingface_hub import snapshot_download
 
         patterns = _HUB_FILES if pretrained else [p for p in _HUB_FILES if p != "*.safetensors"]
-        try:
-            folder = Path(snapshot_download(argument, allow_patterns=patterns, local_files_only=not allow_download))
-        except Exception as err:  # network, auth and missing-repo errors come in many types
-            hint = (f"downloads are off: pass {option('allow_download', True)}" if not allow_download
-                    else "without internet, copy the model folder here and use 'hf:/path/to/folder'")
-            raise BackboneError(f"could not get {argument!r} from the Hugging Face hub "
-                                f"({type(err).__name__}: {str(err)[:300]}); {hint}") from None
+        with hub_access() as unreachable:
+            try:
+                folder = Path(snapshot_download(argument, allow_patterns=patterns,
+                                                local_files_only=not allow_download))
+            except Exception as err:  # network, auth and missing-repo errors come in many types
+                why = (f"the hub cannot be reached ({unreachable}) and the local cache does not hold it"
+                       if unreachable and allow_download else f"{type(err).__name__}: {str(err)[:300]}")
+                hint = (f"downloads are off: pass {option('allow_download', True)}" if not allow_download
+                        else "without internet, copy the model folder here and use 'hf:<folder>'")
+                raise BackboneError(f"could not get {argument!r} from the Hugging Face hub: {why}; {hint}") from None
         ref = f"hf:{argument}"
     for recognises, load in HF_FOLDER_LOADERS:
         if recognises(folder):

@@ -20,6 +20,7 @@ from torch import nn
 
 from headstart.backbones.base import Backbone, ImagePreprocess, SourceHead, restore_preprocess
 from headstart.backbones.engine import OnnxEngine, tune_runtime
+from headstart.backbones.hub import hub_access
 from headstart.backbones.references import register_backbone
 from headstart.data.image_io import open_image
 from headstart.errors import BackboneError, HeadstartWarning, option
@@ -248,13 +249,17 @@ def _create_timm(name: str, *, pretrained: bool) -> nn.Module:
 
     if not timm.is_model(name):
         raise BackboneError(f"unknown timm model {name!r}; list names with `timm.list_models('*pattern*')`")
-    try:
-        return timm.create_model(name, pretrained=pretrained)
-    except Exception as err:  # network, hub and cache errors come in many types
-        raise BackboneError(f"could not download the pre-trained weights of timm model {name!r} from the "
-                            f"Hugging Face hub ({type(err).__name__}: {str(err)[:300]}); without internet, get "
-                            f"the weights file elsewhere and use 'timm:{name}@/path/to/weights.safetensors'"
-                            ) from None
+    if not pretrained:
+        return timm.create_model(name, pretrained=False)
+    with hub_access() as unreachable:
+        try:
+            return timm.create_model(name, pretrained=True)
+        except Exception as err:  # network, hub and cache errors come in many types
+            why = (f"the hub cannot be reached ({unreachable}) and they are not in the local cache"
+                   if unreachable else f"{type(err).__name__}: {str(err)[:300]}")
+            raise BackboneError(f"could not get the pre-trained weights of timm model {name!r} from the Hugging "
+                                f"Face hub: {why}; without internet, get the weights file elsewhere and use "
+                                f"'timm:{name}@<file>' (e.g. timm:{name}@/path/to/model.safetensors)") from None
 
 
 @register_backbone("timm:", modality="image", offline=False,
