@@ -3,15 +3,17 @@
 Three displays, chosen when a task starts (:func:`display_kind`):
 
 - a terminal gets a transient rich bar;
-- a Jupyter kernel gets a ``tqdm.auto`` bar: a widget where ipywidgets is installed, a text bar otherwise.
-  tqdm is already installed with huggingface_hub and degrades on its own, so notebooks need no extra
-  dependency (rich's Jupyter display needs ipywidgets and shows nothing live without it);
+- a Jupyter kernel gets a tqdm bar that stays in the cell's output: a widget where ipywidgets is installed
+  (``pip install headstart[notebook]``), a text bar otherwise, chosen here because ``tqdm.auto`` warns when
+  it falls back. tqdm is already installed with huggingface_hub, so notebooks need no extra dependency
+  (rich's Jupyter display needs ipywidgets and shows nothing live without it);
 - anything else (CI logs, ``| tee log``) gets plain lines: the first at once, then at most one every
   :data:`LINE_INTERVAL` seconds, and the last at 100%, each with done/total, rate and time left.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -41,6 +43,16 @@ def display_kind(stream: TextIO | None = None) -> DisplayKind:
     if console.is_jupyter:
         return "notebook"
     return "terminal" if console.is_terminal else "lines"
+
+
+def _notebook_bar(description: str, total: int, unit: str, stream: TextIO) -> Any:
+    if importlib.util.find_spec("ipywidgets") is not None:
+        from tqdm.notebook import tqdm as widget_bar
+
+        return widget_bar(total=total, desc=description, unit=f" {unit}")
+    from tqdm.std import tqdm as text_bar
+
+    return text_bar(total=total, desc=description, unit=f" {unit}", file=stream)
 
 
 def _fields_text(fields: dict[str, float]) -> str:
@@ -79,9 +91,7 @@ class ProgressTask:
             self._bar.start()
             self._task = self._bar.add_task(description, total=total, info="")
         elif self.kind == "notebook":
-            from tqdm.auto import tqdm
-
-            self._bar = tqdm(total=total, desc=description, unit=f" {unit}", file=self.stream, leave=False)
+            self._bar = _notebook_bar(description, total, unit, self.stream)
         else:
             self._line()
 
