@@ -96,5 +96,5 @@ def test_image_size_changes_the_feature_cache_key(tiny_timm_ref):
 
 
 def test_image_size_is_refused_for_text_backbones(text_csv):
-    with pytest.raises(ConfigError, match="image-size applies to image backbones"):
+    with pytest.raises(ConfigError, match="image_size=64 applies to image backbones"):
         headstart.fit(text_csv, backbone=TinyTextBackbone(), image_size=64, progress=False)

@@ -20,7 +20,7 @@ PACKAGE = Path(headstart.__file__).parent
 
 #: Bottom to top; a room may import from its own level and the levels below.
 LAYERS: list[set[str]] = [
-    {"errors", "registry", "locks", "io", "progress"},
+    {"errors", "registry", "locks", "io", "progress", "display"},
     {"data"},
     {"backbones"},
     {"model"},

@@ -89,7 +89,6 @@ def compare(data: str | Path | DataSplits | Dataset, *, strategies: Sequence[str
         seeds: Seeds per size and strategy.
         backbone: As for :func:`fit` (default by modality).
         max_time: Budget for the whole study in seconds; runs that would exceed it are skipped (listed).
-        cache: As for :func:`fit`.
         out: Folder for ``compare.json`` and ``report.html`` (as ``out`` of :func:`fit`).
         force: Replace an existing ``out`` that headstart wrote.
         settings: Strategy settings: ``{"finetune.epochs": 2}`` for one strategy, ``{"epochs": 2}`` for every
@@ -97,9 +96,8 @@ def compare(data: str | Path | DataSplits | Dataset, *, strategies: Sequence[str
         test_fraction: Fixed hold-out share when the data has no test split.
         val_fraction: Validation share of each subset, for strategies that use validation.
         on_run: Called with each :class:`~headstart.studies.statistics.RunRecord` or skipped run as it happens.
-        image_size, preprocess, skip_bad_files, skip_bad_images, text_column, label_column, path_column,
-            allow_outside_paths: As for
-            :func:`fit`.
+        cache, image_size, preprocess, skip_bad_files, skip_bad_images, text_column, label_column,
+            path_column, allow_outside_paths: As for :func:`fit`.
         track: As for :func:`fit`: a parent run with one child run per (strategy, size, seed).
         progress: Show the embedding of the data and each run's training as they go.
 
@@ -182,8 +180,7 @@ def tune(data: str | Path | DataSplits | Dataset, *, strategy: str = "finetune",
     """
     settings = check_settings(settings, inspect.signature(tune).parameters, "tune")
     if out is None and storage is None:
-        raise ConfigError(f"tune needs {option('out')} (its study is kept in the output's work folder) or "
-                          f"{option('storage')}")
+        raise ConfigError(f"tune needs {option('out')} (its study is kept there) or {option('storage')}")
     feature_cache = FeatureCache.from_option(cache)
     tracker = start_tracking(track, out)
     with work_folder(out, kind="tune", force=force, protected=[data]) as work, cache_scope(feature_cache):

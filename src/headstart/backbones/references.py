@@ -155,10 +155,11 @@ def with_image_size(backbone: str | Backbone, image_size: int | None) -> Backbon
     if image_size is None:
         return net
     if net.modality != "image" or not isinstance(net.preprocess, ImagePreprocess):
-        raise ConfigError(f"{option('image_size')} applies to image backbones; {net.ref!r} is a {net.modality} "
-                          "backbone")
+        raise ConfigError(f"{option('image_size', image_size)} applies to image backbones; {net.ref!r} is a "
+                          f"{net.modality} backbone")
     if image_size < 16:
-        raise ConfigError(f"{option('image_size')} must be at least 16 pixels, not {image_size}")
+        raise ConfigError(f"{option('image_size', image_size)} is too small: an image backbone needs at least 16 "
+                          "pixels")
     return with_preprocess(net, {"input_size": image_size})
 
 
