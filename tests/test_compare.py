@@ -117,3 +117,15 @@ def test_a_skipped_run_says_what_it_would_have_cost(image_folder: Path, tiny_bac
     skipped = budget.skipped("finetune", 10.0, seed=0)
     assert skipped is not None and "would take ~160 s" in skipped.reason
     assert "took 80 s" in skipped.reason and "s are left" in skipped.reason
+
+
+def test_every_frozen_feature_run_is_scheduled_before_any_trained_run() -> None:
+    from headstart.strategies import get_strategy
+    from headstart.studies.runner import _schedule
+
+    chosen = {name: get_strategy(name) for name in ("scratch", "linear", "prototypes")}
+    plan = [(size, lambda seed, size=size: f"subset {size}/{seed}") for size in (5.0, 10.0)]
+    order = [(names, subset) for names, _, subset, _ in _schedule(chosen, plan, seeds=2)]
+    cheap, trained = ["linear", "prototypes"], ["scratch"]
+    subsets = ["subset 5.0/0", "subset 5.0/1", "subset 10.0/0", "subset 10.0/1"]
+    assert order == [(cheap, subset) for subset in subsets] + [(trained, subset) for subset in subsets]

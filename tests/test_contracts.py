@@ -252,17 +252,28 @@ class Listing:
     meanings: dict[str, str]
 
 
+SHARED_NOTE = " It also takes the shared settings above."
+
+
 def parse_strategy_listing(output: str) -> dict[str, Listing]:
     """Strategy name -> what ``headstart strategies`` printed: the title above each table, and each setting's
-    meaning (rich wraps long cells over several lines; a new row starts where the setting column is filled)."""
+    meaning (rich wraps long cells over several lines; a new row starts where the setting column is filled),
+    with the shared settings' table counted for each strategy whose title says it takes them."""
     listings: dict[str, Listing] = {}
+    shared = Listing("", {})  # settings several strategies share, listed once above them
     title: list[str] = []
     current: Listing | None = None
     setting = ""
     for line in output.splitlines():
         if line.startswith("┏"):
-            name, _, summary = " ".join(title).partition(": ")
-            current = listings[name] = Listing(summary, {})
+            heading = " ".join(title)
+            if heading.startswith("Settings that "):
+                current = shared
+            else:
+                name, _, summary = heading.removeprefix("The ").partition(" strategy. ")
+                takes_shared = summary.endswith(SHARED_NOTE)
+                current = listings[name] = Listing(summary.removesuffix(SHARED_NOTE),
+                                                   dict(shared.meanings) if takes_shared else {})
             title = []
         elif line.startswith("│") and current is not None:
             cell, _, meaning = (part.strip() for part in line.strip().strip("│").split("│"))
@@ -283,7 +294,7 @@ def check_listing(name: str, listing: Listing) -> None:
     assert summary_of(cls), f"strategy {name!r} has no docstring to describe it"
     assert listing.summary == summary_of(cls)
     fields = cls.config_class.model_fields
-    assert list(listing.meanings) == list(fields)
+    assert sorted(listing.meanings) == sorted(fields)
     for field, info in fields.items():
         assert listing.meanings[field] == " ".join((info.description or "").split()), field
 

@@ -23,12 +23,12 @@ def html_cell(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else html.escape(str(value))
 
 
-def html_table(header: Sequence[str], rows: Sequence[Sequence[Any]], *, limit: int | None = None,
+def html_table(header: Sequence[str] | None, rows: Sequence[Sequence[Any]], *, limit: int | None = None,
                caption: str = "") -> str:
     """An HTML table of ``rows`` under ``header``.
 
     Args:
-        header: Column names.
+        header: Column names (``None``: no header row, e.g. for a table of named facts).
         rows: Cell values (see :func:`html_cell`).
         limit: Show at most this many rows and count the rest in a last row (``None``: every row).
         caption: A sentence above the table (escaped).
@@ -38,17 +38,17 @@ def html_table(header: Sequence[str], rows: Sequence[Sequence[Any]], *, limit: i
         '<table><caption>Two classes.</caption><tr><th>class</th>...'
     """
     shown = rows if limit is None else rows[:limit]
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    head = "" if header is None else "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"
     body = "".join("<tr>" + "".join(f"<td>{html_cell(v)}</td>" for v in row) + "</tr>" for row in shown)
     if len(rows) > len(shown):
-        body += f"<tr><td colspan='{len(header)}'>… and {len(rows) - len(shown)} more</td></tr>"
+        body += f"<tr><td colspan='{len(rows[0])}'>… and {len(rows) - len(shown)} more</td></tr>"
     title = f"<caption>{html.escape(caption)}</caption>" if caption else ""
-    return f"<table>{title}<tr>{head}</tr>{body}</table>"
+    return f"<table>{title}{head}{body}</table>"
 
 
 def facts_table(caption: str, facts: Sequence[tuple[str, Any]]) -> str:
     """A two-column HTML table of named facts (``("classes", 10)``), for an object's ``_repr_html_``."""
-    return html_table(["", ""], facts, caption=caption).replace("<tr><th></th><th></th></tr>", "", 1)
+    return html_table(None, facts, caption=caption)
 
 
 def percent(value: float | None) -> str:

@@ -22,7 +22,6 @@ out = Console(soft_wrap=True, emoji=False)
 err = Console(stderr=True, soft_wrap=True, emoji=False)
 
 
-
 def _print_version(value: bool) -> None:
     if value:
         out.print(f"headstart {__version__}", highlight=False)
