@@ -44,7 +44,7 @@ def test_a_single_string_is_one_text():
     ([1, 2], "text", "takes strings"),
     ([{"a": 1}], "image", "file paths, PIL images or uint8 arrays"),
     (np.zeros((4, 4), np.uint8), "image", "shape"),
-    ([], "text", "no examples"),
+    ([], "text", "no inputs given"),
 ])
 def test_examples_of_the_wrong_kind_are_refused(items, modality, message):
     with pytest.raises(DataError, match=message):

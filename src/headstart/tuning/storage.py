@@ -44,9 +44,9 @@ def open_storage(url: str, *, shared: bool) -> Any:
                 return RDBStorage(url, engine_kwargs=_engine_options(url), **extra)
             except Exception as error:  # SQLAlchemy and driver errors have no common base worth naming
                 # Workers started together race to create a new database's tables (the losers find them made,
-                # or a SQLite file locked meanwhile).
+                # or, on SQLite, the file locked or a table created since they looked).
                 racing = type(error).__name__ == "IntegrityError" or (
-                    url.startswith("sqlite") and "locked" in str(error))
+                    url.startswith("sqlite") and ("locked" in str(error) or "already exists" in str(error)))
                 if racing and retries:
                     retries -= 1
                     time.sleep(1.0)
