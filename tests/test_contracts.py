@@ -166,6 +166,11 @@ def fit_twice(name: str, modality: str, folder: Path) -> TwoFits:
     data = make_data(36)
     train, held_out = data.subset(range(24)), data.subset(range(24, 36))
     caller = make_backbone()
+    reason = STRATEGIES.get(name)().unsupported(caller)
+    if reason is not None:  # declared, and refused with that reason: see the test below
+        pytest.skip(reason)
+    # Unlabeled target data for the strategies that adapt to one; the others ignore it.
+    target = Dataset(held_out.items, np.full(len(held_out), -1), [], held_out.modality)
     before, flags_before = state(caller.module), flags(caller.module)
     # No validation data: the last epoch is kept, so a trained backbone has surely moved (with validation the
     # head-only epoch may win, and an in-place change of the caller's backbone would be undone). Separate
@@ -177,7 +182,7 @@ def fit_twice(name: str, modality: str, folder: Path) -> TwoFits:
         np.random.seed(run)
         torch.manual_seed(run)
         models.append(get_strategy(name, **quick_settings(name)).fit(
-            caller, train, None, FitContext(folder / f"run{run}", seed=0, progress=False)))
+            caller, train, None, FitContext(folder / f"run{run}", seed=0, progress=False, target=target)))
     return TwoFits(caller, before, flags_before, *models, held_out.items)
 
 
@@ -240,6 +245,19 @@ def test_save_then_load_gives_identical_probabilities(name: str, modality: str, 
 @pytest.mark.parametrize(("name", "modality"), STRATEGY_MODALITY)
 def test_fit_leaves_the_callers_backbone_untouched(name: str, modality: str, fitted) -> None:
     check_caller_backbone_untouched(fitted(name, modality))
+
+
+@pytest.mark.parametrize(("name", "modality"), STRATEGY_MODALITY)
+def test_a_strategy_refuses_what_it_cannot_use_before_any_work(name: str, modality: str, tmp_path: Path) -> None:
+    make_backbone, make_data = tiny(modality)
+    strategy, backbone = get_strategy(name, **quick_settings(name)), make_backbone()
+    reason = strategy.unsupported(backbone)
+    context = FitContext(tmp_path, progress=False)  # no target data
+    if reason is None and not strategy.needs_target:
+        pytest.skip(f"{name} uses any {modality} backbone and needs no target data")
+    with pytest.raises(ConfigError, match=name):
+        strategy.fit(backbone, make_data(12), None, context)
+    assert not any(tmp_path.iterdir()), "the refusal came after some work"
 
 
 # --- strategies: the CLI lists them ----------------------------------------------------------------------

@@ -28,7 +28,7 @@ LAYERS: list[set[str]] = [
     {"strategies"},
     {"evaluation"},
     {"fitting"},
-    {"transferability", "studies", "onnx_export", "sklearn", "tuning"},
+    {"transferability", "shift", "studies", "onnx_export", "sklearn", "tuning"},
     {"reports", "server", "tracking"},
     {"api", "shipping"},
     {"cli", "__main__"},

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from headstart.backbones import Backbone
-from headstart.data import DataSplits, stratified_split
+from headstart.data import Dataset, DataSplits, stratified_split
 from headstart.data.balance import imbalance_warning
 from headstart.data.splits import check_selectable
 from headstart.errors import ConfigError
@@ -19,6 +19,7 @@ from headstart.evaluation import calibrate_model, evaluate_dataset
 from headstart.evaluation.forgetting import measure_forgetting
 from headstart.model import TransferModel
 from headstart.strategies import Strategy
+from headstart.strategies.base import require_target
 from headstart.training import FitContext
 
 
@@ -28,12 +29,17 @@ def check_modality(backbone: Backbone, splits: DataSplits, strategies: Sequence[
 
     Raises:
         ConfigError: Names both modalities and where to find a fitting backbone; or the strategy and the
-            strategies that keep the backbone frozen.
+            strategies that keep the backbone frozen; or why a strategy cannot use the backbone (e.g. adabn
+            on one without BatchNorm).
     """
     if backbone.modality != splits.train.modality:
         raise ConfigError(f"backbone {backbone.ref!r} is for {backbone.modality} data but {splits.source} holds "
                           f"{splits.train.modality} data; choose a {splits.train.modality} backbone "
                           "(see `headstart backbones`)")
+    for strategy in strategies:
+        reason = strategy.unsupported(backbone)
+        if reason is not None:
+            raise ConfigError(reason)
     training = [s.name for s in strategies if s.trains_backbone]
     if training and not backbone.trainable:
         raise ConfigError(f"backbone {backbone.ref!r} has no trainable weights (it runs in ONNX Runtime only), so "
@@ -94,7 +100,7 @@ def data_fingerprint(splits: DataSplits) -> str:
 
 
 def fit_splits(splits: DataSplits, backbone: Backbone, strategy: Strategy, context: FitContext, *,
-               calibrate: bool = False) -> TransferModel:
+               calibrate: bool = False, target_test: Dataset | None = None) -> TransferModel:
     """Train ``strategy`` on ``splits.train`` (selecting on ``splits.val``) and measure it.
 
     Args:
@@ -104,15 +110,19 @@ def fit_splits(splits: DataSplits, backbone: Backbone, strategy: Strategy, conte
         strategy: How it is transferred.
         context: Working folder, seed, feature cache, progress and budget of the run.
         calibrate: Fit a softmax temperature on ``splits.val`` (ECE before and after in the metrics).
+        target_test: Labeled examples of the target domain (``context.target`` holds its unlabeled ones), measured
+            like ``test`` into ``metrics["target"]["test"]``.
 
     Returns:
-        The model; its ``metrics`` hold the data summary, warnings, training history, calibration and the
-        validation and test metrics.
+        The model; its ``metrics`` hold the data summary, warnings, training history, calibration, the
+        validation and test metrics, and the target domain's.
 
     Raises:
         ConfigError: A backbone of another modality, or ``calibrate`` without validation data.
     """
     check_modality(backbone, splits, [strategy])
+    if strategy.needs_target:
+        require_target(strategy, context)
     if calibrate and splits.val is None:
         raise ConfigError("calibration needs validation data: give a val split or a val_fraction above 0")
     model = strategy.fit(backbone, splits.train, splits.val, context)
@@ -130,8 +140,25 @@ def fit_splits(splits: DataSplits, backbone: Backbone, strategy: Strategy, conte
             metrics[name] = evaluate_dataset(model, part, batch_size=batch_size, progress=context.progress,
                                              cache=context.cache, label=name)
     metrics["forgetting"] = _forgetting(model, backbone, splits, batch_size, context)
+    metrics |= _target_metrics(model, context.target, target_test, batch_size, context)
     model.metrics = metrics
     return model
+
+
+def _target_metrics(model: TransferModel, unlabeled: Dataset | None, test: Dataset | None, batch_size: int,
+                    context: FitContext) -> dict[str, Any]:
+    """``{"target": ...}``: the target domain's sizes and, with labeled target data, the model's metrics on it;
+    empty without a target domain."""
+    if unlabeled is None and test is None:
+        return {}
+    target: dict[str, Any] = {"n_unlabeled": len(unlabeled) if unlabeled is not None else 0}
+    if unlabeled is not None:
+        target["source"] = unlabeled.source
+    if test is not None:
+        target["test"] = evaluate_dataset(model, test, batch_size=batch_size, progress=context.progress,
+                                          cache=context.cache, label="target test")
+        target["test"]["source"] = test.source
+    return {"target": target}
 
 
 def _forgetting(model: TransferModel, source: Backbone, splits: DataSplits, batch_size: int, context: FitContext

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from headstart.data import DataSplits, as_splits
+from headstart.data import Dataset, DataSplits, as_splits
+from headstart.data.unlabeled import TargetData, load_target
+from headstart.errors import ConfigError
+from headstart.fitting import complete_splits
 from headstart.io import WorkFolder
+from headstart.strategies import Strategy, check_settings, get_strategy
 
 
 def skip_bad(skip_bad_files: bool, skip_bad_images: bool | None) -> bool:
@@ -27,3 +31,46 @@ def checked_splits(work: WorkFolder | None, data: Any, **options: Any) -> DataSp
 
 def as_list(value: str | Path | Sequence[Any]) -> list[Any]:
     return [value] if isinstance(value, (str, Path)) else list(value)
+
+
+def checked_strategy(name: str, settings: dict[str, Any] | None, arguments: Iterable[str], target: Any) -> Strategy:
+    """The strategy ``name`` with ``settings`` (checked apart from ``fit``'s ``arguments``), refused before any
+    work when it adapts to a target domain and no ``target`` is given.
+
+    Raises:
+        ConfigError: A setting named like an argument, an invalid setting, or a missing target.
+    """
+    strategy = get_strategy(name, **check_settings(settings, arguments, "fit"))
+    if strategy.needs_target and target is None:
+        raise ConfigError(f"strategy {strategy.name!r} adapts to a target domain: give unlabeled target data with "
+                          "target=... (CLI: --target FOLDER_OR_TABLE)")
+    return strategy
+
+
+def checked_data(work: WorkFolder | None, data: Any, target: Any, target_test: Any, strategy: Strategy, *,
+                 seed: int, val_fraction: float, test_fraction: float, calibrate: bool, **options: Any
+                 ) -> tuple[DataSplits, TargetData | None]:
+    """``data`` as splits (see :func:`checked_splits`), completed with the test and validation splits
+    ``strategy`` needs (:func:`~headstart.fitting.complete_splits`), and the target domain (see
+    :func:`target_data`), all checked before any long work."""
+    splits = checked_splits(work, data, **options)
+    domain = target_data(target, target_test, splits, **options)
+    return complete_splits(splits, strategy, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,
+                           calibrate=calibrate), domain
+
+
+def target_data(target: str | Path | Dataset | None, target_test: str | Path | Dataset | None,
+                splits: DataSplits, **options: Any) -> TargetData | None:
+    """The run's target domain, loaded and checked against the source ``splits`` (modality, classes), or
+    ``None`` when neither is given.
+
+    Raises:
+        ConfigError: ``target_test`` without ``target``.
+        DataError: See :func:`~headstart.data.unlabeled.load_target`.
+    """
+    if target is None:
+        if target_test is not None:
+            raise ConfigError("target_test (CLI: --target-test) measures a model adapted to a target domain: give "
+                              "the unlabeled target data with target=... (CLI: --target) too")
+        return None
+    return load_target(target, target_test, splits.train.modality, splits.train.class_names, **options)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import shutil
 import tempfile
@@ -10,18 +11,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from headstart.api.arguments import as_list, checked_splits, skip_bad
+from headstart.api.arguments import as_list, checked_data, checked_strategy, skip_bad
 from headstart.backbones import Backbone, FeatureCache, build_backbone
 from headstart.backbones.features import cache_scope
 from headstart.data import Dataset, DataSplits, load_dataset, load_inputs, modality_spec
+from headstart.data.unlabeled import TargetData
 from headstart.evaluation import evaluate_dataset
 from headstart.evaluation.forgetting import ReferenceSet, measure_forgetting
-from headstart.fitting import complete_splits, fit_splits
+from headstart.fitting import fit_splits
 from headstart.io import WorkFolder, is_main_process, work_folder
 from headstart.model import TransferModel
 from headstart.onnx_export import OnnxModel, load_predictor
+from headstart.progress import note
 from headstart.reports import write_fit_report, write_model_card
-from headstart.strategies import check_settings, get_strategy
+from headstart.shift import measure_shift
+from headstart.strategies import Strategy
 from headstart.tracking.runs import fit_run
 from headstart.tracking.tracker import Tracker, start_tracking
 from headstart.training import FitContext
@@ -35,7 +39,8 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
         max_time: float | None = None, calibrate: bool = False, image_size: int | None = None,
         preprocess: dict[str, Any] | None = None, skip_bad_files: bool = False, text_column: str | None = None,
         label_column: str | None = None, path_column: str | None = None, settings: dict[str, Any] | None = None,
-        allow_outside_paths: bool = False, skip_bad_images: bool | None = None, track: bool | str = False
+        allow_outside_paths: bool = False, skip_bad_images: bool | None = None, track: bool | str = False,
+        target: str | Path | Dataset | None = None, target_test: str | Path | Dataset | None = None
         ) -> TransferModel:
     """Train a model on labeled data by transferring a pre-trained backbone.
 
@@ -63,6 +68,8 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
             not detected; whether paths may lead outside the table's folder (see :func:`load_dataset`).
         settings: The strategy's settings, e.g. ``{"epochs": 3}`` (``headstart strategies`` lists them); kept
             apart from these arguments, so ``seed`` or ``max_time`` given here is an error.
+        target, target_test: Unlabeled data of the domain the model is for (its shift from ``data`` is measured
+            first; ``adabn``, ``coral``, ``dann`` adapt to it), and labeled data of it to measure on.
 
     Returns:
         The trained model; its ``metrics`` hold test and validation results and warnings (e.g. imbalance).
@@ -72,22 +79,41 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
         >>> model.metrics["test"]["accuracy"]
     """
     started = time.perf_counter()
-    chosen = get_strategy(strategy, **check_settings(settings, inspect.signature(fit).parameters, "fit"))
+    chosen = checked_strategy(strategy, settings, inspect.signature(fit).parameters, target)
     feature_cache = FeatureCache.from_option(cache)
     tracker = start_tracking(track if is_main_process() else False, out)  # MLflow starts up meanwhile
     with work_folder(out, kind="model", force=force, protected=[data]) as work, cache_scope(feature_cache):
-        splits = checked_splits(work, data, skip_bad=skip_bad(skip_bad_files, skip_bad_images),
-                                 text_column=text_column, label_column=label_column, path_column=path_column,
-                                 allow_outside_paths=allow_outside_paths)
-        splits = complete_splits(splits, chosen, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,
-                                 calibrate=calibrate)
+        columns = {"text_column": text_column, "label_column": label_column, "path_column": path_column,
+                   "allow_outside_paths": allow_outside_paths, "skip_bad": skip_bad(skip_bad_files, skip_bad_images)}
+        splits, domain = checked_data(work, data, target, target_test, chosen, seed=seed, val_fraction=val_fraction,
+                                      test_fraction=test_fraction, calibrate=calibrate, **columns)
         net, ranking = _fit_backbone(backbone, splits.train, feature_cache, progress, image_size, preprocess)
         workdir = work.path if work is not None else Path(tempfile.mkdtemp(prefix="headstart-"))
-        model = fit_splits(splits, net, chosen, FitContext(work_dir=workdir, seed=seed, cache=feature_cache,
-                           progress=progress, max_time=max_time, restart_damaged=force), calibrate=calibrate)
-        model.metrics |= {"seconds": round(time.perf_counter() - started, 2),
-                          **({"backbone_ranking": ranking.to_dict()} if ranking is not None else {})}
+        model = _train(splits, net, chosen, domain, FitContext(work_dir=workdir, seed=seed, cache=feature_cache,
+                       progress=progress, max_time=max_time, restart_damaged=force), calibrate, ranking, started)
         _publish_fit(model, splits, workdir, work, tracker)
+    return model
+
+
+def _train(splits: DataSplits, backbone: Backbone, strategy: Strategy, domain: TargetData | None,
+           context: FitContext, calibrate: bool, ranking: RankResult | None, started: float) -> TransferModel:
+    """:func:`fit_splits`, preceded with a target domain by the shift check (printed, then in
+    ``metrics["target"]["shift"]``; what loading the target ignored goes into the warnings); then the run's
+    seconds since ``started`` and the backbone ``ranking`` go into the metrics."""
+    if domain is None:
+        model = fit_splits(splits, backbone, strategy, context, calibrate=calibrate)
+    else:
+        for line in domain.notes:
+            note(f"note: {line}", enabled=context.progress)
+        shift = measure_shift(backbone, splits.train, domain.unlabeled, cache=context.cache,
+                              progress=context.progress, seed=context.seed)
+        note(shift["summary"], enabled=context.progress)
+        model = fit_splits(splits, backbone, strategy, dataclasses.replace(context, target=domain.unlabeled),
+                           calibrate=calibrate, target_test=domain.test)
+        model.metrics["target"]["shift"] = shift
+        model.metrics["warnings"] = [*model.metrics.get("warnings", []), *domain.notes]
+    model.metrics |= {"seconds": round(time.perf_counter() - started, 2),
+                      **({"backbone_ranking": ranking.to_dict()} if ranking is not None else {})}
     return model
 
 

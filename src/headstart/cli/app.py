@@ -66,6 +66,12 @@ TrackingUri = Annotated[str | None, typer.Option(help="MLflow tracking URI (a se
                                                       "sqlite:///path/mlruns.db); implies --track.")]
 DataArgument = Annotated[Path, typer.Argument(help="Labeled data in any format `fit` accepts.")]
 ModelArgument = Annotated[Path, typer.Argument(help="A model folder written by `headstart fit`.")]
+Target = Annotated[Path | None, typer.Option(help="Unlabeled data of the domain the model is for: image or audio "
+                                                  "folder (class subfolders ignored), table of paths or texts "
+                                                  "(labels ignored), or .txt of texts. Its shift from DATA is "
+                                                  "measured first; adabn, coral, dann adapt to it.")]
+TargetTest = Annotated[Path | None, typer.Option(help="Labeled data of the target domain to measure the model on, "
+                                                      "beside DATA's test split.")]
 
 
 # Terminal escape sequences (CSI such as colours and cursor moves, OSC such as window titles), then any other

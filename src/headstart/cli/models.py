@@ -27,6 +27,8 @@ from headstart.cli.app import (
     Preprocessing,
     Quiet,
     SkipBadFiles,
+    Target,
+    TargetTest,
     TextColumn,
     Track,
     TrackingUri,
@@ -85,6 +87,7 @@ def fit(
     no_cache: NoCache = False,
     force: Force = False,
     track: Track = False, tracking_uri: TrackingUri = None,
+    target: Target = None, target_test: TargetTest = None,
     quiet: Quiet = False,
 ) -> None:
     """Train a model on DATA by transferring a pre-trained backbone; writes model, metrics and report."""
@@ -97,7 +100,7 @@ def fit(
         options["class_weight"] = None if class_weight == "none" else class_weight
     try:
         model = api.fit(data, backbone=backbone, strategy=strategy, out=out_dir, force=force, seed=seed,
-                        val_fraction=val_fraction, test_fraction=test_fraction,
+                        val_fraction=val_fraction, test_fraction=test_fraction, target=target, target_test=target_test,
                         cache=cache_option(no_cache, cache_dir), progress=not quiet, max_time=max_time,
                         calibrate=calibrate, image_size=image_size, settings=options,
                         preprocess=parse_settings(preprocess or [], "--preprocess"), skip_bad_files=skip_bad_files,
@@ -142,6 +145,12 @@ def _print_fit(model: TransferModel, out_dir: Path) -> None:
                   f"{m['seconds']:.1f} s" + (f"; [bold yellow]{stopped}[/]" if stopped else ""))
     elif stopped:
         out.print(f"[bold yellow]{stopped}[/]")
+    target = m.get("target", {})
+    if "test" in target:
+        t = target["test"]
+        out.print(f"target test accuracy [bold]{t['accuracy']:.1%}[/] on {t['n_examples']} examples of "
+                  f"{shown(t['source'])} (balanced {t['balanced_accuracy']:.1%}); "
+                  f"{shown(target['shift']['summary'])}", highlight=False)
     if "forgetting" in m and issubclass(STRATEGIES.get(model.strategy), TrainedStrategy):
         out.print(f"forgetting: {forgetting_summary(m['forgetting'])}", highlight=False)
     out.print(f"model:  {shown(out_dir)}/")

@@ -115,7 +115,7 @@ def _load_tables(tables: dict[str | None, Path], *, source: str, modality: Modal
     read = {split: read_table(path) for split, path in tables.items()}
     first = next(iter(read.values()))
     if modality is None:
-        modality = _table_modality(first, text_column, path_column)
+        modality = table_modality(first, text_column, path_column)
     items: list[str] = []
     labels: list[str] = []
     split_of: list[str] = []
@@ -140,7 +140,7 @@ def _load_tables(tables: dict[str | None, Path], *, source: str, modality: Modal
     return splits
 
 
-def _table_modality(table: Table, text_column: str | None, path_column: str | None) -> Modality:
+def table_modality(table: Table, text_column: str | None, path_column: str | None) -> Modality:
     """The modality of the files the item column names when its values all name files of one modality, else
     ``"text"``; with ``path_column``, the values must name files of one modality."""
     if text_column is not None:

@@ -100,8 +100,19 @@ def definition(gloss: str) -> str:
                      if part.strip() and not part.strip().startswith('"'))
 
 
+def usage_example(gloss: str) -> str:
+    """The first quoted usage example of a WordNet gloss, without its quotes, or ``""`` when it has none.
+
+    Example:
+        >>> usage_example('a domestic cat; "the cat purred"; "a cat sat"')
+        'the cat purred'
+    """
+    quoted = [part.strip() for part in gloss.split(";") if part.strip().startswith('"')]
+    return quoted[0].strip('"').strip() if quoted else ""
+
+
 def load_wordnet_supersenses(root: str | Path = WORDNET_ROOT, classes: Sequence[str] | None = None,
-                             pos: str = "noun") -> tuple[list[str], np.ndarray, list[str]]:
+                             pos: str = "noun", part: str = "definition") -> tuple[list[str], np.ndarray, list[str]]:
     """Noun (or verb) synset definitions labeled with their supersense (lexicographer file), from
     ``data.noun`` (or ``data.verb``).
 
@@ -114,9 +125,11 @@ def load_wordnet_supersenses(root: str | Path = WORDNET_ROOT, classes: Sequence[
         classes: Supersenses to keep (e.g. ``["noun.animal", "noun.food"]``); default: all of ``pos``
             (26 noun or 15 verb supersenses).
         pos: ``"noun"`` or ``"verb"``.
+        part: ``"definition"``, or ``"example"``: the first usage example of each synset's gloss instead
+            (synsets without one are left out): the same labels in another style of text, a domain shift.
 
     Returns:
-        ``(texts, labels, class_names)``: definitions in file order, ``int64`` labels, the class names in
+        ``(texts, labels, class_names)``: definitions (or examples) in file order, ``int64`` labels, the class names in
         lexicographer-file order.
 
     Raises:
@@ -125,6 +138,8 @@ def load_wordnet_supersenses(root: str | Path = WORDNET_ROOT, classes: Sequence[
     """
     if pos not in LEXNAMES:
         raise DataError(f"WordNet part of speech must be 'noun' or 'verb', got {pos!r}")
+    if part not in ("definition", "example"):
+        raise DataError(f"the part of a WordNet gloss must be 'definition' or 'example', got {part!r}")
     lexnames = LEXNAMES[pos]
     path = _require(Path(root) / f"data.{pos}", "wordnet-base")
     names = list(lexnames.values()) if classes is None else list(classes)
@@ -141,7 +156,7 @@ def load_wordnet_supersenses(root: str | Path = WORDNET_ROOT, classes: Sequence[
                 continue
             fields, _, gloss = line.partition(" | ")
             label = index.get(lexnames.get(int(fields.split(" ", 2)[1]), ""))
-            text = definition(gloss.strip())
+            text = definition(gloss.strip()) if part == "definition" else usage_example(gloss.strip())
             if label is not None and text:
                 texts.append(text)
                 labels.append(label)

@@ -54,6 +54,8 @@ def model_sections(model: TransferModel) -> list[str]:
     for name in ("test", "val"):
         if name in m:
             sections.append(evaluation_section(f"Results on the {name} split", m[name], model.class_names))
+    if "target" in m:
+        sections.append(target_section(m["target"], model.class_names))
     if "forgetting" in m:
         sections.append(forgetting_section(m["forgetting"]))
     stopped = stop_message(m.get("train", {}), backbone_trained=model.backbone_trained)
@@ -65,6 +67,19 @@ def model_sections(model: TransferModel) -> list[str]:
     settings = [[k, v] for k, v in model.strategy_config.items()]
     sections.append("<h2>Settings</h2>" + table(["setting", "value"], settings))
     return sections
+
+
+def target_section(target: dict, class_names: list[str]) -> str:
+    """The target domain: how far it is from the source (proxy A-distance) and the results on its labeled data."""
+    parts = [f"<h2>Target domain</h2><p>{target.get('n_unlabeled', 0)} unlabeled target examples from "
+             f"{html.escape(str(target.get('source', '')))}.</p>"]
+    if "shift" in target:
+        parts.append(f"<p>{html.escape(target['shift']['summary'])}. Readings: PAD below 0.5 is a little shift, "
+                     "below 1.5 a moderate one, above that a large one.</p>")
+    if "test" in target:
+        parts.append(evaluation_section(f"Results on the target test data ({target['test']['source']})",
+                                        target["test"], class_names))
+    return "".join(parts)
 
 
 def write_fit_report(folder: str | Path, model: TransferModel, splits: DataSplits | None = None) -> Path:

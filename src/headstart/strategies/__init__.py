@@ -4,7 +4,10 @@ Each strategy is one module that registers itself; adding one is a new module pl
 """
 
 from headstart.strategies import (  # noqa: F401  (registration)
+    adabn,
     contrastive,
+    coral,
+    dann,
     finetune,
     gradual,
     linear,

@@ -47,6 +47,8 @@ class Strategy(ABC):
     uses_validation: ClassVar[bool] = False
     #: Whether ``fit`` changes the backbone's weights (then the backbone must be trainable).
     trains_backbone: ClassVar[bool] = False
+    #: Whether ``fit`` adapts to unlabeled target data (``FitContext.target``), which is then required.
+    needs_target: ClassVar[bool] = False
 
     def __init__(self, config: StrategyConfig | None = None, **overrides: Any) -> None:
         fields = self.config_class.model_fields
@@ -64,6 +66,10 @@ class Strategy(ABC):
     def resolve(self, modality: str, n_examples: int) -> StrategyConfig:
         """The settings a fit on ``n_examples`` of ``modality`` would run with (defaults filled in)."""
         return self.config
+
+    def unsupported(self, backbone: Backbone) -> str | None:
+        """Why this strategy cannot work with ``backbone`` (e.g. it has no BatchNorm to adapt), or ``None``."""
+        return None
 
     @abstractmethod
     def fit(self, backbone: Backbone, train: Dataset, val: Dataset | None, context: FitContext
@@ -107,6 +113,18 @@ def check_settings(settings: dict[str, Any] | None, arguments: Iterable[str], fu
     return settings
 
 
+def require_target(strategy: Strategy, context: FitContext) -> Dataset:
+    """The unlabeled target data of the run, which ``strategy`` adapts to.
+
+    Raises:
+        ConfigError: There is none; names the option that gives it.
+    """
+    if context.target is None or len(context.target) == 0:
+        raise ConfigError(f"strategy {strategy.name!r} adapts to a target domain: give unlabeled target data with "
+                          "target=... (CLI: --target FOLDER_OR_TABLE)")
+    return context.target
+
+
 def list_strategies() -> list[tuple[str, type[Strategy]]]:
     """``(name, class)`` of every registered strategy, in registration order."""
     return STRATEGIES.items()
@@ -142,9 +160,13 @@ class TrainedStrategy(Strategy):
         """Change the (copied) backbone before training; returns what :meth:`finish` needs."""
         return {}
 
-    def regularizer(self, backbone: Backbone, cfg: Any) -> Regularizer | None:
+    def regularizer(self, backbone: Backbone, cfg: Any, context: FitContext) -> Regularizer | None:
         """An extra loss term on the network, or ``None``."""
         return None
+
+    def final_head(self, head: nn.Module) -> nn.Linear:
+        """The linear head the saved model keeps of the trained ``head`` (itself, unless training used more)."""
+        return head
 
     def finish(self, backbone: Backbone, head: nn.Linear, prepared: dict[str, Any]) -> dict[str, Any]:
         """Undo what :meth:`prepare` did to the backbone after training; returns extra metrics."""
@@ -176,8 +198,9 @@ class TrainedStrategy(Strategy):
         stages = self.stages(backbone, cfg)
         result = train(backbone, head, train_data, val, stages, self.loop_config(cfg), context,
                        run_key=run_key(self, cfg), trainable=self.trainable,
-                       regularizer=self.regularizer(backbone, cfg))
+                       regularizer=self.regularizer(backbone, cfg, context))
         extra = self.finish(backbone, head, prepared)
+        head = self.final_head(head)
         # A run the time budget stopped in a head-only stage leaves the backbone as it was loaded.
         trained = any(s.trained_groups != 0 for s in stages if s.name in result.stages_run)
         return trained_model(self, backbone, head, train_data, cfg, result, context,

@@ -16,7 +16,7 @@ from torch import nn
 
 from headstart.backbones import Backbone
 from headstart.strategies.base import TrainedStrategy, head_stage, register_strategy
-from headstart.training import Classifier, HeadFirstConfig, Stage, TrainingConfig
+from headstart.training import Classifier, FitContext, HeadFirstConfig, Stage, TrainingConfig
 from headstart.training.network import Regularizer
 from headstart.training.search_space import Dimension, FloatRange
 
@@ -73,7 +73,7 @@ class Finetune(TrainedStrategy):
     def stages(self, backbone: Backbone, cfg: Any) -> list[Stage]:
         return [head_stage(cfg), Stage("all", cfg.epochs, None, cfg.lr, cfg.layer_decay)]
 
-    def regularizer(self, backbone: Backbone, cfg: Any) -> Regularizer | None:
+    def regularizer(self, backbone: Backbone, cfg: Any, context: FitContext) -> Regularizer | None:
         return L2SP(backbone.module, cfg.l2sp, cfg.l2sp_beta) if cfg.l2sp > 0 else None
 
     def loop_config(self, cfg: Any) -> TrainingConfig:

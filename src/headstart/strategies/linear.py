@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -132,15 +132,23 @@ class LinearProbe(Strategy):
 
     config_class = LinearConfig
 
+    def adapt(self, backbone: Backbone, train: Dataset, context: FitContext
+              ) -> tuple[Backbone, np.ndarray, dict[str, Any]]:
+        """The backbone the model keeps, the training features the head is fitted on, and settings to record;
+        here the caller's backbone and its frozen (cached) features. Adaptation strategies change them."""
+        return backbone, extract_features(backbone, train, cache=context.cache, batch_size=self.config.batch_size,
+                                          progress=context.progress, label="train"), {}
+
     def fit(self, backbone: Backbone, train: Dataset, val: Dataset | None, context: FitContext
             ) -> TransferModel:
         cfg = self.config
-        features = extract_features(backbone, train, cache=context.cache, batch_size=cfg.batch_size,
-                                    progress=context.progress, label="train")
+        kept, features, recorded = self.adapt(backbone, train, context)
         with status(head_fit_status(cfg.c, cfg.c_values, cfg.folds), enabled=context.progress):
             head, info = fit_linear_head(features, train.labels, len(train.class_names), c=cfg.c,
                                          c_values=cfg.c_values, folds=cfg.folds, max_iter=cfg.max_iter,
                                          seed=context.seed, class_weight=cfg.class_weight)
-        return TransferModel(backbone, head, train.class_names, strategy=self.name,
-                             strategy_config={**cfg.model_dump(), "seed": context.seed, "chosen_C": info["C"]},
+        return TransferModel(kept, head, train.class_names, strategy=self.name,
+                             strategy_config={**cfg.model_dump(), "seed": context.seed, "chosen_C": info["C"],
+                                              **recorded},
+                             backbone_trained=kept is not backbone,
                              metrics={"train": {"cv_accuracy": info.get("cv_accuracy")}})

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from headstart.backbones import FeatureCache
+from headstart.data import Dataset
 
 
 @dataclass
@@ -25,6 +26,10 @@ class FitContext:
         on_epoch_end: Called (on the main process) with each epoch's history record once it is validated,
             e.g. by a tuner that reports ``val_accuracy`` and raises to prune a hopeless trial; an exception
             raised here ends the run (its last checkpoint stays, so the same call could resume it).
+        target: Unlabeled examples of the target domain (labels ``-1``), for strategies that adapt to it
+            (``adabn``, ``coral``, ``dann``), or ``None``. It lives here rather than beside train and val
+            because it is not a split of the labeled data: it has no classes, and takes no part in splitting,
+            fingerprints or evaluation; and every strategy's ``fit`` keeps the same signature.
     """
 
     work_dir: Path
@@ -34,3 +39,4 @@ class FitContext:
     max_time: float | None = None
     restart_damaged: bool = False
     on_epoch_end: Callable[[dict[str, Any]], None] | None = None
+    target: Dataset | None = None

@@ -1,0 +1,75 @@
+"""CORAL (Sun, Feng and Saenko, 2016, "Return of frustratingly easy domain adaptation"): the source features
+are re-coloured to have the target's mean and covariance, then the linear probe is fitted on them.
+
+The backbone stays frozen and its features come from the cache, so CORAL costs one pass over the target data
+and an eigendecomposition of two ``D x D`` covariances on top of the linear probe. The saved model is a plain
+linear probe applied to raw (target) features: nothing about the source domain is needed at prediction time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from headstart.backbones import Backbone, extract_features
+from headstart.data import Dataset
+from headstart.strategies.base import register_strategy, require_target
+from headstart.strategies.linear import LinearConfig, LinearProbe
+from headstart.training import FitContext
+
+
+class CoralConfig(LinearConfig):
+    """The linear probe's settings, and how much the covariances are regularised."""
+
+    shrinkage: float = Field(1.0, gt=0, description="Added to the diagonal of both covariances, as a multiple "
+                                                    "of their mean variance (CORAL's lambda; the covariances of "
+                                                    "a few hundred examples in hundreds of dimensions are "
+                                                    "singular without it).")
+
+
+def _matrix_power(covariance: np.ndarray, power: float) -> np.ndarray:
+    """``covariance ** power`` of a symmetric positive-definite matrix, through its eigendecomposition."""
+    values, vectors = np.linalg.eigh(covariance)
+    return (vectors * np.clip(values, 1e-12, None) ** power) @ vectors.T
+
+
+def coral_align(source: np.ndarray, target: np.ndarray, shrinkage: float = 1.0) -> np.ndarray:
+    """``source`` features whitened with their own covariance and re-coloured with the target's, and moved to the
+    target's mean, so that their first and second moments match the target's.
+
+    Args:
+        source, target: ``[N, D]`` and ``[M, D]`` features.
+        shrinkage: Added to each covariance's diagonal, times the mean of that diagonal.
+
+    Example:
+        >>> aligned = coral_align(source_features, target_features)
+        >>> np.allclose(np.cov(aligned.T), np.cov(target_features.T), atol=0.1)  # for well-conditioned data
+    """
+    def regularised(x: np.ndarray) -> np.ndarray:
+        covariance = np.cov(x, rowvar=False) if len(x) > 1 else np.zeros((x.shape[1], x.shape[1]))
+        return covariance + shrinkage * max(float(np.trace(covariance)) / x.shape[1], 1e-12) * np.eye(x.shape[1])
+
+    source64, target64 = source.astype(np.float64), target.astype(np.float64)
+    transform = _matrix_power(regularised(source64), -0.5) @ _matrix_power(regularised(target64), 0.5)
+    return ((source64 - source64.mean(axis=0)) @ transform + target64.mean(axis=0)).astype(np.float32)
+
+
+@register_strategy("coral")
+class Coral(LinearProbe):
+    """Linear probe on source features re-coloured to the target domain's mean and covariance (CORAL);
+    needs unlabeled target data. Nearly free, for any modality."""
+
+    config_class = CoralConfig
+    needs_target = True
+
+    def adapt(self, backbone: Backbone, train: Dataset, context: FitContext
+              ) -> tuple[Backbone, np.ndarray, dict[str, Any]]:
+        """The caller's backbone, and the source features re-coloured to the target's statistics."""
+        target = require_target(self, context)
+        source, target_features = (extract_features(backbone, part, cache=context.cache,
+                                                    batch_size=self.config.batch_size, progress=context.progress,
+                                                    label=label)
+                                   for part, label in ((train, "train"), (target, "target")))
+        return backbone, coral_align(source, target_features, self.config.shrinkage), {"n_target": len(target)}
