@@ -17,7 +17,7 @@ from headstart.errors import ConfigError, option
 from headstart.io import WorkFolder, work_folder, write_json
 from headstart.reports import write_compare_report, write_rank_report, write_tune_report
 from headstart.strategies import check_settings
-from headstart.studies import CompareResult, compare_strategies
+from headstart.studies import CompareResult, compare_backbones
 from headstart.tracking.runs import compare_run, settings_params, tune_run
 from headstart.tracking.tracker import start_tracking
 from headstart.transferability import RankResult, rank_backbones
@@ -71,7 +71,7 @@ DEFAULT_FRACTIONS = (0.05, 0.1, 0.25, 0.5, 1.0)
 
 def compare(data: str | Path | DataSplits | Dataset, *, strategies: Sequence[str] = ("linear", "finetune", "scratch"),
             fractions: Sequence[float] | None = None, shots: Sequence[int] | None = None, seeds: int = 3,
-            backbone: str | Backbone | None = None, max_time: float | None = None,
+            backbone: str | Backbone | Sequence[str | Backbone] | None = None, max_time: float | None = None,
             cache: bool | str | Path | FeatureCache = True, out: str | Path | None = None, force: bool = False,
             settings: dict[str, Any] | None = None, test_fraction: float = 0.2, val_fraction: float = 0.15,
             on_run: Callable[[Any], None] | None = None, image_size: int | None = None,
@@ -87,7 +87,8 @@ def compare(data: str | Path | DataSplits | Dataset, *, strategies: Sequence[str
         fractions: Subset sizes as fractions of the training split (default 0.05, 0.1, 0.25, 0.5, 1).
         shots: Subset sizes as examples per class, instead of ``fractions``.
         seeds: Seeds per size and strategy.
-        backbone: As for :func:`fit` (default by modality).
+        backbone: As for :func:`fit` (default by modality), or several: each strategy then runs on each
+            backbone (``scratch`` once), labelled ``"linear (ckpt:runs/source)"``, on one learning curve.
         max_time: Budget for the whole study in seconds; runs that would exceed it are skipped (listed).
         out: Folder for ``compare.json`` and ``report.html`` (as ``out`` of :func:`fit`).
         force: Replace an existing ``out`` that headstart wrote.
@@ -117,18 +118,25 @@ def compare(data: str | Path | DataSplits | Dataset, *, strategies: Sequence[str
                                  allow_outside_paths=allow_outside_paths)
         if fractions is None and shots is None:
             fractions = DEFAULT_FRACTIONS
-        net = build_backbone(backbone or modality_spec(splits.train.modality).default_backbone,
-                             image_size=image_size, preprocess=preprocess)
-        result = compare_strategies(splits, strategies=strategies, backbone=net, fractions=fractions, shots=shots,
-                                    seeds=seeds, max_time=max_time, cache=feature_cache, settings=settings,
-                                    test_fraction=test_fraction, val_fraction=val_fraction, on_run=on_run,
-                                    progress=progress)
+        nets = _built(backbone, splits.train.modality, image_size, preprocess)
+        result = compare_backbones(splits, strategies=strategies, backbones=nets, fractions=fractions, shots=shots,
+                                   seeds=seeds, max_time=max_time, cache=feature_cache, settings=settings,
+                                   test_fraction=test_fraction, val_fraction=val_fraction, on_run=on_run,
+                                   progress=progress)
         if work is not None:
             _publish_study(work, "compare.json", result, write_compare_report)
     if tracker is not None:
         arguments = {"seeds": seeds, "max_time": max_time, "image_size": image_size, **settings_params(settings)}
         result.tracking = tracker.log(compare_run(result, splits, out=out, arguments=arguments))
     return result
+
+
+def _built(backbone: str | Backbone | Sequence[str | Backbone] | None, modality: str, image_size: int | None,
+           preprocess: dict[str, Any] | None) -> list[Backbone]:
+    """The backbones a study compares (one or several; default: the modality's), built as :func:`fit` builds them."""
+    given = list(backbone) if isinstance(backbone, (list, tuple)) else [backbone]
+    return [build_backbone(ref or modality_spec(modality).default_backbone, image_size=image_size,
+                           preprocess=preprocess) for ref in given]
 
 
 def _publish_study(work: WorkFolder, json_name: str, result: Any, write_report: Callable[[Path, Any], Any]) -> None:

@@ -103,7 +103,10 @@ def compare(
     shots: Annotated[str | None, typer.Option(help="Training-set sizes as examples per class, e.g. 1,5,10 "
                                                    "(instead of --fractions).")] = None,
     seeds: Annotated[int, typer.Option(help="Seeds per size and strategy.")] = 3,
-    backbone: Annotated[str | None, typer.Option(help="Backbone reference; default by modality.")] = None,
+    backbone: Annotated[str | None, typer.Option("--backbone", "--backbones", help="Backbone reference (default "
+                                                 "by modality), or several comma-separated on one learning curve, "
+                                                 "e.g. efficientnet_lite0,ckpt:runs/source (scratch runs once).")
+                        ] = None,
     max_time: Annotated[float | None, typer.Option(help="Budget for the whole study in seconds; runs that "
                                                         "would exceed it are skipped and listed.")] = None,
     settings: Annotated[list[str] | None, typer.Option("--set", help="Strategy setting key=value (all "
@@ -130,7 +133,8 @@ def compare(
     """Learning curves on DATA: strategies x training-set sizes x seeds, with the transfer verdict."""
     result = api.compare(data, strategies=comma_list(strategy_list, "--strategies"),
                          fractions=typed_list(fractions, "--fractions", float), shots=typed_list(shots, "--shots", int),
-                         seeds=seeds, backbone=backbone, max_time=max_time,
+                         seeds=seeds, max_time=max_time,
+                         backbone=comma_list(backbone, "--backbones") if backbone is not None else None,
                          cache=cache_option(no_cache, cache_dir), out=out_dir, force=force,
                          settings=parse_settings(settings or []), test_fraction=test_fraction,
                          on_run=None if quiet else _show_run, image_size=image_size,

@@ -186,7 +186,7 @@ def compare_strategies(splits: DataSplits, *, strategies: Sequence[str], backbon
             (result.skipped if isinstance(outcome, SkippedRun) else result.records).append(outcome)
             if on_run:
                 on_run(outcome)
-    _conclude(result)
+    conclude(result)
     result.seconds = round(time.perf_counter() - budget.started, 2)
     return result
 
@@ -286,7 +286,7 @@ def _measure(name: str, strategy: Strategy, splits: DataSplits, size: float, see
     return record, seconds - (cache.seconds_ - embedding)
 
 
-def _conclude(result: CompareResult) -> None:
+def conclude(result: CompareResult) -> None:
     """Fill in the summary, gains, verdicts and savings (and notes on what could not be concluded)."""
     if not result.records:
         result.notes.append(f"no run finished within the time budget; raise {option('max_time')} or use smaller sizes")

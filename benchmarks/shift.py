@@ -1,0 +1,130 @@
+"""Domain adaptation on real shifts: the linear probe trained on the source domain only, against the strategies
+that also see unlabeled target data (adabn, coral, dann), measured on labeled target data.
+
+Shifts (built by ``examples/make_datasets.py``):
+
+- images: Fashion-MNIST (``examples/fashion-mnist-mini`` train split) -> the same kind of images rendered at
+  low contrast on grey (``examples/fashion-mnist-lowcontrast``: 200 unlabeled target images, 200 labeled test
+  images); efficientnet_lite0 at 64 px (the images are 28 px).
+- text: WordNet noun definitions (``examples/wordnet-supersenses``) -> the usage examples quoted in the glosses
+  (``examples/wordnet-usage``: 270 unlabeled, 270 labeled); minilm.
+
+Each seed draws its own 50 source training examples per class; the source test split is measured too. The
+proxy A-distance (PAD) between the source training data and the target is the one ``fit`` prints. DANN runs
+few epochs (1 head + 2 whole-network) to keep the benchmark near 15 minutes on 2 loaded cores.
+
+    python benchmarks/shift.py [--seeds 0 1 2]
+
+Prints a table and writes benchmarks/results/shift.json (with the README's table under ``readme_table``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import headstart
+from headstart.backbones import FeatureCache
+from headstart.data import DataSplits, load_dataset, sample_per_class
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+PER_CLASS = 50
+DANN = {"epochs": 2, "head_epochs": 1, "min_steps": 0}
+SHIFTS = {
+    "Fashion-MNIST -> low contrast": {
+        "source": EXAMPLES / "fashion-mnist-mini", "target": EXAMPLES / "fashion-mnist-lowcontrast" / "target",
+        "test": EXAMPLES / "fashion-mnist-lowcontrast" / "test", "backbone": "efficientnet_lite0", "image_size": 64,
+        "methods": {"linear": {}, "adabn": {}, "adabn (first BN layer)": {"layers": 1}, "coral": {}, "dann": DANN}},
+    "WordNet definitions -> usage examples": {
+        "source": EXAMPLES / "wordnet-supersenses", "target": EXAMPLES / "wordnet-usage" / "target.csv",
+        "test": EXAMPLES / "wordnet-usage" / "test.csv", "backbone": "minilm", "image_size": None,
+        "methods": {"linear": {}, "coral": {}, "dann": DANN}},
+}
+
+
+def run_shift(name: str, shift: dict, seeds: list[int], cache: FeatureCache) -> list[dict]:
+    """One row per method and seed: source and target test accuracy, PAD, seconds."""
+    source = load_dataset(shift["source"])
+    rows = []
+    for seed in seeds:
+        splits = DataSplits(train=sample_per_class(source.train, PER_CLASS, seed=seed), test=source.test,
+                            source=str(shift["source"]))
+        for label, settings in shift["methods"].items():
+            strategy = label.split(" ")[0]
+            started = time.perf_counter()
+            model = headstart.fit(splits, backbone=shift["backbone"], strategy=strategy, seed=seed, progress=False,
+                                  cache=cache, image_size=shift["image_size"], settings=settings,
+                                  target=shift["target"], target_test=shift["test"])
+            target = model.metrics["target"]
+            rows.append({"shift": name, "method": label, "seed": seed, "source_test": model.metrics["test"]["accuracy"],
+                         "target_test": target["test"]["accuracy"], "pad": target["shift"]["pad"],
+                         "seconds": round(time.perf_counter() - started, 1)})
+            print(rows[-1], flush=True)
+    return rows
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Mean ± std over seeds per shift and method, with the gain over the linear probe on the target."""
+    summary = []
+    for shift in dict.fromkeys(r["shift"] for r in rows):
+        mine = [r for r in rows if r["shift"] == shift]
+        baseline = np.mean([r["target_test"] for r in mine if r["method"] == "linear"])
+        for method in dict.fromkeys(r["method"] for r in mine):
+            runs = [r for r in mine if r["method"] == method]
+            entry = {"shift": shift, "method": method, "pad": float(np.mean([r["pad"] for r in runs])),
+                     "seconds": float(np.median([r["seconds"] for r in runs]))}
+            for key in ("source_test", "target_test"):
+                values = [r[key] for r in runs]
+                entry[key] = {"mean": float(np.mean(values)), "std": float(np.std(values))}
+            entry["target_gain"] = entry["target_test"]["mean"] - baseline
+            summary.append(entry)
+    return summary
+
+
+def readme_table(summary: list[dict]) -> dict:
+    def cell(stat: dict) -> str:
+        return f"{100 * stat['mean']:.1f} ± {100 * stat['std']:.1f}"
+
+    return {"columns": ["shift (PAD)", "method", "target test accuracy %", "vs linear", "source test accuracy %",
+                        "seconds (median)"],
+            "rows": [[f"{e['shift']} ({e['pad']:.2f})", e["method"], cell(e["target_test"]),
+                      "—" if e["method"] == "linear" else f"{100 * e['target_gain']:+.1f}", cell(e["source_test"]),
+                      f"{e['seconds']:.0f}"] for e in summary]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "shift.json")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    load_before, started = os.getloadavg(), time.perf_counter()
+    cache = FeatureCache(tempfile.mkdtemp(prefix="headstart-bench-"))
+    rows = [row for name, shift in SHIFTS.items() for row in run_shift(name, shift, args.seeds, cache)]
+    summary = summarise(rows)
+    table = readme_table(summary)
+    print("\n| " + " | ".join(table["columns"]) + " |\n|" + " --- |" * len(table["columns"]))
+    for row in table["rows"]:
+        print("| " + " | ".join(row) + " |")
+    versions = {name: importlib.metadata.version(name) for name in ("torch", "timm", "transformers", "scikit-learn",
+                                                                    "onnxruntime")}
+    record = {"command": " ".join(["python", *sys.argv]), "cpus": os.cpu_count(), "torch_threads": 1,
+              "load_average_before": load_before, "load_average_after": os.getloadavg(),
+              "seconds": round(time.perf_counter() - started, 1), "versions": versions,
+              "per_class": PER_CLASS, "dann_settings": DANN, "summary": summary, "runs": rows,
+              "readme_table": table}
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(record, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
