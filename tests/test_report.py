@@ -14,7 +14,7 @@ from headstart.errors import HeadstartWarning
 from headstart.reports.fit import fit_report
 from headstart.reports.ranking import rank_report
 from headstart.reports.study import compare_report
-from headstart.studies.runner import CompareResult, SkippedRun, _conclude
+from headstart.studies.runner import CompareResult, SkippedRun, conclude
 from headstart.studies.statistics import RunRecord
 from headstart.transferability.ranking import BackboneScores, RankResult
 
@@ -65,7 +65,7 @@ def test_compare_report(with_scratch: bool) -> None:
             if with_scratch:
                 result.records.append(RunRecord("scratch", size, seed, int(size * 10), base - 0.2 + 0.01 * seed))
     result.skipped.append(SkippedRun("linear", 16.0, 0, "time budget"))
-    _conclude(result)
+    conclude(result)
     page = compare_report(result)
     assert_self_contained(page)
     assert "Learning curves" in page and "Every run" in page and "Skipped runs" in page

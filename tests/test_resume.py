@@ -16,11 +16,12 @@ from safetensors.torch import load_file
 
 from headstart.strategies import get_strategy
 from headstart.training import CheckpointMismatchError, FitContext
-from training_support import TinyImageBackbone, color_images
+from training_support import TinyImageBackbone, color_images, unlabeled_images
 
 TESTS = Path(__file__).parent
 SETTINGS = {"finetune": {"batch_size": 8, "head_epochs": 1, "epochs": 3, "lr": 2e-2, "patience": None},
-            "gradual": {"batch_size": 8, "epochs": 2, "lr": 2e-2, "patience": None, "min_steps": 0}}
+            "gradual": {"batch_size": 8, "epochs": 2, "lr": 2e-2, "patience": None, "min_steps": 0},
+            "dann": {"batch_size": 8, "head_epochs": 1, "epochs": 2, "lr": 2e-2, "patience": None, "min_steps": 0}}
 
 # Runs a strategy in a child process; with KILL_AT it SIGKILLs itself at that point of checkpoint number k:
 # "after" the checkpoint is complete, or "during" its write (tensors written, state.json not yet replaced).
@@ -28,7 +29,7 @@ CHILD = textwrap.dedent("""
     import json, os, signal, sys
     from pathlib import Path
     sys.path.insert(0, {tests!r})
-    from training_support import TinyImageBackbone, color_images
+    from training_support import TinyImageBackbone, color_images, unlabeled_images
     import headstart.training.checkpoint as checkpoint
     import headstart.training.loop as loop
     from headstart.strategies import get_strategy
@@ -52,14 +53,16 @@ CHILD = textwrap.dedent("""
     data = color_images(40)
     model = get_strategy({name!r}, **{settings!r}).fit(TinyImageBackbone(), data.subset(range(30)),
                                                         data.subset(range(30, 40)),
-                                                        FitContext(Path({work!r}), progress=False))
+                                                        FitContext(Path({work!r}), progress=False,
+                                                                   target=unlabeled_images()))
 """)
 
 
 def fit(name, work):
     data = color_images(40)
     return get_strategy(name, **SETTINGS[name]).fit(TinyImageBackbone(), data.subset(range(30)),
-                                                     data.subset(range(30, 40)), FitContext(work, progress=False))
+                                                     data.subset(range(30, 40)),
+                                                     FitContext(work, progress=False, target=unlabeled_images()))
 
 
 def weights(model):
@@ -68,7 +71,7 @@ def weights(model):
 
 
 @pytest.mark.parametrize(("name", "kill_at", "when"), [("finetune", 3, "after"), ("finetune", 2, "during"),
-                                                       ("gradual", 2, "after")])
+                                                       ("gradual", 2, "after"), ("dann", 2, "after")])
 def test_resume_after_sigkill_matches_uninterrupted_run(name, kill_at, when, tmp_path):
     reference = fit(name, tmp_path / "a")
     work = tmp_path / "b"

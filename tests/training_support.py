@@ -145,6 +145,12 @@ def color_images(n: int, seed: int = 0) -> Dataset:
     return Dataset(list(images), labels, ["red", "green", "blue"], "image")
 
 
+def unlabeled_images(n: int = 16, seed: int = 5) -> Dataset:
+    """``n`` images like :func:`color_images`, brighter and without labels: a target domain for adaptation."""
+    images = [np.clip(image.astype(np.int64) + 60, 0, 255).astype(np.uint8) for image in color_images(n, seed).items]
+    return Dataset(images, np.full(n, -1), [], "image")
+
+
 def sentiment_texts(n: int, seed: int = 0) -> Dataset:
     """``n`` short texts labeled by which of two marker words they contain."""
     rng = np.random.default_rng(seed)
