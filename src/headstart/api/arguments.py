@@ -9,10 +9,10 @@ from typing import Any
 
 from headstart.data import Dataset, DataSplits, as_splits
 from headstart.data.unlabeled import TargetData, load_target
-from headstart.errors import ConfigError
 from headstart.fitting import complete_splits
 from headstart.io import WorkFolder
 from headstart.strategies import Strategy, check_settings, get_strategy
+from headstart.strategies.base import missing_target
 
 
 def skip_bad(skip_bad_files: bool, skip_bad_images: bool | None) -> bool:
@@ -42,8 +42,7 @@ def checked_strategy(name: str, settings: dict[str, Any] | None, arguments: Iter
     """
     strategy = get_strategy(name, **check_settings(settings, arguments, "fit"))
     if strategy.needs_target and target is None:
-        raise ConfigError(f"strategy {strategy.name!r} adapts to a target domain: give unlabeled target data with "
-                          "target=... (CLI: --target FOLDER_OR_TABLE)")
+        raise missing_target(strategy)
     return strategy
 
 
@@ -65,12 +64,8 @@ def target_data(target: str | Path | Dataset | None, target_test: str | Path | D
     ``None`` when neither is given.
 
     Raises:
-        ConfigError: ``target_test`` without ``target``.
         DataError: See :func:`~headstart.data.unlabeled.load_target`.
     """
-    if target is None:
-        if target_test is not None:
-            raise ConfigError("target_test (CLI: --target-test) measures a model adapted to a target domain: give "
-                              "the unlabeled target data with target=... (CLI: --target) too")
+    if target is None and target_test is None:
         return None
     return load_target(target, target_test, splits.train.modality, splits.train.class_names, **options)

@@ -105,8 +105,10 @@ def _train(splits: DataSplits, backbone: Backbone, strategy: Strategy, domain: T
     else:
         for line in domain.notes:
             note(f"note: {line}", enabled=context.progress)
-        shift = measure_shift(backbone, splits.train, domain.unlabeled, cache=context.cache,
-                              progress=context.progress, seed=context.seed)
+        # Without unlabeled target data, the labeled target examples (their labels unused) show the shift.
+        seen = domain.test if domain.unlabeled is None else domain.unlabeled
+        shift = measure_shift(backbone, splits.train, seen, cache=context.cache, progress=context.progress,
+                              seed=context.seed)
         note(shift["summary"], enabled=context.progress)
         model = fit_splits(splits, backbone, strategy, dataclasses.replace(context, target=domain.unlabeled),
                            calibrate=calibrate, target_test=domain.test)

@@ -28,12 +28,13 @@ class TargetData:
     """The target domain of a run.
 
     Attributes:
-        unlabeled: Target examples without labels (every label ``-1``); adaptation strategies train on them.
+        unlabeled: Target examples without labels (every label ``-1``), which adaptation strategies train on, or
+            ``None`` when only labeled target data was given.
         test: Labeled target examples to measure the finished model on, or ``None``.
         notes: What was ignored while loading (labels, class subfolders), for the run's warnings.
     """
 
-    unlabeled: Dataset
+    unlabeled: Dataset | None
     test: Dataset | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -122,13 +123,14 @@ def _table_items(path: Path, modality: Modality, option: str, text_column: str |
     return items, notes
 
 
-def load_target(target: str | Path | Dataset, target_test: str | Path | Dataset | None, modality: Modality,
+def load_target(target: str | Path | Dataset | None, target_test: str | Path | Dataset | None, modality: Modality,
                 class_names: list[str], **options: str | bool | None) -> TargetData:
     """The unlabeled target (``target``) and the labeled target test set (``target_test``), both checked
     against the source data's ``modality`` and ``class_names`` before any long work.
 
     Args:
-        target: Unlabeled target examples (see :func:`load_unlabeled`), or a data set (its labels are ignored).
+        target: Unlabeled target examples (see :func:`load_unlabeled`), a data set (its labels are ignored), or
+            ``None``.
         target_test: Labeled target examples in any layout :func:`~headstart.data.load_dataset` reads (its test
             split when it has one, else all of it), a data set, or ``None``.
         modality, class_names: The source data's.
@@ -137,7 +139,9 @@ def load_target(target: str | Path | Dataset, target_test: str | Path | Dataset 
     Raises:
         DataError: A missing or empty target, another modality, or test classes the source lacks.
     """
-    if isinstance(target, Dataset):
+    if target is None:
+        unlabeled, notes = None, []
+    elif isinstance(target, Dataset):
         _check_matches(target, modality, "target")
         unlabeled, notes = Dataset(list(target.items), np.full(len(target), -1), [], modality, target.source), []
     else:

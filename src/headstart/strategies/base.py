@@ -120,9 +120,14 @@ def require_target(strategy: Strategy, context: FitContext) -> Dataset:
         ConfigError: There is none; names the option that gives it.
     """
     if context.target is None or len(context.target) == 0:
-        raise ConfigError(f"strategy {strategy.name!r} adapts to a target domain: give unlabeled target data with "
-                          "target=... (CLI: --target FOLDER_OR_TABLE)")
+        raise missing_target(strategy)
     return context.target
+
+
+def missing_target(strategy: Strategy) -> ConfigError:
+    """The error for ``strategy`` run without the target data it adapts to."""
+    return ConfigError(f"strategy {strategy.name!r} adapts to a target domain: give unlabeled target data with "
+                       "target=... (CLI: --target FOLDER_OR_TABLE)")
 
 
 def list_strategies() -> list[tuple[str, type[Strategy]]]:
