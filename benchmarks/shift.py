@@ -13,9 +13,11 @@ Each seed draws its own 50 source training examples per class; the source test s
 proxy A-distance (PAD) between the source training data and the target is the one ``fit`` prints. DANN runs
 few epochs (1 head + 2 whole-network) to keep the benchmark near 15 minutes on 2 loaded cores.
 
-    python benchmarks/shift.py [--seeds 0 1 2]
+    python benchmarks/shift.py [--seeds 0 1 2] [--shifts images text] [--methods linear coral ...]
+                               [--runs-from earlier.json]
 
-Prints a table and writes benchmarks/results/shift.json (with the README's table under ``readme_table``).
+Prints a table and writes benchmarks/results/shift.json (with the README's table under ``readme_table``) after
+every run. ``--runs-from`` keeps the runs of an earlier (interrupted) invocation and measures only the others.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -40,36 +43,38 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 PER_CLASS = 50
 DANN = {"epochs": 2, "head_epochs": 1, "min_steps": 0}
 SHIFTS = {
-    "Fashion-MNIST -> low contrast": {
+    "images": {"name": "Fashion-MNIST -> low contrast",
         "source": EXAMPLES / "fashion-mnist-mini", "target": EXAMPLES / "fashion-mnist-lowcontrast" / "target",
         "test": EXAMPLES / "fashion-mnist-lowcontrast" / "test", "backbone": "efficientnet_lite0", "image_size": 64,
         "methods": {"linear": {}, "adabn": {}, "adabn (first BN layer)": {"layers": 1}, "coral": {}, "dann": DANN}},
-    "WordNet definitions -> usage examples": {
+    "text": {"name": "WordNet definitions -> usage examples",
         "source": EXAMPLES / "wordnet-supersenses", "target": EXAMPLES / "wordnet-usage" / "target.csv",
         "test": EXAMPLES / "wordnet-usage" / "test.csv", "backbone": "minilm", "image_size": None,
         "methods": {"linear": {}, "coral": {}, "dann": DANN}},
 }
 
 
-def run_shift(name: str, shift: dict, seeds: list[int], cache: FeatureCache) -> list[dict]:
-    """One row per method and seed: source and target test accuracy, PAD, seconds."""
+def run_shift(shift: dict, seeds: list[int], methods: list[str] | None, cache: FeatureCache, done: list[dict],
+              record: Callable[[dict], None]) -> None:
+    """Measure every method and seed of ``shift`` not already in ``done``: source and target test accuracy, PAD,
+    seconds; ``record`` gets each row."""
     source = load_dataset(shift["source"])
-    rows = []
     for seed in seeds:
         splits = DataSplits(train=sample_per_class(source.train, PER_CLASS, seed=seed), test=source.test,
                             source=str(shift["source"]))
         for label, settings in shift["methods"].items():
             strategy = label.split(" ")[0]
+            measured = any(r["shift"] == shift["name"] and r["method"] == label and r["seed"] == seed for r in done)
+            if measured or (methods is not None and strategy not in methods):
+                continue
             started = time.perf_counter()
             model = headstart.fit(splits, backbone=shift["backbone"], strategy=strategy, seed=seed, progress=False,
                                   cache=cache, image_size=shift["image_size"], settings=settings,
                                   target=shift["target"], target_test=shift["test"])
             target = model.metrics["target"]
-            rows.append({"shift": name, "method": label, "seed": seed, "source_test": model.metrics["test"]["accuracy"],
-                         "target_test": target["test"]["accuracy"], "pad": target["shift"]["pad"],
-                         "seconds": round(time.perf_counter() - started, 1)})
-            print(rows[-1], flush=True)
-    return rows
+            record({"shift": shift["name"], "method": label, "seed": seed,
+                    "source_test": model.metrics["test"]["accuracy"], "target_test": target["test"]["accuracy"],
+                    "pad": target["shift"]["pad"], "seconds": round(time.perf_counter() - started, 1)})
 
 
 def summarise(rows: list[dict]) -> list[dict]:
@@ -80,7 +85,8 @@ def summarise(rows: list[dict]) -> list[dict]:
         baseline = np.mean([r["target_test"] for r in mine if r["method"] == "linear"])
         for method in dict.fromkeys(r["method"] for r in mine):
             runs = [r for r in mine if r["method"] == method]
-            entry = {"shift": shift, "method": method, "pad": float(np.mean([r["pad"] for r in runs])),
+            entry = {"shift": shift, "method": method, "seeds": len(runs),
+                     "pad": float(np.mean([r["pad"] for r in runs])),
                      "seconds": float(np.median([r["seconds"] for r in runs]))}
             for key in ("source_test", "target_test"):
                 values = [r[key] for r in runs]
@@ -94,9 +100,9 @@ def readme_table(summary: list[dict]) -> dict:
     def cell(stat: dict) -> str:
         return f"{100 * stat['mean']:.1f} ± {100 * stat['std']:.1f}"
 
-    return {"columns": ["shift (PAD)", "method", "target test accuracy %", "vs linear", "source test accuracy %",
-                        "seconds (median)"],
-            "rows": [[f"{e['shift']} ({e['pad']:.2f})", e["method"], cell(e["target_test"]),
+    return {"columns": ["shift (PAD)", "method", "seeds", "target test accuracy %", "vs linear",
+                        "source test accuracy %", "seconds (median)"],
+            "rows": [[f"{e['shift']} ({e['pad']:.2f})", e["method"], str(e["seeds"]), cell(e["target_test"]),
                       "—" if e["method"] == "linear" else f"{100 * e['target_gain']:+.1f}", cell(e["source_test"]),
                       f"{e['seconds']:.0f}"] for e in summary]}
 
@@ -104,26 +110,40 @@ def readme_table(summary: list[dict]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--shifts", nargs="+", choices=sorted(SHIFTS), default=list(SHIFTS))
+    parser.add_argument("--methods", nargs="+", help="only these strategies (default: all of each shift's)")
+    parser.add_argument("--runs-from", type=Path, help="a JSON this script wrote: its runs are kept, not repeated")
     parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "shift.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    earlier = json.loads(args.runs_from.read_text()) if args.runs_from else {}
+    rows: list[dict] = list(earlier.get("runs", []))
+    commands = [*earlier.get("commands", []), " ".join(["python", *sys.argv])]
+    versions = {name: importlib.metadata.version(name) for name in ("torch", "timm", "transformers", "scikit-learn",
+                                                                    "onnxruntime")}
     load_before, started = os.getloadavg(), time.perf_counter()
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+
+    def record(row: dict | None = None) -> None:  # after every run, so an interrupted benchmark keeps its runs
+        if row is not None:
+            rows.append(row)
+            print(row, flush=True)
+        summary = summarise(rows)
+        out = {"commands": commands, "cpus": os.cpu_count(), "torch_threads": 1,
+               "load_average_before": [*earlier.get("load_average_before", []), load_before],
+               "load_average_after": os.getloadavg(), "versions": versions, "per_class": PER_CLASS,
+               "dann_settings": DANN, "seconds_this_invocation": round(time.perf_counter() - started, 1),
+               "summary": summary, "runs": rows, "readme_table": readme_table(summary)}
+        args.json.write_text(json.dumps(out, indent=2) + "\n")
+
     cache = FeatureCache(tempfile.mkdtemp(prefix="headstart-bench-"))
-    rows = [row for name, shift in SHIFTS.items() for row in run_shift(name, shift, args.seeds, cache)]
-    summary = summarise(rows)
-    table = readme_table(summary)
+    for key in args.shifts:
+        run_shift(SHIFTS[key], args.seeds, args.methods, cache, list(rows), record)
+    record()
+    table = readme_table(summarise(rows))
     print("\n| " + " | ".join(table["columns"]) + " |\n|" + " --- |" * len(table["columns"]))
     for row in table["rows"]:
         print("| " + " | ".join(row) + " |")
-    versions = {name: importlib.metadata.version(name) for name in ("torch", "timm", "transformers", "scikit-learn",
-                                                                    "onnxruntime")}
-    record = {"command": " ".join(["python", *sys.argv]), "cpus": os.cpu_count(), "torch_threads": 1,
-              "load_average_before": load_before, "load_average_after": os.getloadavg(),
-              "seconds": round(time.perf_counter() - started, 1), "versions": versions,
-              "per_class": PER_CLASS, "dann_settings": DANN, "summary": summary, "runs": rows,
-              "readme_table": table}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(record, indent=2) + "\n")
 
 
 if __name__ == "__main__":
