@@ -137,7 +137,7 @@ def tune_strategy(splits: DataSplits, *, strategy: str, backbone: str | Backbone
     if finished_trials(optuna_study) < trials:
         _run_trials(optuna_study, search, trials, Path(work_dir) / TRIALS_DIR, max_time=max_time,
                     progress=progress, on_trial=on_trial)
-    conclude(result, optuna_study, seed=seed)
+    _conclude(result, optuna_study, seed=seed)
     if refit and result.best is not None:
         result.model = search.refit(result.best, Path(work_dir) / "refit", name=name, progress=progress)
     result.seconds = round(time.perf_counter() - started, 2)
@@ -240,7 +240,7 @@ def trial_record(trial: Any) -> dict[str, Any]:
             "worker": trial.user_attrs.get("worker"), "defaults": bool(trial.user_attrs.get("defaults"))}
 
 
-def conclude(result: TuneResult, study: Any, *, seed: int) -> None:
+def _conclude(result: TuneResult, study: Any, *, seed: int) -> None:
     import optuna
     from optuna.trial import TrialState
 
