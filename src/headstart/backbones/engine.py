@@ -183,8 +183,10 @@ def _export(module: nn.Module, inputs: dict[str, torch.Tensor], axes: dict[str, 
 
 
 def _quantized(fp32: Path) -> Path:
-    """The int8 version of the graph ``fp32`` beside it (made once): dynamic quantization, unsigned 8-bit
-    weights (signed ones saturate on x86 CPUs without VNNI; see :mod:`headstart.onnx_export.quantize`)."""
+    """The int8 version of the graph ``fp32`` beside it (made once): dynamic quantization with unsigned 8-bit
+    weights (signed ones saturate on x86 CPUs without VNNI; see :mod:`headstart.onnx_export.quantize`), one
+    scale per output channel (per-tensor scales measured cosine 0.97 to the float MiniLM embeddings, per
+    channel 0.98-0.99)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     path = fp32.with_name(f"{fp32.stem}-int8.onnx")
@@ -194,7 +196,7 @@ def _quantized(fp32: Path) -> Path:
         previous = logging.root.manager.disable
         logging.disable(logging.WARNING)
         try:
-            quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QUInt8)
+            quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QUInt8, per_channel=True)
             os.replace(tmp, path)
         finally:
             logging.disable(previous)
