@@ -127,18 +127,20 @@ class Backbone(ABC):
 
     def __getstate__(self) -> dict[str, Any]:
         # A copy (strategies deep-copy the backbone they train) has the same weights in new tensors: the
-        # fingerprint memoised for the current weights stays valid for it, re-keyed in __setstate__.
+        # fingerprint memoised for the current weights stays valid for it, re-keyed in __setstate__. A subclass
+        # that overrides this without calling it leaves the flag out, and its copies hash again.
         engine = self.__dict__.get("extraction_engine")
         if engine is not None:
             engine.remember_loaded(self)
         memo = self.__dict__.get("_fingerprint_memo")
         current = memo is not None and memo[0][1] == self.weights_version()
-        return {**self.__dict__, "_fingerprint_memo": memo if current else None}
+        return {**self.__dict__, "_fingerprint_memo": memo if current else None, "_fingerprint_current": current}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        current = state.pop("_fingerprint_current", False)
         self.__dict__.update(state)
-        memo = state.get("_fingerprint_memo")
-        if memo is not None:
+        memo = self.__dict__.pop("_fingerprint_memo", None)
+        if current and memo is not None:
             self._fingerprint_memo = ((memo[0][0], self.weights_version()), memo[1])
 
     @property
