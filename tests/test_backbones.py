@@ -122,7 +122,7 @@ def test_onnx_and_torch_engines_agree(timm_weights: Path) -> None:
     reference = create_backbone(f"timm:test_efficientnet@{timm_weights}", preprocess=small)
     reference.engine = "torch"
     features = fast.embed(IMAGES, batch_size=2)
-    assert fast._onnx is not None, "the default engine for loaded weights is ONNX Runtime"
+    assert fast.extraction_engine._session is not None, "the default engine for loaded weights is ONNX Runtime"
     assert features.shape == (5, fast.feature_dim) and features.dtype == np.float32
     np.testing.assert_allclose(features, reference.embed(IMAGES, batch_size=3), atol=1e-4, rtol=1e-4)
     with torch.no_grad():  # changed weights: extraction must follow them, through PyTorch

@@ -47,7 +47,7 @@ def test_no_cache_and_cache_dir_also_decide_where_the_onnx_graph_goes(tmp_path, 
     monkeypatch.setenv("HEADSTART_CACHE", str(tmp_path / "default"))
     backbone = create_backbone(tiny_timm_ref, preprocess=TINY_PREPROCESS)
     headstart.fit(image_folder, backbone=backbone, cache=False, progress=False)
-    assert backbone._onnx is not None, "ONNX Runtime still runs without a cache"
+    assert backbone.extraction_engine._session is not None, "ONNX Runtime still runs without a cache"
     assert not (tmp_path / "default").exists()
     backbone = create_backbone(tiny_timm_ref, preprocess=TINY_PREPROCESS)
     headstart.fit(image_folder, backbone=backbone, cache=tmp_path / "chosen", progress=False)

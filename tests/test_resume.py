@@ -19,9 +19,12 @@ from headstart.training import CheckpointMismatchError, FitContext
 from training_support import TinyImageBackbone, color_images, unlabeled_images
 
 TESTS = Path(__file__).parent
-SETTINGS = {"finetune": {"batch_size": 8, "head_epochs": 1, "epochs": 3, "lr": 2e-2, "patience": None},
-            "gradual": {"batch_size": 8, "epochs": 2, "lr": 2e-2, "patience": None, "min_steps": 0},
-            "dann": {"batch_size": 8, "head_epochs": 1, "epochs": 2, "lr": 2e-2, "patience": None, "min_steps": 0}}
+SETTINGS = {"finetune": {"batch_size": 8, "head_epochs": 1, "epochs": 3, "lr": 2e-2, "patience": None,
+                         "checkpoint_seconds": 0},
+            "gradual": {"batch_size": 8, "epochs": 2, "lr": 2e-2, "patience": None, "min_steps": 0,
+                        "checkpoint_seconds": 0},
+            "dann": {"batch_size": 8, "head_epochs": 1, "epochs": 2, "lr": 2e-2, "patience": None, "min_steps": 0,
+                     "checkpoint_seconds": 0}}
 
 # Runs a strategy in a child process; with KILL_AT it SIGKILLs itself at that point of checkpoint number k:
 # "after" the checkpoint is complete, or "during" its write (tensors written, state.json not yet replaced).
@@ -137,6 +140,7 @@ def test_resume_continues_early_stopping_where_it_stood(tmp_path, monkeypatch):
 
     def run():
         return get_strategy("finetune", batch_size=16, head_epochs=0, epochs=20, lr=1e-12, patience=2,
+                            checkpoint_seconds=0,
                             min_steps=0).fit(TinyImageBackbone(), data.subset(range(20)), data.subset(range(20, 30)),
                                              FitContext(tmp_path, progress=False))
 

@@ -36,7 +36,7 @@ from headstart.transferability import RankResult, bundled_backbones, rank_backbo
 def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | None = None, strategy: str = "linear",
         out: str | Path | None = None, force: bool = False, seed: int = 0, val_fraction: float = 0.15,
         test_fraction: float = 0.2, cache: bool | str | Path | FeatureCache = True, progress: bool = True,
-        max_time: float | None = None, calibrate: bool = False, image_size: int | None = None,
+        max_time: float | None = None, calibrate: bool = False, image_size: int | str | None = None,
         preprocess: dict[str, Any] | None = None, skip_bad_files: bool = False, text_column: str | None = None,
         label_column: str | None = None, path_column: str | None = None, settings: dict[str, Any] | None = None,
         allow_outside_paths: bool = False, skip_bad_images: bool | None = None, track: bool | str = False,
@@ -60,8 +60,8 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
         track: Log the run to MLflow (``True``: the store ``<out parent>/mlruns.db``; or a tracking URI).
         calibrate: Fit a softmax temperature on the validation split (carved from the training data when there
             is none) so confidences match accuracy; ECE before and after is in ``metrics["calibration"]``.
-        image_size, preprocess: An image backbone's input size in pixels (e.g. 128 for small images), and other
-            preprocessing settings to change (e.g. ``{"max_seconds": 10}`` for audio); saved with the model.
+        image_size, preprocess: An image backbone's input size (pixels, or ``"auto"``: 128 when every training
+            image is much smaller), other preprocessing settings (``{"max_seconds": 10}``); saved with the model.
         skip_bad_files: Skip unusable files (unreadable images; unreadable, empty, silent, too short or too long
             audio; listed in the metrics) instead of failing. ``skip_bad_images`` is its deprecated name.
         text_column, label_column, path_column, allow_outside_paths: How tables are read: column names when
@@ -120,17 +120,18 @@ def _train(splits: DataSplits, backbone: Backbone, strategy: Strategy, domain: T
 
 
 def _fit_backbone(backbone: str | Backbone | None, train: Dataset, cache: FeatureCache | None, progress: bool,
-                  image_size: int | None, preprocess: dict[str, Any] | None) -> tuple[Backbone, RankResult | None]:
+                  image_size: int | str | None, preprocess: dict[str, Any] | None
+                  ) -> tuple[Backbone, RankResult | None]:
     """The backbone :func:`fit` starts from (the modality's default, or the best bundled one for ``"auto"``)
     built with ``image_size`` and ``preprocess``, and the ranking that chose it (``"auto"`` only)."""
     backbone = backbone or modality_spec(train.modality).default_backbone
     ranking = None
     if backbone == "auto":
-        candidates = [build_backbone(ref, image_size=image_size, preprocess=preprocess)
+        candidates = [build_backbone(ref, image_size=image_size, preprocess=preprocess, examples=train.items)
                       for ref in bundled_backbones(train.modality)]
         ranking = rank_backbones(train, candidates, scores=["logme"], sort_by="logme", cache=cache, progress=progress)
         return candidates[[c.ref for c in candidates].index(ranking.best)], ranking
-    return build_backbone(backbone, image_size=image_size, preprocess=preprocess), ranking
+    return build_backbone(backbone, image_size=image_size, preprocess=preprocess, examples=train.items), ranking
 
 
 def _publish_fit(model: TransferModel, splits: DataSplits, workdir: Path, work: WorkFolder | None,

@@ -7,146 +7,28 @@ differently.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
-import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Protocol, TypeVar
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
-import pydantic
 import torch
 from torch import nn
 
+from headstart.backbones.engine import ExtractionEngine
+from headstart.backbones.preprocess import PREPROCESSING as PREPROCESSING
+from headstart.backbones.preprocess import ImagePreprocess as ImagePreprocess
+from headstart.backbones.preprocess import Preprocess
+from headstart.backbones.preprocess import TextPreprocess as TextPreprocess
+from headstart.backbones.preprocess import preprocess_from_dict as preprocess_from_dict
+from headstart.backbones.preprocess import register_preprocessing as register_preprocessing
+from headstart.backbones.preprocess import restore_preprocess as restore_preprocess
 from headstart.data.modality import Modality
-from headstart.errors import BackboneError, ConfigError
+from headstart.errors import ConfigError
 from headstart.progress import track
-from headstart.registry import Registry
-
-
-class Preprocess(Protocol):
-    """A backbone's preprocessing record: a frozen dataclass whose ``kind`` names its class in
-    :data:`PREPROCESSING`, saved with every model as :meth:`to_dict`."""
-
-    kind: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-
-
-P = TypeVar("P", bound=Preprocess)
-
-#: Preprocessing record classes by ``kind``; each modality's backbone family registers its own.
-PREPROCESSING: Registry[type] = Registry("preprocessing kind", BackboneError)
-
-
-def register_preprocessing(cls: type[P]) -> type[P]:
-    """Class decorator registering a preprocessing record under its ``kind`` default."""
-    PREPROCESSING.add(cls.kind, cls)
-    return cls
-
-
-# Pillow resampling filters timm's transforms accept by name.
-_INTERPOLATIONS = ("bicubic", "bilinear", "nearest", "lanczos", "box", "hamming")
-# Saved inputs larger than this are a damaged or edited file, not a model (4096 px is already 200 MB a batch item).
-_LARGEST_INPUT = 4096
-
-
-@register_preprocessing
-@dataclass(frozen=True)
-class ImagePreprocess:
-    """Evaluation-time image preprocessing, as in timm's pretrained configs.
-
-    Attributes:
-        input_size: Side of the square model input, in pixels.
-        crop_pct: Resize the shorter side to ``input_size / crop_pct``, then center-crop ``input_size``.
-        interpolation: ``"bicubic"``, ``"bilinear"`` or ``"nearest"``.
-        mean: Per-channel mean subtracted after scaling pixels to [0, 1].
-        std: Per-channel standard deviation divided by after that.
-    """
-
-    input_size: int = 224
-    crop_pct: float = 1.0
-    interpolation: str = "bicubic"
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
-    kind: Literal["image"] = "image"
-
-    def __post_init__(self) -> None:
-        # A saved record beyond these bounds is a damaged or edited model folder, not a model.
-        if not 1 <= self.input_size <= _LARGEST_INPUT:
-            raise ConfigError(f"image input_size {self.input_size} is outside 1..{_LARGEST_INPUT}")
-        if not 0 < self.crop_pct <= 1 or not all(math.isfinite(x) for x in (*self.mean, *self.std)) \
-                or min(self.std) <= 0:
-            raise ConfigError("image preprocessing needs crop_pct in (0, 1], a finite mean and a std above 0")
-        if self.interpolation not in _INTERPOLATIONS:
-            raise ConfigError(f"interpolation {self.interpolation!r} is not one of {', '.join(_INTERPOLATIONS)}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return asdict(self)
-
-
-@register_preprocessing
-@dataclass(frozen=True)
-class TextPreprocess:
-    """Text preprocessing: tokenization belongs to the backbone; this records what must stay fixed.
-
-    Attributes:
-        max_length: Texts are truncated to this many tokens.
-        lowercase: Whether texts are lowercased before tokenization (static word vectors).
-    """
-
-    max_length: int = 256
-    lowercase: bool = False
-    kind: Literal["text"] = "text"
-
-    def __post_init__(self) -> None:
-        if self.max_length < 1:
-            raise ConfigError(f"text max_length {self.max_length} is below 1")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return asdict(self)
-
-
-def preprocess_from_dict(data: dict[str, Any]) -> Preprocess:
-    """Rebuild a preprocessing record saved with its ``to_dict()`` (values are converted to the fields' types,
-    so ``{"input_size": "128"}`` from a command line works).
-
-    Raises:
-        BackboneError: Unknown ``kind``.
-        ConfigError: A field that the kind does not have, or a value it does not allow.
-    """
-    if not isinstance(data, dict):
-        raise BackboneError(f"the saved preprocessing {str(data)[:200]} is not a record; the model folder may have "
-                            "been edited")
-    cls = PREPROCESSING.get(str(data.get("kind")))
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - fields)
-    if unknown:
-        raise ConfigError(f"{cls.kind} preprocessing has no setting {', '.join(unknown)}; its settings are "
-                          f"{', '.join(sorted(fields - {'kind'}))}")
-    try:
-        return pydantic.TypeAdapter(cls).validate_python(dict(data))
-    except pydantic.ValidationError as err:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-        raise ConfigError(f"invalid {cls.kind} preprocessing: {problems}") from None
-
-
-def restore_preprocess(saved: dict[str, Any] | None, expected: type[P], ref: str) -> P | None:
-    """The preprocessing saved with a model (``None`` when nothing was saved), checked to be of the kind the
-    backbone ``ref`` uses."""
-    if not saved:
-        return None
-    restored = preprocess_from_dict(saved)
-    if not isinstance(restored, expected):
-        raise BackboneError(f"the saved preprocessing is of kind {restored.kind!r}, which backbone {ref} "
-                            f"cannot use; the model folder may have been edited")
-    return restored
 
 
 @dataclass(frozen=True)
@@ -177,6 +59,8 @@ class Backbone(ABC):
     module: nn.Module
     #: Whether training can change the weights (``False`` for a backbone that runs in ONNX Runtime only).
     trainable: bool = True
+    #: Where frozen features are computed, for families that can export to ONNX Runtime (set by them).
+    extraction_engine: ExtractionEngine | None = None
 
     @abstractmethod
     def collate(self, items: Sequence[Any], *, augment: str = "off") -> Any:
@@ -209,18 +93,79 @@ class Backbone(ABC):
         """Load ``state`` (strictly) as this backbone's own pre-trained weights, as if it had been built with
         them: a saved model folder restores the weights it holds this way."""
         self.module.load_state_dict(state, strict=True)
+        if self.extraction_engine is not None:
+            self.extraction_engine.loaded(self)
+
+    def weights_version(self) -> tuple[tuple[int, int, int], ...]:
+        """Identifies the current weights without reading them: each tensor's identity, address and version
+        counter. In-place changes (optimizer steps, ``load_state_dict``, BatchNorm statistics) bump a version
+        counter; a change through ``.data`` does not, so code editing weights that way calls
+        :meth:`weights_changed`."""
+        return tuple((id(t), t.data_ptr(), t._version) for t in (*self.module.parameters(), *self.module.buffers()))
+
+    def weights_changed(self) -> None:
+        """Forget the memoised :meth:`fingerprint` (after an edit :meth:`weights_version` cannot see)."""
+        self.__dict__.pop("_fingerprint_memo", None)
 
     def fingerprint(self) -> str:
-        """A content hash of the weights and preprocessing; feature caches are keyed by it."""
-        digest = hashlib.sha256(json.dumps(self.config(), sort_keys=True).encode())
+        """A content hash of the weights and preprocessing; feature caches are keyed by it.
+
+        Hashing every weight takes a fraction of a second for a transformer, so the hash is computed once per
+        weights version (:meth:`weights_version`) and reused by every cache lookup until the weights change.
+        """
+        config = json.dumps(self.config(), sort_keys=True)
+        key = (config, self.weights_version())
+        memo = self.__dict__.get("_fingerprint_memo")
+        if memo is not None and memo[0] == key:
+            return memo[1]
+        digest = hashlib.sha256(config.encode())
         for name, tensor in sorted(self.module.state_dict().items()):
             digest.update(name.encode())
             digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-        return digest.hexdigest()[:32]
+        self._fingerprint_memo = (key, digest.hexdigest()[:32])
+        return self._fingerprint_memo[1]
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A copy (strategies deep-copy the backbone they train) has the same weights in new tensors: the
+        # fingerprint memoised for the current weights stays valid for it, re-keyed in __setstate__. A subclass
+        # that overrides this without calling it leaves the flag out, and its copies hash again.
+        engine = self.__dict__.get("extraction_engine")
+        if engine is not None:
+            engine.remember_loaded(self)
+        memo = self.__dict__.get("_fingerprint_memo")
+        current = memo is not None and memo[0][1] == self.weights_version()
+        return {**self.__dict__, "_fingerprint_memo": memo if current else None, "_fingerprint_current": current}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        current = state.pop("_fingerprint_current", False)
+        self.__dict__.update(state)
+        memo = self.__dict__.pop("_fingerprint_memo", None)
+        if current and memo is not None:
+            self._fingerprint_memo = ((memo[0][0], self.weights_version()), memo[1])
+
+    @property
+    def engine(self) -> str:
+        """Where :meth:`embed` runs: ``"auto"``, ``"onnx"``, ``"int8"`` or ``"torch"`` (see
+        :class:`~headstart.backbones.engine.ExtractionEngine`); ``"torch"`` for families without ONNX support."""
+        return self.extraction_engine.engine if self.extraction_engine is not None else "torch"
+
+    @engine.setter
+    def engine(self, engine: str) -> None:
+        if self.extraction_engine is None:
+            raise ConfigError(f"backbone {self.ref} runs in PyTorch only; its engine cannot be {engine!r}")
+        loaded = self.extraction_engine
+        self.extraction_engine = ExtractionEngine(engine)
+        self.extraction_engine.loaded_version = loaded.loaded_version
+        self.extraction_engine.loaded_fingerprint = loaded.loaded_fingerprint
+
+    def features_key(self) -> str:
+        """What names this backbone's frozen features in a cache: the fingerprint, plus the engine's
+        precision when it is not float32 (int8 features differ from the float32 ones)."""
+        return f"{self.fingerprint()}-int8" if self.engine == "int8" else self.fingerprint()
 
     def describe_inputs(self, items: Sequence[Any]) -> dict[str, Any]:
-        """What the metrics should say about how this backbone treats ``items`` (e.g. how many audio clips were
-        longer than its input limit, and what was done with them); empty by default."""
+        """What the metrics should say about how this backbone treats ``items`` (e.g. audio clips longer than
+        its input limit); empty by default."""
         return {}
 
     def source_head(self) -> SourceHead | None:
@@ -236,7 +181,17 @@ class Backbone(ABC):
         for start in range(0, len(items), batch_size):
             yield items[start:start + batch_size]
 
-    @torch.inference_mode()
+    def extraction(self, progress: bool = False) -> Callable[[Any], np.ndarray]:
+        """The function that turns a collated batch into frozen features (float32 array) for :meth:`embed`:
+        PyTorch here; families with a faster engine (ONNX Runtime) return theirs."""
+        return self._torch_features
+
+    def _torch_features(self, batch: Any) -> np.ndarray:
+        device = next(self.module.parameters(), torch.empty(0)).device
+        if device.type != "cpu":  # a backbone being trained on an accelerator
+            batch = {k: v.to(device) for k, v in batch.items()} if isinstance(batch, dict) else batch.to(device)
+        return self.forward(batch).float().cpu().numpy()
+
     def embed(self, items: Sequence[Any], *, batch_size: int = 64, progress: bool = False, label: str = ""
               ) -> np.ndarray:
         """Frozen features ``[len(items), feature_dim]`` as float32, in evaluation mode.
@@ -248,11 +203,13 @@ class Backbone(ABC):
             label: Which examples these are (``"train"``, ``"test"``), named in the progress display.
         """
         self.module.eval()
+        run = self.extraction(progress)
         out = np.empty((len(items), self.feature_dim), dtype=np.float32)
         done = 0
-        for batch in track(self.batches(items, batch_size), total=-(-len(items) // batch_size), unit="batches",
-                           description=self.progress_description(label), enabled=progress):
-            feats = self.forward(self.collate(batch)).float().cpu().numpy()
-            out[done:done + len(feats)] = feats
-            done += len(feats)
+        with torch.inference_mode():
+            for batch in track(self.batches(items, batch_size), total=-(-len(items) // batch_size),
+                               unit="batches", description=self.progress_description(label), enabled=progress):
+                feats = run(self.collate(batch))
+                out[done:done + len(feats)] = feats
+                done += len(feats)
         return out

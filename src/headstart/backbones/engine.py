@@ -21,17 +21,20 @@ import contextlib
 import ctypes
 import ctypes.util
 import io
+import logging
 import os
 import platform
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from headstart.errors import HeadstartWarning
+from headstart.errors import ConfigError, HeadstartWarning
 from headstart.io import cache_dir
 from headstart.progress import status
 
@@ -67,39 +70,80 @@ def tune_runtime() -> bool:
     return _tuned
 
 
+#: Where a backbone's frozen features are computed (see :class:`ExtractionEngine`).
+ENGINES = ("auto", "onnx", "int8", "torch")
+#: What an exported graph must reproduce of PyTorch's features before it is used: the largest absolute
+#: difference and the smallest cosine similarity per example (int8 graphs are held to the cosine only).
+PARITY_MAX_ABS = 1e-4
+PARITY_MIN_COSINE = 0.9999
+INT8_MIN_COSINE = 0.98
+
+Batch = torch.Tensor | dict[str, torch.Tensor]
+
+
 class OnnxEngine:
-    """A module exported to ONNX and run with ONNX Runtime on CPU.
+    """A module exported to ONNX and run with ONNX Runtime on CPU, checked against PyTorch when it is loaded.
 
     Args:
-        module: The model to export (evaluation mode is used); its output must be ``[batch, dim]``.
-        example: An example input batch ``[batch, ...]``; the batch axis is exported as dynamic.
+        module: The model to export (evaluation mode is used); its output must be ``[batch, dim]``. A dict
+            batch is passed as positional arguments, in the dict's order.
+        example: An example input batch: a tensor ``[batch, ...]`` or a dict of them (token ids and masks);
+            the parity check runs on it, so it should look like real input (varied lengths for text).
         key: Names the exported file (a weights fingerprint), so each set of weights is exported once.
+        dynamic: The axes of each input that vary, beyond the batch axis (``{"input_ids": {1: "sequence"}}``).
+        int8: Quantize the weights to int8 (ONNX Runtime dynamic quantization), cached beside the float graph.
         progress: Say so while exporting (which takes seconds to minutes, once).
 
     Raises:
-        RuntimeError: Export or session creation failed (callers fall back to PyTorch).
+        RuntimeError: Export, session creation or the parity check failed (callers fall back to PyTorch).
     """
 
-    def __init__(self, module: nn.Module, example: torch.Tensor, key: str, *, progress: bool = False) -> None:
+    def __init__(self, module: nn.Module, example: Batch, key: str, *,
+                 dynamic: dict[str, dict[int, str]] | None = None, int8: bool = False, progress: bool = False
+                 ) -> None:
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = torch.get_num_threads()
+        inputs = example if isinstance(example, dict) else {"input": example}
+        axes = {name: {0: "batch", **(dynamic or {}).get(name, {})} for name in inputs}
         # The session reads the whole graph when it is created, so a temporary export can go right after.
         with tempfile.TemporaryDirectory(prefix="headstart-onnx-") as scratch:
             with status("preparing the backbone for ONNX Runtime (exported once per weights)", enabled=progress):
-                path = _graph(module, example, key, Path(scratch))
+                path = _graph(module, inputs, axes, key, Path(scratch))
+                if int8:
+                    path = _quantized(path)
             self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.input_name = self.session.get_inputs()[0].name
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self._check_parity(module, example, int8)
 
-    def __call__(self, batch: torch.Tensor) -> np.ndarray:
-        """Features for a contiguous float32 batch, as a float32 array."""
-        array = np.ascontiguousarray(batch.numpy(), dtype=np.float32)
-        return self.session.run(None, {self.input_name: array})[0]
+    def __call__(self, batch: Batch) -> np.ndarray:
+        """Features for a batch (float32 tensor, or a dict of input tensors), as a float32 array."""
+        if isinstance(batch, dict):
+            feed = {name: np.ascontiguousarray(batch[name].numpy()) for name in self.input_names}
+        else:
+            feed = {self.input_names[0]: np.ascontiguousarray(batch.numpy(), dtype=np.float32)}
+        return self.session.run(None, feed)[0]
+
+    def _check_parity(self, module: nn.Module, example: Batch, int8: bool) -> None:
+        was_training = module.training
+        module.eval()
+        with torch.inference_mode():
+            expected = (module(*example.values()) if isinstance(example, dict) else module(example)).float().numpy()
+        module.train(was_training)
+        got = self(example)
+        norms = np.linalg.norm(got, axis=1) * np.linalg.norm(expected, axis=1)
+        # Rows that are (near) zero in both have no direction to compare; the absolute difference covers them.
+        cosine = float(np.min(np.sum(got * expected, axis=1) / norms, initial=1.0, where=norms > 1e-12))
+        largest = float(np.max(np.abs(got - expected)))
+        if cosine < (INT8_MIN_COSINE if int8 else PARITY_MIN_COSINE) or (not int8 and largest > PARITY_MAX_ABS):
+            raise RuntimeError(f"the ONNX graph's features differ from PyTorch's (max |difference| {largest:.2e}, "
+                               f"cosine {cosine:.6f})")
 
 
-def _graph(module: nn.Module, example: torch.Tensor, key: str, scratch: Path) -> Path:
+def _graph(module: nn.Module, inputs: dict[str, torch.Tensor], axes: dict[str, dict[int, str]], key: str,
+           scratch: Path) -> Path:
     """The exported graph of ``module``: in the cache when there is one (exported there once), else in
     ``scratch``."""
     root = cache_dir()
@@ -108,30 +152,111 @@ def _graph(module: nn.Module, example: torch.Tensor, key: str, scratch: Path) ->
         if path.is_file():
             return path
         try:
-            _export(module, example, path)
+            _export(module, inputs, axes, path)
             return path
         except OSError as err:
             warnings.warn(f"cannot write to the cache folder {root} ({err.strerror or err}); the ONNX graph is "
                           "not cached", HeadstartWarning, stacklevel=4)
     path = scratch / f"{key}.onnx"
-    _export(module, example, path)
+    _export(module, inputs, axes, path)
     return path
 
 
-def _export(module: nn.Module, example: torch.Tensor, path: Path) -> None:
+def _export(module: nn.Module, inputs: dict[str, torch.Tensor], axes: dict[str, dict[int, str]], path: Path
+            ) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     was_training = module.training
     module.eval()
     try:
-        # The TorchScript exporter handles timm CNNs (including TF "same" padding) with a dynamic batch
-        # axis; it warns that it is deprecated, which is noise to a user extracting features.
+        # The TorchScript exporter handles timm CNNs (including TF "same" padding) and BERT-like encoders with
+        # dynamic axes; it warns that it is deprecated, which is noise to a user extracting features.
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
-            torch.onnx.export(module, (example.contiguous(),), str(tmp), input_names=["input"],
-                              output_names=["features"], dynamic_axes={"input": {0: "batch"}},
+            torch.onnx.export(module, tuple(v.contiguous() for v in inputs.values()), str(tmp),
+                              input_names=list(inputs), output_names=["features"], dynamic_axes=axes,
                               opset_version=17, dynamo=False)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
         module.train(was_training)
+
+
+def _quantized(fp32: Path) -> Path:
+    """The int8 version of the graph ``fp32`` beside it (made once): dynamic quantization with unsigned 8-bit
+    weights (signed ones saturate on x86 CPUs without VNNI; see :mod:`headstart.onnx_export.quantize`), one
+    scale per output channel (per-tensor scales measured cosine 0.97 to the float MiniLM embeddings, per
+    channel 0.98-0.99)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    path = fp32.with_name(f"{fp32.stem}-int8.onnx")
+    if not path.is_file():
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        # The quantizer logs advice through the root logger ("consider pre-processing"): noise to a user.
+        previous = logging.root.manager.disable
+        logging.disable(logging.WARNING)
+        try:
+            quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QUInt8, per_channel=True)
+            os.replace(tmp, path)
+        finally:
+            logging.disable(previous)
+            tmp.unlink(missing_ok=True)
+    return path
+
+
+class ExtractionEngine:
+    """Where a backbone's frozen features are computed, and its ONNX Runtime session for the current weights.
+
+    Args:
+        engine: ``"auto"``: ONNX Runtime while the weights are the ones loaded, PyTorch once they have changed
+            (fine-tuning; exporting after every change would cost more than it saves); ``"onnx"``: always ONNX
+            Runtime (exported again when the weights change); ``"int8"``: as ``"onnx"``, with int8 weights;
+            ``"torch"``: PyTorch only.
+
+    Raises:
+        ConfigError: An unknown engine.
+    """
+
+    def __init__(self, engine: str = "auto") -> None:
+        if engine not in ENGINES:
+            raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+        self.engine = engine
+        self.loaded_version: object = None
+        self.loaded_fingerprint: str | None = None
+        self.failed = False
+        self._session: tuple[str, OnnxEngine] | None = None
+
+    def loaded(self, backbone: Any) -> None:
+        """Record ``backbone``'s current weights as the loaded ones (its fingerprint is taken when needed)."""
+        self.loaded_version, self.loaded_fingerprint = backbone.weights_version(), None
+
+    def remember_loaded(self, backbone: Any) -> None:
+        """Take the loaded weights' fingerprint now if they are still current (before a copy of the backbone
+        is made, whose tensors no longer match the recorded version)."""
+        if self.loaded_fingerprint is None and self.loaded_version == backbone.weights_version():
+            self.loaded_fingerprint = backbone.fingerprint()
+
+    def session(self, backbone: Any, build: Callable[[str], OnnxEngine]) -> OnnxEngine | None:
+        """The ONNX Runtime session for ``backbone``'s current weights (built once per fingerprint by
+        ``build(fingerprint)``), or ``None`` where PyTorch runs: engine ``"torch"``, changed weights under
+        ``"auto"``, or a failed export or parity check (warned about once)."""
+        if self.engine == "torch" or self.failed:
+            return None
+        self.remember_loaded(backbone)
+        fingerprint = backbone.fingerprint()
+        if self.engine == "auto" and fingerprint != self.loaded_fingerprint:
+            return None
+        if self._session is None or self._session[0] != fingerprint:
+            try:
+                self._session = (fingerprint, build(fingerprint))
+            except Exception as err:  # any exporter/runtime/parity failure: PyTorch gives the same features
+                self.failed = True
+                warnings.warn(f"ONNX Runtime cannot run {backbone.ref} ({str(err)[:300]}); using PyTorch",
+                              HeadstartWarning, stacklevel=4)
+                return None
+        return self._session[1]
+
+    def __getstate__(self) -> dict[str, Any]:
+        # An ONNX Runtime session cannot be pickled or deep-copied (strategies deep-copy the backbone they
+        # train); a copy builds its own session when it first needs one.
+        return {**self.__dict__, "_session": None}

@@ -1,8 +1,8 @@
 """Frozen feature extraction with an on-disk cache.
 
-Features depend only on the backbone (weights and preprocessing) and the examples' content, so they are
-keyed by ``backbone.fingerprint()`` and ``dataset.content_hash()``: a second run with another head, seed or
-strategy on the same data loads them instead of recomputing. A checksum beside each file makes sure that what
+Features depend only on the backbone (weights, preprocessing, engine precision) and the examples' content, so
+they are keyed by ``backbone.features_key()`` and ``dataset.content_hash()``: a second run with another head,
+seed or strategy on the same data loads them instead of recomputing. A checksum beside each file makes sure that what
 is loaded is what was stored; a cache folder that cannot be written only means nothing is cached.
 """
 
@@ -45,7 +45,7 @@ class FeatureCache:
 
     def path(self, backbone: Backbone, dataset: Dataset) -> Path:
         """Where the features of ``dataset`` under ``backbone`` are (or would be) stored."""
-        return self.root / "features" / f"{backbone.fingerprint()}-{dataset.content_hash()}.npy"
+        return self.root / "features" / f"{backbone.features_key()}-{dataset.content_hash()}.npy"
 
     def load(self, backbone: Backbone, dataset: Dataset) -> np.ndarray | None:
         """Cached features, or ``None`` when there are none or they fail their checksum (with a warning)."""

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from headstart.backbones.base import Backbone, TextPreprocess, restore_preprocess
-from headstart.backbones.engine import tune_runtime
+from headstart.backbones.engine import ExtractionEngine, OnnxEngine, tune_runtime
 from headstart.backbones.hub import hub_access
 from headstart.backbones.references import register_backbone
 from headstart.errors import BackboneError, option
@@ -36,6 +36,9 @@ _ST_POOLINGS = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "c
 # Where common encoder architectures keep their token embeddings and their stack of transformer layers.
 _EMBEDDINGS = ("embeddings", "embed_tokens", "wte")
 _LAYER_STACKS = ("encoder.layer", "encoder.layers", "transformer.layer", "layers", "layer", "h")
+# Texts of different lengths (so padding and the attention mask are exercised) for the ONNX parity check.
+_PARITY_TEXTS = ["A short one.", "A somewhat longer sentence, with punctuation and a few more words in it.",
+                 "Two words"]
 _HUB_FILES = ["*.json", "*.txt", "*.model", "*.safetensors", "1_Pooling/*", "2_Normalize/*"]
 
 #: ``(recognises(folder), load(folder, ref, saved preprocessing dict))`` for transformers folders that are not
@@ -53,15 +56,18 @@ class TransformerTextBackbone(Backbone):
         pooling: ``"mean"`` (over non-padding tokens), ``"cls"`` (first token) or ``"max"``.
         normalize: L2-normalize the pooled embeddings.
         preprocess: Maximum length and lowercasing.
+        engine: Frozen extraction engine for :meth:`embed` (:class:`~headstart.backbones.engine.ExtractionEngine`):
+            ``"auto"`` (ONNX Runtime while the weights are the loaded ones), ``"onnx"``, ``"int8"`` or ``"torch"``.
     """
 
     modality = "text"
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, *, ref: str,
-                 pooling: str = "mean", normalize: bool = False, preprocess: TextPreprocess | None = None
-                 ) -> None:
+                 pooling: str = "mean", normalize: bool = False, preprocess: TextPreprocess | None = None,
+                 engine: str = "auto") -> None:
         if pooling not in POOLINGS:
             raise BackboneError(f"pooling {pooling!r} of {ref} is not supported; use one of {POOLINGS}")
+        self.extraction_engine = ExtractionEngine(engine)
         tune_runtime()
         self.module = model.eval()
         self.tokenizer = tokenizer
@@ -70,6 +76,7 @@ class TransformerTextBackbone(Backbone):
         self.normalize = normalize
         self.feature_dim = int(model.config.hidden_size)
         self.preprocess = preprocess or TextPreprocess()
+        self.extraction_engine.loaded(self)
 
     def collate(self, items: Sequence[str], *, augment: str = "off") -> dict[str, torch.Tensor]:
         """Tokenize (padded to the longest text, truncated to ``preprocess.max_length``); ``augment`` is
@@ -94,14 +101,46 @@ class TransformerTextBackbone(Backbone):
         """Embeddings, then each transformer layer, then everything else (pooler, final norm)."""
         return stacked_layer_groups(self.module, [next((n for n in _EMBEDDINGS if _has(self.module, n)), "")])
 
+    def extraction(self, progress: bool = False) -> Callable[[dict[str, torch.Tensor]], np.ndarray]:
+        """ONNX Runtime while the weights are the loaded ones: the encoder, pooling and normalisation as one
+        graph with dynamic batch and sequence axes, exported once per weights fingerprint into
+        ``<cache>/onnx/`` and checked against PyTorch's embeddings; PyTorch otherwise (with a warning if the
+        export or the check failed)."""
+        if next(self.module.parameters()).device.type != "cpu":
+            return self._torch_features
+
+        def build(key: str) -> OnnxEngine:
+            example = self.collate(_PARITY_TEXTS)
+            return OnnxEngine(_PooledEncoder(self, list(example)), example, key=key,
+                              dynamic={name: {1: "sequence"} for name in example},
+                              int8=self.extraction_engine.engine == "int8", progress=progress)
+
+        return self.extraction_engine.session(self, build) or self._torch_features
+
     def embed(self, items: Sequence[str], *, batch_size: int = 64, progress: bool = False, label: str = ""
               ) -> np.ndarray:
-        """Frozen embeddings ``[len(items), feature_dim]``; texts are batched by length to minimize padding."""
+        """Frozen embeddings ``[len(items), feature_dim]``; texts are batched by length (longest first, each
+        batch padded to its own longest) to minimize padding."""
         order = np.argsort([-len(text) for text in items], kind="stable")
         features = np.empty((len(items), self.feature_dim), dtype=np.float32)
         features[order] = super().embed([items[i] for i in order], batch_size=batch_size, progress=progress,
                                      label=label)
         return features
+
+
+class _PooledEncoder(nn.Module):
+    """A text backbone's :meth:`~TransformerTextBackbone.forward` (encoder, pooling, normalisation) as a module
+    taking its inputs positionally, for the ONNX exporter."""
+
+    def __init__(self, backbone: TransformerTextBackbone, names: list[str]) -> None:
+        super().__init__()
+        self.encoder = backbone.module  # registered, so the exporter sees its weights as the graph's
+        self.names, self.backbone_forward = names, backbone.forward
+        # The exporter restores the wrapper's mode afterwards, which would otherwise put the encoder in training.
+        self.training = backbone.module.training
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.backbone_forward(dict(zip(self.names, inputs, strict=True)))
 
 
 def _has(module: nn.Module, path: str) -> bool:

@@ -12,11 +12,12 @@ References:
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from headstart.backbones.base import Backbone, ImagePreprocess, preprocess_from_dict
+from headstart.data.image_io import image_dimensions
 from headstart.errors import BackboneError, ConfigError, option
 from headstart.registry import Registry
 
@@ -136,7 +137,26 @@ def is_bundled(ref: str) -> bool:
     return ref in BACKBONES and not ref.endswith(":") and BACKBONES.get(ref).bundled
 
 
-def with_image_size(backbone: str | Backbone, image_size: int | None) -> Backbone:
+#: The input size ``--image-size auto`` picks for images much smaller than the backbone's input: measured on
+#: Fashion-MNIST (28 px), 128 px costs no accuracy against 224 px and fine-tunes about 2.5x faster.
+SMALL_IMAGE_SIZE = 128
+# "Much smaller": every training image's longer side at most this fraction of the backbone's input side.
+_SMALL_FRACTION = 0.25
+
+
+def auto_image_size(net: Backbone, examples: Sequence[Any]) -> int:
+    """The input size ``--image-size auto`` gives ``net``: :data:`SMALL_IMAGE_SIZE` when every example is much
+    smaller than its input (longer side at most a quarter of it, e.g. 28 px against 224), its own otherwise.
+    Only the image headers are read."""
+    own = net.preprocess.input_size
+    if own <= SMALL_IMAGE_SIZE:
+        return own
+    largest = max((max(image_dimensions(item)) for item in examples), default=own)
+    return SMALL_IMAGE_SIZE if largest <= _SMALL_FRACTION * own else own
+
+
+def with_image_size(backbone: str | Backbone, image_size: int | str | None,
+                    examples: Sequence[Any] | None = None) -> Backbone:
     """``backbone`` built (or rebuilt) so that it takes ``image_size``-pixel square inputs.
 
     Pre-trained convolutional networks work at other resolutions than the one they were trained at; small
@@ -146,10 +166,12 @@ def with_image_size(backbone: str | Backbone, image_size: int | None) -> Backbon
     Args:
         backbone: A reference or a built backbone. A built one whose size differs is rebuilt from its
             reference, so its weights are reloaded: resize before changing weights, not after.
-        image_size: Side of the model input in pixels; ``None`` keeps the backbone's own.
+        image_size: Side of the model input in pixels; ``"auto"`` chooses from ``examples``
+            (:func:`auto_image_size`); ``None`` keeps the backbone's own.
+        examples: The training images, for ``"auto"``.
 
     Raises:
-        ConfigError: ``image_size`` for a text backbone, or outside 16..1024 pixels.
+        ConfigError: ``image_size`` for a text backbone, below 16 pixels, or ``"auto"`` without examples.
     """
     net = create_backbone(backbone) if isinstance(backbone, str) else backbone
     if image_size is None:
@@ -157,14 +179,19 @@ def with_image_size(backbone: str | Backbone, image_size: int | None) -> Backbon
     if net.modality != "image" or not isinstance(net.preprocess, ImagePreprocess):
         raise ConfigError(f"{option('image_size', image_size)} applies to image backbones; {net.ref!r} is a "
                           f"{net.modality} backbone")
-    if image_size < 16:
-        raise ConfigError(f"{option('image_size', image_size)} is too small: an image backbone needs at least 16 "
-                          "pixels")
+    if image_size == "auto":
+        if examples is None:
+            raise ConfigError(f"{option('image_size', 'auto')} chooses from the training images, which only fit "
+                              f"reads; give a size in pixels here (e.g. {option('image_size', 128)})")
+        image_size = auto_image_size(net, examples)
+    if not isinstance(image_size, int) or image_size < 16:
+        raise ConfigError(f"{option('image_size', image_size)} is too small: an image backbone needs 'auto' or at "
+                          "least 16 pixels")
     return with_preprocess(net, {"input_size": image_size})
 
 
-def build_backbone(backbone: str | Backbone, *, image_size: int | None = None,
-                   preprocess: dict[str, Any] | None = None) -> Backbone:
-    """``backbone`` built with a run's image size (:func:`with_image_size`) and preprocessing changes
-    (:func:`with_preprocess`)."""
-    return with_preprocess(with_image_size(backbone, image_size), preprocess)
+def build_backbone(backbone: str | Backbone, *, image_size: int | str | None = None,
+                   preprocess: dict[str, Any] | None = None, examples: Sequence[Any] | None = None) -> Backbone:
+    """``backbone`` built with a run's image size (:func:`with_image_size`; ``"auto"`` chooses from the training
+    ``examples``) and preprocessing changes (:func:`with_preprocess`)."""
+    return with_preprocess(with_image_size(backbone, image_size, examples), preprocess)

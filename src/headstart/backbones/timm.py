@@ -8,7 +8,6 @@ Reference: ``timm:<model-name>`` (pre-trained weights from the Hugging Face hub)
 from __future__ import annotations
 
 import pickle
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,15 +18,13 @@ from safetensors.torch import load_file
 from torch import nn
 
 from headstart.backbones.base import Backbone, ImagePreprocess, SourceHead, restore_preprocess
-from headstart.backbones.engine import OnnxEngine, tune_runtime
+from headstart.backbones.engine import ExtractionEngine, OnnxEngine, tune_runtime
 from headstart.backbones.hub import hub_access
 from headstart.backbones.references import register_backbone
 from headstart.data.image_io import open_image
-from headstart.errors import BackboneError, HeadstartWarning, option
-from headstart.progress import track
+from headstart.errors import BackboneError, option
 
 AUGMENT_PRESETS = ("off", "light", "strong")
-ENGINES = ("auto", "torch", "onnx")
 TORCH_SUFFIXES = {".pth", ".pt", ".bin"}
 
 
@@ -79,17 +76,16 @@ class TimmBackbone(Backbone):
         model: A timm model, with or without its classifier.
         ref: The reference that rebuilds it through :func:`headstart.backbones.create_backbone`.
         preprocess: Preprocessing to use; defaults to the model's ``pretrained_cfg``.
-        engine: Frozen extraction engine for :meth:`embed`: ``"auto"`` (ONNX Runtime while the weights are
-            the loaded ones, PyTorch once they have been changed, e.g. by fine-tuning), ``"onnx"`` or
-            ``"torch"``.
+        engine: Frozen extraction engine for :meth:`embed` (:class:`~headstart.backbones.engine.ExtractionEngine`):
+            ``"auto"`` (ONNX Runtime while the weights are the loaded ones, PyTorch once they have been changed,
+            e.g. by fine-tuning), ``"onnx"``, ``"int8"`` or ``"torch"``.
     """
 
     modality = "image"
 
     def __init__(self, model: nn.Module, *, ref: str, preprocess: ImagePreprocess | None = None,
                  engine: str = "auto") -> None:
-        if engine not in ENGINES:
-            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+        self.extraction_engine = ExtractionEngine(engine)
         tune_runtime()
         self.source = _linear_head(model.get_classifier())
         model.reset_classifier(0)
@@ -98,11 +94,8 @@ class TimmBackbone(Backbone):
         self.feature_dim = int(getattr(model, "head_hidden_size", None) or model.num_features)
         self.preprocess = preprocess or preprocess_from_timm(model)
         self.ref = ref
-        self.engine = engine
         self._transforms: dict[str, Callable[[Any], torch.Tensor]] = {}
-        self._loaded_version = _weights_version(self.module)
-        self._onnx: tuple[int, OnnxEngine] | None = None
-        self._onnx_failed = False
+        self.extraction_engine.loaded(self)
 
     def collate(self, items: Sequence[Any], *, augment: str = "off") -> torch.Tensor:
         """Open and transform images into a float batch ``[B, 3, H, W]`` (see :func:`build_image_transform`)."""
@@ -127,65 +120,25 @@ class TimmBackbone(Backbone):
         groups = group_modules(self.module, matcher)
         return [nn.ModuleList([self.module.get_submodule(name) for name in groups[key]]) for key in sorted(groups)]
 
-    def load_weights(self, state: dict[str, torch.Tensor]) -> None:
-        """Load ``state`` as the backbone's own weights: frozen extraction keeps using ONNX Runtime for them."""
-        super().load_weights(state)
-        self._loaded_version = _weights_version(self.module)
-
     def source_head(self) -> SourceHead | None:
         """The classifier the weights were trained with (e.g. ImageNet's 1000 classes), if any."""
         return self.source
 
-    def embed(self, items: Sequence[Any], *, batch_size: int = 64, progress: bool = False, label: str = ""
-              ) -> np.ndarray:
-        """Frozen features ``[len(items), feature_dim]`` (float32), through the fastest available engine.
+    def extraction(self, progress: bool = False) -> Callable[[torch.Tensor], np.ndarray]:
+        """ONNX Runtime (about 1.5-2x eager PyTorch on CPU) while the weights are the loaded ones; the graph is
+        exported once per weights fingerprint into ``<cache>/onnx/``. Fine-tuned weights, or an export failure,
+        use channels-last PyTorch in inference mode."""
+        size = self.preprocess.input_size
+        if next(self.module.parameters()).device.type != "cpu":
+            return self._torch_features
 
-        ONNX Runtime (about 1.5-2x eager PyTorch on CPU) is used while the weights are the loaded ones; the
-        graph is exported once per weights fingerprint into ``<cache>/onnx/``. Fine-tuned weights, or an
-        export failure, use channels-last PyTorch in inference mode.
-        """
-        self.module.eval()
-        run = self._onnx_engine(progress) or self._torch_engine
-        out = np.empty((len(items), self.feature_dim), dtype=np.float32)
-        done = 0
-        with torch.inference_mode():
-            for batch in track(self.batches(items, batch_size), total=-(-len(items) // batch_size),
-                               unit="batches", description=self.progress_description(label), enabled=progress):
-                feats = run(self.collate(batch))
-                out[done:done + len(feats)] = feats
-                done += len(feats)
-        return out
+        def build(key: str) -> OnnxEngine:
+            # Random pixels (seeded) rather than zeros, so the parity check compares features that vary.
+            example = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+            return OnnxEngine(self.module, example, key=key,
+                              int8=self.extraction_engine.engine == "int8", progress=progress)
 
-    def __getstate__(self) -> dict[str, Any]:
-        # An ONNX Runtime session cannot be pickled or deep-copied (strategies deep-copy the backbone they
-        # train); a copy exports its own session when it first needs one.
-        return {**self.__dict__, "_onnx": None}
-
-    def _torch_engine(self, batch: torch.Tensor) -> np.ndarray:
-        return self.forward(batch).float().cpu().numpy()
-
-    def _onnx_engine(self, progress: bool = False) -> OnnxEngine | None:
-        version = _weights_version(self.module)
-        if self.engine == "torch" or self._onnx_failed or (self.engine == "auto" and version != self._loaded_version):
-            return None
-        if self._onnx is None or self._onnx[0] != version:
-            size = self.preprocess.input_size
-            try:
-                engine = OnnxEngine(self.module, torch.zeros(1, 3, size, size), key=self.fingerprint(),
-                                    progress=progress)
-            except Exception as err:  # any exporter/runtime failure: PyTorch gives the same features
-                self._onnx_failed = True
-                warnings.warn(f"ONNX export of {self.ref} failed ({err}); using PyTorch", HeadstartWarning,
-                              stacklevel=3)
-                return None
-            self._onnx = (version, engine)
-        return self._onnx[1]
-
-
-def _weights_version(module: nn.Module) -> int:
-    # Every in-place change to a tensor (optimizer step, load_state_dict, BatchNorm statistics update) bumps
-    # its version counter, so an unchanged sum means the weights are the ones loaded.
-    return sum(t._version for t in (*module.parameters(), *module.buffers()))
+        return self.extraction_engine.session(self, build) or self._torch_features
 
 
 def _linear_head(classifier: nn.Module) -> SourceHead | None:

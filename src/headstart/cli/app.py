@@ -48,8 +48,18 @@ CacheDir = Annotated[Path | None, typer.Option(help="Cache folder for features a
 AllowDownload = Annotated[bool, typer.Option("--allow-download", help="Let a backbone the model folder does not "
                                                                      "hold be downloaded (older folders only).")]
 Force = Annotated[bool, typer.Option(help="Replace an existing output folder.")]
-ImageSize = Annotated[int | None, typer.Option(help="Input size of an image backbone in pixels instead of its own "
-                                                    "(e.g. 128 for small images: about 3x faster fine-tuning).")]
+
+
+def parse_image_size(value: str) -> int | str:
+    """``--image-size``: a number of pixels, or ``auto``."""
+    if value == "auto" or value.isdigit():
+        return value if value == "auto" else int(value)
+    raise typer.BadParameter(f"{value!r} is not a number of pixels or 'auto'")
+
+
+ImageSize = Annotated[str | None, typer.Option(parser=parse_image_size, help=(
+    "Input size of an image backbone in pixels instead of its own (e.g. 128 for small images: about 3x faster "
+    "fine-tuning); 'auto' (fit) picks 128 when every training image is much smaller than the backbone's input."))]
 Preprocessing = Annotated[list[str] | None, typer.Option(
     "--preprocess", help="Backbone preprocessing setting key=value, saved with the model; repeatable. Audio: "
                          "max_seconds=10, long_clips=first|windows (what to do with longer clips), target_dbfs, "

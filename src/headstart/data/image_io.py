@@ -35,6 +35,17 @@ def image_problem(path: str) -> str | None:
     return None
 
 
+def image_dimensions(item: Any) -> tuple[int, int]:
+    """``(width, height)`` of an image file (read from its header, nothing decoded), PIL image or array."""
+    if isinstance(item, Image.Image):
+        return item.size
+    if isinstance(item, (str, Path)):
+        with Image.open(item) as image:
+            return image.size
+    shape = np.asarray(item).shape
+    return int(shape[1]), int(shape[0])
+
+
 def open_image(item: Any) -> Image.Image:
     """An RGB PIL image from a file path, a PIL image, or a ``uint8`` array (``HxW`` or ``HxWxC``).
 

@@ -214,8 +214,9 @@ class TrainedStrategy(Strategy):
 
 
 def run_key(strategy: Strategy, config: StrategyConfig) -> dict[str, Any]:
-    """What identifies a run for checkpoint matching: the strategy and its resolved settings."""
-    return {"strategy": strategy.name, "config": config.model_dump()}
+    """What identifies a run for checkpoint matching: the strategy and its resolved settings (how often it
+    checkpoints changes no result, so it is left out)."""
+    return {"strategy": strategy.name, "config": config.model_dump(exclude={"checkpoint_seconds"})}
 
 
 def trained_model(strategy: Strategy, backbone: Backbone, head: nn.Linear, train_data: Dataset,

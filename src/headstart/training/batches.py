@@ -3,6 +3,7 @@ backbone."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -28,22 +29,32 @@ def train_loader(data: Dataset, backbone: Backbone, config: TrainingConfig, *, s
     Returns:
         The loader, yielding ``(batch, labels)``, and its sampler.
     """
-    n = len(data)
-    # Disjoint shards: with several processes the few examples that do not divide evenly are dropped
-    # (a different few each epoch) rather than repeated.
-    sampler = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=True, seed=seed,
-                                 drop_last=world > 1)
-    per_rank = len(sampler)
     items, labels, augment = data.items, data.labels, config.augment or "off"
 
     def collate(indices: list[int]) -> tuple[Any, torch.Tensor]:
         return backbone.collate([items[i] for i in indices], augment=augment), torch.from_numpy(labels[indices])
 
-    # BatchNorm cannot train on a batch of one example: such a last batch is dropped.
     # Worker processes draw their random streams from the generators re-seeded at each epoch's start, so
     # augmentation stays reproducible (and resumable) with them.
-    loader = DataLoader(range(n), batch_size=config.batch_size, sampler=sampler, collate_fn=collate,
-                        drop_last=per_rank % config.batch_size == 1 and per_rank > 1,
-                        num_workers=config.loader_workers)
-    return loader, sampler
+    return shuffled_batches(len(data), collate, config.batch_size, seed=seed, rank=rank, world=world,
+                            workers=config.loader_workers)
 
+
+def shuffled_batches(n: int, collate: Callable[[list[int]], Any], batch_size: int, *, seed: int, rank: int,
+                     world: int, workers: int = 0) -> tuple[DataLoader, DistributedSampler]:
+    """Batches of this process's shard of ``range(n)``, reshuffled each epoch (``sampler.set_epoch``), each
+    turned into a batch by ``collate(indices)``: the one batching of every training loader, so examples and
+    their cached features are drawn in the same order.
+
+    Returns:
+        The loader and its sampler.
+    """
+    # Disjoint shards: with several processes the few examples that do not divide evenly are dropped
+    # (a different few each epoch) rather than repeated.
+    sampler = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=True, seed=seed,
+                                 drop_last=world > 1)
+    per_rank = len(sampler)
+    # BatchNorm cannot train on a batch of one example: such a last batch is dropped.
+    loader = DataLoader(range(n), batch_size=batch_size, sampler=sampler, collate_fn=collate,
+                        drop_last=per_rank % batch_size == 1 and per_rank > 1, num_workers=workers)
+    return loader, sampler

@@ -77,6 +77,10 @@ class TrainingConfig(StrategyConfig):
                                                      "`min_steps` steps; None disables.")
     monitor: Literal["val_accuracy", "val_loss"] = Field("val_accuracy", description="Validation metric for "
                                                          "early stopping and choosing the best epoch.")
+    checkpoint_seconds: float = Field(60.0, ge=0, description="Write a resumable checkpoint at most this often "
+                                      "(seconds; always at the end of each stage); a resumed run replays the "
+                                      "epochs after the last one. 0 checkpoints after every epoch. Not part of "
+                                      "what identifies a run: a resumed run may use another value.")
     precision: Literal["auto", "no", "bf16", "fp16"] = Field(
         "auto", description="Mixed precision: 'auto' is bf16 (fp16 where bf16 is unsupported) on GPU and "
                             "full precision on CPU, where bf16 autocast measured slower.")

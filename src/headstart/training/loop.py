@@ -4,17 +4,18 @@ A run is a list of :class:`Stage` s (head only, then more and more of the backbo
 ``accelerate``: the same code trains on a CPU, one GPU, or several processes started by ``torchrun``
 (data-parallel, each process on its own shard of every epoch). It steps, validates and checkpoints; the rest
 (schedule, early stopping, time budget, progress, BatchNorm statistics across processes) are callbacks.
-After every epoch it writes a checkpoint, the callbacks' state included, to ``<work_dir>/checkpoint``;
-calling it again with the same working folder resumes from there and ends with the same weights as an
+At the end of each stage, and after an epoch when ``checkpoint_seconds`` have passed since the last one, it
+writes a checkpoint, the callbacks' state included, to ``<work_dir>/checkpoint``; calling it again with the same
+working folder resumes from there (replaying the epochs after it) and ends with the same weights as an
 uninterrupted run, because every source of randomness is re-seeded from ``(seed, epoch, process)`` at the
-start of each epoch and the learning-rate schedule is a function of the step.
+start of each epoch and the learning-rate schedule is a function of the step. Head-only stages train on cached
+frozen features where they can (:mod:`headstart.training.frozen`).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -38,40 +39,13 @@ from headstart.training.checkpoint import (
 )
 from headstart.training.config import TrainingConfig
 from headstart.training.context import FitContext
+from headstart.training.frozen import FrozenFeatures, uses_frozen_features
 from headstart.training.network import Classifier, Criterion, Regularizer
+from headstart.training.outcome import TrainResult
 from headstart.training.processes import all_sum
 from headstart.training.seeding import preserved_global_rng, seed_epoch
 from headstart.training.stages import LayerGroups, Stage, set_train_mode
 from headstart.training.validation import validate
-
-
-@dataclass
-class TrainResult:
-    """What a training run did.
-
-    Attributes:
-        history: One record per epoch: stage, losses, accuracies, learning rate, seconds.
-        best_epoch: The epoch whose weights were kept (best on validation), or ``None`` without validation.
-        best: That epoch's validation metrics.
-        stop_reason: ``"completed"``, ``"early_stopping"`` or ``"max_time"``.
-        stages_run: Names of the stages that trained at least one step, in order.
-        stopped_in_stage: The stage the time budget stopped the run in, or ``None``.
-        resumed_from_epoch: Epochs already done in the checkpoint this run resumed from, or ``None``.
-        seconds: Wall-clock seconds of this call.
-    """
-
-    history: list[dict[str, Any]] = field(default_factory=list)
-    best_epoch: int | None = None
-    best: dict[str, float] | None = None
-    stop_reason: str = "completed"
-    stages_run: list[str] = field(default_factory=list)
-    stopped_in_stage: str | None = None
-    resumed_from_epoch: int | None = None
-    seconds: float = 0.0
-
-    def metrics(self) -> dict[str, Any]:
-        """JSON-ready summary for ``TransferModel.metrics["train"]``."""
-        return asdict(self)
 
 
 def train(backbone: Backbone, head: nn.Module, train_data: Dataset, val_data: Dataset | None,
@@ -152,6 +126,8 @@ class TrainingLoop:
         self.optimizer: torch.optim.Optimizer  # the current stage's, built when it starts
         self.optimizer_saved: tuple[dict[str, Any], dict[str, torch.Tensor]] | None = None
         self.steps_per_epoch, self.running_loss = 0, float("nan")
+        self.frozen: FrozenFeatures | None = None
+        self.saved_at = time.monotonic()
 
     def _call(self, hook: str, *args: Any) -> None:
         for callback in self.callbacks:
@@ -190,18 +166,23 @@ class TrainingLoop:
         if self.optimizer_saved is not None:
             restore_optimizer(self.optimizer, *self.optimizer_saved)
             self.optimizer_saved = None
-        # DDP only synchronises parameters that required grad when it was built, so each stage wraps anew;
-        # accelerate's autocast patch of the previous wrapping is undone first so it does not nest.
-        self.net.__dict__.pop("forward", None)
-        model = self.accelerator.prepare_model(self.net)
-        loader, sampler = train_loader(self.train_data, self.net.backbone, self.config, seed=self.context.seed,
-                                       rank=self.rank, world=self.world)
+        frozen = self._frozen_features(stage)
+        if frozen is not None:  # the head alone, on features computed once
+            model: nn.Module = self.net.head
+            loader, sampler = frozen.loader(self.config.batch_size, seed=self.context.seed)
+        else:
+            # DDP only synchronises parameters that required grad when it was built, so each stage wraps anew;
+            # accelerate's autocast patch of the previous wrapping is undone first so it does not nest.
+            self.net.__dict__.pop("forward", None)
+            model = self.accelerator.prepare_model(self.net)
+            loader, sampler = train_loader(self.train_data, self.net.backbone, self.config, seed=self.context.seed,
+                                           rank=self.rank, world=self.world)
         self.steps_per_epoch = len(loader)
         self._call("on_stage_start", stage)
         while self.stage_epoch < stage.epochs:
             seed_epoch(self.context.seed, self.epoch, self.rank)
             sampler.set_epoch(self.epoch)
-            self._run_epoch(stage, model, loader)
+            self._run_epoch(stage, model, loader, frozen)
             if self.stop_reason is not None:
                 return self.stop_reason
             self.epoch, self.stage_epoch = self.epoch + 1, self.stage_epoch + 1
@@ -209,18 +190,34 @@ class TrainingLoop:
             if stage_over:
                 self.stage, self.stage_epoch, self.stage_step = self.stage + 1, 0, 0
                 self.done = self.stage >= len(self.stages)
-            self._save(None if stage_over else self.optimizer)
+            # A checkpoint holds the model, the best weights and the optimizer state (hundreds of MB for a
+            # transformer): written at each stage's end and otherwise at most every `checkpoint_seconds`.
+            if stage_over or time.monotonic() - self.saved_at >= self.config.checkpoint_seconds:
+                self._save(None if stage_over else self.optimizer)
             if stage_over:
                 return "early_stopping" if self.stage_stopped else None
         return None
 
-    def _run_epoch(self, stage: Stage, model: nn.Module, loader: DataLoader) -> None:
+    def _frozen_features(self, stage: Stage) -> FrozenFeatures | None:
+        """The cached features a head-only stage trains on (:mod:`headstart.training.frozen`), or ``None``."""
+        if not uses_frozen_features(stage, self.config.augment, self.world, self.counts_correct):
+            return None
+        backbone = self.net.backbone
+        if self.frozen is None or self.frozen.fingerprint != backbone.fingerprint():
+            self.frozen = FrozenFeatures(backbone, self.train_data, self.val_data, batch_size=self.config.batch_size,
+                                         cache=self.context.cache,
+                                         progress=self.context.progress and self.accelerator.is_main_process)
+        return self.frozen
+
+    def _run_epoch(self, stage: Stage, model: nn.Module, loader: DataLoader, frozen: FrozenFeatures | None
+                   ) -> None:
         tic = time.monotonic()
         self.stage_stopped = False
         self._call("on_epoch_start", stage)
         record: dict[str, Any] = {"epoch": self.epoch, "stage": stage.name, **self._train_epoch(model, loader)}
         if self.val_data is not None:
-            record.update(validate(self.net, self.val_data, self.config.batch_size, self.accelerator))
+            record.update(frozen.validate(self.net.head) if frozen is not None
+                          else validate(self.net, self.val_data, self.config.batch_size, self.accelerator))
         record.update(lr=stage.lr, seconds=time.monotonic() - tic)
         if self.stop_reason is not None:
             record["partial"] = True  # still competes for best
@@ -300,6 +297,7 @@ class TrainingLoop:
                 tensors.update(optim_tensors)
             save_checkpoint(self.context.work_dir / CHECKPOINT_DIR, state, tensors)
         self.accelerator.wait_for_everyone()
+        self.saved_at = time.monotonic()
 
     def _finish(self, reason: str | None) -> None:
         self._call("on_fit_end")
@@ -307,6 +305,7 @@ class TrainingLoop:
         self.net.eval().to("cpu")
         for param in self.net.parameters():
             param.requires_grad_(True)
+        self.net.backbone.weights_changed()  # trained weights get a fingerprint of their own
         self.result.stop_reason = reason or "completed"
         ran = {record["stage"] for record in self.result.history}
         self.result.stages_run = [stage.name for stage in self.stages if stage.name in ran]

@@ -41,3 +41,13 @@ def validate(net: Classifier, data: Dataset, batch_size: int, accelerator: Accel
         correct += (logits.argmax(1) == target).sum().item()
     loss_sum, correct, count = all_sum(accelerator, [loss_sum, correct, float(len(shard))])
     return {"val_loss": loss_sum / max(count, 1), "val_accuracy": correct / max(count, 1)}
+
+
+@torch.no_grad()
+def validate_head(head: nn.Module, features: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """``val_loss`` and ``val_accuracy`` of ``head`` on frozen validation ``features`` (one process): what
+    :func:`validate` measures while the backbone is frozen, without running it."""
+    head.eval()
+    logits = head(features.to(next(head.parameters()).device)).float().cpu()
+    return {"val_loss": nn.functional.cross_entropy(logits, labels).item(),
+            "val_accuracy": (logits.argmax(1) == labels).float().mean().item()}
