@@ -27,6 +27,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from importlib.metadata import version
@@ -121,10 +122,11 @@ def run_setfit(splits, seed: int) -> float:
     from setfit import SetFitModel, Trainer, TrainingArguments
 
     model = SetFitModel.from_pretrained(str(get_model_path()), device="cpu")
-    arguments = TrainingArguments(batch_size=16, num_epochs=1, num_iterations=20, seed=seed, report_to="none",
-                                  show_progress_bar=False)
-    train = HFDataset.from_dict({"text": splits.train.items, "label": splits.train.labels.tolist()})
-    Trainer(model=model, args=arguments, train_dataset=train).train()
+    with tempfile.TemporaryDirectory(prefix="setfit-") as checkpoints:  # SetFit saves checkpoints by default
+        arguments = TrainingArguments(output_dir=checkpoints, batch_size=16, num_epochs=1, num_iterations=20,
+                                      seed=seed, report_to="none", show_progress_bar=False)
+        train = HFDataset.from_dict({"text": splits.train.items, "label": splits.train.labels.tolist()})
+        Trainer(model=model, args=arguments, train_dataset=train).train()
     predicted = model.predict(splits.test.items, batch_size=64, as_numpy=True)
     return float(np.mean(predicted == splits.test.labels))
 
@@ -158,6 +160,20 @@ def run_in_child(spec: dict[str, Any], rows: Path) -> None:
         handle.write(json.dumps(row) + "\n")
 
 
+def row_key(row: dict[str, Any]) -> tuple:
+    """What identifies a run: task, shots, seed and method."""
+    return row["task"], row["shots"], row["seed"], row["method"]
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The finished runs in ``path`` (none when it does not exist), the first of any run recorded twice."""
+    rows: dict[tuple, dict[str, Any]] = {}
+    for line in path.read_text().splitlines() if path.exists() else []:
+        row = json.loads(line)
+        rows.setdefault(row_key(row), row)
+    return list(rows.values())
+
+
 def mean_std(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
     """``"mean ± std"`` (sample std) of ``values`` times ``scale``; just the value for one."""
     if len(values) == 1:
@@ -185,8 +201,9 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {"groups": out}
 
 
-def readme_table(groups: list[dict[str, Any]]) -> dict[str, Any]:
-    """Accuracy, seconds and the time ratio to the reference (SetFit; `linear` for prototypes) per method."""
+def readme_table(groups: list[dict[str, Any]], memory: list[dict[str, Any]]) -> dict[str, Any]:
+    """Accuracy, seconds and the time ratio to the reference (SetFit; `linear` for prototypes) per method, and
+    the peak memory of the ``memory`` runs."""
     order = {name: i for i, name in enumerate((*HEADSTART_METHODS, *PEERS))}
     rows = []
     for group in sorted(groups, key=lambda g: (g["task"], g["shots"], order[g["method"]])):
@@ -196,6 +213,9 @@ def readme_table(groups: list[dict[str, Any]]) -> dict[str, Any]:
         rows.append([f"{group['task']}s", group["shots"], METHOD_NAMES[group["method"]], len(group["seeds"]),
                      mean_std(group["accuracy"], 100), mean_std(group["seconds"], digits=0),
                      mean_std(group["cpu_seconds"], digits=0), ratio])
+    rows += [["nouns", row["n_train"], f"headstart `contrastive`, one epoch: peak memory {row['peak_rss_mb']:,.0f} MB",
+              1, f"{row['accuracy'] * 100:.1f}", f"{row['seconds']:.0f}", f"{row['cpu_seconds']:.0f}", "–"]
+             for row in memory]
     return {"columns": ["task", "examples/class", "method", "seeds", "test accuracy %", "wall s", "CPU s",
                         "wall / CPU time ratio"], "rows": rows}
 
@@ -208,10 +228,11 @@ def write_results(rows: list[dict[str, Any]], args: argparse.Namespace, load_bef
             "memory": [{"n_train": r["n_train"], "peak_rss_mb": r["peak_rss_mb"], "accuracy": r["accuracy"],
                         "seconds": r["seconds"], "cpu_seconds": r["cpu_seconds"]} for r in memory],
             "loadavg_before": load_before, "loadavg_after": os.getloadavg(), "cpu_count": os.cpu_count(),
+            "loadavg_at_run_ends": [min(r["loadavg"][0] for r in rows), max(r["loadavg"][0] for r in rows)],
             "torch_threads": 1, "versions": {p: version(p) for p in ("torch", "transformers",
                                                                      "sentence-transformers", "setfit",
                                                                      "scikit-learn", "headstart")},
-            "readme_table": readme_table(groups)}
+            "readme_table": readme_table(groups, memory)}
     args.json.write_text(json.dumps(data, indent=2) + "\n")
 
 
@@ -227,14 +248,14 @@ def main() -> None:
     parser.add_argument("--memory", type=int, default=0, help="Also run `contrastive` on this many texts.")
     parser.add_argument("--rows", type=Path, default=RESULTS / "fewshot_rows.jsonl")
     parser.add_argument("--json", type=Path, default=RESULTS / "fewshot.json")
+    parser.add_argument("--summary-only", action="store_true", help="Summarise the finished runs in --rows (e.g. "
+                                                                      "those of several processes) without running.")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         print(json.dumps(run_one(json.loads(args.one))))
         return
     load_before = os.getloadavg()
-    done = [json.loads(line) for line in args.rows.read_text().splitlines()] if args.rows.exists() else []
-    finished = {(r["task"], r["shots"], r["seed"], r["method"]) for r in done}
     # Peak memory comes from one batch, not from the number of steps: the fewest steps (one epoch) suffice.
     specs = [{"task": f"memory-{args.memory}", "shots": args.memory, "seed": 0, "method": "contrastive",
               "settings": {"max_steps": 1}}] if args.memory else []
@@ -242,12 +263,13 @@ def main() -> None:
     specs += [{"task": task, "shots": shots, "seed": seed, "method": method}
               for shots in args.shots for task in args.tasks for seed in args.seeds for method in args.methods
               if method != "setfit" or seed in (args.setfit_seeds or args.seeds)]
-    for spec in specs:
-        if (spec["task"], spec["shots"], spec["seed"], spec["method"]) not in finished:
+    for spec in specs if not args.summary_only else []:
+        # Read before every run: several processes may work through one rows file in different orders.
+        if row_key(spec) not in {row_key(row) for row in read_rows(args.rows)}:
             run_in_child(spec, args.rows)
-    rows = [json.loads(line) for line in args.rows.read_text().splitlines()]
+    rows = read_rows(args.rows)
     write_results(rows, args, load_before)
-    for row in readme_table(summary(rows)["groups"])["rows"]:
+    for row in readme_table(summary(rows)["groups"], [r for r in rows if r["task"].startswith("memory")])["rows"]:
         print(" | ".join(str(cell) for cell in row))
     print(f"load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}; {os.cpu_count()} CPUs")
 

@@ -39,16 +39,20 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--max-time", type=float, default=1500)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--set", action="append", default=[], dest="settings", metavar="KEY=VALUE",
+                        help="Setting held fixed in both runs (e.g. to try the script on tiny data quickly).")
     parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "tune.json")
     args = parser.parse_args()
     load_before = os.getloadavg()
     root = Path(tempfile.mkdtemp(prefix="headstart-tune-bench-"))
-    common = ("--strategy", "finetune", "--seed", str(args.seed), "-q")
+    common = ("--strategy", "finetune", "--seed", str(args.seed), "-q",
+              *(part for setting in args.settings for part in ("--set", setting)))
     try:
-        fit_wall, fit_cpu = run_cli("fit", str(DATA), "--out", str(root / "defaults"), *common)
+        fit_wall, fit_cpu = run_cli("fit", str(args.data), "--out", str(root / "defaults"), *common)
         defaults = json.loads((root / "defaults" / "metrics.json").read_text())
-        tune_wall, tune_cpu = run_cli("tune", str(DATA), "--out", str(root / "tuned"), "--trials", str(args.trials),
-                                      "--max-time", str(args.max_time), *common)
+        tune_wall, tune_cpu = run_cli("tune", str(args.data), "--out", str(root / "tuned"), "--trials",
+                                      str(args.trials), "--max-time", str(args.max_time), *common)
         study = json.loads((root / "tuned" / "study.json").read_text())
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -71,7 +75,8 @@ def main() -> None:
     print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}; {os.cpu_count()} CPUs")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({
-        "command": " ".join([Path(sys.executable).name, *sys.argv]), "data": DATA.name, "seed": args.seed,
+        "command": " ".join([Path(sys.executable).name, *sys.argv]), "data": args.data.name, "seed": args.seed,
+        "settings": args.settings,
         "defaults": {"test": defaults["test"], "val": defaults["val"], "seconds": fit_wall, "cpu_seconds": fit_cpu},
         "tuned": {"test": study["test"], "best": study["best"], "defaults_trial": study["defaults"],
                   "trials": study["trials"], "trial_states": counts, "importances": study["importances"],
