@@ -13,9 +13,10 @@ from typing import Any
 from headstart.api.arguments import as_list, checked_splits, skip_bad
 from headstart.backbones import Backbone, FeatureCache, build_backbone
 from headstart.backbones.features import cache_scope
-from headstart.data import Dataset, DataSplits, load_dataset, load_inputs, modality_spec
+from headstart.data import Dataset, DataSplits, as_splits, load_dataset, load_inputs, modality_spec
 from headstart.evaluation import evaluate_dataset
 from headstart.evaluation.forgetting import ReferenceSet, measure_forgetting
+from headstart.evaluation.source_task import check_source_data
 from headstart.fitting import complete_splits, fit_splits
 from headstart.io import WorkFolder, is_main_process, work_folder
 from headstart.model import TransferModel
@@ -35,8 +36,8 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
         max_time: float | None = None, calibrate: bool = False, image_size: int | None = None,
         preprocess: dict[str, Any] | None = None, skip_bad_files: bool = False, text_column: str | None = None,
         label_column: str | None = None, path_column: str | None = None, settings: dict[str, Any] | None = None,
-        allow_outside_paths: bool = False, skip_bad_images: bool | None = None, track: bool | str = False
-        ) -> TransferModel:
+        allow_outside_paths: bool = False, skip_bad_images: bool | None = None, track: bool | str = False,
+        source: str | Path | DataSplits | Dataset | None = None) -> TransferModel:
     """Train a model on labeled data by transferring a pre-trained backbone.
 
     Args:
@@ -47,9 +48,8 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
         strategy: How to transfer: ``linear`` (frozen features + logistic regression), ...
         out, force: Folder to write the model, metrics and report to (atomically; never the data, around or in
             it; ``None``: in memory only); ``force`` replaces one headstart wrote, or a damaged checkpoint.
-        seed: Random seed for splits and training.
-        val_fraction: Validation share of the training data when a strategy needs one and the data has none.
-        test_fraction: Share held out (stratified) for the final test when the data has no test split.
+        seed, val_fraction, test_fraction: Random seed for splits and training; validation share of the training
+            data when a strategy needs one and the data has none; share held out (stratified) for the test if none.
         cache: ``True``: the default feature cache; a folder or a :class:`FeatureCache`: another one; ``False``: none.
         progress, max_time: Show progress bars; the training budget in seconds.
         track: Log the run to MLflow (``True``: the store ``<out parent>/mlruns.db``; or a tracking URI).
@@ -63,13 +63,13 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
             not detected; whether paths may lead outside the table's folder (see :func:`load_dataset`).
         settings: The strategy's settings, e.g. ``{"epochs": 3}`` (``headstart strategies`` lists them); kept
             apart from these arguments, so ``seed`` or ``max_time`` given here is an error.
+        source: Labeled data of the backbone's source task, for its accuracy before and after (:func:`forgetting`).
 
     Returns:
         The trained model; its ``metrics`` hold test and validation results and warnings (e.g. imbalance).
 
     Example:
-        >>> model = fit("examples/fashion-mnist-mini", out="runs/demo", settings={"c": 1.0})
-        >>> model.metrics["test"]["accuracy"]
+        >>> fit("examples/fashion-mnist-mini", out="runs/demo", settings={"c": 1.0}).metrics["test"]["accuracy"]
     """
     started = time.perf_counter()
     chosen = get_strategy(strategy, **check_settings(settings, inspect.signature(fit).parameters, "fit"))
@@ -84,7 +84,8 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
         net, ranking = _fit_backbone(backbone, splits.train, feature_cache, progress, image_size, preprocess)
         workdir = work.path if work is not None else Path(tempfile.mkdtemp(prefix="headstart-"))
         model = fit_splits(splits, net, chosen, FitContext(work_dir=workdir, seed=seed, cache=feature_cache,
-                           progress=progress, max_time=max_time, restart_damaged=force), calibrate=calibrate)
+                           progress=progress, max_time=max_time, restart_damaged=force), calibrate=calibrate,
+                           source_data=source_splits(source, net))
         model.metrics |= {"seconds": round(time.perf_counter() - started, 2),
                           **({"backbone_ranking": ranking.to_dict()} if ranking is not None else {})}
         _publish_fit(model, splits, workdir, work, tracker)
@@ -103,6 +104,15 @@ def _fit_backbone(backbone: str | Backbone | None, train: Dataset, cache: Featur
         ranking = rank_backbones(train, candidates, scores=["logme"], sort_by="logme", cache=cache, progress=progress)
         return candidates[[c.ref for c in candidates].index(ranking.best)], ranking
     return build_backbone(backbone, image_size=image_size, preprocess=preprocess), ranking
+
+
+def source_splits(source: str | Path | DataSplits | Dataset | None, backbone: Backbone) -> DataSplits | None:
+    """The labeled source data ``source`` loaded and checked against the source ``backbone`` (before training)."""
+    if source is None:
+        return None
+    data = source if isinstance(source, DataSplits) else as_splits(source, training=False)
+    check_source_data(backbone, data)
+    return data
 
 
 def _publish_fit(model: TransferModel, splits: DataSplits, workdir: Path, work: WorkFolder | None,
@@ -128,7 +138,9 @@ def load(folder: str | Path, *, allow_download: bool = False) -> TransferModel:
 
 
 def evaluate(model: TransferModel | str | Path, data: str | Path | Dataset, *, split: str | None = None,
-             batch_size: int = 64, progress: bool = False, forgetting: bool = False, allow_download: bool = False,
+             batch_size: int = 64, progress: bool = False, forgetting: bool = False,
+             reference: str | Path | Sequence[Any] | None = None,
+             source: str | Path | DataSplits | Dataset | None = None, allow_download: bool = False,
              **columns: str | None) -> dict[str, Any]:
     """Metrics of a model on labeled data.
 
@@ -138,39 +150,61 @@ def evaluate(model: TransferModel | str | Path, data: str | Path | Dataset, *, s
         split: ``train``, ``val``, ``test`` or ``all``; default: the test split if the data has one, else all.
         forgetting: Also measure what the model's backbone kept of its source on the bundled reference set
             and these examples (``metrics["forgetting"]``, see :func:`forgetting`).
+        reference, source: Source-domain inputs instead of the bundled reference set, and labeled data of the
+            backbone's source task (either implies ``forgetting``), as :func:`forgetting` takes them.
         allow_download: As for :func:`load`.
         **columns: ``text_column``, ``label_column``, ``path_column`` for tabular data.
     """
     model = load(model, allow_download=allow_download) if isinstance(model, (str, Path)) else model
     dataset = data if isinstance(data, Dataset) else load_dataset(data, training=False, **columns).select(split)
+    chosen = reference_set(reference, model.modality)
+    source_data = source_splits(source, model.backbone) if source is not None else None
     metrics = evaluate_dataset(model, dataset, batch_size=batch_size, progress=progress)
-    if forgetting:
-        metrics["forgetting"] = measure_forgetting(model, target=dataset.items, batch_size=batch_size,
-                                                   progress=progress)
+    if forgetting or reference is not None or source is not None:
+        metrics["forgetting"] = measure_forgetting(model, target=dataset.items, reference=chosen,
+                                                   source_data=source_data, batch_size=batch_size, progress=progress)
     return metrics
 
 
+def reference_set(reference: str | Path | Sequence[Any] | None, modality: str) -> ReferenceSet | None:
+    """``reference`` (files, folders, a .txt of texts, or loaded inputs) as a reference set, checked to be of
+    ``modality``; ``None`` stays ``None`` (the bundled set)."""
+    if reference is None:
+        return None
+    items, _ = load_inputs([str(r) for r in as_list(reference)], modality)
+    return ReferenceSet(f"{len(items)} reference inputs", items)
+
+
 def forgetting(model: TransferModel | str | Path, *, reference: str | Path | Sequence[Any] | None = None,
-               data: str | Path | Sequence[Any] | None = None, batch_size: int = 64, progress: bool = False
-               ) -> dict[str, Any]:
+               data: str | Path | Sequence[Any] | None = None,
+               source: str | Path | DataSplits | Dataset | None = None, batch_size: int = 64,
+               progress: bool = False) -> dict[str, Any]:
     """What a model's backbone kept of its source (see :mod:`headstart.evaluation.forgetting`).
 
     Args:
         model: A model or its folder.
         reference: Source-domain inputs (files, folders, a .txt of texts) instead of the bundled reference set.
         data: Target inputs to measure on as well (as :func:`predict` takes them).
+        source: Labeled data of the backbone's source task (any format :func:`fit` reads): the accuracy on its
+            test split of one source head, through the backbone before and after transfer, is in
+            ``source_task``. The head is the source model's own for a ``ckpt:`` backbone (which needs no
+            ``source``: its folder records its data), else a linear probe fitted on the source backbone.
         batch_size, progress: As for :func:`evaluate`.
+
+    Raises:
+        ConfigError: ``source`` of another modality than the backbone, or with classes a ``ckpt:`` source
+            model was not trained on.
 
     Example:
         >>> headstart.forgetting("runs/finetuned")["reference"]["feature_cka"]
+        >>> headstart.forgetting("runs/on-birds", source="data/imagenet-birds")["source_task"]["accuracy_after"]
     """
     model = load(model) if isinstance(model, (str, Path)) else model
-    chosen = None
-    if reference is not None:
-        items, _ = load_inputs([str(r) for r in as_list(reference)], model.modality)
-        chosen = ReferenceSet(f"{len(items)} reference inputs", items)
+    chosen = reference_set(reference, model.modality)
     target = load_inputs([str(d) for d in as_list(data)], model.modality)[0] if data is not None else None
-    return measure_forgetting(model, target=target, reference=chosen, batch_size=batch_size, progress=progress)
+    source_data = source_splits(source, model.backbone) if source is not None else None
+    return measure_forgetting(model, target=target, reference=chosen, source_data=source_data,
+                              batch_size=batch_size, progress=progress)
 
 
 def predict(model: TransferModel | OnnxModel | str | Path, inputs: Sequence[Any] | Any, *, top_k: int = 1,
