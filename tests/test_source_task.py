@@ -47,10 +47,11 @@ def test_a_ckpt_source_model_reports_its_own_test_accuracy_before_and_after(sour
     assert task["accuracy_before"] == pytest.approx(source_metrics["test"]["accuracy"])
     assert task["accuracy_after"] == task["accuracy_before"] and "classifier of the source model" in task["head"]
     tuned = headstart.fit(target_folder, backbone=f"ckpt:{source_model}", strategy="finetune", progress=False,
-                          settings=TRAINED)
+                          settings=TRAINED, out=source_model.parent / "tuned")
     moved = tuned.metrics["forgetting"]["source_task"]
     assert moved["accuracy_before"] == task["accuracy_before"] and 0.0 <= moved["accuracy_after"] <= 1.0
     assert "source-task accuracy" in forgetting_summary(tuned.metrics["forgetting"])
+    assert "Source task: accuracy" in (source_model.parent / "tuned" / "report.html").read_text()
 
 
 def test_source_data_fits_a_probe_that_a_scrambled_backbone_no_longer_serves(image_folder, tiny_backbone) -> None:
