@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,7 @@ def describe(splits: DataSplits, backbone: Backbone) -> dict[str, Any]:
     and what the backbone says of the inputs (e.g. audio clips longer than its limit)."""
     info: dict[str, Any] = {"source": splits.source, "modality": splits.train.modality,
                             "classes": splits.train.class_names}
-    if Path(splits.source).exists():  # where a later run finds the data again (a ckpt: source's test split)
+    if os.path.exists(splits.source):  # where a later run finds the data again (a ckpt: source's test split)
         info["path"] = str(Path(splits.source).resolve())
     if splits.carved:
         info["carved"] = dict(splits.carved)

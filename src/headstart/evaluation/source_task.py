@@ -18,6 +18,7 @@ The source task is known in two ways:
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,35 +106,41 @@ def _test_and_rest(data: DataSplits, carved: dict[str, Any] | None = None) -> tu
 
 
 def _checkpoint_task(folder: Path, data: DataSplits | None) -> SourceTask | str:
-    """The source task of a ``ckpt:`` backbone: its head, on ``data`` or on the data its folder records."""
-    head = checkpoint_head(folder)
-    carved = None
+    """The source task of a ``ckpt:`` backbone: its head, on ``data`` or on the data its folder records (whose
+    test split, when ``fit`` carved it, is carved again the same way)."""
+    head, recorded = checkpoint_head(folder), _recorded(folder)
     if data is None:
-        recorded = _recorded_data(folder)
-        if isinstance(recorded, str):
-            return recorded
-        data, carved = recorded
+        data = _recorded_data(folder, recorded)
+        if isinstance(data, str):
+            return data
+    same = os.path.exists(data.source) and recorded.get("path") == str(Path(data.source).resolve())
+    carved = recorded.get("carved") or {} if same else {}
     test, _, where = _test_and_rest(data, carved)
+    if same and data.test is None and "test" not in carved:
+        where += ", which the source model trained on (it had no test split)"
     test = _relabeled(test, head.class_names, where)
     return SourceTask(f"{where} ({len(test)} examples)", head, test, f"the classifier of the source model {folder}")
 
 
-def _recorded_data(folder: Path) -> tuple[DataSplits, dict[str, Any] | None] | str:
-    """The data the model in ``folder`` was trained on, as its ``metrics.json`` records it, and how its test
-    split was carved; or a note saying why it cannot be found."""
+def _recorded(folder: Path) -> dict[str, Any]:
+    """What the ``metrics.json`` of the model in ``folder`` says of its data (empty when it says nothing)."""
     try:
         recorded = json.loads((folder / "metrics.json").read_text(encoding="utf-8")).get("data", {})
     except (OSError, ValueError, AttributeError):
-        recorded = {}
-    path = recorded.get("path") if isinstance(recorded, dict) else None
-    if not path or not Path(path).exists():
+        return {}
+    return recorded if isinstance(recorded, dict) else {}
+
+
+def _recorded_data(folder: Path, recorded: dict[str, Any]) -> DataSplits | str:
+    """The data the model in ``folder`` was trained on, as ``recorded``; or a note saying why it is not found."""
+    path = recorded.get("path")
+    if not isinstance(path, str) or not os.path.exists(path):
         return (f"the source model {folder} does not record where its data is (an older headstart, or data "
                 f"given in memory), or it moved: no source-task accuracy; give it with {OPTION}")
     try:
-        data = load_dataset(path, modality=recorded.get("modality"), training=False)
+        return load_dataset(path, modality=recorded.get("modality"), training=False)
     except HeadstartError as error:
         return f"the source model's data {path} could not be read again ({error}): no source-task accuracy"
-    return data, recorded.get("carved")
 
 
 def _probe_task(source: Backbone, data: DataSplits, cache: FeatureCache | None, batch_size: int,
