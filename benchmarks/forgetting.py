@@ -107,18 +107,21 @@ def ordering(summary: list[dict[str, Any]]) -> list[str]:
         ft = by["finetune"]
         for other in ("l2sp", "lora"):
             if other in by:
-                verdict = "forgets more than" if ft["feature_cka"] < by[other]["feature_cka"] else \
-                    "does NOT forget more than"
-                lines.append(f"{task}: finetune (CKA {ft['feature_cka']:.3f}, target {ft['accuracy']:.3f}) {verdict} "
-                             f"{other} (CKA {by[other]['feature_cka']:.3f}, target {by[other]['accuracy']:.3f})")
+                gap = by[other]["feature_cka"] - ft["feature_cka"]
+                # Within the seeds' spread, the two kept the same: no ordering to claim.
+                spread = max(ft.get("feature_cka_std") or 0.0, by[other].get("feature_cka_std") or 0.0)
+                verdict = ("forgets more than" if gap > spread else "does NOT forget more than")
+                lines.append(f"{task}: finetune (CKA {cell(ft, 'feature_cka')}, target {ft['accuracy']:.3f}) "
+                             f"{verdict} {other} (CKA {cell(by[other], 'feature_cka')}, target "
+                             f"{by[other]['accuracy']:.3f}; CKA gap {gap:+.4f}, seed spread {spread:.4f})")
     return lines
 
 
 def readme_table(summary: list[dict[str, Any]]) -> dict[str, Any]:
     """The README's table: one row per task and strategy, mean ± std over seeds."""
-    rows = [[s["task"], s["strategy"], *(cell(s, key, ".0f" if key == "seconds" else ".3f") for key in COLUMNS)]
-            for s in summary]
-    return {"columns": ["task", "strategy", *COLUMNS.values()], "rows": rows}
+    rows = [[s["task"], s["strategy"], str(s["seeds"]),
+             *(cell(s, key, ".0f" if key == "seconds" else ".3f") for key in COLUMNS)] for s in summary]
+    return {"columns": ["task", "strategy", "seeds", *COLUMNS.values()], "rows": rows}
 
 
 def main() -> None:
@@ -138,7 +141,13 @@ def main() -> None:
     parser.add_argument("--merge", action="store_true",
                         help="keep the runs of other tasks already in the results file (tasks run separately, "
                              "e.g. with their own settings, in parallel)")
+    parser.add_argument("--summarise-only", action="store_true",
+                        help="run nothing: summarise the runs already in the results file again")
     args = parser.parse_args()
+    if args.summarise_only:  # keeps every task's runs and invocations (merge), adds none
+        args.tasks, args.merge = [], True
+        write([], None, args)
+        return
     settings = dict(pair.split("=", 1) for pair in args.settings)
     torch.set_num_threads(args.threads)
     invocation = {"command": "python benchmarks/forgetting.py " + " ".join(
@@ -163,9 +172,9 @@ def main() -> None:
                 write(rows, invocation, args)  # after every run, so an interrupted benchmark keeps what it measured
 
 
-def write(rows: list[dict[str, Any]], invocation: dict[str, Any], args: argparse.Namespace) -> None:
+def write(rows: list[dict[str, Any]], invocation: dict[str, Any] | None, args: argparse.Namespace) -> None:
     """Write the results file (with ``--merge``, next to the other tasks' runs already in it) and print the table."""
-    invocations = [invocation]
+    invocations = [invocation] if invocation is not None else []
     if args.merge and RESULTS.is_file():
         previous = json.loads(RESULTS.read_text())
         rows = [r for r in previous["runs"] if r["task"] not in args.tasks] + rows
