@@ -7,8 +7,12 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from headstart.backbones import Backbone
 from headstart.data import Dataset, DataSplits, stratified_split
@@ -60,14 +64,18 @@ def complete_splits(splits: DataSplits, strategy: Strategy, *, seed: int, val_fr
     why = (f"strategy {strategy.name!r} selects on validation data" if strategy.uses_validation
            else "calibration fits on validation data")
     train, val, test = splits.train, splits.val, splits.test
+    carved = dict(splits.carved)
     if test is None and test_fraction > 0:
         parts = stratified_split(train, val_fraction=0.0, test_fraction=test_fraction, seed=seed)
         train, test = parts.train, parts.test
+        carved |= {"test": test_fraction, "seed": seed}
     if val is None and needs_val and val_fraction > 0:
         check_selectable(train, why)
         parts = stratified_split(train, val_fraction=val_fraction, test_fraction=0.0, seed=seed)
         train, val = parts.train, parts.val
-    return DataSplits(train=train, val=val, test=test, source=splits.source, skipped=list(splits.skipped))
+        carved |= {"val": val_fraction, "seed": seed}
+    return DataSplits(train=train, val=val, test=test, source=splits.source, skipped=list(splits.skipped),
+                      carved=carved)
 
 
 def describe(splits: DataSplits, backbone: Backbone) -> dict[str, Any]:
@@ -75,6 +83,10 @@ def describe(splits: DataSplits, backbone: Backbone) -> dict[str, Any]:
     and what the backbone says of the inputs (e.g. audio clips longer than its limit)."""
     info: dict[str, Any] = {"source": splits.source, "modality": splits.train.modality,
                             "classes": splits.train.class_names}
+    if os.path.exists(splits.source):  # where a later run finds the data again (a ckpt: source's test split)
+        info["path"] = str(Path(splits.source).resolve())
+    if splits.carved:
+        info["carved"] = dict(splits.carved)
     for name in ("train", "val", "test"):
         part = getattr(splits, name)
         if part is not None:
@@ -100,7 +112,8 @@ def data_fingerprint(splits: DataSplits) -> str:
 
 
 def fit_splits(splits: DataSplits, backbone: Backbone, strategy: Strategy, context: FitContext, *,
-               calibrate: bool = False, target_test: Dataset | None = None) -> TransferModel:
+               calibrate: bool = False, target_test: Dataset | None = None,
+               source_data: DataSplits | None = None) -> TransferModel:
     """Train ``strategy`` on ``splits.train`` (selecting on ``splits.val``) and measure it.
 
     Args:
@@ -112,6 +125,7 @@ def fit_splits(splits: DataSplits, backbone: Backbone, strategy: Strategy, conte
         calibrate: Fit a softmax temperature on ``splits.val`` (ECE before and after in the metrics).
         target_test: Labeled examples of the target domain (``context.target`` holds its unlabeled ones), measured
             like ``test`` into ``metrics["target"]["test"]``.
+        source_data: Labeled data of the backbone's source task, for its accuracy before and after transfer.
 
     Returns:
         The model; its ``metrics`` hold the data summary, warnings, training history, calibration, the
@@ -135,11 +149,15 @@ def fit_splits(splits: DataSplits, backbone: Backbone, strategy: Strategy, conte
     if calibrate:
         metrics["calibration"] = calibrate_model(model, splits.val, splits.test, cache=context.cache,
                                                  batch_size=batch_size, progress=context.progress)
+    # A trained backbone's test features serve both the test metrics and the forgetting measure on the test split.
+    test_features = None if splits.test is None or not model.backbone_trained else model.backbone.embed(
+        splits.test.items, batch_size=batch_size, progress=context.progress, label="test")
     for name, part in (("val", splits.val), ("test", splits.test)):
         if part is not None:
             metrics[name] = evaluate_dataset(model, part, batch_size=batch_size, progress=context.progress,
-                                             cache=context.cache, label=name)
-    metrics["forgetting"] = _forgetting(model, backbone, splits, batch_size, context)
+                                             cache=context.cache, label=name,
+                                             features=test_features if name == "test" else None)
+    metrics["forgetting"] = _forgetting(model, backbone, splits, batch_size, context, source_data, test_features)
     metrics |= _target_metrics(model, context.target, target_test, batch_size, context)
     model.metrics = metrics
     return model
@@ -161,10 +179,12 @@ def _target_metrics(model: TransferModel, unlabeled: Dataset | None, test: Datas
     return {"target": target}
 
 
-def _forgetting(model: TransferModel, source: Backbone, splits: DataSplits, batch_size: int, context: FitContext
-                ) -> dict[str, Any]:
+def _forgetting(model: TransferModel, source: Backbone, splits: DataSplits, batch_size: int, context: FitContext,
+                source_data: DataSplits | None, test_features: np.ndarray | None) -> dict[str, Any]:
     """What the transferred backbone kept of ``source`` (the caller's backbone, which strategies never modify),
-    on the bundled reference set and the test split."""
+    on the bundled reference set, the test split (whose ``test_features`` the model has already computed) and
+    the source task (``source_data`` or a ``ckpt:`` one)."""
     target = splits.test.items if splits.test is not None else None
-    return measure_forgetting(model, target=target, source=source, cache=context.cache, batch_size=batch_size,
+    return measure_forgetting(model, target=target, target_features=test_features, source=source,
+                              source_data=source_data, cache=context.cache, batch_size=batch_size,
                               progress=context.progress)

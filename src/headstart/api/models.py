@@ -14,10 +14,11 @@ from typing import Any
 from headstart.api.arguments import as_list, checked_data, checked_strategy, skip_bad
 from headstart.backbones import Backbone, FeatureCache, build_backbone
 from headstart.backbones.features import cache_scope
-from headstart.data import Dataset, DataSplits, load_dataset, load_inputs, modality_spec
+from headstart.data import Dataset, DataSplits, as_splits, load_dataset, load_inputs, modality_spec
 from headstart.data.unlabeled import TargetData
 from headstart.evaluation import evaluate_dataset
 from headstart.evaluation.forgetting import ReferenceSet, measure_forgetting
+from headstart.evaluation.source_task import check_source_data
 from headstart.fitting import fit_splits
 from headstart.io import WorkFolder, is_main_process, work_folder
 from headstart.model import TransferModel
@@ -40,8 +41,8 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
         preprocess: dict[str, Any] | None = None, skip_bad_files: bool = False, text_column: str | None = None,
         label_column: str | None = None, path_column: str | None = None, settings: dict[str, Any] | None = None,
         allow_outside_paths: bool = False, skip_bad_images: bool | None = None, track: bool | str = False,
-        target: str | Path | Dataset | None = None, target_test: str | Path | Dataset | None = None
-        ) -> TransferModel:
+        target: str | Path | Dataset | None = None, target_test: str | Path | Dataset | None = None,
+        source: str | Path | DataSplits | Dataset | None = None) -> TransferModel:
     """Train a model on labeled data by transferring a pre-trained backbone.
 
     Args:
@@ -52,9 +53,8 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
         strategy: How to transfer: ``linear`` (frozen features + logistic regression), ...
         out, force: Folder to write the model, metrics and report to (atomically; never the data, around or in
             it; ``None``: in memory only); ``force`` replaces one headstart wrote, or a damaged checkpoint.
-        seed: Random seed for splits and training.
-        val_fraction: Validation share of the training data when a strategy needs one and the data has none.
-        test_fraction: Share held out (stratified) for the final test when the data has no test split.
+        seed, val_fraction, test_fraction: Random seed for splits and training; validation share of the training
+            data when a strategy needs one and the data has none; share held out (stratified) for the test if none.
         cache: ``True``: the default feature cache; a folder or a :class:`FeatureCache`: another one; ``False``: none.
         progress, max_time: Show progress bars; the training budget in seconds.
         track: Log the run to MLflow (``True``: the store ``<out parent>/mlruns.db``; or a tracking URI).
@@ -70,13 +70,13 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
             apart from these arguments, so ``seed`` or ``max_time`` given here is an error.
         target, target_test: Unlabeled data of the domain the model is for (its shift from ``data`` is measured
             first; ``adabn``, ``coral``, ``dann`` adapt to it), and labeled data of it to measure on.
+        source: Labeled data of the backbone's source task, for its accuracy before and after (:func:`forgetting`).
 
     Returns:
         The trained model; its ``metrics`` hold test and validation results and warnings (e.g. imbalance).
 
     Example:
-        >>> model = fit("examples/fashion-mnist-mini", out="runs/demo", settings={"c": 1.0})
-        >>> model.metrics["test"]["accuracy"]
+        >>> fit("examples/fashion-mnist-mini", out="runs/demo", settings={"c": 1.0}).metrics["test"]["accuracy"]
     """
     started = time.perf_counter()
     chosen = checked_strategy(strategy, settings, inspect.signature(fit).parameters, target)
@@ -90,18 +90,20 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
         net, ranking = _fit_backbone(backbone, splits.train, feature_cache, progress, image_size, preprocess)
         workdir = work.path if work is not None else Path(tempfile.mkdtemp(prefix="headstart-"))
         model = _train(splits, net, chosen, domain, FitContext(work_dir=workdir, seed=seed, cache=feature_cache,
-                       progress=progress, max_time=max_time, restart_damaged=force), calibrate, ranking, started)
+                       progress=progress, max_time=max_time, restart_damaged=force), calibrate, ranking, started,
+                       source_splits(source, net))
         _publish_fit(model, splits, workdir, work, tracker)
     return model
 
 
 def _train(splits: DataSplits, backbone: Backbone, strategy: Strategy, domain: TargetData | None,
-           context: FitContext, calibrate: bool, ranking: RankResult | None, started: float) -> TransferModel:
+           context: FitContext, calibrate: bool, ranking: RankResult | None, started: float,
+           source_data: DataSplits | None) -> TransferModel:
     """:func:`fit_splits`, preceded with a target domain by the shift check (printed, then in
     ``metrics["target"]["shift"]``; what loading the target ignored goes into the warnings); then the run's
     seconds since ``started`` and the backbone ``ranking`` go into the metrics."""
     if domain is None:
-        model = fit_splits(splits, backbone, strategy, context, calibrate=calibrate)
+        model = fit_splits(splits, backbone, strategy, context, calibrate=calibrate, source_data=source_data)
     else:
         for line in domain.notes:
             note(f"note: {line}", enabled=context.progress)
@@ -111,7 +113,7 @@ def _train(splits: DataSplits, backbone: Backbone, strategy: Strategy, domain: T
                               seed=context.seed)
         note(shift["summary"], enabled=context.progress)
         model = fit_splits(splits, backbone, strategy, dataclasses.replace(context, target=domain.unlabeled),
-                           calibrate=calibrate, target_test=domain.test)
+                           calibrate=calibrate, target_test=domain.test, source_data=source_data)
         model.metrics["target"]["shift"] = shift
         model.metrics["warnings"] = [*model.metrics.get("warnings", []), *domain.notes]
     model.metrics |= {"seconds": round(time.perf_counter() - started, 2),
@@ -132,6 +134,15 @@ def _fit_backbone(backbone: str | Backbone | None, train: Dataset, cache: Featur
         ranking = rank_backbones(train, candidates, scores=["logme"], sort_by="logme", cache=cache, progress=progress)
         return candidates[[c.ref for c in candidates].index(ranking.best)], ranking
     return build_backbone(backbone, image_size=image_size, preprocess=preprocess, examples=train.items), ranking
+
+
+def source_splits(source: str | Path | DataSplits | Dataset | None, backbone: Backbone) -> DataSplits | None:
+    """The labeled source data ``source`` loaded and checked against the source ``backbone`` (before training)."""
+    if source is None:
+        return None
+    data = source if isinstance(source, DataSplits) else as_splits(source, training=False)
+    check_source_data(backbone, data)
+    return data
 
 
 def _publish_fit(model: TransferModel, splits: DataSplits, workdir: Path, work: WorkFolder | None,
@@ -157,7 +168,9 @@ def load(folder: str | Path, *, allow_download: bool = False) -> TransferModel:
 
 
 def evaluate(model: TransferModel | str | Path, data: str | Path | Dataset, *, split: str | None = None,
-             batch_size: int = 64, progress: bool = False, forgetting: bool = False, allow_download: bool = False,
+             batch_size: int = 64, progress: bool = False, forgetting: bool = False,
+             reference: str | Path | Sequence[Any] | None = None,
+             source: str | Path | DataSplits | Dataset | None = None, allow_download: bool = False,
              **columns: str | None) -> dict[str, Any]:
     """Metrics of a model on labeled data.
 
@@ -167,39 +180,61 @@ def evaluate(model: TransferModel | str | Path, data: str | Path | Dataset, *, s
         split: ``train``, ``val``, ``test`` or ``all``; default: the test split if the data has one, else all.
         forgetting: Also measure what the model's backbone kept of its source on the bundled reference set
             and these examples (``metrics["forgetting"]``, see :func:`forgetting`).
+        reference, source: Source-domain inputs instead of the bundled reference set, and labeled data of the
+            backbone's source task (either implies ``forgetting``), as :func:`forgetting` takes them.
         allow_download: As for :func:`load`.
         **columns: ``text_column``, ``label_column``, ``path_column`` for tabular data.
     """
     model = load(model, allow_download=allow_download) if isinstance(model, (str, Path)) else model
     dataset = data if isinstance(data, Dataset) else load_dataset(data, training=False, **columns).select(split)
+    chosen = reference_set(reference, model.modality)
+    source_data = source_splits(source, model.backbone) if source is not None else None
     metrics = evaluate_dataset(model, dataset, batch_size=batch_size, progress=progress)
-    if forgetting:
-        metrics["forgetting"] = measure_forgetting(model, target=dataset.items, batch_size=batch_size,
-                                                   progress=progress)
+    if forgetting or reference is not None or source is not None:
+        metrics["forgetting"] = measure_forgetting(model, target=dataset.items, reference=chosen,
+                                                   source_data=source_data, batch_size=batch_size, progress=progress)
     return metrics
 
 
+def reference_set(reference: str | Path | Sequence[Any] | None, modality: str) -> ReferenceSet | None:
+    """``reference`` (files, folders, a .txt of texts, or loaded inputs) as a reference set, checked to be of
+    ``modality``; ``None`` stays ``None`` (the bundled set)."""
+    if reference is None:
+        return None
+    items, _ = load_inputs([str(r) for r in as_list(reference)], modality)
+    return ReferenceSet(f"{len(items)} reference inputs", items)
+
+
 def forgetting(model: TransferModel | str | Path, *, reference: str | Path | Sequence[Any] | None = None,
-               data: str | Path | Sequence[Any] | None = None, batch_size: int = 64, progress: bool = False
-               ) -> dict[str, Any]:
+               data: str | Path | Sequence[Any] | None = None,
+               source: str | Path | DataSplits | Dataset | None = None, batch_size: int = 64,
+               progress: bool = False) -> dict[str, Any]:
     """What a model's backbone kept of its source (see :mod:`headstart.evaluation.forgetting`).
 
     Args:
         model: A model or its folder.
         reference: Source-domain inputs (files, folders, a .txt of texts) instead of the bundled reference set.
         data: Target inputs to measure on as well (as :func:`predict` takes them).
+        source: Labeled data of the backbone's source task (any format :func:`fit` reads): the accuracy on its
+            test split of one source head, through the backbone before and after transfer, is in
+            ``source_task``. The head is the source model's own for a ``ckpt:`` backbone (which needs no
+            ``source``: its folder records its data), else a linear probe fitted on the source backbone.
         batch_size, progress: As for :func:`evaluate`.
+
+    Raises:
+        ConfigError: ``source`` of another modality than the backbone, or with classes a ``ckpt:`` source
+            model was not trained on.
 
     Example:
         >>> headstart.forgetting("runs/finetuned")["reference"]["feature_cka"]
+        >>> headstart.forgetting("runs/on-birds", source="data/imagenet-birds")["source_task"]["accuracy_after"]
     """
     model = load(model) if isinstance(model, (str, Path)) else model
-    chosen = None
-    if reference is not None:
-        items, _ = load_inputs([str(r) for r in as_list(reference)], model.modality)
-        chosen = ReferenceSet(f"{len(items)} reference inputs", items)
+    chosen = reference_set(reference, model.modality)
     target = load_inputs([str(d) for d in as_list(data)], model.modality)[0] if data is not None else None
-    return measure_forgetting(model, target=target, reference=chosen, batch_size=batch_size, progress=progress)
+    source_data = source_splits(source, model.backbone) if source is not None else None
+    return measure_forgetting(model, target=target, reference=chosen, source_data=source_data,
+                              batch_size=batch_size, progress=progress)
 
 
 def predict(model: TransferModel | OnnxModel | str | Path, inputs: Sequence[Any] | Any, *, top_k: int = 1,

@@ -50,6 +50,11 @@ from headstart.strategies import STRATEGIES, TrainedStrategy
 from headstart.training.checkpoint import CHECKPOINT_DIR, STATE_FILE
 from headstart.training.outcome import stop_message
 
+SourceData = Annotated[Path | None, typer.Option(
+    "--source", help="Labeled data of the backbone's source task (same formats as DATA): its test accuracy "
+                     "before and after transfer, read by one kept source head (the source model's own for a "
+                     "ckpt: backbone, which finds its data by itself; else a linear probe on the source backbone).")]
+
 
 @app.command()
 def fit(
@@ -86,7 +91,7 @@ def fit(
     cache_dir: CacheDir = None,
     no_cache: NoCache = False,
     force: Force = False,
-    track: Track = False, tracking_uri: TrackingUri = None,
+    track: Track = False, tracking_uri: TrackingUri = None, source: SourceData = None,
     target: Target = None, target_test: TargetTest = None,
     quiet: Quiet = False,
 ) -> None:
@@ -105,7 +110,8 @@ def fit(
                         calibrate=calibrate, image_size=image_size, settings=options,
                         preprocess=parse_settings(preprocess or [], "--preprocess"), skip_bad_files=skip_bad_files,
                         text_column=text_column, label_column=label_column, path_column=path_column,
-                        allow_outside_paths=allow_outside_paths, track=track_option(track, tracking_uri))
+                        allow_outside_paths=allow_outside_paths, track=track_option(track, tracking_uri),
+                        source=source)
     except KeyboardInterrupt:
         err.print(interrupted_message(out_dir), highlight=False, markup=False)
         raise typer.Exit(130) from None
@@ -168,6 +174,10 @@ def evaluate(
     forgetting: Annotated[bool, typer.Option("--forgetting", help="Also measure what the backbone kept of its "
                                                                   "source (bundled reference set and DATA).")
                           ] = False,
+    reference: Annotated[list[Path] | None, typer.Option(
+        "--reference", help="Source-domain inputs (files, folders, a .txt of texts) to measure forgetting on "
+                            "instead of the bundled reference set; repeatable; implies --forgetting.")] = None,
+    source: SourceData = None,
     text_column: TextColumn = None,
     label_column: LabelColumn = None,
     path_column: PathColumn = None,
@@ -176,9 +186,9 @@ def evaluate(
     quiet: Quiet = False,
 ) -> None:
     """Measure a saved model on labeled data."""
-    m = api.evaluate(model_dir, data, split=split, progress=not quiet, forgetting=forgetting,
-                     allow_download=allow_download, text_column=text_column, label_column=label_column,
-                     path_column=path_column, allow_outside_paths=allow_outside_paths)
+    m = api.evaluate(model_dir, data, split=split, progress=not quiet, forgetting=forgetting, reference=reference,
+                     source=source, allow_download=allow_download, text_column=text_column,
+                     label_column=label_column, path_column=path_column, allow_outside_paths=allow_outside_paths)
     if as_json:
         out.print_json(json.dumps(m))
         return
@@ -192,7 +202,7 @@ def evaluate(
         scores = ("–" if row[key] is None else f"{row[key]:.3f}" for key in ("precision", "recall", "f1"))
         grid.add_row(cell(name), *scores, str(row["support"]))
     out.print(grid)
-    if forgetting:
+    if "forgetting" in m:
         out.print(f"forgetting: {forgetting_summary(m['forgetting'])}", highlight=False)
 
 

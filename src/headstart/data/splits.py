@@ -34,6 +34,8 @@ class DataSplits:
         test: Held-out examples for the final evaluation, or ``None``.
         source: Where the data came from (a path), used in messages and reports.
         skipped: Files left out because their modality's check rejected them (only with ``skip_bad=True``).
+        carved: The splits carved from ``train`` (``"test"``/``"val"``: the share) and the ``"seed"``, so that
+            the same split can be carved again (e.g. a ``ckpt:`` source model's test split); empty when none.
     """
 
     train: Dataset
@@ -41,6 +43,7 @@ class DataSplits:
     test: Dataset | None = None
     source: str = "<memory>"
     skipped: list[str] = field(default_factory=list)
+    carved: dict[str, float] = field(default_factory=dict)
 
     @property
     def class_names(self) -> list[str]:

@@ -42,9 +42,11 @@ def dataset_logits(model: TransferModel, dataset: Dataset, *, batch_size: int = 
 
 
 def evaluate_dataset(model: TransferModel, dataset: Dataset, *, batch_size: int = 64, progress: bool = False,
-                     cache: FeatureCache | None = None, label: str = "") -> dict[str, Any]:
+                     cache: FeatureCache | None = None, label: str = "", features: np.ndarray | None = None
+                     ) -> dict[str, Any]:
     """Metrics of ``model`` on ``dataset`` (see :func:`headstart.evaluation.metrics.classification_metrics`), logits
-    from :func:`dataset_logits` (``label`` names the split in the progress display).
+    from :func:`dataset_logits` (``label`` names the split in the progress display), or from the model's backbone
+    ``features`` of ``dataset`` when the caller has them.
 
     Raises:
         DataError: ``dataset`` is of another modality than the model (a text model would read image paths as
@@ -54,7 +56,8 @@ def evaluate_dataset(model: TransferModel, dataset: Dataset, *, batch_size: int 
         raise DataError(f"{dataset.source} holds {dataset.modality} data, but the model was trained on "
                         f"{model.modality} data (backbone {model.backbone.ref}); evaluate it on {model.modality} data")
     labels = aligned_labels(model, dataset)
-    logits = dataset_logits(model, dataset, batch_size=batch_size, progress=progress, cache=cache, label=label)
+    logits = model.logits_from_features(features) if features is not None else \
+        dataset_logits(model, dataset, batch_size=batch_size, progress=progress, cache=cache, label=label)
     proba = model.proba_from_logits(logits)
     metrics = classification_metrics(labels, proba, model.class_names)
     metrics["reliability"] = reliability_bins(proba, labels, n_bins=10)

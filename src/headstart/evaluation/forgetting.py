@@ -30,9 +30,10 @@ from PIL import Image, ImageOps
 from scipy.stats import spearmanr
 
 from headstart.backbones import Backbone, FeatureCache, SourceHead, create_backbone, extract_features
-from headstart.data import Dataset
+from headstart.data import Dataset, DataSplits
 from headstart.errors import ConfigError
 from headstart.evaluation.calibration import softmax
+from headstart.evaluation.source_task import SourceTask, source_accuracy, source_task
 from headstart.model import TransferModel
 from headstart.registry import Registry
 
@@ -130,9 +131,10 @@ def source_backbone(model: TransferModel) -> Backbone:
 
 
 def measure_forgetting(model: TransferModel, *, target: Sequence[Any] | None = None,
-                       reference: ReferenceSet | None = None, source: Backbone | None = None,
-                       cache: FeatureCache | None = None, batch_size: int = 64, progress: bool = False
-                       ) -> dict[str, Any]:
+                       target_features: np.ndarray | None = None, reference: ReferenceSet | None = None,
+                       source: Backbone | None = None,
+                       source_data: DataSplits | None = None, cache: FeatureCache | None = None,
+                       batch_size: int = 64, progress: bool = False) -> dict[str, Any]:
     """How much of its source a model's backbone kept, on the reference set and on target inputs.
 
     A frozen backbone reports the unchanged values without computing anything.
@@ -140,19 +142,24 @@ def measure_forgetting(model: TransferModel, *, target: Sequence[Any] | None = N
     Args:
         model: A trained model.
         target: Target inputs (e.g. the test split's items); at most :data:`MAX_TARGET_EXAMPLES` are used.
+        target_features: The model's own features of ``target``, when the caller has them (``fit``: test metrics).
         reference: Source-domain inputs; default the bundled set of the model's modality. Without one (a
             modality with no bundled set, or a backbone that cannot read it) only ``target`` is measured, and
             the result says so.
         source: The source backbone to compare with; default :func:`source_backbone`.
+        source_data: Labeled data of the source task: its accuracy before and after transfer, read by one
+            source head, goes into ``source_task`` (see :mod:`headstart.evaluation.source_task`); a ``ckpt:``
+            backbone trained by headstart brings its own.
         cache: Feature cache for the source backbone's (frozen) features, which repeat across runs.
-        batch_size: Examples per forward pass.
-        progress: Show progress bars.
+        batch_size, progress: Examples per forward pass; show progress bars.
 
     Returns:
-        ``backbone_changed``, ``reference`` and ``target`` (``n`` and the measures), ``notes``, ``seconds``.
+        ``backbone_changed``, ``reference`` and ``target`` (``n`` and the measures), ``source_task`` (when
+        known), ``notes``, ``seconds``.
 
     Raises:
-        ConfigError: A source backbone of another modality than the model's.
+        ConfigError: A source backbone of another modality than the model's; source data of another modality,
+            or with classes a ``ckpt:`` source head does not know.
     """
     started = time.perf_counter()
     bundled = reference is None
@@ -161,44 +168,56 @@ def measure_forgetting(model: TransferModel, *, target: Sequence[Any] | None = N
     parts = {"reference": reference.items if reference is not None else None,
              "target": list(target)[:MAX_TARGET_EXAMPLES] if target is not None else None}
     parts = {name: items for name, items in parts.items() if items}
-    head = model.backbone.source_head()
-    result: dict[str, Any] = {"backbone_changed": model.backbone_trained, "notes": []}
-    if reference is None:
-        result["notes"].append(f"no bundled {model.modality} reference set: measured on target inputs only")
-    if head is None:
-        result["notes"].append(f"{model.backbone.ref} ships no source classifier: no source agreement")
-    if not model.backbone_trained:
-        unchanged = {"feature_cka": 1.0, "mean_cosine": 1.0, "similarity_spearman": 1.0}
-        if head is not None:
-            unchanged |= {"source_agreement": 1.0, "source_kl": 0.0}
-        result |= {name: {"n": len(items), **unchanged} for name, items in parts.items()}
-        result["notes"].append("backbone frozen: nothing to forget")
-    else:
-        before = source if source is not None else source_backbone(model)
-        if before.modality != model.modality:
-            raise ConfigError(f"the source backbone {before.ref!r} is a {before.modality} backbone but the model "
-                              f"is a {model.modality} model")
-        for name, items in parts.items():
-            measured = _measure_part(model, before, items, head, cache, batch_size, progress,
-                                     tolerate=bundled and name == "reference")
-            if isinstance(measured, str):
-                result["notes"].append(measured)
-            else:
-                result[name] = measured
+    before = model.backbone if not model.backbone_trained else source if source is not None else \
+        source_backbone(model)
+    if before.modality != model.modality:
+        raise ConfigError(f"the source backbone {before.ref!r} is a {before.modality} backbone but the model "
+                          f"is a {model.modality} model")
+    task, head = source_task(before, source_data, cache=cache, batch_size=batch_size, progress=progress), \
+        model.backbone.source_head()
+    result: dict[str, Any] = {"backbone_changed": model.backbone_trained, "notes": _notes(model, reference, head, task)}
+    for name, items in parts.items():
+        measured = _measure_part(model, before, items, head, cache, batch_size, progress, tolerate=bundled and
+                                 name == "reference", new=target_features if name == "target" else None)
+        if isinstance(measured, str):
+            result["notes"].append(measured)
+        else:
+            result[name] = measured
+    if isinstance(task, SourceTask):
+        result["source_task"] = source_accuracy(task, before, model.backbone if model.backbone_trained else None,
+                                                cache=cache, batch_size=batch_size, progress=progress)
     if "reference" in result:
         result["reference"]["name"] = reference.name
     result["seconds"] = round(time.perf_counter() - started, 3)
     return result
 
 
+def _notes(model: TransferModel, reference: ReferenceSet | None, head: SourceHead | None,
+           task: SourceTask | str | None) -> list[str]:
+    """What the result cannot say, and why."""
+    notes = [] if reference is not None else [f"no bundled {model.modality} reference set: measured on target "
+                                              "inputs only"]
+    if head is None:
+        notes.append(f"{model.backbone.ref} ships no source classifier: no source agreement")
+    if isinstance(task, str):
+        notes.append(task)
+    return notes + ([] if model.backbone_trained else ["backbone frozen: nothing to forget"])
+
+
 def _measure_part(model: TransferModel, before: Backbone, items: list[Any], head: SourceHead | None,
-                  cache: FeatureCache | None, batch_size: int, progress: bool, *, tolerate: bool
-                  ) -> dict[str, Any] | str:
-    """The measures on ``items``; with ``tolerate``, a backbone that cannot read them gives a note instead."""
+                  cache: FeatureCache | None, batch_size: int, progress: bool, *, tolerate: bool,
+                  new: np.ndarray | None = None) -> dict[str, Any] | str:
+    """The measures on ``items`` (unchanged ones, computing nothing, for a frozen backbone; ``new``: the
+    transferred backbone's features when known); with ``tolerate``, a backbone that cannot read them gives a
+    note instead."""
+    if not model.backbone_trained:
+        unchanged = {"feature_cka": 1.0, "mean_cosine": 1.0, "similarity_spearman": 1.0}
+        return {"n": len(items), **unchanged, **({"source_agreement": 1.0, "source_kl": 0.0} if head else {})}
     try:
         unlabeled = Dataset(items, np.full(len(items), -1), [], before.modality)
         old = extract_features(before, unlabeled, cache=cache, batch_size=batch_size, progress=progress)
-        new = model.backbone.embed(items, batch_size=batch_size, progress=progress)
+        new = model.backbone.embed(items, batch_size=batch_size, progress=progress) if new is None \
+            else new[:len(items)]
     except Exception as error:  # e.g. a custom backbone that reads only its own input format
         if not tolerate:
             raise
@@ -208,11 +227,17 @@ def _measure_part(model: TransferModel, before: Backbone, items: list[Any], head
 
 def forgetting_summary(forgetting: dict[str, Any]) -> str:
     """One line for the ``fit`` summary, e.g. ``feature CKA 0.912 on 70 reference photos, source top-1 kept 84%``."""
-    part = forgetting.get("reference") or forgetting.get("target")
-    if part is None:
-        return "not measured"
-    where = part.get("name", f"{part['n']} target examples")
-    line = f"feature CKA {part['feature_cka']:.3f} on {where}"
-    if "source_agreement" in part:
-        line += f", source top-1 kept {part['source_agreement']:.0%}"
+    part, task = forgetting.get("reference") or forgetting.get("target"), forgetting.get("source_task")
+    if part is None and task is None:
+        return "not measured" + (f" ({forgetting['notes'][0]})" if forgetting.get("notes") else "")
+    pieces = []
+    if part is not None:
+        where = part.get("name", f"{part['n']} target examples")
+        pieces.append(f"feature CKA {part['feature_cka']:.3f} on {where}")
+        if "source_agreement" in part:
+            pieces.append(f"source top-1 kept {part['source_agreement']:.0%}")
+    if task is not None:
+        pieces.append(f"source-task accuracy {task['accuracy_before']:.1%} -> {task['accuracy_after']:.1%} "
+                      f"on {task['name']}")
+    line = ", ".join(pieces)
     return line if forgetting["backbone_changed"] else line + " (backbone frozen)"

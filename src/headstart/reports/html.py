@@ -83,6 +83,11 @@ def forgetting_section(forgetting: dict[str, Any]) -> str:
     rows = [[part.get("name", f"{part['n']} {name} inputs"), *(part.get(k) for k in measures)]
             for name in ("reference", "target") if (part := forgetting.get(name))]
     notes = "".join(f"<p class='sub'>{html.escape(note)}</p>" for note in forgetting.get("notes", []))
+    task = forgetting.get("source_task")
+    if task is not None:
+        notes = (f"<p>Source task: accuracy <b>{task['accuracy_before']:.1%}</b> before transfer, "
+                 f"<b>{task['accuracy_after']:.1%}</b> after, on the {html.escape(task['name'])}, read by "
+                 f"{html.escape(task['head'])} (kept, not refitted).</p>") + notes
     return ("<h2>What the backbone kept of its source</h2>"
             + table(["inputs", "feature CKA", "mean cosine", "similarity Spearman", "source top-1 kept",
                      "source KL"], rows) + notes)
