@@ -7,7 +7,7 @@ import json
 import shlex
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -98,11 +98,7 @@ def fit(
     """Train a model on DATA by transferring a pre-trained backbone; writes model, metrics and report."""
     if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1:
         raise ConfigError("--val-fraction and --test-fraction must be in [0, 1)")
-    options = parse_settings(settings or [])
-    if class_weight is not None:
-        if class_weight not in ("balanced", "none"):
-            raise ConfigError(f"--class-weight must be 'balanced' or 'none', not {class_weight!r}")
-        options["class_weight"] = None if class_weight == "none" else class_weight
+    options = _strategy_settings(settings, class_weight)
     try:
         model = api.fit(data, backbone=backbone, strategy=strategy, out=out_dir, force=force, seed=seed,
                         val_fraction=val_fraction, test_fraction=test_fraction, target=target, target_test=target_test,
@@ -117,6 +113,16 @@ def fit(
         raise typer.Exit(130) from None
     if is_main_process():
         _print_fit(model, out_dir)
+
+
+def _strategy_settings(settings: list[str] | None, class_weight: str | None) -> dict[str, Any]:
+    """The ``--set`` settings, with ``--class-weight`` (a shortcut for the linear strategy's setting) added."""
+    options = parse_settings(settings or [])
+    if class_weight is not None:
+        if class_weight not in ("balanced", "none"):
+            raise ConfigError(f"--class-weight must be 'balanced' or 'none', not {class_weight!r}")
+        options["class_weight"] = None if class_weight == "none" else class_weight
+    return options
 
 
 def interrupted_message(out_dir: Path) -> str:
