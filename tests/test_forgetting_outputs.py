@@ -17,9 +17,10 @@ TRAINED = sorted(name for name in STRATEGIES if issubclass(STRATEGIES.get(name),
 def test_every_fit_of_a_trained_strategy_prints_one_forgetting_line_and_stores_the_section(
         strategy, tmp_path, image_folder, tiny_timm_ref, monkeypatch, capsys) -> None:
     out = tmp_path / "run"
+    target = ["--target", image_folder] if STRATEGIES.get(strategy).needs_target else []  # dann: its labels unused
     code, stdout, stderr = run_main(monkeypatch, capsys, "fit", image_folder, "--out", out, "--backbone",
                                     tiny_timm_ref, "--image-size", 32, "--strategy", strategy, "--set", "epochs=1",
-                                    "--set", "min_steps=0", "--set", "batch_size=8", "--quiet")
+                                    "--set", "min_steps=0", "--set", "batch_size=8", "--quiet", *target)
     assert code == 0, stderr
     lines = [line for line in stdout.splitlines() if line.startswith("forgetting:")]
     assert len(lines) == 1 and "feature CKA" in lines[0]
