@@ -10,7 +10,7 @@ from training_support import TinyTextBackbone
 
 def test_fit_save_reload_gives_identical_predictions(tmp_path, image_folder, tiny_backbone, tiny_timm_ref):
     out = tmp_path / "run"
-    model = headstart.fit(image_folder, backbone=tiny_backbone, out=out, progress=False)
+    model = headstart.fit(image_folder, backbone=tiny_backbone, out=out, progress=False, test_fraction=0.2)
     assert sorted(p.name for p in out.iterdir()) == [".headstart-output", "README.md", "config.json", "metrics.json",
                                                     "model.safetensors", "report.html"]
     assert model.metrics["test"]["accuracy"] >= 0.8

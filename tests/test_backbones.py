@@ -52,7 +52,7 @@ def _assert_groups_cover(backbone) -> None:
 
 def test_registry_lists_bundled_first_and_rejects_unknown_names() -> None:
     names = [spec.name for spec in list_backbones()]
-    assert names[:3] == ["efficientnet_lite0", "glove", "minilm"]
+    assert names[:5] == ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "glove", "minilm"]
     assert {"timm:", "hf:", "ckpt:"} <= set(names)
     with pytest.raises(BackboneError, match="unknown backbone 'nope'.*efficientnet_lite0"):
         create_backbone("nope")
@@ -186,6 +186,19 @@ def test_bundled_efficientnet_lite0_recognises_imagenet_classes() -> None:
     logits = features @ head.weight.T + head.bias
     # scikit-learn's sample photos: a Chinese palace and a daisy (ImageNet classes 698 and 985).
     assert logits.argmax(axis=1).tolist() == [698, 985]
+    _assert_groups_cover(backbone)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(("name", "size"), [("efficientnet_lite1", 240), ("efficientnet_lite2", 260)])
+def test_bundled_bigger_efficientnet_lites_load_strictly_at_their_native_size(name: str, size: int) -> None:
+    from sklearn.datasets import load_sample_images
+
+    backbone = create_backbone(name)  # the remapped weights load with strict=True or raise BackboneError
+    assert backbone.preprocess.input_size == size and backbone.feature_dim == 1280
+    head = backbone.source_head()
+    logits = backbone.embed(load_sample_images().images[:1]) @ head.weight.T + head.bias
+    assert logits.argmax(axis=1).tolist() == [698]  # the palace; random weights would not find it
     _assert_groups_cover(backbone)
 
 

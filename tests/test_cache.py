@@ -38,7 +38,7 @@ def test_unwritable_cache_folder_falls_back_to_no_cache_with_a_warning(tmp_path,
     (tmp_path / "file").write_text("not a folder")
     with pytest.warns(HeadstartWarning, match="cannot write to the cache folder"):
         model = headstart.fit(image_folder, backbone=fresh_backbone, cache=tmp_path / "file" / "cache",
-                              progress=False)
+                              progress=False, test_fraction=0.2)
     assert model.metrics["test"]["accuracy"] >= 0.8
 
 

@@ -20,7 +20,8 @@ def _front_matter(text: str) -> dict:
 
 def test_fit_writes_a_card_and_loading_does_not_need_it(tmp_path, image_folder, tiny_backbone, tiny_timm_ref):
     out = tmp_path / "run"
-    model = headstart.fit(image_folder, backbone=tiny_backbone, out=out, progress=False, calibrate=True)
+    model = headstart.fit(image_folder, backbone=tiny_backbone, out=out, progress=False, calibrate=True,
+                          test_fraction=0.2)
     card = (out / "README.md").read_text()
     meta = _front_matter(card)
     assert meta["library_name"] == "headstart"
@@ -40,6 +41,7 @@ def test_fit_writes_a_card_and_loading_does_not_need_it(tmp_path, image_folder, 
 
 @pytest.mark.parametrize(("ref", "license", "base_model"), [
     ("efficientnet_lite0", "apache-2.0", None),
+    ("efficientnet_lite2", "apache-2.0", None),
     ("minilm", "apache-2.0", "sentence-transformers/all-MiniLM-L6-v2"),
     ("glove", "pddl", None),
     ("hf:org/encoder", None, "org/encoder"),

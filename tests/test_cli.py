@@ -23,7 +23,7 @@ def test_backbones_lists_the_bundled_defaults_as_offline():
 
 def test_fit_evaluate_predict_round_trip(tmp_path, image_folder, tiny_timm_ref):
     out = tmp_path / "run"
-    result = run("fit", image_folder, "--backbone", tiny_timm_ref, "--out", out, "--quiet")
+    result = run("fit", image_folder, "--backbone", tiny_timm_ref, "--out", out, "--quiet", "--test-fraction", "0.2")
     assert result.exit_code == 0, result.output
     assert "test accuracy" in result.output and "report.html" in result.output
 

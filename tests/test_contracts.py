@@ -391,7 +391,8 @@ def test_a_new_strategy_is_listed_usable_and_keeps_every_contract(monkeypatch: p
     check_caller_backbone_untouched(fits)
 
     model = headstart.fit(color_images(40), backbone=TinyImageBackbone(), strategy="probe-test",
-                          settings={**quick_settings("probe-test"), "top_groups": 1}, progress=False)
+                          settings={**quick_settings("probe-test"), "top_groups": 1}, progress=False,
+                          test_fraction=0.2)
     assert model.strategy == "probe-test" and model.metrics["train"]["stages"] == ["head", "top"]
     assert model.strategy_config["top_groups"] == 1 and "test" in model.metrics
     monkeypatch.undo()

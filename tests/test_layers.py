@@ -27,7 +27,7 @@ LAYERS: list[set[str]] = [
     {"training"},
     {"strategies"},
     {"evaluation"},
-    {"fitting"},
+    {"fitting", "held_out"},
     {"transferability", "shift", "studies", "onnx_export", "sklearn", "tuning"},
     {"reports", "server", "tracking"},
     {"api", "shipping"},

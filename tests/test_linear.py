@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 
@@ -20,10 +21,13 @@ def logits(head, x):
         return head(torch.from_numpy(x)).numpy()
 
 
-def test_head_on_raw_features_equals_sklearn_on_standardized_features():
+@pytest.mark.parametrize("scaling", ["global", "per_feature"])
+def test_head_on_raw_features_equals_sklearn_on_scaled_features(scaling):
     x, y = blobs()
-    head, info = fit_linear_head(x, y, 3, c=0.5)
-    z = (x - x.mean(0)) / (x.std(0) + 1e-6)
+    x[:, 0] *= 50  # feature scales differ, so the two scalings give different models
+    head, info = fit_linear_head(x, y, 3, c=0.5, scaling=scaling)
+    centred = x - x.mean(0)
+    z = centred / (x.std(0) + 1e-6) if scaling == "per_feature" else centred / (np.sqrt(np.mean(centred ** 2)) + 1e-6)
     reference = LogisticRegression(C=0.5, max_iter=1000, random_state=0).fit(z, y)
     np.testing.assert_allclose(logits(head, x), reference.decision_function(z), rtol=1e-4, atol=1e-3)
     assert info["C"] == 0.5
@@ -39,7 +43,7 @@ def test_cross_validation_chooses_c_and_reports_its_accuracy():
 
 def test_binary_problem_gives_two_outputs_with_sklearn_probabilities():
     x, y = blobs(n_classes=2)
-    head, _ = fit_linear_head(x, y, 2, c=1.0)
+    head, _ = fit_linear_head(x, y, 2, c=1.0, scaling="per_feature")
     z = (x - x.mean(0)) / (x.std(0) + 1e-6)
     reference = LogisticRegression(C=1.0, max_iter=1000, random_state=0).fit(z, y)
     out = logits(head, x)
@@ -54,7 +58,7 @@ def test_class_absent_from_training_is_never_predicted():
     assert (logits(head, x).argmax(1) != 3).all()
 
 
-def test_balanced_class_weight_chooses_c_by_balanced_accuracy(monkeypatch):
+def test_c_is_chosen_by_log_loss_unless_accuracy_is_asked_for(monkeypatch):
     import headstart.strategies.linear as linear
 
     seen = {}
@@ -68,10 +72,31 @@ def test_balanced_class_weight_chooses_c_by_balanced_accuracy(monkeypatch):
     rng = np.random.default_rng(0)
     labels = np.array([0] * 40 + [1] * 8)
     features = rng.normal(size=(48, 4)) + labels[:, None]
-    linear.fit_linear_head(features, labels, 2, class_weight="balanced")
-    assert seen["scoring"] == "balanced_accuracy"
     linear.fit_linear_head(features, labels, 2)
+    assert seen["scoring"] == "neg_log_loss"
+    linear.fit_linear_head(features, labels, 2, class_weight="balanced", select_by="accuracy")
+    assert seen["scoring"] == "balanced_accuracy"
+    linear.fit_linear_head(features, labels, 2, select_by="accuracy")
     assert seen["scoring"] == "accuracy"
+
+
+def test_choosing_c_by_log_loss_keeps_confidence_near_accuracy():
+    # Well separated classes: every C from tiny up reaches 100% cross-validated accuracy, so selecting by accuracy
+    # keeps the first (smallest) C and its near-uniform probabilities; log loss prefers a confident head.
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 20)
+    features = rng.normal(size=(60, 8)) + 6 * np.eye(8)[labels]
+    test_labels = np.repeat(np.arange(3), 50)
+    test = torch.tensor(rng.normal(size=(150, 8)) + 6 * np.eye(8)[test_labels], dtype=torch.float32)
+    confidence = {}
+    for select_by in ("log_loss", "accuracy"):
+        head, info = fit_linear_head(features, labels, 3, select_by=select_by)
+        assert info["cv_accuracy"] == 1.0
+        with torch.no_grad():
+            proba = torch.softmax(head(test), dim=1).numpy()
+        assert (proba.argmax(axis=1) == test_labels).mean() > 0.97
+        confidence[select_by] = proba.max(axis=1).mean()
+    assert confidence["log_loss"] > 0.9 > 0.6 > confidence["accuracy"]
 
 
 def test_the_linear_probe_says_what_it_is_fitting_unless_quiet(capsys, tiny_backbone, image_folder):

@@ -71,7 +71,7 @@ def test_a_strategy_that_selects_on_validation_refuses_one_shot_data_naming_the_
     train = sample_per_class(data, 1, seed=0)
     with pytest.raises(DataError, match=r"finetune.*val_fraction=0.*prototypes"):
         headstart.fit(DataSplits(train, None, data), backbone=TinyImageBackbone(), strategy="finetune",
-                      progress=False)
+                      progress=False, val_fraction=0.15)
 
 
 def test_prototype_head_initialises_finetune() -> None:

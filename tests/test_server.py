@@ -16,7 +16,7 @@ from headstart.server import BackgroundServer, check_host, create_app
 
 @pytest.fixture
 def text_server(tmp_path, text_csv, tiny_text_ref):
-    headstart.fit(text_csv, backbone=tiny_text_ref, out=tmp_path / "text", progress=False)
+    headstart.fit(text_csv, backbone=tiny_text_ref, out=tmp_path / "text", progress=False, test_fraction=0.2)
     model = headstart.load(tmp_path / "text")
     with BackgroundServer(create_app(model, max_batch=4, max_request_bytes=4096)) as server, \
             httpx.Client(base_url=server.url, timeout=30) as client:

@@ -21,6 +21,7 @@ from headstart.data.splits import check_selectable
 from headstart.errors import ConfigError
 from headstart.evaluation import calibrate_model, evaluate_dataset
 from headstart.evaluation.forgetting import measure_forgetting
+from headstart.held_out import HoldOutPlan, cross_validated_metrics, refit
 from headstart.model import TransferModel
 from headstart.strategies import Strategy
 from headstart.strategies.base import require_target
@@ -113,7 +114,8 @@ def data_fingerprint(splits: DataSplits) -> str:
 
 def fit_splits(splits: DataSplits, backbone: Backbone, strategy: Strategy, context: FitContext, *,
                calibrate: bool = False, target_test: Dataset | None = None,
-               source_data: DataSplits | None = None) -> TransferModel:
+               source_data: DataSplits | None = None, held_out: HoldOutPlan | None = None,
+               train_again: bool = False) -> TransferModel:
     """Train ``strategy`` on ``splits.train`` (selecting on ``splits.val``) and measure it.
 
     Args:
@@ -126,6 +128,10 @@ def fit_splits(splits: DataSplits, backbone: Backbone, strategy: Strategy, conte
         target_test: Labeled examples of the target domain (``context.target`` holds its unlabeled ones), measured
             like ``test`` into ``metrics["target"]["test"]``.
         source_data: Labeled data of the backbone's source task, for its accuracy before and after transfer.
+        train_again: Train again on train + validation with the epochs chosen on validation, as the strategy's
+            ``refit`` setting says (:func:`~headstart.held_out.refit`; not with ``calibrate``; no val metrics then).
+        held_out: How ``splits`` were carved (:func:`~headstart.held_out.plan_held_out`): notes into the metrics,
+            and k-fold cross-validation on ``splits.train`` when too small for a test split.
 
     Returns:
         The model; its ``metrics`` hold the data summary, warnings, training history, calibration, the
@@ -140,6 +146,9 @@ def fit_splits(splits: DataSplits, backbone: Backbone, strategy: Strategy, conte
     if calibrate and splits.val is None:
         raise ConfigError("calibration needs validation data: give a val split or a val_fraction above 0")
     model = strategy.fit(backbone, splits.train, splits.val, context)
+    refitted, refit_record = (refit(model, splits, backbone, strategy, context) if train_again and not calibrate
+                              else (None, {"done": False, "why": "not asked for, or calibrating (needs val unseen)"}))
+    model = refitted or model
     metrics: dict[str, Any] = {"data": describe(splits, backbone), "backbone": backbone.ref, "strategy": strategy.name,
                                **model.metrics}
     warning = imbalance_warning(splits.train.class_counts(), splits.train.class_names)
@@ -152,11 +161,13 @@ def fit_splits(splits: DataSplits, backbone: Backbone, strategy: Strategy, conte
     # A trained backbone's test features serve both the test metrics and the forgetting measure on the test split.
     test_features = None if splits.test is None or not model.backbone_trained else model.backbone.embed(
         splits.test.items, batch_size=batch_size, progress=context.progress, label="test")
+    metrics["refit"] = refit_record
     for name, part in (("val", splits.val), ("test", splits.test)):
-        if part is not None:
+        if part is not None and not (name == "val" and refitted):  # a refitted model has trained on val
             metrics[name] = evaluate_dataset(model, part, batch_size=batch_size, progress=context.progress,
                                              cache=context.cache, label=name,
                                              features=test_features if name == "test" else None)
+    metrics |= _small_data_metrics(held_out, splits, backbone, strategy, context, batch_size)
     metrics["forgetting"] = _forgetting(model, backbone, splits, batch_size, context, source_data, test_features)
     metrics |= _target_metrics(model, context.target, target_test, batch_size, context)
     model.metrics = metrics
@@ -177,6 +188,19 @@ def _target_metrics(model: TransferModel, unlabeled: Dataset | None, test: Datas
                                           cache=context.cache, label="target test")
         target["test"]["source"] = test.source
     return {"target": target}
+
+
+def _small_data_metrics(held_out: HoldOutPlan | None, splits: DataSplits, backbone: Backbone, strategy: Strategy,
+                        context: FitContext, batch_size: int) -> dict[str, Any]:
+    """What the hold-out plan said (``held_out``) and, when it replaced a tiny test split, the cross-validated
+    metrics (``cross_validation``)."""
+    metrics: dict[str, Any] = {}
+    if held_out is not None and held_out.notes:
+        metrics["held_out"] = list(held_out.notes)
+    if held_out is not None and held_out.cross_validate:
+        metrics["cross_validation"] = cross_validated_metrics(splits.train, backbone, strategy, context,
+                                                              batch_size=batch_size)
+    return metrics
 
 
 def _forgetting(model: TransferModel, source: Backbone, splits: DataSplits, batch_size: int, context: FitContext,

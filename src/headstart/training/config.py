@@ -81,6 +81,10 @@ class TrainingConfig(StrategyConfig):
                                       "(seconds; always at the end of each stage); a resumed run replays the "
                                       "epochs after the last one. 0 checkpoints after every epoch. Not part of "
                                       "what identifies a run: a resumed run may use another value.")
+    refit: Literal["auto", "always", "never"] = Field("auto", description="After choosing the epochs on "
+                                                      "validation data, train again on train + validation for "
+                                                      "that many epochs: 'auto' when there are fewer than 100 "
+                                                      "examples per class (where the held-out share matters).")
     precision: Literal["auto", "no", "bf16", "fp16"] = Field(
         "auto", description="Mixed precision: 'auto' is bf16 (fp16 where bf16 is unsupported) on GPU and "
                             "full precision on CPU, where bf16 autocast measured slower.")

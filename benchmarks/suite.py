@@ -1,0 +1,286 @@
+"""The task suite the defaults are chosen on: real tasks with clear licences, each at 2-3 training sizes and
+3 seeds, every strategy on the same cached frozen features and the same samples.
+
+Tasks (data from the repository, scikit-learn, or Debian packages; a task whose data is missing is skipped
+with a message naming the package):
+
+- digits: scikit-learn's 8x8 handwritten digits (UCI, CC BY 4.0), efficientnet_lite0.
+- fashion-mnist-mini: examples/fashion-mnist-mini (Fashion-MNIST, MIT), efficientnet_lite0.
+- fashion-mnist: Debian dataset-fashion-mnist (MIT) at 10/50/200 per class, efficientnet_lite0 at 112 px.
+- wordnet-nouns: examples/wordnet-supersenses (WordNet licence), minilm; and again with glove.
+- wordnet-verbs: 15 verb supersenses from Debian wordnet-base (WordNet licence), minilm.
+- fortunes: 8 categories of Debian fortunes (fortune-mod, BSD), minilm.
+- fsdd: Free Spoken Digit Dataset, 2 speakers (CC BY-SA 4.0), speech_embedding.
+
+Strategies, all on the same features: a plain scikit-learn ``LogisticRegression(max_iter=1000)`` on raw features
+(the peer a user would write), the linear probe as it was (C by accuracy on per-feature standardized features),
+with C by log loss on standardized features, and as it is now (C by log loss, one global scale), prototypes, and
+``auto``'s frozen-feature choice (:func:`headstart.strategies.blend.choose_probe`; its fine-tuning gate is not
+exercised here: fine-tuning on CPU for 60 runs is out of this suite's budget). Seconds are head fitting only;
+feature extraction, shared by all, is listed per task.
+
+    OMP_NUM_THREADS=1 python benchmarks/suite.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+
+import headstart
+from headstart.backbones import FeatureCache, build_backbone, extract_features
+from headstart.data import Dataset, from_arrays, load_dataset
+from headstart.data.reference import load_fashion_mnist, load_fsdd, load_wordnet_supersenses
+from headstart.errors import HeadstartError
+from headstart.evaluation import classification_metrics
+from headstart.strategies.blend import choose_probe
+from headstart.strategies.heads import prototype_head
+from headstart.strategies.linear import fit_linear_head
+
+ROOT = Path(__file__).resolve().parent.parent
+FORTUNES = Path("/usr/share/games/fortunes")
+FORTUNE_CLASSES = ["art", "computers", "education", "food", "law", "literature", "politics", "science"]
+STRATEGIES = ["LogisticRegression()", "linear (old)", "linear (C by log loss, standardized)", "linear", "prototypes",
+              "auto"]
+#: The linear probe before this suite: C by accuracy on per-feature standardized features.
+OLD_LINEAR = {"select_by": "accuracy", "scaling": "per_feature"}
+SEEDS = (0, 1, 2)
+
+
+@dataclass
+class Task:
+    """A task: its examples (pool to sample training sets from, and a fixed test set), backbone and sizes."""
+
+    name: str
+    backbone: str
+    load: Callable[[], tuple[Dataset, Dataset]]
+    sizes: tuple[int, ...] = (10, 50)
+    image_size: int | None = None
+
+
+def _split_pool(data: Dataset, test_per_class: int, pool_per_class: int) -> tuple[Dataset, Dataset]:
+    """A fixed test set of ``test_per_class`` per class and a training pool of up to ``pool_per_class``."""
+    rng = np.random.default_rng(12345)
+    test, pool = [], []
+    for label in range(len(data.class_names)):
+        index = rng.permutation(np.flatnonzero(data.labels == label))
+        test.extend(index[:test_per_class])
+        pool.extend(index[test_per_class:test_per_class + pool_per_class])
+    return data.subset(np.sort(pool)), data.subset(np.sort(test))
+
+
+def _digits() -> tuple[Dataset, Dataset]:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = (digits.images * 255 / 16).astype(np.uint8)
+    return _split_pool(from_arrays(list(images), digits.target, [str(d) for d in range(10)]), 50, 100)
+
+
+def _folder(path: Path) -> tuple[Dataset, Dataset]:
+    splits = load_dataset(path)
+    return splits.train, splits.test
+
+
+def _fashion() -> tuple[Dataset, Dataset]:
+    x, y, names = load_fashion_mnist("train")
+    pool, _ = _split_pool(from_arrays(list(x[:6000]), y[:6000], class_names=names), 0, 250)
+    tx, ty, _ = load_fashion_mnist("test")
+    _, test = _split_pool(from_arrays(list(tx[:2000]), ty[:2000], class_names=names), 50, 0)
+    return pool, test
+
+
+def _verbs() -> tuple[Dataset, Dataset]:
+    texts, labels, names = load_wordnet_supersenses(pos="verb")
+    return _split_pool(Dataset(texts, labels, names, "text", "wordnet verbs"), 50, 100)
+
+
+def _fortunes() -> tuple[Dataset, Dataset]:
+    texts, labels = [], []
+    for label, name in enumerate(FORTUNE_CLASSES):
+        path = FORTUNES / name
+        if not path.is_file():
+            raise HeadstartError(f"{path} is missing: apt-get install fortunes")
+        quotes = [q.strip()[:1000] for q in path.read_text(encoding="utf-8", errors="replace").split("\n%\n")]
+        quotes = [q for q in quotes if q]
+        texts += quotes
+        labels += [label] * len(quotes)
+    return _split_pool(Dataset(texts, np.array(labels), FORTUNE_CLASSES, "text", "fortunes"), 50, 148)
+
+
+def _fsdd() -> tuple[Dataset, Dataset]:
+    paths, digits, _, _ = load_fsdd()
+    return _split_pool(Dataset(list(paths), np.asarray(digits), [str(d) for d in range(10)], "audio", "FSDD"), 50, 50)
+
+
+TASKS = [
+    Task("digits", "efficientnet_lite0", _digits),
+    Task("fashion-mnist-mini", "efficientnet_lite0", lambda: _folder(ROOT / "examples" / "fashion-mnist-mini")),
+    Task("wordnet-nouns", "minilm", lambda: _folder(ROOT / "examples" / "wordnet-supersenses")),
+    Task("wordnet-nouns", "glove", lambda: _folder(ROOT / "examples" / "wordnet-supersenses")),
+    Task("wordnet-verbs", "minilm", _verbs),
+    Task("fortunes", "minilm", _fortunes),
+    Task("fsdd", "speech_embedding", _fsdd, (10, 30)),
+    # At 112 px (4x fewer pixels than the mini task's 224) so its 2,500 images embed within the suite's budget.
+    Task("fashion-mnist", "efficientnet_lite0", _fashion, (10, 50, 200), image_size=112),
+]
+
+
+def _proba(head: torch.nn.Linear, features: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return torch.softmax(head(torch.from_numpy(features).float()), dim=1).numpy()
+
+
+def fit_all(x: np.ndarray, y: np.ndarray, test_x: np.ndarray, n_classes: int, seed: int
+            ) -> dict[str, tuple[np.ndarray, float]]:
+    """Test probabilities and head-fitting seconds of every strategy on one training sample."""
+    runs: dict[str, tuple[np.ndarray, float]] = {}
+
+    def timed(name: str, fit: Callable[[], Callable[[np.ndarray], np.ndarray]]) -> None:
+        started = time.perf_counter()
+        predict = fit()
+        runs[name] = (predict(test_x), time.perf_counter() - started)
+
+    def peer() -> Callable[[np.ndarray], np.ndarray]:
+        clf = LogisticRegression(max_iter=1000).fit(x, y)
+        return lambda t: clf.predict_proba(t)
+
+    timed("LogisticRegression()", peer)
+    timed("linear (old)", lambda: (lambda h: lambda t: _proba(h, t))(
+        fit_linear_head(x, y, n_classes, seed=seed, **OLD_LINEAR)[0]))
+    timed("linear (C by log loss, standardized)", lambda: (lambda h: lambda t: _proba(h, t))(
+        fit_linear_head(x, y, n_classes, seed=seed, scaling="per_feature")[0]))
+    timed("linear", lambda: (lambda h: lambda t: _proba(h, t))(fit_linear_head(x, y, n_classes, seed=seed)[0]))
+    timed("prototypes", lambda: (lambda h: lambda t: _proba(h, t))(prototype_head(x, y, n_classes)[0]))
+    timed("auto", lambda: (lambda h: lambda t: _proba(h, t))(choose_probe(x, y, n_classes, seed=seed).head))
+    return runs
+
+
+def sample(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == k))[:per_class]
+                                   for k in np.unique(labels)]))
+
+
+def run_task(task: Task, cache: FeatureCache) -> list[dict]:
+    pool, test = task.load()
+    backbone = build_backbone(task.backbone, image_size=task.image_size)
+    started = time.perf_counter()
+    pool_x = extract_features(backbone, pool, cache=cache, label="pool")
+    test_x = extract_features(backbone, test, cache=cache, label="test")
+    feature_seconds = time.perf_counter() - started
+    rows = []
+    for size in task.sizes:
+        per_seed: dict[str, list[dict]] = {name: [] for name in STRATEGIES}
+        for seed in SEEDS:
+            index = sample(pool.labels, size, seed)
+            runs = fit_all(pool_x[index], pool.labels[index], test_x, len(pool.class_names), seed)
+            for name, (proba, seconds) in runs.items():
+                m = classification_metrics(test.labels, proba, test.class_names)
+                per_seed[name].append({"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "ece": m["ece"],
+                                       "seconds": seconds})
+        for name, values in per_seed.items():
+            row = {"task": task.name, "backbone": task.backbone, "per_class": size, "strategy": name,
+                   "n_test": len(test), "feature_seconds": round(feature_seconds, 1)}
+            for key in ("accuracy", "macro_f1", "ece", "seconds"):
+                series = np.array([v[key] for v in values])
+                row[key], row[f"{key}_std"] = float(series.mean()), float(series.std(ddof=1))
+            rows.append(row)
+        print(f"{task.name} ({task.backbone}) {size}/class: " + ", ".join(
+            f"{r['strategy']} {r['accuracy']:.3f}" for r in rows[-len(STRATEGIES):]), flush=True)
+    return rows
+
+
+def summary(rows: list[dict]) -> dict:
+    """Per task and size: the best fixed strategy, auto's gap to it and to the peer; median ECE per strategy."""
+    groups: dict[tuple, dict[str, dict]] = {}
+    for r in rows:
+        groups.setdefault((r["task"], r["backbone"], r["per_class"]), {})[r["strategy"]] = r
+    gaps = []
+    for key, by in groups.items():
+        fixed = {n: by[n]["accuracy"] for n in STRATEGIES[1:-1]}
+        best = max(fixed, key=fixed.get)
+        gaps.append({"task": key[0], "backbone": key[1], "per_class": key[2], "best_fixed": best,
+                     "auto_minus_best_fixed": by["auto"]["accuracy"] - fixed[best],
+                     "auto_minus_peer": by["auto"]["accuracy"] - by["LogisticRegression()"]["accuracy"],
+                     "linear_minus_peer": by["linear"]["accuracy"] - by["LogisticRegression()"]["accuracy"]})
+    return {"per_task": gaps,
+            "worst_auto_minus_best_fixed": min(g["auto_minus_best_fixed"] for g in gaps),
+            "mean_auto_minus_peer": float(np.mean([g["auto_minus_peer"] for g in gaps])),
+            "mean_linear_minus_peer": float(np.mean([g["linear_minus_peer"] for g in gaps])),
+            "median_ece": {n: float(np.median([r["ece"] for r in rows if r["strategy"] == n])) for n in STRATEGIES}}
+
+
+def readme_table(rows: list[dict]) -> dict:
+    table: dict[tuple, dict[str, dict]] = {}
+    for r in rows:
+        table.setdefault((r["task"], r["backbone"], r["per_class"]), {})[r["strategy"]] = r
+
+    def cell(r: dict) -> str:
+        return f"{100 * r['accuracy']:.1f} ± {100 * r['accuracy_std']:.1f}"
+
+    return {"columns": ["task (backbone)", "per class", *STRATEGIES, "ECE linear (old)", "ECE auto"],
+            "rows": [[f"{task} ({backbone})", str(size), *(cell(by[n]) for n in STRATEGIES),
+                      f"{by['linear (old)']['ece']:.3f}", f"{by['auto']['ece']:.3f}"]
+                     for (task, backbone, size), by in table.items()]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", default="", help="comma-separated task names to run (default: all)")
+    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "suite.json")
+    parser.add_argument("--combine", default="", help="comma-separated JSON files of earlier runs (e.g. of task "
+                                                      "subsets run side by side) to merge into --json; runs nothing")
+    args = parser.parse_args()
+    if args.combine:
+        parts = [json.loads(Path(p).read_text(encoding="utf-8")) for p in args.combine.split(",")]
+        rows = [r for part in parts for r in part["rows"]]
+        merged = {"command": [part["command"] for part in parts] + [" ".join(["python", *sys.argv])],
+                  "cpus": os.cpu_count(), "threads": [part["threads"] for part in parts],
+                  "load_average_before": [part["load_average_before"] for part in parts],
+                  "load_average_after": [part["load_average_after"] for part in parts],
+                  "seconds": [part["seconds"] for part in parts], "headstart": headstart.__version__,
+                  "torch": torch.__version__, "seeds": list(SEEDS),
+                  "skipped": [s for part in parts for s in part["skipped"]], "rows": rows,
+                  "summary": summary(rows), "readme_table": readme_table(rows)}
+        args.json.write_text(json.dumps(merged, indent=2) + "\n", encoding="utf-8")
+        return
+    torch.set_num_threads(1)
+    load_before, started = os.getloadavg(), time.perf_counter()
+    cache = FeatureCache.from_option(True)
+    rows, skipped = [], []
+    for task in TASKS:
+        if args.tasks and task.name not in args.tasks.split(","):
+            continue
+        try:
+            rows += run_task(task, cache)
+        except (HeadstartError, FileNotFoundError) as err:
+            skipped.append(f"{task.name} ({task.backbone}): {err}")
+            print(f"skipped {task.name} ({task.backbone}): {err}", flush=True)
+        write(args.json, rows, skipped, load_before, started)  # after each task: a stopped run keeps its tasks
+    print(json.dumps(summary(rows), indent=2))
+
+
+def write(path: Path, rows: list[dict], skipped: list[str], load_before: tuple, started: float) -> None:
+    """The results so far, with the run's command, machine load and versions."""
+    result = {"command": " ".join(["python", *sys.argv]), "cpus": os.cpu_count(), "threads": 1,
+              "load_average_before": load_before, "load_average_after": os.getloadavg(),
+              "seconds": round(time.perf_counter() - started, 1), "headstart": headstart.__version__,
+              "torch": torch.__version__, "seeds": list(SEEDS), "skipped": skipped, "rows": rows,
+              "summary": summary(rows) if rows else {}, "readme_table": readme_table(rows)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""``auto``: the cheap frozen-feature candidates first, fine-tuning only where the data says it may pay.
+
+A registered strategy rather than an orchestration above ``fit``: it is then available wherever a strategy is
+(``fit``, ``compare``, the scikit-learn estimator, the contract tests) with no new argument, and what it tried
+travels in the model's metrics like any strategy's training record.
+
+1. The linear probe, the prototype classifier and blends of the two, on cached features, scored on the same
+   cross-validation folds (:func:`~headstart.strategies.blend.choose_probe`): seconds.
+2. A cheap learning curve: the probe's cross-validated accuracy on half the data against all of it. When
+   features are saturated (the curve is flat) or near-perfect, fine-tuning is unlikely to gain and is skipped.
+3. Otherwise, within the time budget, the fine-tuning strategy trains on most of the data and is compared with
+   the probe on the same held-out part; it is kept only if it wins there by ``finetune_margin``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from headstart.backbones import Backbone, extract_features
+from headstart.data import Dataset, stratified_split
+from headstart.model import TransferModel
+from headstart.strategies.base import STRATEGIES, Strategy, register_strategy
+from headstart.strategies.blend import ProbeChoice, choose_probe
+from headstart.strategies.linear import linear_out_of_fold
+from headstart.training import FitContext, StrategyConfig
+
+#: Fewest held-out examples per class on which fine-tuning and the probe are compared.
+MIN_COMPARE_PER_CLASS = 5
+
+
+class AutoConfig(StrategyConfig):
+    """Settings of the ``auto`` strategy."""
+
+    folds: int = Field(5, ge=2, description="Cross-validation folds for the frozen-feature candidates.")
+    blend_weights: int = Field(5, ge=2, description="Blends of linear probe and prototypes tried (evenly "
+                                                    "spaced weights over [0, 1], both ends included).")
+    temperature: bool = Field(True, description="Fit a softmax temperature on the winner's cross-validated "
+                                                "predictions.")
+    finetune: Literal["auto", "never", "always"] = Field("auto", description="Try fine-tuning: 'auto' when the "
+                                                         "learning curve still rises and the budget allows.")
+    finetune_strategy: str = Field("finetune", description="The strategy tried when fine-tuning is tried.")
+    min_curve_gain: float = Field(0.02, ge=0, description="Accuracy the probe must gain from half the data to all "
+                                                          "of it (cross-validated) for fine-tuning to be tried.")
+    finetune_margin: float = Field(0.01, ge=0, description="Held-out accuracy by which fine-tuning must beat the "
+                                                           "probe to be kept.")
+    budget: float = Field(300.0, gt=0, description="Seconds for everything auto tries when fit has no max_time.")
+
+
+def learning_curve_gain(features: np.ndarray, labels: np.ndarray, c: float, *, folds: int, seed: int
+                        ) -> float | None:
+    """Cross-validated accuracy of the probe at ``c`` on all examples minus on a stratified half (``None`` when
+    the half is too small to cross-validate)."""
+    half = np.sort(np.concatenate([np.random.default_rng(seed).permutation(np.flatnonzero(labels == k))
+                                   [: max(1, int(np.sum(labels == k)) // 2)] for k in np.unique(labels)]))
+    scores = []
+    for x, y in ((features, labels), (features[half], labels[half])):
+        proba = linear_out_of_fold(x, y, c=c, folds=folds, seed=seed)
+        if proba is None:
+            return None
+        scores.append(float(np.mean(np.unique(y)[proba.argmax(axis=1)] == y)))
+    return scores[0] - scores[1]
+
+
+@register_strategy("auto")
+class Auto(Strategy):
+    """The best of linear probe, prototypes and their blend by cross-validation (temperature-scaled), and
+    fine-tuning only when a learning curve says it may gain and the budget allows; the model's
+    ``metrics["train"]["auto"]`` says what was tried, what it cost and why the winner won."""
+
+    config_class = AutoConfig
+
+    def fit(self, backbone: Backbone, train: Dataset, val: Dataset | None, context: FitContext) -> TransferModel:
+        cfg, started = self.config, time.perf_counter()
+        features = extract_features(backbone, train, cache=context.cache, batch_size=cfg.batch_size,
+                                    progress=context.progress, label="train")
+        choice = choose_probe(features, train.labels, len(train.class_names), folds=cfg.folds, seed=context.seed,
+                              weights=cfg.blend_weights, temperature=cfg.temperature)
+        record: dict[str, Any] = {"tried": choice.tried, "winner": choice.name, "why": choice.reason,
+                                  "temperature": choice.temperature,
+                                  "probe_seconds": round(time.perf_counter() - started, 2)}
+        model = self._model(backbone, choice.head, train, context, choice.name)
+        should, why = self._should_finetune(backbone, features, train.labels, choice, context, started)
+        record["finetune"] = why
+        if should:
+            model = self._try_finetune(backbone, train, context, started, record) or model
+        record["seconds"] = round(time.perf_counter() - started, 2)
+        trained = model.metrics.get("train", {}) if model.backbone_trained else {"cv_accuracy": choice.cv_accuracy}
+        model.metrics = {"train": {**trained, "auto": record}}
+        return model
+
+    def _model(self, backbone: Backbone, head: torch.nn.Linear, train: Dataset, context: FitContext, winner: str
+               ) -> TransferModel:
+        return TransferModel(backbone, head, train.class_names, strategy=self.name,
+                             strategy_config={**self.config.model_dump(), "seed": context.seed, "winner": winner})
+
+    def _budget_left(self, context: FitContext, started: float) -> float:
+        budget = context.max_time if context.max_time is not None else self.config.budget
+        return budget - (time.perf_counter() - started)
+
+    def _should_finetune(self, backbone: Backbone, features: np.ndarray, labels: np.ndarray, choice: ProbeChoice,
+                         context: FitContext, started: float) -> tuple[bool, str]:
+        """Whether to try fine-tuning, and why (in words, for the metrics)."""
+        cfg = self.config
+        if cfg.finetune == "never":
+            return False, "not tried: finetune='never'"
+        if not backbone.trainable:
+            return False, "not tried: the backbone has no trainable weights"
+        per_class = np.bincount(labels).min() * 0.2
+        if per_class < MIN_COMPARE_PER_CLASS:
+            return False, (f"not tried: a comparison split would hold {per_class:.0f} examples of the smallest "
+                           f"class, too few to tell fine-tuning from the probe")
+        if cfg.finetune == "always":
+            return True, "tried: finetune='always'"
+        if self._budget_left(context, started) < 0.5 * (context.max_time or cfg.budget):
+            return False, "not tried: the probe used over half the time budget"
+        if choice.cv_accuracy >= 0.98:
+            return False, f"not tried: the probe is already at {choice.cv_accuracy:.1%} (cross-validated)"
+        gain = learning_curve_gain(features, labels, choice.tried["linear"]["C"], folds=cfg.folds, seed=context.seed)
+        if gain is None or gain < cfg.min_curve_gain:
+            shown = "unknown" if gain is None else f"{gain:+.1%}"
+            return False, (f"not tried: the probe gained {shown} from half the data to all of it (below "
+                           f"{cfg.min_curve_gain:.0%}), so the frozen features look saturated")
+        return True, f"tried: the probe still gained {gain:+.1%} from half the data to all of it"
+
+    def _try_finetune(self, backbone: Backbone, train: Dataset, context: FitContext, started: float,
+                      record: dict[str, Any]) -> TransferModel | None:
+        """Fine-tune on 80% of ``train`` within what is left of the budget and compare it with the probe fitted
+        on the same 80% on the other 20%; the fine-tuned model if it wins by the margin, else ``None``."""
+        cfg = self.config
+        parts = stratified_split(train, val_fraction=0.2, seed=context.seed)
+        held = parts.val
+        left = self._budget_left(context, started)
+        tuned = STRATEGIES.get(cfg.finetune_strategy)().fit(
+            backbone, parts.train, held, dataclasses.replace(context, max_time=left))
+        fit_features = extract_features(backbone, parts.train, cache=context.cache, batch_size=cfg.batch_size)
+        probe = choose_probe(fit_features, parts.train.labels, len(train.class_names), folds=cfg.folds,
+                             seed=context.seed, weights=cfg.blend_weights, temperature=cfg.temperature)
+        held_features = torch.from_numpy(extract_features(backbone, held, cache=context.cache,
+                                                          batch_size=cfg.batch_size))
+        with torch.no_grad():
+            probe_accuracy = float(np.mean(probe.head(held_features).argmax(1).numpy() == held.labels))
+        tuned_accuracy = float(np.mean(tuned.logits(held.items, batch_size=cfg.batch_size).argmax(1) == held.labels))
+        record["finetune_result"] = {"strategy": cfg.finetune_strategy, "held_out_accuracy": tuned_accuracy,
+                                     "probe_held_out_accuracy": probe_accuracy, "n_held_out": len(held),
+                                     "seconds": round(time.perf_counter() - started - record["probe_seconds"], 2)}
+        if tuned_accuracy < probe_accuracy + cfg.finetune_margin:
+            return None
+        record["winner"] = cfg.finetune_strategy
+        record["why"] = (f"{cfg.finetune_strategy} beat the probe on {len(held)} held-out examples "
+                         f"({tuned_accuracy:.1%} vs {probe_accuracy:.1%})")
+        tuned.strategy = self.name
+        tuned.strategy_config = {**self.config.model_dump(), "seed": context.seed, "winner": cfg.finetune_strategy,
+                                 "winner_config": tuned.strategy_config}
+        return tuned
