@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -29,6 +29,7 @@ from headstart.strategies.base import STRATEGIES, Strategy, register_strategy
 from headstart.strategies.blend import ProbeChoice, choose_probe
 from headstart.strategies.linear import linear_out_of_fold
 from headstart.training import FitContext, StrategyConfig
+from headstart.training.search_space import Dimension, FloatRange
 
 #: Fewest held-out examples per class on which fine-tuning and the probe are compared.
 MIN_COMPARE_PER_CLASS = 5
@@ -36,6 +37,10 @@ MIN_COMPARE_PER_CLASS = 5
 
 class AutoConfig(StrategyConfig):
     """Settings of the ``auto`` strategy."""
+
+    # How readily fine-tuning is tried and kept; the frozen-feature candidates choose themselves by cross-validation.
+    search_space: ClassVar[dict[str, Dimension]] = {"min_curve_gain": FloatRange(0.0, 0.1),
+                                                    "finetune_margin": FloatRange(0.0, 0.05)}
 
     folds: int = Field(5, ge=2, description="Cross-validation folds for the frozen-feature candidates.")
     blend_weights: int = Field(5, ge=2, description="Blends of linear probe and prototypes tried (evenly "
