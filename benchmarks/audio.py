@@ -152,6 +152,24 @@ def augmentation_study(paths: list[str], digits: np.ndarray, speakers: np.ndarra
     return rows
 
 
+def readme_table(summary: list[dict]) -> dict:
+    """The README's accuracy table: mean ± std over seeds per direction and size."""
+    def cell(entry: dict, method: str, bold: bool = False) -> str:
+        text = f"{100 * entry[method]['mean']:.1f} ± {100 * entry[method]['std']:.1f}%"
+        return f"**{text}**" if bold else text
+
+    rows = []
+    for entry in summary:
+        source, target = entry["direction"].split("->")
+        size = "all 50" if entry["per_digit"] == 50 else str(entry["per_digit"])
+        best = max(("headstart", "wheel_lr", "mfcc_lr"), key=lambda m: entry[m]["mean"])
+        rows.append([f"{source} → {target}, {size}", *(cell(entry, m, m == best) for m in ("headstart", "wheel_lr",
+                                                                                           "mfcc_lr")),
+                     f"{entry['headstart_ece']['mean']:.3f}"])
+    return {"columns": ["train → test speaker, recordings per digit", "headstart `fit` (defaults)",
+                        "wheel's usage + LR", "MFCC statistics + LR", "headstart ECE"], "rows": rows}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=1, help="threads for ONNX Runtime and PyTorch")
@@ -185,7 +203,7 @@ def main() -> None:
                 splits = DataSplits(train=full.subset(train), test=full.subset(test), source="FSDD")
                 model = headstart.fit(splits, seed=seed, progress=False, cache=cache)
                 row = {"direction": f"{source}->{target}", "per_digit": size, "seed": seed,
-                       "headstart": model.metrics["test"]["accuracy"],
+                       "headstart": model.metrics["test"]["accuracy"], "headstart_ece": model.metrics["test"]["ece"],
                        "headstart_backbone": model.backbone.ref, "headstart_C": model.strategy_config["chosen_C"],
                        "wheel_lr": peer_accuracy(wheel, digits, train, test, scaled=False),
                        "mfcc_lr": peer_accuracy(mfcc, digits, train, test, scaled=True)}
@@ -199,7 +217,7 @@ def main() -> None:
         for size in SIZES:
             rows = [r for r in results if r["direction"] == f"{source}->{target}" and r["per_digit"] == size]
             entry = {"direction": f"{source}->{target}", "per_digit": size}
-            for method in ("headstart", "wheel_lr", "mfcc_lr"):
+            for method in ("headstart", "headstart_ece", "wheel_lr", "mfcc_lr"):
                 values = [r[method] for r in rows]
                 entry[method] = {"mean": float(np.mean(values)), "std": float(np.std(values))}
             summary.append(entry)
@@ -215,7 +233,7 @@ def main() -> None:
     record = {"command": " ".join(["python", *sys.argv]), "cpus": os.cpu_count(), "threads": args.threads,
               "load_average_before": load_before, "versions": versions, "n_clips": len(paths),
               "audio_seconds": round(audio, 1), "speed": [entry["row"] for entry in speed], "summary": summary,
-              "runs": results}
+              "runs": results, "readme_table": readme_table(summary)}
     args.json.parent.mkdir(parents=True, exist_ok=True)
 
     def write() -> None:  # after each part, so a late failure keeps what was measured

@@ -283,10 +283,10 @@ def test_cli_fit_on_audio_with_preprocess_and_skip_bad_files(tmp_path, tones, ti
 
 @pytest.mark.e2e
 def test_speech_embedding_on_fsdd_mini_is_speaker_independent(tmp_path):
-    # Measured: 99.0% on the 200 test clips (train george 5 per digit, test jackson); threshold with margin.
+    # Measured: 95.5% on the 200 test clips (train george 5 per digit, test jackson; 99.0% with C chosen by accuracy).
     model = headstart.fit(EXAMPLES / "fsdd-mini", out=tmp_path / "demo-audio", progress=False)
     assert model.backbone.ref == "speech_embedding" and model.metrics["test"]["n_examples"] == 200
-    assert model.metrics["test"]["accuracy"] >= 0.95
+    assert model.metrics["test"]["accuracy"] >= 0.92
     saved = json.loads((tmp_path / "demo-audio" / "config.json").read_text())["backbone"]["preprocess"]
     assert saved == {"sample_rate": 16000, "target_dbfs": -20.0, "pad_seconds": 0.695, "pooling": "mean",
                      "max_seconds": 30.0, "long_clips": "first", "kind": "audio"}
