@@ -161,4 +161,4 @@ def test_a_200k_character_field_trains(tmp_path, monkeypatch, capsys):
     code, stdout, err = headstart(monkeypatch, capsys, "fit", table, "--backbone", "test-tiny-text",
                                   "--out", tmp_path / "run", "--set", "c=1", "-q")
     assert code == 0, err
-    assert "test accuracy" in stdout
+    assert "accuracy" in stdout  # cross-validated: 21 rows are too few to hold out a test split

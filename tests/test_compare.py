@@ -15,7 +15,7 @@ from headstart.backbones.base import Backbone
 from headstart.cli import app
 from headstart.errors import ConfigError
 from headstart.fitting import fit_splits
-from headstart.studies import runner
+from headstart.studies import budget, runner
 from headstart.studies.runner import strategy_settings
 
 FAST_SCRATCH = {"scratch.epochs": 1, "scratch.batch_size": 16, "scratch.augment": "off"}
@@ -48,6 +48,7 @@ def test_time_budget_skips_the_runs_estimated_to_end_past_it(image_folder: Path,
     # The runner's clock advances 10 s per run and stands still otherwise, whatever the machine's speed.
     clock = SimpleNamespace(now=0.0)
     monkeypatch.setattr(runner, "time", SimpleNamespace(perf_counter=lambda: clock.now))
+    monkeypatch.setattr(budget, "time", SimpleNamespace(perf_counter=lambda: clock.now))
 
     def ten_seconds(*args: Any, **kwargs: Any) -> Any:
         model = fit_splits(*args, **kwargs)
@@ -110,13 +111,27 @@ def test_cheap_strategies_run_first_and_each_run_gets_what_is_left_of_the_budget
 
 
 def test_a_skipped_run_says_what_it_would_have_cost(image_folder: Path, tiny_backbone: Backbone) -> None:
-    from headstart.studies.runner import _Budget
+    from headstart.studies.budget import StudyBudget
 
-    budget = _Budget(100.0)
+    budget = StudyBudget(100.0)
     budget.spent("finetune", 5.0, 80.0)
     skipped = budget.skipped("finetune", 10.0, seed=0)
     assert skipped is not None and "would take ~160 s" in skipped.reason
     assert "took 80 s" in skipped.reason and "s are left" in skipped.reason
+
+
+def test_a_trained_run_trains_for_what_is_left_less_its_evaluation(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A fine-tuned model is measured after its training budget ends; that time is kept out of its budget.
+    clock = SimpleNamespace(now=0.0)
+    monkeypatch.setattr(budget, "time", SimpleNamespace(perf_counter=lambda: clock.now))
+    study = budget.StudyBudget(100.0)
+    clock.now = 20.0
+    assert study.for_training(trained=False) == 80.0
+    assert study.for_training(trained=True) == 60.0  # before any trained run: a quarter kept back
+    study.spent("finetune", 5.0, 50.0, evaluation=12.0)
+    clock.now = 70.0
+    assert study.for_training(trained=True) == 18.0  # 30 s left, less the last evaluation's 12 s
+    assert budget.StudyBudget(None).for_training(trained=True) is None
 
 
 def test_every_frozen_feature_run_is_scheduled_before_any_trained_run() -> None:

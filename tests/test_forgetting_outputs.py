@@ -20,7 +20,8 @@ def test_every_fit_of_a_trained_strategy_prints_one_forgetting_line_and_stores_t
     target = ["--target", image_folder] if STRATEGIES.get(strategy).needs_target else []  # dann: its labels unused
     code, stdout, stderr = run_main(monkeypatch, capsys, "fit", image_folder, "--out", out, "--backbone",
                                     tiny_timm_ref, "--image-size", 32, "--strategy", strategy, "--set", "epochs=1",
-                                    "--set", "min_steps=0", "--set", "batch_size=8", "--quiet", *target)
+                                    "--set", "min_steps=0", "--set", "batch_size=8", "--test-fraction", 0.25,
+                                    "--quiet", *target)
     assert code == 0, stderr
     lines = [line for line in stdout.splitlines() if line.startswith("forgetting:")]
     assert len(lines) == 1 and "feature CKA" in lines[0]

@@ -61,18 +61,28 @@ class TransferModel:
         self.metrics = dict(metrics or {})
 
     def __repr__(self) -> str:
-        tested = self.metrics.get("test", {}).get("accuracy")
+        measured = self._measured()
         return (f"TransferModel({self.strategy} on {self.backbone.ref}, {len(self.class_names)} classes: "
-                f"{listing(self.class_names, limit=5)}" + ("" if tested is None else f"; test accuracy {tested:.1%}")
-                + ")")
+                f"{listing(self.class_names, limit=5)}"
+                + ("" if measured is None else f"; {measured[0]} {measured[1]['accuracy']:.1%}") + ")")
+
+    def _measured(self) -> tuple[str, dict[str, Any]] | None:
+        """``("test accuracy", test metrics)``, or the cross-validated ones when the data was too small to hold
+        out a test split; ``None`` when neither was measured."""
+        if self.metrics.get("test", {}).get("accuracy") is not None:
+            return "test accuracy", self.metrics["test"]
+        if self.metrics.get("cross_validation", {}).get("accuracy") is not None:
+            return "cross-validated accuracy", self.metrics["cross_validation"]
+        return None
 
     def _repr_html_(self) -> str:
-        test, train = self.metrics.get("test", {}), self.metrics.get("train", {})
+        measured, train = self._measured(), self.metrics.get("train", {})
         facts = [("strategy", self.strategy), ("backbone", f"{self.backbone.ref} ({self.modality})"),
                  ("backbone trained", "yes" if self.backbone_trained else "no (frozen)"),
                  ("classes", f"{len(self.class_names)}: {listing(self.class_names, limit=8)}")]
-        if test:
-            facts.append(("test accuracy", f"{percent(test.get('accuracy'))} on {test.get('n_examples')} examples"))
+        if measured is not None:
+            name, m = measured
+            facts.append((name, f"{percent(m.get('accuracy'))} on {m.get('n_examples')} examples"))
         if train.get("stages_run"):
             reason = train.get("stop_reason", "completed")
             facts.append(("stages run", ", ".join(train["stages_run"])

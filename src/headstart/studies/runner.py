@@ -27,6 +27,7 @@ from headstart.data import Dataset, DataSplits, fraction_subset, sample_per_clas
 from headstart.errors import ConfigError, DataError, option
 from headstart.fitting import check_modality, complete_splits, fit_splits
 from headstart.strategies import Strategy, TrainedStrategy, get_strategy
+from headstart.studies.budget import StudyBudget
 from headstart.studies.records import SIZE_LABEL, CompareResult, RunRecord, SkippedRun
 from headstart.studies.statistics import data_savings, gains, summarise, transfer_verdict
 from headstart.studies.tradeoff import RETENTION, retention_of, tradeoff
@@ -174,15 +175,17 @@ def compare_strategies(splits: DataSplits, *, strategies: Sequence[str], backbon
     sliced = SlicedFeatureCache(cache, net, [p for p in (train, splits.val, test) if p is not None],
                                 progress=progress)
     result = CompareResult(splits.source, net.ref, strategies, [size for size, _ in plan], len(test), test_source)
-    budget = _Budget(max_time)
+    budget = StudyBudget(max_time)
     for names, size, subset, seed in _schedule(chosen, plan, seeds):
         run_splits = DataSplits(subset, splits.val, test, splits.source)
         for name in names:
             outcome = budget.skipped(name, size, seed)
             if outcome is None:
-                outcome, cost = _measure(name, chosen[name], run_splits, size, seed, net, sliced, val_fraction,
-                                         max_time=budget.left(), progress=progress)
-                budget.spent(name, size, cost)
+                trained = isinstance(chosen[name], TrainedStrategy)
+                outcome, cost, evaluation = _measure(name, chosen[name], run_splits, size, seed, net, sliced,
+                                                     val_fraction, max_time=budget.for_training(trained),
+                                                     progress=progress)
+                budget.spent(name, size, cost, evaluation=evaluation)
             (result.skipped if isinstance(outcome, SkippedRun) else result.records).append(outcome)
             if on_run:
                 on_run(outcome)
@@ -224,52 +227,12 @@ def _test_set(splits: DataSplits, test_fraction: float) -> tuple[Dataset, Datase
     return held.train, held.test, f"a fixed stratified {test_fraction:.0%} hold-out of the training data (seed 0)"
 
 
-class _Budget:
-    """The study's time budget: a run is skipped when its estimate, the same strategy's previous run scaled by
-    size, would end past ``max_time`` (``None``: no budget). A run that has started always finishes."""
-
-    def __init__(self, max_time: float | None) -> None:
-        self.max_time, self.started = max_time, time.perf_counter()
-        self.last: dict[str, tuple[float, float]] = {}  # strategy -> (size, seconds) of its latest run
-
-    def left(self) -> float | None:
-        """Seconds of the budget not yet spent (``None`` without a budget)."""
-        return None if self.max_time is None else max(self.max_time - (time.perf_counter() - self.started), 0.0)
-
-    def skipped(self, name: str, size: float, seed: int) -> SkippedRun | None:
-        """The run, skipped, if it would not fit; ``None`` if it fits."""
-        left = self.left()
-        if left is None:
-            return None
-        spent = f"{self.max_time - left:.0f} s of the {self.max_time:g} s budget spent"
-        if left <= 0:
-            return SkippedRun(name, size, seed, f"time budget: {spent} before this run could start")
-        if name not in self.last:
-            return None
-        last_size, last_seconds = self.last[name]
-        estimate = last_seconds * size / last_size
-        if estimate <= left:
-            return None
-        return SkippedRun(name, size, seed, f"time budget: {spent}; this run would take ~{_seconds(estimate)} s "
-                                            f"(its run at {last_size:g} {SIZE_LABEL} took {_seconds(last_seconds)} "
-                                            f"s) but {_seconds(left)} s are left")
-
-    def spent(self, name: str, size: float, seconds: float) -> None:
-        """Record what a run of ``name`` at ``size`` cost."""
-        self.last[name] = (size, seconds)
-
-
-def _seconds(value: float) -> str:
-    # Whole seconds hide a 0.3 s run as "0 s"; two significant digits keep short runs readable.
-    return f"{value:.0f}" if value >= 10 else f"{value:.2g}"
-
-
 def _measure(name: str, strategy: Strategy, splits: DataSplits, size: float, seed: int, net: Backbone,
              cache: SlicedFeatureCache, val_fraction: float, *, max_time: float | None, progress: bool = False
-             ) -> tuple[RunRecord, float]:
+             ) -> tuple[RunRecord, float, float | None]:
     """Train one run within ``max_time`` seconds of training and measure it on the test split; returns its
-    record and its cost in seconds, which leaves out the one-off embedding of the whole data (not a cost of
-    the next runs)."""
+    record, its cost in seconds, which leaves out the one-off embedding of the whole data (not a cost of
+    the next runs), and for a trained run the seconds spent after training (evaluation, forgetting)."""
     run_started, embedding = time.perf_counter(), cache.seconds_
     run = complete_splits(splits, strategy, seed=seed, val_fraction=val_fraction,
                           test_fraction=0.0)
@@ -283,7 +246,10 @@ def _measure(name: str, strategy: Strategy, splits: DataSplits, size: float, see
     if retention is not None:
         extra[RETENTION] = retention
     record = RunRecord(name, size, seed, len(splits.train), m["accuracy"], extra, round(seconds, 3))
-    return record, seconds - (cache.seconds_ - embedding)
+    evaluation = None
+    if isinstance(strategy, TrainedStrategy):
+        evaluation = max(seconds - model.metrics["train"].get("seconds", seconds), 0.0)
+    return record, seconds - (cache.seconds_ - embedding), evaluation
 
 
 def conclude(result: CompareResult) -> None:
