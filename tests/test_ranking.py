@@ -140,7 +140,7 @@ def test_fit_auto_ranks_bundled_backbones_and_keeps_the_ranking(text_csv: Path, 
 
 def test_calibration_round_trip(image_folder: Path, tiny_backbone: Backbone, tmp_path: Path) -> None:
     model = headstart.fit(image_folder, backbone=tiny_backbone, calibrate=True, out=tmp_path / "m",
-                          progress=False, settings={"c": 100.0})
+                          progress=False, settings={"c": 100.0}, val_fraction=0.25, test_fraction=0.25)
     calibration = model.metrics["calibration"]
     assert model.temperature == pytest.approx(calibration["temperature"]) and model.temperature != 1.0
     assert set(calibration["ece_before"]) == {"val", "test"} == set(calibration["ece_after"])

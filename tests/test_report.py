@@ -30,7 +30,8 @@ def assert_self_contained(page: str) -> None:
 
 def test_fit_report_has_results_reliability_per_class_calibration_and_warnings(image_folder: Path,
                                                                                 tiny_backbone: Backbone) -> None:
-    model = headstart.fit(image_folder, backbone=tiny_backbone, calibrate=True, progress=False)
+    model = headstart.fit(image_folder, backbone=tiny_backbone, calibrate=True, progress=False, val_fraction=0.25,
+                          test_fraction=0.25)
     model.metrics["warnings"] = ["classes are imbalanced: 'red' has 30 examples but 'blue' only 2 (15x)"]
     page = fit_report(model)
     assert_self_contained(page)
@@ -127,7 +128,7 @@ def test_a_failing_plot_leaves_a_published_model_and_a_report_that_names_it(tmp_
 
     monkeypatch.setattr(report_html, "reliability_plot", broken)
     with pytest.warns(HeadstartWarning, match="reliability diagram"):
-        headstart.fit(image_folder, backbone=tiny_backbone, out=tmp_path / "run", progress=False)
+        headstart.fit(image_folder, backbone=tiny_backbone, out=tmp_path / "run", progress=False, test_fraction=0.3)
     page = (tmp_path / "run" / "report.html").read_text()
     assert "The reliability diagram could not be made (MemoryError: figure too large)" in page
     assert "alt='confusion matrix'" in page
@@ -141,7 +142,7 @@ def test_fit_on_classes_named_like_math_text_publishes_model_and_full_report(tmp
     data = write_image_folder(tmp_path / "data", per_class=6, classes=("$\\frac{a}{$", "price $5", "plain"))
     with warnings.catch_warnings():
         warnings.simplefilter("error", HeadstartWarning)  # no part of the report may fail
-        headstart.fit(data, backbone=tiny_backbone, out=tmp_path / "run", progress=False)
+        headstart.fit(data, backbone=tiny_backbone, out=tmp_path / "run", progress=False, test_fraction=0.3)
     page = (tmp_path / "run" / "report.html").read_text()
     assert_self_contained(page)
     assert "could not be made" not in page and "<td>price $5</td>" in page

@@ -30,13 +30,14 @@ def source_model(tiny_timm_ref: str, tmp_path_factory: pytest.TempPathFactory) -
     root = tmp_path_factory.mktemp("source")
     data = write_image_folder(root / "data", per_class=10, classes=("red", "green", "blue", "cyan"), seed=3)
     run("fit", str(data), "--out", str(root / "model"), "--backbone", tiny_timm_ref, "--strategy", "scratch",
-        "--image-size", "32", "--set", "epochs=1", "--set", "batch_size=16", "--set", "augment=off", "--quiet")
+        "--image-size", "32", "--set", "epochs=1", "--set", "batch_size=16", "--set", "augment=off",
+        "--test-fraction", "0.2", "--quiet")
     return root / "model"
 
 
 def test_a_source_model_transfers_with_ckpt(source_model: Path, tmp_path: Path) -> None:
     target = write_image_folder(tmp_path / "target", per_class=6)
-    model = headstart.fit(target, backbone=f"ckpt:{source_model}", progress=False)
+    model = headstart.fit(target, backbone=f"ckpt:{source_model}", progress=False, test_fraction=0.3)
     assert model.backbone.ref == f"ckpt:{source_model}" and "test" in model.metrics
 
 

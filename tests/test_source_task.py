@@ -24,7 +24,7 @@ TRAINED = {"min_steps": 0, "head_epochs": 1, "epochs": 2, "batch_size": 8, "augm
 @pytest.fixture
 def source_model(tmp_path, image_folder, tiny_backbone) -> Path:
     """A linear model on red/green/blue images whose test split ``fit`` carved (20%, seed 0)."""
-    headstart.fit(image_folder, backbone=tiny_backbone, out=tmp_path / "source", progress=False)
+    headstart.fit(image_folder, backbone=tiny_backbone, out=tmp_path / "source", progress=False, test_fraction=0.2)
     return tmp_path / "source"
 
 
