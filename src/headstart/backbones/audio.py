@@ -215,8 +215,9 @@ class SpeechEmbeddingBackbone(AudioBackbone):
         return self._session("front").run(None, {SAMPLES_INPUT: signal[None].astype(np.float32)})[0][0]
 
     def __getstate__(self) -> dict[str, Any]:
-        # An ONNX Runtime session can be neither pickled nor deep-copied; a copy opens its own.
-        return {**self.__dict__, "_sessions": {}}
+        # An ONNX Runtime session can be neither pickled nor deep-copied; a copy opens its own. The base class
+        # keeps the memoised fingerprint valid for the copy.
+        return {**super().__getstate__(), "_sessions": {}}
 
 
 @dataclasses.dataclass
