@@ -1,12 +1,20 @@
-"""What `--track` adds to a linear fit: `headstart fit` with and without MLflow tracking, run alternately.
+"""What `--track` adds to a linear fit: `headstart fit` with and without MLflow tracking, in pairs.
 
 Each run is a fresh `headstart fit ... --strategy linear` process (what a user waits for: start-up, data, cached
 features, the probe, evaluation, model and report, and with `--track` the MLflow run with the model folder as
-artifacts in the embedded SQLite store). Features are cached by a warm-up run first, and the store is created
-once before timing (its first creation is timed separately: it runs MLflow's database migrations). Prints a
-table and writes JSON (default benchmarks/results/tracking_overhead.json).
+artifacts in the embedded SQLite store). Features are cached by a warm-up run first. Two cases, each as pairs
+of one untracked and one tracked run back to back (order alternating), so both runs of a pair see the same
+machine load:
 
-    python benchmarks/tracking_overhead.py --repeats 5
+- existing store: the tracked run logs to a store an earlier run created (the usual case);
+- new store: the tracked run's output folder sits in a new folder, so it creates ``mlruns.db`` (MLflow's
+  schema migrations).
+
+Then, in one process that has imported what ``fit`` imports, the CPU seconds of each fixed step of tracking
+(importing MLflow, creating a store, opening an existing one, writing a run). Prints a table and writes JSON
+(default benchmarks/results/tracking_overhead.json).
+
+    python benchmarks/tracking_overhead.py --repeats 3
 """
 
 from __future__ import annotations
@@ -24,12 +32,34 @@ from importlib.metadata import version
 from pathlib import Path
 
 DATA = Path(__file__).parent.parent / "examples" / "fashion-mnist-mini"
+# Run in a fresh process after the imports a fit makes: the CPU seconds of each fixed step of tracking to the
+# store sys.argv[1] (created when missing), logging the model folder sys.argv[2].
+PHASES = """
+import json, sys, time
+from pathlib import Path
+import headstart.api, headstart.cli.app, onnxruntime, sklearn.linear_model, torch
+from headstart.tracking.runs import RunSpec
+from headstart.tracking.writer import open_experiment, write_run
+def cpu(step):
+    started = time.process_time()
+    result = step()
+    return time.process_time() - started, result
+store = Path(sys.argv[1])
+phases = {}
+phases["import mlflow"], _ = cpu(lambda: __import__("mlflow.tracking"))
+opening = "open the store" if store.exists() else "create the store"
+phases[opening], (client, experiment) = cpu(lambda: open_experiment(f"sqlite:///{store}", "headstart", None))
+spec = RunSpec("bench", {f"setting.p{i}": i for i in range(25)}, [(f"m{i}", 0.5, 0) for i in range(12)],
+               {"headstart.command": "fit"}, [(sys.argv[2], "model")])
+phases["write the run"], _ = cpu(lambda: write_run(client, experiment, spec))
+print(json.dumps(phases))
+"""
 
 
-def fit_seconds(root: Path, name: str, track: bool, cpu: dict[str, list[float]] | None = None) -> float:
-    """Wall seconds of one ``headstart fit`` process; its CPU seconds (with the tracking writer's, a child it
-    waits for) are appended to ``cpu[name]``."""
-    command = [sys.executable, "-m", "headstart", "fit", str(DATA), "--out", str(root / name), "-q", "--force"]
+def fit_seconds(out: Path, track: bool, cpu: list[float] | None = None) -> float:
+    """Wall seconds of one ``headstart fit`` process writing ``out``; its CPU seconds (user + system, tracking
+    thread included) are appended to ``cpu``."""
+    command = [sys.executable, "-m", "headstart", "fit", str(DATA), "--out", str(out), "-q", "--force"]
     if track:
         command.append("--track")
     before = os.times()
@@ -38,57 +68,71 @@ def fit_seconds(root: Path, name: str, track: bool, cpu: dict[str, list[float]] 
     wall = time.perf_counter() - started
     after = os.times()
     if cpu is not None:
-        cpu[name].append(after.children_user - before.children_user + after.children_system - before.children_system)
+        cpu.append(after.children_user - before.children_user + after.children_system - before.children_system)
     return wall
+
+
+def summary(values: list[float]) -> tuple[float, float]:
+    """Mean and standard deviation (0 for one value)."""
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3, help="Pairs per case.")
     parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "tracking_overhead.json")
     args = parser.parse_args()
     load_before = os.getloadavg()
     root = Path(tempfile.mkdtemp(prefix="headstart-track-bench-"))
+    cases = ("existing store", "new store")
+    wall = {case: {"plain": [], "tracked": []} for case in cases}
+    cpu = {case: {"plain": [], "tracked": []} for case in cases}
+    loads = []
     try:
-        fit_seconds(root, "warm", track=False)  # caches features and the ONNX export
-        first_store = fit_seconds(root, "first", track=True)  # creates mlruns.db
-        times: dict[str, list[float]] = {"plain": [], "tracked": []}
-        cpu: dict[str, list[float]] = {"plain": [], "tracked": []}
+        fit_seconds(root / "warm", track=False)  # caches features and the ONNX export
+        fit_seconds(root / "store" / "first", track=True)  # creates root/store/mlruns.db
         for i in range(args.repeats):
-            order = ("plain", "tracked") if i % 2 == 0 else ("tracked", "plain")
-            for kind in order:
-                times[kind].append(fit_seconds(root, kind, track=kind == "tracked", cpu=cpu))
+            for case in cases:
+                order = ("plain", "tracked") if i % 2 == 0 else ("tracked", "plain")
+                for kind in order:
+                    parent = root / "store" if case == "existing store" or kind == "plain" else root / f"new{i}"
+                    loads.append(os.getloadavg()[0])
+                    wall[case][kind].append(fit_seconds(parent / kind, kind == "tracked", cpu[case][kind]))
+        phases = {case: json.loads(subprocess.run(
+            [sys.executable, "-c", PHASES, str(root / "phases.db"), str(root / "store" / "plain")],
+            check=True, capture_output=True, text=True).stdout) for case in ("new store", "existing store")}
     finally:
         shutil.rmtree(root, ignore_errors=True)
     load_after = os.getloadavg()
-    mean = {k: statistics.mean(v) for k, v in times.items()}
-    std = {k: statistics.stdev(v) if len(v) > 1 else 0.0 for k, v in times.items()}
-    overhead = mean["tracked"] / mean["plain"] - 1
-    paired = [t / p - 1 for p, t in zip(times["plain"], times["tracked"], strict=True)]
-    print(f"{'run':<40}{'seconds (mean ± std)':>24}")
-    print(f"{'headstart fit (linear)':<40}{mean['plain']:>16.2f} ± {std['plain']:.2f}")
-    print(f"{'headstart fit (linear) --track':<40}{mean['tracked']:>16.2f} ± {std['tracked']:.2f}")
-    print(f"overhead of --track: {overhead:+.1%} (paired runs: {statistics.mean(paired):+.1%} ± "
-          f"{statistics.stdev(paired) if len(paired) > 1 else 0:.1%}); first tracked run, creating the store: "
-          f"{first_store:.2f} s")
-    cpu_overhead = statistics.mean(cpu["tracked"]) / statistics.mean(cpu["plain"]) - 1
-    print(f"CPU seconds: {statistics.mean(cpu['plain']):.1f} without, {statistics.mean(cpu['tracked']):.1f} with "
-          f"--track ({cpu_overhead:+.1%})")
-    print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}; {os.cpu_count()} CPUs")
-    cpu_std = {k: statistics.stdev(v) if len(v) > 1 else 0.0 for k, v in cpu.items()}
-    table = {"columns": ["`headstart fit` (linear, cached features)", "runs", "wall s", "CPU s"],
-             "rows": [[label, len(times[kind]), f"{mean[kind]:.1f} ± {std[kind]:.1f}",
-                       f"{statistics.mean(cpu[kind]):.1f} ± {cpu_std[kind]:.1f}"]
-                      for label, kind in (("without `--track`", "plain"), ("with `--track`", "tracked"))]
-             + [["overhead of `--track`", "", f"{overhead:+.1%}", f"{cpu_overhead:+.1%}"]]}
+    rows, results = [], {}
+    for case in cases:
+        paired = [t / p - 1 for p, t in zip(wall[case]["plain"], wall[case]["tracked"], strict=True)]
+        paired_cpu = [t - p for p, t in zip(cpu[case]["plain"], cpu[case]["tracked"], strict=True)]
+        results[case] = {"seconds": wall[case], "cpu_seconds": cpu[case], "paired_overhead": paired,
+                         "paired_extra_cpu_seconds": paired_cpu}
+        (plain, plain_std), (tracked, tracked_std) = summary(wall[case]["plain"]), summary(wall[case]["tracked"])
+        overhead, overhead_std = summary(paired)
+        extra_cpu, extra_cpu_std = summary(paired_cpu)
+        rows.append([case, len(paired), f"{plain:.1f} ± {plain_std:.1f}", f"{tracked:.1f} ± {tracked_std:.1f}",
+                     f"{overhead:+.1%} ± {overhead_std:.1%}", f"{extra_cpu:+.1f} ± {extra_cpu_std:.1f}"])
+    columns = ["`--track` logs to", "pairs", "wall s without", "wall s with", "overhead (paired)",
+               "extra CPU s (paired)"]
+    print(" | ".join(columns))
+    for row in rows:
+        print(" | ".join(str(cell) for cell in row))
+    for case, steps in phases.items():
+        print(f"CPU seconds of tracking to a {case} in a fit's process: "
+              + ", ".join(f"{name} {seconds:.2f}" for name, seconds in steps.items()))
+    print(f"load average before {load_before[0]:.2f}, during {statistics.mean(loads):.2f} (mean), after "
+          f"{load_after[0]:.2f}; {os.cpu_count()} CPUs")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({
         "command": " ".join([Path(sys.executable).name, *sys.argv]), "data": str(DATA.name),
-        "seconds": times, "cpu_seconds": cpu, "mean": mean, "std": std, "overhead": overhead,
-        "cpu_overhead": cpu_overhead, "paired_overhead": paired,
-        "first_tracked_run_creating_store": first_store, "loadavg_before": load_before, "loadavg_after": load_after,
-        "cpu_count": os.cpu_count(), "versions": {p: version(p) for p in ("mlflow-skinny", "torch", "headstart")},
-        "readme_table": table,
+        "cases": results, "fixed_cpu_seconds": phases, "loadavg_before": load_before,
+        "loadavg_during": loads, "loadavg_after": load_after, "cpu_count": os.cpu_count(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "versions": {p: version(p) for p in ("mlflow-skinny", "sqlalchemy", "torch", "headstart")},
+        "readme_table": {"columns": columns, "rows": rows},
     }, indent=2) + "\n")
 
 

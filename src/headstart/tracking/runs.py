@@ -1,12 +1,12 @@
 """What a tracked run holds: the run descriptions built from a fit, a compare study or a tuning study.
 
-A :class:`RunSpec` is plain data (names, params, metric points, tags, artifact paths, child runs), so it can be
-sent to the writer process as JSON and tested without MLflow.
+A :class:`RunSpec` is plain data (names, params, metric points, tags, artifact paths, child runs), so it is built
+and tested without MLflow; :mod:`headstart.tracking.writer` writes it.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,16 +44,6 @@ class RunSpec:
     tags: dict[str, str] = field(default_factory=dict)
     artifacts: list[tuple[str, str]] = field(default_factory=list)
     children: list[RunSpec] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (what the writer process reads)."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunSpec:
-        """The inverse of :meth:`to_dict`."""
-        return cls(data["name"], data["params"], [tuple(m) for m in data["metrics"]], data["tags"],
-                   [tuple(a) for a in data["artifacts"]], [cls.from_dict(c) for c in data["children"]])
 
 
 def _tags(command: str, source: str, out: Path | None) -> dict[str, str]:

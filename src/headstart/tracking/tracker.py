@@ -1,4 +1,4 @@
-"""Where tracked runs go, and the process that writes them there.
+"""Where tracked runs go, and the :class:`Tracker` that writes them there.
 
 Off by default. ``track=True`` logs to an embedded store next to the output folder: ``<out parent>/mlruns.db``
 (SQLite) with artifacts in ``<out parent>/mlartifacts/``, no server, nothing sent anywhere; a tracking URI
@@ -8,24 +8,15 @@ Off by default. ``track=True`` logs to an embedded store next to the output fold
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import subprocess
-import sys
-import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
 from headstart.errors import StorageError, option
 from headstart.tracking.runs import RunSpec
-from headstart.tracking.writer import NO_TELEMETRY
+from headstart.tracking.writer import open_experiment, write_run
 
 DEFAULT_EXPERIMENT = "headstart"
-# MLflow retries an unreachable server for minutes by default; a few seconds say enough (the user's own
-# environment wins).
-WRITER_ENVIRONMENT = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                      "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
 STORE_FILE = "mlruns.db"
 ARTIFACTS_DIR = "mlartifacts"
 
@@ -60,10 +51,12 @@ def ui_command(uri: str) -> str:
 
 
 class Tracker:
-    """Logs one run (with its children) to MLflow through a writer process started now.
+    """Logs one run (with its children) to MLflow; the store opens in a background thread started now.
 
-    The writer imports MLflow and opens the store while the tracked work runs; :meth:`log` hands it the run
-    and waits until it is written.
+    Importing MLflow and opening its store take seconds of CPU (a new SQLite store also runs MLflow's schema
+    migrations); in a thread they overlap the tracked work and share the modules the process already imported
+    (NumPy, pandas, pydantic, ...). The thread is not a daemon: a command that fails early still lets it finish
+    creating a store rather than leave a half-migrated one. :meth:`log` waits for it, then writes the run.
 
     Args:
         uri: Tracking URI.
@@ -83,42 +76,28 @@ class Tracker:
                 Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
             except OSError as error:
                 raise StorageError(f"cannot track to {uri}: {error}") from None
-        self._stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115  (lives as long as the writer)
-        self._process = subprocess.Popen([sys.executable, "-m", "headstart.tracking.writer"], text=True,
-                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
-                                         env={**WRITER_ENVIRONMENT, **os.environ, **NO_TELEMETRY})
-        self._send({"uri": uri, "experiment": experiment, "artifact_location": artifact_location})
-        self._ready = False
+        self._store: tuple[Any, str] | None = None
+        self._error: Exception | None = None
+        self._opening = threading.Thread(target=self._open, args=(artifact_location,), name="headstart-mlflow")
+        self._opening.start()
         if wait:
-            self._await_ready()
+            self._opened()
 
-    def _send(self, message: dict[str, Any]) -> None:
-        assert self._process.stdin is not None
+    def _open(self, artifact_location: str | None) -> None:
         try:
-            self._process.stdin.write(json.dumps(message) + "\n")
-            self._process.stdin.flush()
-        except BrokenPipeError:
-            self._receive()  # the writer died: report why
+            self._store = open_experiment(self.uri, self.experiment, artifact_location)
+        except Exception as error:  # handed to the caller's thread by _opened
+            self._error = error
 
-    def _receive(self) -> dict[str, Any]:
-        assert self._process.stdout is not None
-        line = self._process.stdout.readline()
-        if not line:
-            self._process.wait()
-            self._stderr.seek(0)
-            detail = self._stderr.read().strip().splitlines()[-1:] or [f"exit code {self._process.returncode}"]
-            raise StorageError(f"cannot track to {self.uri}: the MLflow writer stopped ({detail[0]})")
-        message = json.loads(line)
-        if "error" in message:
-            raise StorageError(f"cannot track to {self.uri}: {message['error']}; give "
-                               f"{option('track', cli='--tracking-uri')} a running MLflow server (http://host:5000) or "
-                               "sqlite:///path/mlruns.db in a writable folder")
-        return message
-
-    def _await_ready(self) -> None:
-        if not self._ready:
-            self._receive()
-            self._ready = True
+    def _opened(self) -> tuple[Any, str]:
+        """The open store's ``(client, experiment id)``, once the opening thread is done."""
+        self._opening.join()
+        if self._store is None:
+            error = self._error
+            raise StorageError(f"cannot track to {self.uri}: {type(error).__name__}: {error}; give "
+                               f"{option('track', cli='--tracking-uri')} a running MLflow server (http://host:5000) "
+                               "or sqlite:///path/mlruns.db in a writable folder") from error
+        return self._store
 
     def log(self, spec: RunSpec) -> dict[str, str]:
         """Write ``spec`` and its children; returns ``{"uri", "experiment", "run_id"}``.
@@ -126,31 +105,19 @@ class Tracker:
         Raises:
             StorageError: The store could not be opened or written.
         """
-        self._await_ready()
-        self._send(spec.to_dict())
-        answer = self._receive()
-        self.close()
-        return {"uri": self.uri, "experiment": self.experiment, "run_id": answer["run_id"]}
-
-    def close(self) -> None:
-        """Stop the writer (without logging, if :meth:`log` was not called)."""
-        if self._process.stdin is not None and not self._process.stdin.closed:
-            with contextlib.suppress(BrokenPipeError):
-                self._process.stdin.close()
+        client, experiment_id = self._opened()
         try:
-            self._process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-        self._stderr.close()
+            run_id = write_run(client, experiment_id, spec)
+        except Exception as error:
+            raise StorageError(f"cannot track to {self.uri}: {type(error).__name__}: {error}") from error
+        return {"uri": self.uri, "experiment": self.experiment, "run_id": run_id}
 
 
 def start_tracking(track: bool | str | None, out: str | Path | None) -> Tracker | None:
     """A :class:`Tracker` for a command's ``track`` argument, or ``None`` when off.
 
     A tracking URI the user gave is checked now, before the work starts (it may be a server that is down); the
-    embedded store is opened while the work runs. A tracker that never logs stops when it is garbage-collected
-    or the process ends (its writer reads the end of its input and exits).
+    embedded store is opened while the work runs. A tracker that never logs just finishes opening the store.
 
     Raises:
         StorageError: A given tracking URI cannot be reached.
