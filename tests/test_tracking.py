@@ -12,7 +12,8 @@ import headstart
 from conftest import write_image_folder
 from headstart.cli import app, main
 from headstart.errors import StorageError
-from headstart.tracking.tracker import tracking_target
+from headstart.tracking.runs import RunSpec
+from headstart.tracking.tracker import Tracker, tracking_target
 
 FAST = {"epochs": 1, "head_epochs": 1, "min_steps": 0, "batch_size": 8}
 
@@ -104,3 +105,10 @@ def test_cli_unusable_tracking_uri_exits_2(tmp_path, image_folder, capsys, monke
     assert stop.value.code == 2
     err = "".join(capsys.readouterr().err.split())  # rich wraps the line at the terminal width
     assert "cannottracktosqlite:///" in err and "Traceback" not in err
+
+
+def test_a_store_that_fails_to_open_in_the_background_is_reported_when_logging(tmp_path):
+    (tmp_path / "mlruns.db").mkdir()  # a folder where the SQLite file should be
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlruns.db'}")
+    with pytest.raises(StorageError, match="cannot track to sqlite:///.*mlruns.db: OperationalError"):
+        tracker.log(RunSpec("never written"))
