@@ -3,7 +3,7 @@
 Runs, as a user would and with the same seed, ``headstart fit examples/wordnet-supersenses --strategy finetune``
 (the defaults) and ``headstart tune examples/wordnet-supersenses --strategy finetune --trials 12 --max-time 1500``
 (Optuna; trials scored on validation data, the best refit and tested once), one after the other, and compares
-their test accuracy and wall time. Prints a table and writes JSON (default benchmarks/results/tune.json).
+their test accuracy and wall time. Prints a table and writes JSON (default benchmarks/results/tune_wordnet.json).
 
     OMP_NUM_THREADS=1 python benchmarks/tune_wordnet.py --trials 12 --max-time 1500
 """
@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--set", action="append", default=[], dest="settings", metavar="KEY=VALUE",
                         help="Setting held fixed in both runs (e.g. to try the script on tiny data quickly).")
-    parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "tune.json")
+    parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "tune_wordnet.json")
     args = parser.parse_args()
     load_before = os.getloadavg()
     root = Path(tempfile.mkdtemp(prefix="headstart-tune-bench-"))

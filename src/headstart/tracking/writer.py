@@ -30,10 +30,12 @@ def open_experiment(uri: str, experiment: str, artifact_location: str | None) ->
     os.environ.update(NO_TELEMETRY)
     for name, value in HTTP_DEFAULTS.items():
         os.environ.setdefault(name, value)
-    # MLflow announces each schema migration at INFO; a command's output stays about the command.
+    from mlflow.tracking import MlflowClient
+
+    # MLflow announces each schema migration at INFO; a command's output stays about the command. (Importing
+    # MLflow sets its logger's level, so this comes after.)
     for logger in ("mlflow", "alembic"):
         logging.getLogger(logger).setLevel(logging.WARNING)
-    from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)
     found = client.get_experiment_by_name(experiment)
