@@ -52,7 +52,7 @@ def main() -> None:
         fit_wall, fit_cpu = run_cli("fit", str(args.data), "--out", str(root / "defaults"), *common)
         defaults = json.loads((root / "defaults" / "metrics.json").read_text())
         tune_wall, tune_cpu = run_cli("tune", str(args.data), "--out", str(root / "tuned"), "--trials",
-                                      str(args.trials), "--max-time", str(args.max_time), *common)
+                                      str(args.trials), "--max-time", f"{args.max_time:g}", *common)
         study = json.loads((root / "tuned" / "study.json").read_text())
     finally:
         shutil.rmtree(root, ignore_errors=True)
