@@ -6,7 +6,8 @@ import numpy as np
 import torch
 
 import headstart
-from headstart.strategies import get_strategy
+from headstart.data import Dataset
+from headstart.strategies import auto, get_strategy
 from headstart.strategies.auto import learning_curve_gain
 from headstart.strategies.blend import choose_probe
 from headstart.training import FitContext
@@ -68,3 +69,20 @@ def test_auto_keeps_fine_tuning_only_when_it_beats_the_probe_on_held_out_data(tm
     assert result["n_held_out"] == 12 and result["strategy"] == "finetune"
     # A margin of 50 points cannot be met, so the probe is kept whatever fine-tuning reached.
     assert not model.backbone_trained and model.metrics["train"]["auto"]["winner"] != "finetune"
+
+
+def test_auto_tries_fine_tuning_only_when_its_time_allowance_holds_enough_epochs(tmp_path, monkeypatch):
+    # 40 texts per class (8 held out per class, enough to compare), every 8th label flipped so that the probe is
+    # not already perfect, and a learning curve said to be rising: only the time allowance decides.
+    monkeypatch.setattr(auto, "learning_curve_gain", lambda *args, **kwargs: 0.1)
+    clean = sentiment_texts(80)
+    flipped = np.where(np.arange(80) % 8 == 0, 1 - clean.labels, clean.labels)
+    data, backbone = Dataset(clean.items, flipped, clean.class_names, "text"), TinyTextBackbone()
+    context = FitContext(work_dir=tmp_path, seed=0, progress=False, max_time=120)
+    record = get_strategy("auto", finetune_cost=1e-6, batch_size=8).fit(backbone, data, None, context
+                                                                         ).metrics["train"]["auto"]
+    assert record["finetune"].startswith("not tried: 3 epochs would take about")
+    assert "finetune_result" not in record
+    generous = get_strategy("auto", finetune_cost=1e6, batch_size=8, finetune_margin=0.5)
+    record = generous.fit(backbone, data, None, context).metrics["train"]["auto"]
+    assert record["finetune"].startswith("tried") and record["finetune_result"]["n_held_out"] == 16

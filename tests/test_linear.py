@@ -58,26 +58,46 @@ def test_class_absent_from_training_is_never_predicted():
     assert (logits(head, x).argmax(1) != 3).all()
 
 
-def test_c_is_chosen_by_log_loss_unless_accuracy_is_asked_for(monkeypatch):
-    import headstart.strategies.linear as linear
+def _path(*columns_per_c):
+    """Out-of-fold log probabilities, one [N, 2] block per C, from each example's probability of class 1."""
+    return np.stack([np.log(np.stack([1 - np.asarray(p), np.asarray(p)], axis=1)) for p in columns_per_c])
 
-    seen = {}
-    real = linear.LogisticRegressionCV
 
-    def spy(*args, **kwargs):
-        seen["scoring"] = kwargs["scoring"]
-        return real(*args, **kwargs)
+def test_accuracy_selection_weights_classes_when_asked():
+    from headstart.strategies.linear import _choose_c
 
-    monkeypatch.setattr(linear, "LogisticRegressionCV", spy)
-    rng = np.random.default_rng(0)
-    labels = np.array([0] * 40 + [1] * 8)
-    features = rng.normal(size=(48, 4)) + labels[:, None]
-    linear.fit_linear_head(features, labels, 2)
-    assert seen["scoring"] == "neg_log_loss"
-    linear.fit_linear_head(features, labels, 2, class_weight="balanced", select_by="accuracy")
-    assert seen["scoring"] == "balanced_accuracy"
-    linear.fit_linear_head(features, labels, 2, select_by="accuracy")
-    assert seen["scoring"] == "accuracy"
+    labels = np.array([0] * 8 + [1] * 2)
+    # C0 calls everything class 0 (80% accuracy, 50% balanced); C1 gets both 1s and misses two 0s (80%, 87.5%).
+    c0 = [0.1] * 10
+    c1 = [0.1] * 6 + [0.9] * 2 + [0.9] * 2
+    assert _choose_c(_path(c0, c1), labels, "accuracy", None) == (0, 1.0)  # a tie: the smaller C
+    assert _choose_c(_path(c0, c1), labels, "accuracy", "balanced") == (1, 1.0)
+
+
+def test_calibrated_selection_judges_each_c_after_its_temperature():
+    from headstart.strategies.linear import _choose_c
+
+    labels = np.array([0, 1] * 10)
+    separating = np.where(labels == 1, 0.52, 0.48)  # always right, hardly confident (a strongly regularized C)
+    sharp = np.where(labels == 1, 0.9, 0.1)
+    sharp[:2] = 1 - sharp[:2]  # confident, and wrong on two examples
+    path = _path(separating, sharp)
+    assert _choose_c(path, labels, "log_loss", None)[0] == 1  # raw log loss punishes the timid probabilities
+    best, temperature = _choose_c(path, labels, "calibrated_log_loss", None)
+    assert best == 0 and temperature < 0.1  # a low temperature makes the separating C confident
+
+
+def test_default_selection_folds_the_temperature_into_the_head():
+    x, y = blobs(spread=2.0)
+    head, info = fit_linear_head(x, y, 3)
+    assert info["temperature"] != 1.0
+    centred = x - x.mean(0)
+    z = centred / (np.sqrt(np.mean(centred ** 2)) + 1e-6)
+    reference = LogisticRegression(C=info["C"], max_iter=1000, random_state=0).fit(z, y)
+    np.testing.assert_allclose(logits(head, x), reference.decision_function(z) / info["temperature"], rtol=1e-4,
+                               atol=1e-3)
+    _, fixed = fit_linear_head(x, y, 3, c=1.0)
+    assert fixed["temperature"] == 1.0
 
 
 def test_choosing_c_by_log_loss_keeps_confidence_near_accuracy():

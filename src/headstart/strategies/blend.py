@@ -12,12 +12,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax
 from torch import nn
 
 from headstart.strategies.heads import prototype_head
-from headstart.strategies.linear import cross_validation_folds, fit_linear_head, linear_out_of_fold
+from headstart.strategies.linear import (
+    cross_validation_folds,
+    fit_linear_head,
+    linear_out_of_fold,
+    softmax_temperature,
+)
 
 
 @dataclass
@@ -65,13 +69,6 @@ def _prototype_logits(features: np.ndarray, labels: np.ndarray, n_classes: int, 
     return logits
 
 
-def _temperature(logits: np.ndarray, labels: np.ndarray) -> float:
-    def nll(log_t: float) -> float:
-        return -float(np.mean(log_softmax(logits / np.exp(log_t), axis=1)[np.arange(len(labels)), labels]))
-
-    return float(np.exp(minimize_scalar(nll, bounds=(-3.0, 3.0), method="bounded").x))
-
-
 def _combined(heads: tuple[nn.Linear, nn.Linear], weight: float, temperature: float) -> nn.Linear:
     linear, prototypes = heads
     head = nn.Linear(linear.in_features, linear.out_features)
@@ -104,8 +101,9 @@ def choose_probe(features: np.ndarray, labels: np.ndarray, n_classes: int, *, fo
         return ProbeChoice(prototypes, "prototypes", reason="a class has a single example, so nothing can be "
                                                             "cross-validated; prototypes work from one example",
                            heads={"linear": linear, "prototypes": prototypes})
+    # The linear head carries the temperature its C was chosen with; its out-of-fold logits get it too.
     lin = _linear_logits(linear_out_of_fold(features, labels, c=info["C"], folds=folds, seed=seed), labels,
-                         n_classes)
+                         n_classes) / info["temperature"]
     proto = _prototype_logits(features, labels, n_classes, cv)
     grid = {float(w): w * lin + (1 - w) * proto for w in np.linspace(0.0, 1.0, max(weights, 2))}
     scored = {w: _scores(logits, labels) for w, logits in grid.items()}
@@ -114,7 +112,7 @@ def choose_probe(features: np.ndarray, labels: np.ndarray, n_classes: int, *, fo
     tried = {"linear": scored[1.0] | {"C": info["C"]}, "prototypes": scored[0.0],
              "blend": min((scored[w] | {"weight": w} for w in scored if 0 < w < 1),
                           key=lambda s: s["cv_log_loss"], default={})}
-    t = _temperature(grid[best], labels) if temperature else 1.0
+    t = softmax_temperature(grid[best], labels) if temperature else 1.0
     reason = (f"lowest {cv.get_n_splits()}-fold cross-validated log loss ({scored[best]['cv_log_loss']:.3f}; "
               f"linear {scored[1.0]['cv_log_loss']:.3f}, prototypes {scored[0.0]['cv_log_loss']:.3f})")
     return ProbeChoice(_combined((linear, prototypes), best, t), name, tried, reason, t,
