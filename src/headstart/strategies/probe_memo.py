@@ -9,6 +9,7 @@ with the same inputs loads the same head, bit for bit, instead of fitting it aga
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from torch import nn
 from headstart.io import write_bytes
 
 # Bumped when what is stored, or how the probe is fitted, changes in a way the key does not see.
-_FORMAT = 1
+_FORMAT = 2
 _INFO_PREFIX = "info."
 
 FittedHead = tuple[nn.Linear, dict[str, float]]
@@ -49,17 +50,18 @@ def recall_head(path: Path) -> FittedHead | None:
     (a damaged file is fitted again and overwritten)."""
     try:
         tensors = load(path.read_bytes())
-        weight, bias = tensors["weight"], tensors["bias"]
-    except (OSError, SafetensorError, KeyError):
+        weight, bias = tensors.pop("weight"), tensors.pop("bias")
+        # Stored as "info.<position>.<name>": the metrics keep the order a fresh fit gives them.
+        entries = sorted((int(position), name, float(value)) for key, value in tensors.items()
+                         for position, name in [key.removeprefix(_INFO_PREFIX).split(".", 1)])
+    except (OSError, SafetensorError, KeyError, ValueError):
         return None
     # The same construction as a fresh fit, so the global random state advances the same way.
     head = nn.Linear(weight.shape[1], weight.shape[0])
     with torch.no_grad():
         head.weight.copy_(weight)
         head.bias.copy_(bias)
-    info = {name.removeprefix(_INFO_PREFIX): float(value) for name, value in tensors.items()
-            if name.startswith(_INFO_PREFIX)}
-    return head, info
+    return head, {name: value for _, name, value in entries}
 
 
 def remember_head(path: Path, fitted: FittedHead) -> None:
@@ -67,11 +69,10 @@ def remember_head(path: Path, fitted: FittedHead) -> None:
     a cache folder that cannot be written stores nothing."""
     head, info = fitted
     tensors = {"weight": head.weight.detach().contiguous(), "bias": head.bias.detach().contiguous(),
-               **{f"{_INFO_PREFIX}{name}": torch.tensor(value, dtype=torch.float64) for name, value in info.items()}}
-    try:
+               **{f"{_INFO_PREFIX}{position}.{name}": torch.tensor(value, dtype=torch.float64)
+                  for position, (name, value) in enumerate(info.items())}}
+    with contextlib.suppress(OSError):
         write_bytes(path, save(tensors))
-    except OSError:
-        return
 
 
 def remembered_head(root: Path | None, fit: Callable[[], FittedHead], features: np.ndarray, labels: np.ndarray,
