@@ -41,10 +41,9 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
         max_time: float | None = None, calibrate: bool = False, image_size: int | str | None = None,
         preprocess: dict[str, Any] | None = None, engine: str | None = None, skip_bad_files: bool = False,
         text_column: str | None = None, label_column: str | None = None, path_column: str | None = None,
-        settings: dict[str, Any] | None = None,
-        allow_outside_paths: bool = False, skip_bad_images: bool | None = None, track: bool | str = False,
-        target: str | Path | Dataset | None = None, target_test: str | Path | Dataset | None = None,
-        source: str | Path | DataSplits | Dataset | None = None) -> TransferModel:
+        settings: dict[str, Any] | None = None, allow_outside_paths: bool = False, skip_bad_images: bool | None = None,
+        track: bool | str = False, source: str | Path | DataSplits | Dataset | None = None,
+        target: str | Path | Dataset | None = None, target_test: str | Path | Dataset | None = None) -> TransferModel:
     """Train a model on labeled data by transferring a pre-trained backbone.
 
     Args:
@@ -58,15 +57,12 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
         seed, val_fraction, test_fraction: Random seed for splits and training; validation and test shares carved
             when the data has none (``None``: 0.15 and 0.2, or nothing below 10 per class, said before training).
         cache: ``True``: the default feature cache; a folder or a :class:`FeatureCache`: another one; ``False``: none.
-        progress, max_time: Show progress bars; the training budget in seconds.
+        progress, max_time, engine: Show progress bars; the training budget in seconds; ``with_engine``'s engine.
         track: Log the run to MLflow (``True``: the store ``<out parent>/mlruns.db``; or a tracking URI).
         calibrate: Fit a softmax temperature on the validation split (carved from the training data when there
             is none) so confidences match accuracy; ECE before and after is in ``metrics["calibration"]``.
         image_size, preprocess: An image backbone's input size (pixels, or ``"auto"``: 128 when every training
             image is much smaller), other preprocessing settings (``{"max_seconds": 10}``); saved with the model.
-        engine: Where frozen features are computed: ``"auto"`` (ONNX Runtime, PyTorch once weights change),
-            ``"onnx"``, ``"int8"`` (text encoders: dynamically quantized, faster, features cached apart) or
-            ``"torch"``; ``None``: the backbone's own (``"auto"`` for a reference).
         skip_bad_files: Skip unusable files (unreadable images; unreadable, empty, silent, too short or too long
             audio; listed in the metrics) instead of failing. ``skip_bad_images`` is its deprecated name.
         text_column, label_column, path_column, allow_outside_paths: How tables are read: column names when
@@ -92,8 +88,7 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
                    "allow_outside_paths": allow_outside_paths, "skip_bad": skip_bad(skip_bad_files, skip_bad_images)}
         splits, domain, plan = checked_data(work, data, target, target_test, chosen, seed=seed, calibrate=calibrate,
                                             val_fraction=val_fraction, test_fraction=test_fraction, **columns)
-        net, ranking = _fit_backbone(backbone, splits.train, feature_cache, progress,
-                                     {"image_size": image_size, "preprocess": preprocess, "engine": engine})
+        net, ranking = _fit_backbone(backbone, splits.train, feature_cache, progress, image_size, preprocess, engine)
         workdir = work.path if work is not None else Path(tempfile.mkdtemp(prefix="headstart-"))
         model = _train(splits, net, chosen, domain, FitContext(work_dir=workdir, seed=seed, cache=feature_cache,
                        progress=progress, max_time=max_time, restart_damaged=force), calibrate, ranking, started,
@@ -130,17 +125,19 @@ def _train(splits: DataSplits, backbone: Backbone, strategy: Strategy, domain: T
 
 
 def _fit_backbone(backbone: str | Backbone | None, train: Dataset, cache: FeatureCache | None, progress: bool,
-                  build: dict[str, Any]) -> tuple[Backbone, RankResult | None]:
+                  image_size: int | str | None, preprocess: dict[str, Any] | None, engine: str | None
+                  ) -> tuple[Backbone, RankResult | None]:
     """The backbone :func:`fit` starts from (the modality's default, or the best bundled one for ``"auto"``)
-    built with ``build``'s image size, preprocessing and engine, and the ranking that chose it (``"auto"`` only)."""
+    built with ``image_size``, ``preprocess`` and ``engine``, and the ranking that chose it (``"auto"`` only)."""
+    build = {"image_size": image_size, "preprocess": preprocess, "engine": engine, "examples": train.items}
     backbone = backbone or modality_spec(train.modality).default_backbone
     ranking = None
     if backbone == "auto":
-        candidates = [build_backbone(ref, examples=train.items, **build)
+        candidates = [build_backbone(ref, **build)
                       for ref in bundled_backbones(train.modality)]
         ranking = rank_backbones(train, candidates, scores=["logme"], sort_by="logme", cache=cache, progress=progress)
         return candidates[[c.ref for c in candidates].index(ranking.best)], ranking
-    return build_backbone(backbone, examples=train.items, **build), ranking
+    return build_backbone(backbone, **build), ranking
 
 
 def source_splits(source: str | Path | DataSplits | Dataset | None, backbone: Backbone) -> DataSplits | None:

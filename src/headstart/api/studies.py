@@ -74,11 +74,10 @@ def compare(data: str | Path | DataSplits | Dataset, *, strategies: Sequence[str
             backbone: str | Backbone | Sequence[str | Backbone] | None = None, max_time: float | None = None,
             cache: bool | str | Path | FeatureCache = True, out: str | Path | None = None, force: bool = False,
             settings: dict[str, Any] | None = None, test_fraction: float = 0.2, val_fraction: float = 0.15,
-            on_run: Callable[[Any], None] | None = None, image_size: int | None = None,
-            preprocess: dict[str, Any] | None = None, engine: str | None = None, skip_bad_files: bool = False,
-            skip_bad_images: bool | None = None, text_column: str | None = None, label_column: str | None = None,
-            path_column: str | None = None, allow_outside_paths: bool = False, track: bool | str = False,
-            progress: bool = True) -> CompareResult:
+            on_run: Callable[[Any], None] | None = None, image_size: int | None = None, engine: str | None = None,
+            preprocess: dict[str, Any] | None = None, skip_bad_files: bool = False, skip_bad_images: bool | None = None,
+            text_column: str | None = None, label_column: str | None = None, path_column: str | None = None,
+            allow_outside_paths: bool = False, track: bool | str = False, progress: bool = True) -> CompareResult:
     """Learning curves: every strategy on growing stratified subsets of the training data, several seeds,
     each measured on one fixed test set; with the transfer-vs-scratch verdict and data savings.
 
