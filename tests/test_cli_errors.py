@@ -162,3 +162,12 @@ def test_a_200k_character_field_trains(tmp_path, monkeypatch, capsys):
                                   "--out", tmp_path / "run", "--set", "c=1", "-q")
     assert code == 0, err
     assert "accuracy" in stdout  # cross-validated: 21 rows are too few to hold out a test split
+
+
+def test_an_engine_the_backbone_cannot_use_is_one_line(tmp_path, monkeypatch, capsys, tiny_timm_ref):
+    folder = write_image_folder(tmp_path / "images")
+    result = headstart(monkeypatch, capsys, "fit", folder, "--backbone", tiny_timm_ref, "--engine", "int8",
+                       "--test-fraction", "0", "--out", tmp_path / "o")
+    assert_user_error(result, "--engine int8 quantizes text encoders", "--engine onnx")
+    result = headstart(monkeypatch, capsys, "rank", folder, "--backbones", tiny_timm_ref, "--engine", "fast")
+    assert_user_error(result, "--engine fast is not an extraction engine")

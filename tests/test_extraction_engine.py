@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 
+import headstart
 import headstart.backbones.engine as engine
-from headstart.backbones import create_backbone
+from headstart.backbones import build_backbone, create_backbone, with_engine
 from headstart.errors import ConfigError, HeadstartWarning
 from headstart.io import caching
 from training_support import TinyTextBackbone
@@ -116,3 +117,23 @@ def test_minilm_on_onnx_runtime_matches_pytorch(tmp_path: Path):
     reference = torch_features(backbone, texts)
     assert np.abs(fast - reference).max() <= 1e-4
     assert ((fast * reference).sum(1)).min() >= 0.9999  # unit vectors: the dot product is the cosine
+
+
+def test_the_engine_argument_gives_a_copy_that_runs_there(tiny_bert: Path, tiny_backbone, image_folder):
+    assert build_backbone(f"hf:{tiny_bert}", engine="int8").engine == "int8"
+    chosen = with_engine(tiny_backbone, "torch")
+    assert chosen.engine == "torch" and tiny_backbone.engine == "auto", "the caller's backbone is left as it is"
+    assert chosen.module is tiny_backbone.module
+    model = headstart.fit(image_folder, backbone=tiny_backbone, engine="torch", progress=False, settings={"c": 1.0})
+    assert model.backbone.engine == "torch"
+
+
+def test_engines_a_backbone_cannot_use_are_refused(tiny_backbone):
+    with pytest.raises(ConfigError, match="engine='fast' is not an extraction engine; use one of auto, onnx"):
+        with_engine(tiny_backbone, "fast")
+    with pytest.raises(ConfigError, match="quantizes text encoders; the image backbone"):
+        with_engine(tiny_backbone, "int8")
+    pytorch_only = TinyTextBackbone()
+    with pytest.raises(ConfigError, match="runs in PyTorch only; use engine='torch'"):
+        with_engine(pytorch_only, "onnx")
+    assert with_engine(pytorch_only, "torch") is pytorch_only

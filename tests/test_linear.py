@@ -124,3 +124,31 @@ def test_the_linear_probe_says_what_it_is_fitting_unless_quiet(capsys, tiny_back
     assert "fitting the linear head (5-fold cross-validation over 12 values of C)" in capsys.readouterr().err
     headstart.fit(image_folder, backbone=tiny_backbone, progress=False, settings={"c": 1.0})
     assert "fitting the linear head" not in capsys.readouterr().err
+
+
+def test_a_probe_fitted_before_on_the_same_features_is_loaded_bit_for_bit(tmp_path, monkeypatch, tiny_backbone,
+                                                                         image_folder):
+    import headstart.strategies.linear as linear
+
+    first = headstart.fit(image_folder, backbone=tiny_backbone, progress=False, cache=tmp_path)
+    calls = []
+    monkeypatch.setattr(linear, "fit_linear_head", lambda *a, **k: calls.append(1) or fit_linear_head(*a, **k))
+    again = headstart.fit(image_folder, backbone=tiny_backbone, progress=False, cache=tmp_path)
+    assert calls == []
+    assert torch.equal(again.head.weight, first.head.weight) and torch.equal(again.head.bias, first.head.bias)
+    assert again.metrics["train"] == first.metrics["train"]
+    headstart.fit(image_folder, backbone=tiny_backbone, progress=False, cache=tmp_path, seed=1)
+    assert calls  # another seed is another fit
+
+
+def test_a_damaged_remembered_probe_is_fitted_again(tmp_path):
+    from headstart.strategies.probe_memo import remembered_head
+
+    x, y = blobs()
+    fit = lambda: fit_linear_head(x, y, 3, c=0.5)  # noqa: E731
+    head, info = remembered_head(tmp_path, fit, x, y, 3, {"c": 0.5})
+    (stored,) = (tmp_path / "heads").iterdir()
+    stored.write_bytes(b"damaged")
+    again, again_info = remembered_head(tmp_path, fit, x, y, 3, {"c": 0.5})
+    assert torch.equal(again.weight, head.weight) and again_info == info
+    assert remembered_head(tmp_path, lambda: (_ for _ in ()).throw(AssertionError), x, y, 3, {"c": 0.5})[1] == info

@@ -39,11 +39,11 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
         out: str | Path | None = None, force: bool = False, seed: int = 0, val_fraction: float | None = None,
         test_fraction: float | None = None, cache: bool | str | Path | FeatureCache = True, progress: bool = True,
         max_time: float | None = None, calibrate: bool = False, image_size: int | str | None = None,
-        preprocess: dict[str, Any] | None = None, skip_bad_files: bool = False, text_column: str | None = None,
-        label_column: str | None = None, path_column: str | None = None, settings: dict[str, Any] | None = None,
-        allow_outside_paths: bool = False, skip_bad_images: bool | None = None, track: bool | str = False,
-        target: str | Path | Dataset | None = None, target_test: str | Path | Dataset | None = None,
-        source: str | Path | DataSplits | Dataset | None = None) -> TransferModel:
+        preprocess: dict[str, Any] | None = None, engine: str | None = None, skip_bad_files: bool = False,
+        text_column: str | None = None, label_column: str | None = None, path_column: str | None = None,
+        settings: dict[str, Any] | None = None, allow_outside_paths: bool = False, skip_bad_images: bool | None = None,
+        track: bool | str = False, source: str | Path | DataSplits | Dataset | None = None,
+        target: str | Path | Dataset | None = None, target_test: str | Path | Dataset | None = None) -> TransferModel:
     """Train a model on labeled data by transferring a pre-trained backbone.
 
     Args:
@@ -57,7 +57,7 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
         seed, val_fraction, test_fraction: Random seed for splits and training; validation and test shares carved
             when the data has none (``None``: 0.15 and 0.2, or nothing below 10 per class, said before training).
         cache: ``True``: the default feature cache; a folder or a :class:`FeatureCache`: another one; ``False``: none.
-        progress, max_time: Show progress bars; the training budget in seconds.
+        progress, max_time, engine: Show progress bars; the training budget in seconds; ``with_engine``'s engine.
         track: Log the run to MLflow (``True``: the store ``<out parent>/mlruns.db``; or a tracking URI).
         calibrate: Fit a softmax temperature on the validation split (carved from the training data when there
             is none) so confidences match accuracy; ECE before and after is in ``metrics["calibration"]``.
@@ -88,7 +88,7 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
                    "allow_outside_paths": allow_outside_paths, "skip_bad": skip_bad(skip_bad_files, skip_bad_images)}
         splits, domain, plan = checked_data(work, data, target, target_test, chosen, seed=seed, calibrate=calibrate,
                                             val_fraction=val_fraction, test_fraction=test_fraction, **columns)
-        net, ranking = _fit_backbone(backbone, splits.train, feature_cache, progress, image_size, preprocess)
+        net, ranking = _fit_backbone(backbone, splits.train, feature_cache, progress, image_size, preprocess, engine)
         workdir = work.path if work is not None else Path(tempfile.mkdtemp(prefix="headstart-"))
         model = _train(splits, net, chosen, domain, FitContext(work_dir=workdir, seed=seed, cache=feature_cache,
                        progress=progress, max_time=max_time, restart_damaged=force), calibrate, ranking, started,
@@ -125,18 +125,19 @@ def _train(splits: DataSplits, backbone: Backbone, strategy: Strategy, domain: T
 
 
 def _fit_backbone(backbone: str | Backbone | None, train: Dataset, cache: FeatureCache | None, progress: bool,
-                  image_size: int | str | None, preprocess: dict[str, Any] | None
+                  image_size: int | str | None, preprocess: dict[str, Any] | None, engine: str | None
                   ) -> tuple[Backbone, RankResult | None]:
     """The backbone :func:`fit` starts from (the modality's default, or the best bundled one for ``"auto"``)
-    built with ``image_size`` and ``preprocess``, and the ranking that chose it (``"auto"`` only)."""
+    built with ``image_size``, ``preprocess`` and ``engine``, and the ranking that chose it (``"auto"`` only)."""
+    build = {"image_size": image_size, "preprocess": preprocess, "engine": engine, "examples": train.items}
     backbone = backbone or modality_spec(train.modality).default_backbone
     ranking = None
     if backbone == "auto":
-        candidates = [build_backbone(ref, image_size=image_size, preprocess=preprocess, examples=train.items)
+        candidates = [build_backbone(ref, **build)
                       for ref in bundled_backbones(train.modality)]
         ranking = rank_backbones(train, candidates, scores=["logme"], sort_by="logme", cache=cache, progress=progress)
         return candidates[[c.ref for c in candidates].index(ranking.best)], ranking
-    return build_backbone(backbone, image_size=image_size, preprocess=preprocess, examples=train.items), ranking
+    return build_backbone(backbone, **build), ranking
 
 
 def source_splits(source: str | Path | DataSplits | Dataset | None, backbone: Backbone) -> DataSplits | None:

@@ -27,8 +27,8 @@ from headstart.tuning import TuneResult, tune_strategy
 def rank(data: str | Path | DataSplits | Dataset, *, backbones: Sequence[str | Backbone],
          scores: Sequence[str] | None = None, sort_by: str = "logme", cache: bool | str | Path | FeatureCache = True,
          out: str | Path | None = None, force: bool = False, progress: bool = False, image_size: int | None = None,
-         preprocess: dict[str, Any] | None = None, skip_bad_files: bool = False, skip_bad_images: bool | None = None,
-         text_column: str | None = None, label_column: str | None = None,
+         preprocess: dict[str, Any] | None = None, engine: str | None = None, skip_bad_files: bool = False,
+         skip_bad_images: bool | None = None, text_column: str | None = None, label_column: str | None = None,
          path_column: str | None = None, allow_outside_paths: bool = False) -> RankResult:
     """Rank backbones for a data set by transferability scores of their frozen features (training split).
 
@@ -41,9 +41,8 @@ def rank(data: str | Path | DataSplits | Dataset, *, backbones: Sequence[str | B
         out: Folder for ``rank.json`` and ``report.html`` (as ``out`` of :func:`fit`).
         force: Replace an existing ``out`` that headstart wrote.
         progress: Show progress bars.
-        image_size, preprocess, skip_bad_files, skip_bad_images, text_column, label_column, path_column,
-            allow_outside_paths: As for
-            :func:`fit`.
+        image_size, preprocess, engine, skip_bad_files, skip_bad_images, text_column, label_column, path_column,
+            allow_outside_paths: As for :func:`fit`.
 
     Returns:
         A :class:`~headstart.transferability.ranking.RankResult`, best backbone first.
@@ -57,8 +56,9 @@ def rank(data: str | Path | DataSplits | Dataset, *, backbones: Sequence[str | B
         splits = checked_splits(work, data, skip_bad=skip_bad(skip_bad_files, skip_bad_images),
                                  text_column=text_column, label_column=label_column, path_column=path_column,
                                  allow_outside_paths=allow_outside_paths)
-        if image_size is not None or preprocess:
-            backbones = [build_backbone(b, image_size=image_size, preprocess=preprocess) for b in backbones]
+        if image_size is not None or preprocess or engine is not None:
+            backbones = [build_backbone(b, image_size=image_size, preprocess=preprocess, engine=engine)
+                         for b in backbones]
         result = rank_backbones(splits.train, backbones, scores=scores, sort_by=sort_by, cache=feature_cache,
                                 progress=progress)
         if work is not None:
@@ -74,7 +74,7 @@ def compare(data: str | Path | DataSplits | Dataset, *, strategies: Sequence[str
             backbone: str | Backbone | Sequence[str | Backbone] | None = None, max_time: float | None = None,
             cache: bool | str | Path | FeatureCache = True, out: str | Path | None = None, force: bool = False,
             settings: dict[str, Any] | None = None, test_fraction: float = 0.2, val_fraction: float = 0.15,
-            on_run: Callable[[Any], None] | None = None, image_size: int | None = None,
+            on_run: Callable[[Any], None] | None = None, image_size: int | None = None, engine: str | None = None,
             preprocess: dict[str, Any] | None = None, skip_bad_files: bool = False, skip_bad_images: bool | None = None,
             text_column: str | None = None, label_column: str | None = None, path_column: str | None = None,
             allow_outside_paths: bool = False, track: bool | str = False, progress: bool = True) -> CompareResult:
@@ -97,7 +97,7 @@ def compare(data: str | Path | DataSplits | Dataset, *, strategies: Sequence[str
         test_fraction: Fixed hold-out share when the data has no test split.
         val_fraction: Validation share of each subset, for strategies that use validation.
         on_run: Called with each :class:`~headstart.studies.statistics.RunRecord` or skipped run as it happens.
-        cache, image_size, preprocess, skip_bad_files, skip_bad_images, text_column, label_column,
+        cache, image_size, preprocess, engine, skip_bad_files, skip_bad_images, text_column, label_column,
             path_column, allow_outside_paths: As for :func:`fit`.
         track: As for :func:`fit`: a parent run with one child run per (strategy, size, seed).
         progress: Show the embedding of the data and each run's training as they go.
@@ -118,7 +118,7 @@ def compare(data: str | Path | DataSplits | Dataset, *, strategies: Sequence[str
                                  allow_outside_paths=allow_outside_paths)
         if fractions is None and shots is None:
             fractions = DEFAULT_FRACTIONS
-        nets = _built(backbone, splits.train.modality, image_size, preprocess)
+        nets = _built(backbone, splits.train.modality, image_size, preprocess, engine)
         result = compare_backbones(splits, strategies=strategies, backbones=nets, fractions=fractions, shots=shots,
                                    seeds=seeds, max_time=max_time, cache=feature_cache, settings=settings,
                                    test_fraction=test_fraction, val_fraction=val_fraction, on_run=on_run,
@@ -132,11 +132,11 @@ def compare(data: str | Path | DataSplits | Dataset, *, strategies: Sequence[str
 
 
 def _built(backbone: str | Backbone | Sequence[str | Backbone] | None, modality: str, image_size: int | None,
-           preprocess: dict[str, Any] | None) -> list[Backbone]:
+           preprocess: dict[str, Any] | None, engine: str | None) -> list[Backbone]:
     """The backbones a study compares (one or several; default: the modality's), built as :func:`fit` builds them."""
     given = list(backbone) if isinstance(backbone, (list, tuple)) else [backbone]
     return [build_backbone(ref or modality_spec(modality).default_backbone, image_size=image_size,
-                           preprocess=preprocess) for ref in given]
+                           preprocess=preprocess, engine=engine) for ref in given]
 
 
 def _publish_study(work: WorkFolder, json_name: str, result: Any, write_report: Callable[[Path, Any], Any]) -> None:

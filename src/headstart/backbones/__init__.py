@@ -30,10 +30,11 @@ from headstart.backbones.references import (
     create_backbone,
     list_backbones,
     register_backbone,
+    with_engine,
     with_image_size,
     with_preprocess,
 )
 
 __all__ = ["BACKBONES", "AudioPreprocess", "Backbone", "BackboneSpec", "FeatureCache", "ImagePreprocess",
            "SourceHead", "TextPreprocess", "build_backbone", "create_backbone", "extract_features", "list_backbones",
-           "register_backbone", "with_image_size", "with_preprocess"]
+           "register_backbone", "with_engine", "with_image_size", "with_preprocess"]

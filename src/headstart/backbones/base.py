@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from headstart.backbones.deferred import DeferredModule, memoised_fingerprint
 from headstart.backbones.engine import ExtractionEngine
 from headstart.backbones.preprocess import PREPROCESSING as PREPROCESSING
 from headstart.backbones.preprocess import ImagePreprocess as ImagePreprocess
@@ -49,6 +50,9 @@ class Backbone(ABC):
 
     ``architecture`` is set when ``ref`` alone does not name the network (``ckpt:`` backbones): then it is the
     reference that builds the same network, into which saved weights are loaded.
+
+    A family may set ``module`` later: :meth:`defer_module` leaves it to be built when first used, so a run
+    whose features are cached never builds it.
     """
 
     ref: str
@@ -56,11 +60,43 @@ class Backbone(ABC):
     modality: Modality
     feature_dim: int
     preprocess: Preprocess
-    module: nn.Module
     #: Whether training can change the weights (``False`` for a backbone that runs in ONNX Runtime only).
     trainable: bool = True
     #: Where frozen features are computed, for families that can export to ONNX Runtime (set by them).
     extraction_engine: ExtractionEngine | None = None
+
+    @property
+    def module(self) -> nn.Module:
+        """The ``nn.Module`` whose parameters fine-tuning trains (a deferred one is built now)."""
+        if "_module" not in self.__dict__:
+            deferred = self.__dict__.get("_deferred")
+            if deferred is None:
+                raise AttributeError(f"{type(self).__name__} has no module")
+            self.adopt_module(deferred.build())
+            del self._deferred
+            if self.extraction_engine is not None:
+                self.extraction_engine.loaded(self)
+        return self._module
+
+    @module.setter
+    def module(self, module: nn.Module) -> None:
+        self._module = module
+
+    def defer_module(self, deferred: DeferredModule) -> None:
+        """Build ``module`` with ``deferred`` when it is first used, not now; until then :meth:`fingerprint`
+        is memoised on disk (:func:`~headstart.backbones.deferred.memoised_fingerprint`)."""
+        self.__dict__.pop("_module", None)
+        self._deferred = deferred
+
+    def adopt_module(self, module: nn.Module) -> None:
+        """Take a freshly built deferred module as ``module`` (families that adapt a built network, e.g. to
+        keep its classifier aside, override this)."""
+        self.module = module
+
+    def has_source_head(self) -> bool:
+        """Whether :meth:`source_head` is not ``None``, answered without building a deferred module."""
+        deferred = self.__dict__.get("_deferred")
+        return deferred.source_head if deferred is not None else self.source_head() is not None
 
     @abstractmethod
     def collate(self, items: Sequence[Any], *, augment: str = "off") -> Any:
@@ -114,22 +150,30 @@ class Backbone(ABC):
         weights version (:meth:`weights_version`) and reused by every cache lookup until the weights change.
         """
         config = json.dumps(self.config(), sort_keys=True)
+        deferred = self.__dict__.get("_deferred")
+        if deferred is not None:  # still the weights files' own weights
+            return memoised_fingerprint(deferred, config, lambda: self._hash_weights(config))
         key = (config, self.weights_version())
         memo = self.__dict__.get("_fingerprint_memo")
         if memo is not None and memo[0] == key:
             return memo[1]
+        self._fingerprint_memo = (key, self._hash_weights(config))
+        return self._fingerprint_memo[1]
+
+    def _hash_weights(self, config: str) -> str:
         digest = hashlib.sha256(config.encode())
         for name, tensor in sorted(self.module.state_dict().items()):
             digest.update(name.encode())
             digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-        self._fingerprint_memo = (key, digest.hexdigest()[:32])
-        return self._fingerprint_memo[1]
+        return digest.hexdigest()[:32]
 
     def __getstate__(self) -> dict[str, Any]:
         # A copy (strategies deep-copy the backbone they train) has the same weights in new tensors: the
         # fingerprint memoised for the current weights stays valid for it, re-keyed in __setstate__. A subclass
         # that overrides this without calling it leaves the flag out, and its copies hash again.
         engine = self.__dict__.get("extraction_engine")
+        if "_deferred" in self.__dict__:  # nothing built, nothing to remember: the copy builds its own
+            return {**self.__dict__, "_fingerprint_memo": None, "_fingerprint_current": False}
         if engine is not None:
             engine.remember_loaded(self)
         memo = self.__dict__.get("_fingerprint_memo")

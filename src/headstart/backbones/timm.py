@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from headstart.backbones.base import Backbone, ImagePreprocess, SourceHead, restore_preprocess
+from headstart.backbones.deferred import DeferredModule
 from headstart.backbones.engine import ExtractionEngine, OnnxEngine, tune_runtime
 from headstart.backbones.hub import hub_access
 from headstart.backbones.references import register_backbone
@@ -73,29 +74,41 @@ class TimmBackbone(Backbone):
     The model's classifier, if it has a linear one, is kept as :meth:`source_head` and then removed.
 
     Args:
-        model: A timm model, with or without its classifier.
+        model: A timm model, with or without its classifier; or a :class:`DeferredModule` that builds one when
+            it is first used (then ``preprocess`` and ``feature_dim`` are required).
         ref: The reference that rebuilds it through :func:`headstart.backbones.create_backbone`.
         preprocess: Preprocessing to use; defaults to the model's ``pretrained_cfg``.
         engine: Frozen extraction engine for :meth:`embed` (:class:`~headstart.backbones.engine.ExtractionEngine`):
             ``"auto"`` (ONNX Runtime while the weights are the loaded ones, PyTorch once they have been changed,
             e.g. by fine-tuning), ``"onnx"``, ``"int8"`` or ``"torch"``.
+        feature_dim: The features' size, for a deferred model (a built one tells its own).
     """
 
     modality = "image"
 
-    def __init__(self, model: nn.Module, *, ref: str, preprocess: ImagePreprocess | None = None,
-                 engine: str = "auto") -> None:
+    def __init__(self, model: nn.Module | DeferredModule, *, ref: str, preprocess: ImagePreprocess | None = None,
+                 engine: str = "auto", feature_dim: int | None = None) -> None:
         self.extraction_engine = ExtractionEngine(engine)
         tune_runtime()
-        self.source = _linear_head(model.get_classifier())
-        model.reset_classifier(0)
-        # Channels-last is several times faster for convolutions on CPU, in training too.
-        self.module = model.to(memory_format=torch.channels_last).eval()
-        self.feature_dim = int(getattr(model, "head_hidden_size", None) or model.num_features)
-        self.preprocess = preprocess or preprocess_from_timm(model)
         self.ref = ref
         self._transforms: dict[str, Callable[[Any], torch.Tensor]] = {}
+        if isinstance(model, DeferredModule):
+            if preprocess is None or feature_dim is None:
+                raise ValueError("a deferred timm model needs its preprocess and feature_dim")
+            self.preprocess, self.feature_dim = preprocess, feature_dim
+            self.defer_module(model)
+            return
+        self.adopt_module(model)
+        self.feature_dim = int(getattr(model, "head_hidden_size", None) or model.num_features)
+        self.preprocess = preprocess or preprocess_from_timm(model)
         self.extraction_engine.loaded(self)
+
+    def adopt_module(self, module: nn.Module) -> None:
+        """Keep the model's linear classifier as :meth:`source_head`, remove it, and take the model in
+        channels-last memory format (several times faster for convolutions on CPU, in training too)."""
+        self.source = _linear_head(module.get_classifier())
+        module.reset_classifier(0)
+        self.module = module.to(memory_format=torch.channels_last).eval()
 
     def collate(self, items: Sequence[Any], *, augment: str = "off") -> torch.Tensor:
         """Open and transform images into a float batch ``[B, 3, H, W]`` (see :func:`build_image_transform`)."""
@@ -121,7 +134,9 @@ class TimmBackbone(Backbone):
         return [nn.ModuleList([self.module.get_submodule(name) for name in groups[key]]) for key in sorted(groups)]
 
     def source_head(self) -> SourceHead | None:
-        """The classifier the weights were trained with (e.g. ImageNet's 1000 classes), if any."""
+        """The classifier the weights were trained with (e.g. ImageNet's 1000 classes), if any (a deferred model
+        is built for it)."""
+        _ = self.module  # building a deferred model sets the source head
         return self.source
 
     def extraction(self, progress: bool = False) -> Callable[[torch.Tensor], np.ndarray]:

@@ -60,6 +60,9 @@ def parse_image_size(value: str) -> int | str:
 ImageSize = Annotated[str | None, typer.Option(parser=parse_image_size, help=(
     "Input size of an image backbone in pixels instead of its own (e.g. 128 for small images: about 3x faster "
     "fine-tuning); 'auto' (fit) picks 128 when every training image is much smaller than the backbone's input."))]
+Engine = Annotated[str | None, typer.Option(help=(
+    "Where frozen features are computed: auto (ONNX Runtime; PyTorch once weights change), onnx, int8 (text "
+    "encoders: dynamically quantized, about 1.2x faster than fp32, features cached apart) or torch."))]
 Preprocessing = Annotated[list[str] | None, typer.Option(
     "--preprocess", help="Backbone preprocessing setting key=value, saved with the model; repeatable. Audio: "
                          "max_seconds=10, long_clips=first|windows (what to do with longer clips), target_dbfs, "

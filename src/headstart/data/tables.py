@@ -15,15 +15,15 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from headstart.errors import DataError, listing
 from headstart.registry import Registry
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 LABEL_COLUMNS = ("label", "class", "target", "category", "supersense")
 # Values a cell may not hold: str() of them ("['a']", "b'x'") would pass for text or a class name.
@@ -112,6 +112,8 @@ class Table:
 
 
 def _is_missing(value: Any) -> bool:
+    import pandas as pd  # pandas and pyarrow take a second to import: only once a table is read
+
     return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
 
 
@@ -190,7 +192,7 @@ def _read_delimited(path: Path, delimiter: str) -> Table:
         csv.field_size_limit(limit)
     if header is None:
         raise DataError(f"{path} is empty; it needs a header line and data rows")
-    return Table(path, pd.DataFrame(records, columns=header, dtype=object), lines)
+    return Table(path, _frame(records, columns=header), lines)
 
 
 def _check_header(path: Path, header: list[str], delimiter: str, line: int) -> None:
@@ -230,11 +232,14 @@ def _read_jsonl(path: Path) -> Table:
             raise DataError(f"{path} line {number}: expected a JSON object, got {type(record).__name__}")
         records.append(record)
         lines.append(number)
-    return Table(path, pd.DataFrame(records, dtype=object), lines)
+    return Table(path, _frame(records), lines)
 
 
 @TABLE_READERS.register(".parquet")
 def _read_parquet(path: Path) -> Table:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     try:
         arrow = pq.read_table(path)
     except (pa.ArrowException, OSError) as err:
@@ -243,8 +248,14 @@ def _read_parquet(path: Path) -> Table:
     if duplicates:
         raise DataError(f"{path} repeats column(s) [{listing(map(repr, duplicates))}]; give every column a "
                         "distinct name")
-    return Table(path, pd.DataFrame({name: arrow.column(name).to_pylist() for name in arrow.column_names},
-                                    dtype=object), None)
+    return Table(path, _frame({name: arrow.column(name).to_pylist() for name in arrow.column_names}), None)
+
+
+def _frame(records: Any, columns: list[str] | None = None) -> pd.DataFrame:
+    """The records as a data frame of Python objects (cells keep their types: no parsing of numbers)."""
+    import pandas as pd
+
+    return pd.DataFrame(records, columns=columns, dtype=object)
 
 
 #: The suffixes of every registered table format.

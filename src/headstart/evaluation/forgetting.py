@@ -173,9 +173,9 @@ def measure_forgetting(model: TransferModel, *, target: Sequence[Any] | None = N
     if before.modality != model.modality:
         raise ConfigError(f"the source backbone {before.ref!r} is a {before.modality} backbone but the model "
                           f"is a {model.modality} model")
-    task, head = source_task(before, source_data, cache=cache, batch_size=batch_size, progress=progress), \
-        model.backbone.source_head()
-    result: dict[str, Any] = {"backbone_changed": model.backbone_trained, "notes": _notes(model, reference, head, task)}
+    task = source_task(before, source_data, cache=cache, batch_size=batch_size, progress=progress)
+    head = model.backbone.source_head() if model.backbone_trained else None  # a frozen one's network stays unbuilt
+    result: dict[str, Any] = {"backbone_changed": model.backbone_trained, "notes": _notes(model, reference, task)}
     for name, items in parts.items():
         measured = _measure_part(model, before, items, head, cache, batch_size, progress, tolerate=bundled and
                                  name == "reference", new=target_features if name == "target" else None)
@@ -192,12 +192,11 @@ def measure_forgetting(model: TransferModel, *, target: Sequence[Any] | None = N
     return result
 
 
-def _notes(model: TransferModel, reference: ReferenceSet | None, head: SourceHead | None,
-           task: SourceTask | str | None) -> list[str]:
+def _notes(model: TransferModel, reference: ReferenceSet | None, task: SourceTask | str | None) -> list[str]:
     """What the result cannot say, and why."""
     notes = [] if reference is not None else [f"no bundled {model.modality} reference set: measured on target "
                                               "inputs only"]
-    if head is None:
+    if not model.backbone.has_source_head():
         notes.append(f"{model.backbone.ref} ships no source classifier: no source agreement")
     if isinstance(task, str):
         notes.append(task)
@@ -208,11 +207,12 @@ def _measure_part(model: TransferModel, before: Backbone, items: list[Any], head
                   cache: FeatureCache | None, batch_size: int, progress: bool, *, tolerate: bool,
                   new: np.ndarray | None = None) -> dict[str, Any] | str:
     """The measures on ``items`` (unchanged ones, computing nothing, for a frozen backbone; ``new``: the
-    transferred backbone's features when known); with ``tolerate``, a backbone that cannot read them gives a
-    note instead."""
+    transferred backbone's features when known; a frozen one is never built for it); with ``tolerate``, a backbone
+    that cannot read them gives a note instead."""
     if not model.backbone_trained:
-        unchanged = {"feature_cka": 1.0, "mean_cosine": 1.0, "similarity_spearman": 1.0}
-        return {"n": len(items), **unchanged, **({"source_agreement": 1.0, "source_kl": 0.0} if head else {})}
+        unchanged = {"feature_cka": 1.0, "mean_cosine": 1.0, "similarity_spearman": 1.0,
+                     **({"source_agreement": 1.0, "source_kl": 0.0} if model.backbone.has_source_head() else {})}
+        return {"n": len(items), **unchanged}
     try:
         unlabeled = Dataset(items, np.full(len(items), -1), [], before.modality)
         old = extract_features(before, unlabeled, cache=cache, batch_size=batch_size, progress=progress)

@@ -23,6 +23,7 @@ from headstart.data import Dataset
 from headstart.model import TransferModel
 from headstart.progress import status
 from headstart.strategies.base import Strategy, register_strategy
+from headstart.strategies.probe_memo import remembered_head
 from headstart.training import FitContext, StrategyConfig
 from headstart.training.search_space import Dimension, FloatRange
 
@@ -247,11 +248,15 @@ class LinearProbe(Strategy):
             ) -> TransferModel:
         cfg = self.config
         kept, features, recorded = self.adapt(backbone, train, context)
+        settings = {"c": cfg.c, "c_values": cfg.c_values, "folds": cfg.folds, "max_iter": cfg.max_iter,
+                    "seed": context.seed, "class_weight": cfg.class_weight, "select_by": cfg.select_by,
+                    "scaling": cfg.scaling}
+        n_classes = len(train.class_names)
         with status(head_fit_status(cfg.c, cfg.c_values, cfg.folds), enabled=context.progress):
-            head, info = fit_linear_head(features, train.labels, len(train.class_names), c=cfg.c,
-                                         c_values=cfg.c_values, folds=cfg.folds, max_iter=cfg.max_iter,
-                                         seed=context.seed, class_weight=cfg.class_weight,
-                                         select_by=cfg.select_by, scaling=cfg.scaling)
+            # With a cache, a fit done before on the same features and settings is loaded (probe_memo).
+            head, info = remembered_head(context.cache.root if context.cache is not None else None,
+                                         lambda: fit_linear_head(features, train.labels, n_classes, **settings),
+                                         features, train.labels, n_classes, settings)
         return TransferModel(kept, head, train.class_names, strategy=self.name,
                              strategy_config={**cfg.model_dump(), "seed": context.seed, "chosen_C": info["C"],
                                               **recorded},

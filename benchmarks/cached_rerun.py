@@ -1,0 +1,96 @@
+"""`make demo` again with its features cached: wall and CPU seconds of ``headstart fit`` in a new process.
+
+Each round is :func:`feature_extraction.cached_rerun_seconds` (the same function the feature extraction benchmark
+reports): one run that fills (or finds) the cache, then one timed run. CPU seconds (user + system of the child
+processes) are half of a round's two runs once the cache is filled, which is every round after the first; they
+depend far less than wall seconds on what else the machine runs, so they show a quiet machine's wall time best.
+
+With ``--baseline-src`` another checkout's ``src`` folder (e.g. the main branch) is timed the same way in the same
+run, interleaved round by round, sharing the feature cache, so the ratio is measured under the same load.
+
+Usage:
+    python benchmarks/cached_rerun.py --rounds 4 --baseline-src ../main/src
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from feature_extraction import FASHION_EXAMPLE, cached_rerun_seconds  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed_round(src: Path, work: Path) -> tuple[float, float]:
+    """Wall seconds of one cached re-run with ``src`` first on the path, and CPU seconds per run of the round."""
+    os.environ["PYTHONPATH"] = str(src)
+    before = children_cpu()
+    wall = cached_rerun_seconds(FASHION_EXAMPLE, "efficientnet_lite0", work)
+    return wall, (children_cpu() - before) / 2
+
+
+def summary(values: list[float]) -> str:
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.1f} ± {spread:.1f} s"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=4, help="timed rounds per version (the first fills the cache "
+                        "and is left out)")
+    parser.add_argument("--baseline-src", type=Path, help="another checkout's src folder to time alongside")
+    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "cached_rerun.json")
+    args = parser.parse_args()
+
+    versions = {"this checkout": ROOT / "src"}
+    if args.baseline_src is not None:
+        versions = {"baseline": args.baseline_src.resolve(), **versions}
+    load_before = os.getloadavg()
+    measured: dict[str, dict[str, list[float]]] = {name: {"wall": [], "cpu": []} for name in versions}
+    with tempfile.TemporaryDirectory() as work:
+        for round_ in range(args.rounds + 1):
+            for name, src in versions.items():
+                wall, cpu = timed_round(src, Path(work))
+                if round_ > 0:  # the first round extracts the features (once: the versions share the cache)
+                    measured[name]["wall"].append(wall)
+                    measured[name]["cpu"].append(cpu)
+                print(f"round {round_} {name}: {wall:.1f} s wall, {cpu:.1f} s CPU per run", flush=True)
+    load_after = os.getloadavg()
+    rows = []
+    for name, values in measured.items():
+        ratio = ""
+        if name != "baseline" and "baseline" in measured:
+            ratio = f"{statistics.mean(measured['baseline']['wall']) / statistics.mean(values['wall']):.2f}x"
+        rows.append([name, summary(values["wall"]), summary(values["cpu"]), ratio])
+    table = {"columns": ["`headstart fit` on the demo, features cached", "wall", "CPU (user+sys)", "faster"],
+             "rows": rows}
+    for row in rows:
+        print("  ".join(row))
+    result = {"command": " ".join(["python", *sys.argv]), "rounds": args.rounds, "cpus": os.cpu_count(),
+              "threads": torch.get_num_threads(), "load_before": load_before, "load_after": load_after,
+              "date": time.strftime("%Y-%m-%d"), "machine": platform.machine(), "python": platform.python_version(),
+              "torch": torch.__version__, "seconds": measured, "readme_table": table}
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
