@@ -26,17 +26,19 @@ from torch import nn
 
 from headstart.io import write_bytes
 
-# Bumped when what is stored, or how the probe is fitted, changes in a way the key does not see.
-_FORMAT = 2
+# Bumped when what is stored changes; how the probe is fitted is in the key as the fitting module's source.
+_FORMAT = 3
 _INFO_PREFIX = "info."
 
 FittedHead = tuple[nn.Linear, dict[str, float]]
 
 
-def head_key(features: np.ndarray, labels: np.ndarray, n_classes: int, settings: dict[str, Any]) -> str:
-    """The hash naming a probe fit: the features' and labels' bytes, the number of classes, the fit's settings
-    and the versions of numpy, scipy, scikit-learn and torch."""
+def head_key(features: np.ndarray, labels: np.ndarray, n_classes: int, settings: dict[str, Any],
+             code: str = "") -> str:
+    """The hash naming a probe fit: the features' and labels' bytes, the number of classes, the fit's settings,
+    ``code`` (what identifies the fitting code) and the versions of numpy, scipy, scikit-learn and torch."""
     digest = hashlib.sha256(json.dumps({"format": _FORMAT, "n_classes": n_classes, "settings": settings,
+                                        "code": code,
                                         "shape": features.shape, "dtype": str(features.dtype),
                                         "versions": [np.__version__, scipy.__version__, sklearn.__version__,
                                                      torch.__version__]}, sort_keys=True).encode())
@@ -87,7 +89,10 @@ def remembered_head(root: Path | None, fit: Callable[[], FittedHead], features: 
     """
     if root is None:
         return fit()
-    path = root / "heads" / f"{head_key(features, labels, n_classes, settings)}.safetensors"
+    # The source of the module that defines ``fit`` (the probe's own): a change to how it fits is a new key, so
+    # an edited or upgraded headstart never loads a head the old code fitted.
+    code = hashlib.sha256(Path(fit.__code__.co_filename).read_bytes()).hexdigest()
+    path = root / "heads" / f"{head_key(features, labels, n_classes, settings, code)}.safetensors"
     fitted = recall_head(path)
     if fitted is None:
         fitted = fit()
