@@ -18,6 +18,7 @@ from headstart.data import Dataset
 from headstart.data.unlabeled import load_unlabeled
 from headstart.errors import ConfigError, DataError
 from headstart.shift import proxy_a_distance, shift_reading
+from headstart.strategies.adabn import batch_norms, reestimate_batch_norm
 from headstart.strategies.coral import coral_align
 from headstart.strategies.dann import reversal_strength, reverse_gradient
 from training_support import TinyImageBackbone, TinyTextBackbone, color_images, sentiment_texts
@@ -64,6 +65,19 @@ def test_gradient_reversal_flips_and_scales_the_gradient_only() -> None:
     assert 0.46 < reversal_strength(0.1) < 0.47  # 2 / (1 + e^-1) - 1
 
 
+def test_reestimating_the_first_batch_norm_runs_only_up_to_it_and_leaves_the_others() -> None:
+    backbone, items = TinyImageBackbone(), low_contrast(color_images(20, seed=1)).items
+    first, second = batch_norms(backbone.module)
+    kept = second.running_mean.clone()
+    later_calls = []
+    backbone.module[1].register_forward_hook(lambda *_: later_calls.append(1))
+    reestimate_batch_norm(backbone, items, layers=1, batch_size=8)
+    with torch.no_grad():
+        stem = backbone.module[0][0](backbone.collate(items))
+    torch.testing.assert_close(first.running_mean, stem.mean((0, 2, 3)), rtol=1e-4, atol=1e-5)
+    assert later_calls == [] and torch.equal(second.running_mean, kept) and not backbone.module.training
+
+
 # --- adaptation on a synthetic shift ---------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -84,6 +98,18 @@ def test_adabn_and_coral_recover_target_accuracy_the_linear_probe_loses(shifted_
     target = {name: m["target"]["test"]["accuracy"] for name, m in shifted_fits.items()}
     assert target["linear"] < 0.5 and target["adabn"] > 0.9 and target["coral"] > 0.8, target
     assert all(m["target"]["shift"]["reading"] == "large" for m in shifted_fits.values())
+
+
+def test_adabn_adapts_only_the_first_batch_norm_layer_by_default() -> None:
+    backbone = TinyImageBackbone()
+    model = headstart.fit(color_images(30), backbone=backbone, strategy="adabn", progress=False,
+                          target=low_contrast(color_images(20, seed=1)), settings={"c_values": 2, "folds": 2})
+    first, second = batch_norms(model.backbone.module)
+    original_first, original_second = batch_norms(backbone.module)
+    assert model.strategy_config["adapted_batch_norm_layers"] == 1
+    assert not torch.allclose(first.running_mean, original_first.running_mean)
+    assert torch.equal(second.running_mean, original_second.running_mean)
+    assert torch.equal(second.running_var, original_second.running_var)
 
 
 def test_dann_trains_on_the_loop_and_keeps_a_linear_head(tmp_path: Path) -> None:

@@ -2,15 +2,18 @@
 BatchNorm layers are given statistics re-estimated on each domain, so that each domain is normalised by its
 own mean and variance.
 
-Here the source training images are normalised by their own statistics while the linear probe is fitted on
-their features, and the saved model carries statistics re-estimated on the unlabeled target images. No weight
-is trained: re-estimating costs one forward pass over each domain. For a change of brightness or contrast the
-first BatchNorm undoes the shift exactly; for shifts no per-channel affine map describes (e.g. inverted
-images) it helps less.
+Here the linear probe is fitted on the source training images' cached frozen features, and the saved model
+carries statistics re-estimated on the unlabeled target images; by default only the first BatchNorm layer's,
+where a change of brightness or contrast lives (the first BatchNorm undoes a per-channel affine change of the
+pixels exactly; for shifts no such map describes, e.g. inverted images, it helps less). No weight is trained:
+re-estimating costs a pass over the target images that stops after the last re-estimated layer. Optionally
+(``source_statistics``) the source images are normalised by their own statistics too, at the cost of one more
+forward pass over them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from typing import Any
 
@@ -32,14 +35,20 @@ from headstart.training import FitContext
 class AdaBNConfig(LinearConfig):
     """The linear probe's settings, and which statistics the source features are computed with."""
 
-    source_statistics: bool = Field(True, description="Re-estimate BatchNorm statistics on the source training "
-                                                      "images before extracting their features, so each domain "
-                                                      "is normalised by its own statistics (as in AdaBN); False "
-                                                      "keeps the backbone's own (pre-training) statistics for "
-                                                      "them and reuses cached features.")
-    layers: int | None = Field(None, ge=1, description="Adapt only this many BatchNorm layers, counted from the "
-                                                      "input (a change of contrast or brightness lives in the "
-                                                      "first one); None adapts all of them, as AdaBN does.")
+    source_statistics: bool = Field(False, description="Re-estimate BatchNorm statistics on the source training "
+                                    "images too and extract their features again, so each domain is normalised by "
+                                    "its own statistics; False fits the head on the backbone's cached features. On "
+                                    "Fashion-MNIST -> low contrast (efficientnet_lite0, first layer, 3 seeds) True "
+                                    "gained 2.4 points of target accuracy (79.7% against 77.3%) for one more "
+                                    "forward pass over the training images, about a fifth more CPU time than the "
+                                    "linear probe, while False costs about the probe's time.")
+    layers: int | None = Field(1, ge=1, description="Re-estimate only this many BatchNorm layers, counted from "
+                               "the input (a change of contrast or brightness lives in the first one); None "
+                               "re-estimates all of them, as AdaBN does. On Fashion-MNIST -> low contrast "
+                               "(efficientnet_lite0, 3 seeds) the first layer gave 79.7% target accuracy (source "
+                               "statistics) or 77.3% (backbone statistics), all layers 57.7% or 12%, the linear "
+                               "probe 68.3%: re-normalising deep layers on a few hundred images of one kind "
+                               "damages the features the head reads.")
 
 
 def batch_norms(module: nn.Module) -> list[_BatchNorm]:
@@ -47,24 +56,41 @@ def batch_norms(module: nn.Module) -> list[_BatchNorm]:
     return [layer for layer in module.modules() if isinstance(layer, _BatchNorm)]
 
 
+class _LastLayerDone(Exception):
+    """Raised by a hook on the last re-estimated BatchNorm layer: the layers after it cannot change its
+    statistics, so the rest of the forward pass is skipped."""
+
+
 @torch.no_grad()
 def reestimate_batch_norm(backbone: Backbone, items: list[Any], *, layers: int | None = None, batch_size: int = 64,
                           progress: bool = False, label: str = "") -> None:
     """Replace the running mean and variance of the first ``layers`` BatchNorm layers of ``backbone`` (all of
     them for ``None``; in place) by their averages over ``items`` (evaluation preprocessing); every other weight
-    and statistic stays as it is."""
+    and statistic stays as it is. Each batch runs only up to the last of those layers."""
     layers = batch_norms(backbone.module)[:layers]
+    if not layers:
+        raise ValueError(f"backbone {backbone.ref!r} has no BatchNorm layer to re-estimate")
     saved = [(layer.momentum, layer.training) for layer in layers]
     backbone.module.eval()
     for layer in layers:
         layer.reset_running_stats()
-        layer.momentum = None  # a cumulative average over every batch, not an exponential one
         layer.train()
+
+    def stop(*_: Any) -> None:
+        raise _LastLayerDone
+
+    hook = layers[-1].register_forward_hook(stop)
+    seen = 0
     try:
         for batch in track(backbone.batches(items, batch_size), total=-(-len(items) // batch_size),
                            unit="batches", description=f"BatchNorm statistics {label}", enabled=progress):
-            backbone.forward(backbone.collate(batch))
+            seen += len(batch)
+            for layer in layers:  # an average over examples: a short last batch weighs what its examples do
+                layer.momentum = len(batch) / seen
+            with contextlib.suppress(_LastLayerDone):
+                backbone.forward(backbone.collate(batch))
     finally:
+        hook.remove()
         for layer, (momentum, training) in zip(layers, saved, strict=True):
             layer.momentum = momentum
             layer.train(training)
