@@ -38,15 +38,22 @@ import torch
 import headstart
 from headstart.backbones import FeatureCache
 from headstart.data import DataSplits, load_dataset, sample_per_class
+from headstart.strategies.adabn import AdaBNConfig
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 PER_CLASS = 50
 DANN = {"epochs": 2, "head_epochs": 1, "min_steps": 0}
+#: AdaBN's two choices, each way: statistics for the source features, and how many BatchNorm layers adapt; the
+#: defaults' row is plain "adabn".
+ADABN_VARIANTS = {"adabn" if settings == {k: getattr(AdaBNConfig(), k) for k in settings} else
+                  f"adabn ({stats} stats, {depth} BN layer{'s' if layers is None else ''})": settings
+                  for stats in ("source", "backbone") for depth, layers in (("all", None), ("first", 1))
+                  for settings in [{"source_statistics": stats == "source", "layers": layers}]}
 SHIFTS = {
     "images": {"name": "Fashion-MNIST -> low contrast",
         "source": EXAMPLES / "fashion-mnist-mini", "target": EXAMPLES / "fashion-mnist-lowcontrast" / "target",
         "test": EXAMPLES / "fashion-mnist-lowcontrast" / "test", "backbone": "efficientnet_lite0", "image_size": 64,
-        "methods": {"linear": {}, "adabn": {}, "adabn (first BN layer)": {"layers": 1}, "coral": {}, "dann": DANN}},
+        "methods": {"linear": {}, **ADABN_VARIANTS, "coral": {}, "dann": DANN}},
     "text": {"name": "WordNet definitions -> usage examples",
         "source": EXAMPLES / "wordnet-supersenses", "target": EXAMPLES / "wordnet-usage" / "target.csv",
         "test": EXAMPLES / "wordnet-usage" / "test.csv", "backbone": "minilm", "image_size": None,
@@ -54,10 +61,11 @@ SHIFTS = {
 }
 
 
-def run_shift(shift: dict, seeds: list[int], methods: list[str] | None, cache: FeatureCache, done: list[dict],
+def run_shift(shift: dict, seeds: list[int], methods: list[str] | None, done: list[dict],
               record: Callable[[dict], None]) -> None:
     """Measure every method and seed of ``shift`` not already in ``done``: source and target test accuracy, PAD,
-    seconds; ``record`` gets each row."""
+    seconds; ``record`` gets each row. Each run starts from an empty cache (features and exported graphs), as
+    a first fit on new data does, so no method's seconds include another's cached work."""
     source = load_dataset(shift["source"])
     for seed in seeds:
         splits = DataSplits(train=sample_per_class(source.train, PER_CLASS, seed=seed), test=source.test,
@@ -67,14 +75,22 @@ def run_shift(shift: dict, seeds: list[int], methods: list[str] | None, cache: F
             measured = any(r["shift"] == shift["name"] and r["method"] == label and r["seed"] == seed for r in done)
             if measured or (methods is not None and strategy not in methods):
                 continue
-            started = time.perf_counter()
-            model = headstart.fit(splits, backbone=shift["backbone"], strategy=strategy, seed=seed, progress=False,
-                                  cache=cache, image_size=shift["image_size"], settings=settings,
-                                  target=shift["target"], target_test=shift["test"])
+            started, cpu = time.perf_counter(), time.process_time()
+            with tempfile.TemporaryDirectory(prefix="headstart-bench-") as cache:
+                model = headstart.fit(splits, backbone=shift["backbone"], strategy=strategy, seed=seed,
+                                      progress=False, cache=FeatureCache(cache), image_size=shift["image_size"],
+                                      settings=settings, target=shift["target"], target_test=shift["test"])
             target = model.metrics["target"]
             record({"shift": shift["name"], "method": label, "seed": seed,
                     "source_test": model.metrics["test"]["accuracy"], "target_test": target["test"]["accuracy"],
-                    "pad": target["shift"]["pad"], "seconds": round(time.perf_counter() - started, 1)})
+                    "pad": target["shift"]["pad"], "seconds": round(time.perf_counter() - started, 1),
+                    "cpu_seconds": round(time.process_time() - cpu, 1)})
+
+
+def median_cpu(runs: list[dict]) -> float | None:
+    """The median CPU seconds of ``runs``; ``None`` for runs measured before CPU time was recorded."""
+    cpu = [r["cpu_seconds"] for r in runs if "cpu_seconds" in r]
+    return float(np.median(cpu)) if cpu else None
 
 
 def summarise(rows: list[dict]) -> list[dict]:
@@ -83,15 +99,19 @@ def summarise(rows: list[dict]) -> list[dict]:
     for shift in dict.fromkeys(r["shift"] for r in rows):
         mine = [r for r in rows if r["shift"] == shift]
         baseline = np.mean([r["target_test"] for r in mine if r["method"] == "linear"])
+        baseline_cpu = median_cpu([r for r in mine if r["method"] == "linear"])
         for method in dict.fromkeys(r["method"] for r in mine):
             runs = [r for r in mine if r["method"] == method]
             entry = {"shift": shift, "method": method, "seeds": len(runs),
                      "pad": float(np.mean([r["pad"] for r in runs])),
-                     "seconds": float(np.median([r["seconds"] for r in runs]))}
+                     "seconds": float(np.median([r["seconds"] for r in runs])),
+                     "cpu_seconds": median_cpu(runs)}
             for key in ("source_test", "target_test"):
                 values = [r[key] for r in runs]
                 entry[key] = {"mean": float(np.mean(values)), "std": float(np.std(values))}
             entry["target_gain"] = entry["target_test"]["mean"] - baseline
+            entry["cpu_vs_linear"] = None if None in (entry["cpu_seconds"], baseline_cpu) else \
+                entry["cpu_seconds"] / baseline_cpu - 1
             summary.append(entry)
     return summary
 
@@ -100,11 +120,17 @@ def readme_table(summary: list[dict]) -> dict:
     def cell(stat: dict) -> str:
         return f"{100 * stat['mean']:.1f} ± {100 * stat['std']:.1f}"
 
+    def cpu(entry: dict) -> list[str]:
+        if entry["cpu_seconds"] is None:
+            return ["not measured"] * 2
+        return [f"{entry['cpu_seconds']:.0f}",
+                "—" if entry["method"] == "linear" else f"{100 * entry['cpu_vs_linear']:+.0f}%"]
+
     return {"columns": ["shift (PAD)", "method", "seeds", "target test accuracy %", "vs linear",
-                        "source test accuracy %", "seconds (median)"],
+                        "source test accuracy %", "seconds (median)", "CPU seconds (median)", "CPU time vs linear"],
             "rows": [[f"{e['shift']} ({e['pad']:.2f})", e["method"], str(e["seeds"]), cell(e["target_test"]),
                       "—" if e["method"] == "linear" else f"{100 * e['target_gain']:+.1f}", cell(e["source_test"]),
-                      f"{e['seconds']:.0f}"] for e in summary]}
+                      f"{e['seconds']:.0f}", *cpu(e)] for e in summary]}
 
 
 def main() -> None:
@@ -136,9 +162,8 @@ def main() -> None:
                "summary": summary, "runs": rows, "readme_table": readme_table(summary)}
         args.json.write_text(json.dumps(out, indent=2) + "\n")
 
-    cache = FeatureCache(tempfile.mkdtemp(prefix="headstart-bench-"))
     for key in args.shifts:
-        run_shift(SHIFTS[key], args.seeds, args.methods, cache, list(rows), record)
+        run_shift(SHIFTS[key], args.seeds, args.methods, list(rows), record)
     record()
     table = readme_table(summarise(rows))
     print("\n| " + " | ".join(table["columns"]) + " |\n|" + " --- |" * len(table["columns"]))
