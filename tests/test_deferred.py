@@ -68,3 +68,13 @@ def test_a_copy_of_a_deferred_backbone_builds_its_own_network(tiny_timm_ref, tmp
             next(clone.module.parameters()).add_(1.0)
         assert clone.fingerprint() != original.fingerprint()
         assert original.fingerprint() == create_backbone(tiny_timm_ref, preprocess=TINY_PREPROCESS).fingerprint()
+
+
+def test_a_deferred_network_first_used_in_inference_mode_gets_ordinary_weights(tiny_timm_ref, tmp_path):
+    # Export and prediction run in inference mode; weights built there could not be versioned or trained.
+    with caching(tmp_path):
+        backbone = deferred_tiny(tiny_timm_ref)
+        with torch.inference_mode():
+            module = backbone.module
+        assert not any(p.is_inference() for p in module.parameters())
+        backbone.weights_version()  # reads every tensor's version counter, which inference tensors lack

@@ -72,7 +72,10 @@ class Backbone(ABC):
             deferred = self.__dict__.get("_deferred")
             if deferred is None:
                 raise AttributeError(f"{type(self).__name__} has no module")
-            self.adopt_module(deferred.build())
+            # First use may come inside inference mode (export, prediction): weights built there would be
+            # inference tensors, which have no version counter and cannot be trained later.
+            with torch.inference_mode(False):
+                self.adopt_module(deferred.build())
             del self._deferred
             if self.extraction_engine is not None:
                 self.extraction_engine.loaded(self)
