@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,7 @@ import headstart
 from conftest import write_image_folder
 from headstart.cli import app, main
 from headstart.errors import StorageError
+from headstart.tracking import worker
 from headstart.tracking.runs import RunSpec
 from headstart.tracking.tracker import Tracker, tracking_target
 
@@ -112,3 +116,35 @@ def test_a_store_that_fails_to_open_in_the_background_is_reported_when_logging(t
     tracker = Tracker(f"sqlite:///{tmp_path / 'mlruns.db'}")
     with pytest.raises(StorageError, match="cannot track to sqlite:///.*mlruns.db: OperationalError"):
         tracker.log(RunSpec("never written"))
+
+
+def test_a_run_crosses_to_the_worker_as_json_unchanged():
+    spec = RunSpec("parent", {"lr": 0.001, "layers": (1, 2), "none": None}, [("epoch/val_accuracy", 0.5, 3)],
+                   {"headstart.command": "compare"}, [("/tmp/x", "model")],
+                   [RunSpec("child", {"seed": 1}, [("test/accuracy", 0.75, 0)])])
+    back = RunSpec.from_json(json.loads(json.dumps(spec.to_json())))
+    assert back.params == {"lr": "0.001", "layers": "(1, 2)", "none": "None"}  # as the writer logs them
+    assert back.metrics == spec.metrics and back.artifacts == spec.artifacts and back.tags == spec.tags
+    assert back.children[0].params == {"seed": "1"} and back.children[0].metrics == [("test/accuracy", 0.75, 0)]
+
+
+def test_mlflow_runs_in_the_worker_process_not_the_command(tmp_path):
+    script = ("import sys\nfrom headstart.tracking.tracker import Tracker\n"
+              "from headstart.tracking.spec import RunSpec\n"
+              f"print(Tracker('sqlite:///{tmp_path}/t.db').log(RunSpec('r', {{'a': 1}}))['run_id'])\n"
+              "print('mlflow' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    run_id, imported = done.stdout.split()
+    assert imported == "False"
+    client, found = runs(f"sqlite:///{tmp_path}/t.db")
+    assert [r.info.run_id for r in found] == [run_id] and found[0].data.params == {"a": "1"}
+
+
+def test_only_a_tracked_command_line_starts_a_worker_early(monkeypatch):
+    started = []
+    monkeypatch.setattr(worker, "TrackingWorker", lambda: started.append(object()) or started[-1])
+    worker.start_early(["fit", "data", "--out", "runs/x"])
+    assert started == []
+    worker.start_early(["fit", "data", "--tracking-uri=http://mlflow:5000"])
+    assert worker.take_worker() is started[0]
+    assert worker.take_worker() is not started[0]  # taken once; the next tracker starts its own

@@ -8,7 +8,10 @@ imports. The import below therefore follows that announcement on purpose.
 import sys
 
 from headstart.progress import start_message, status
+from headstart.tracking.worker import start_early
 
+# A tracked command's MLflow worker imports MLflow on another core while this process imports the rest.
+start_early(sys.argv[1:])
 _message = start_message(sys.argv[1:])
 with status(_message or "", enabled=_message is not None):
     from headstart.cli import main

@@ -1,18 +1,18 @@
 """What a tracked run holds: the run descriptions built from a fit, a compare study or a tuning study.
 
-A :class:`RunSpec` is plain data (names, params, metric points, tags, artifact paths, child runs), so it is built
-and tested without MLflow; :mod:`headstart.tracking.writer` writes it.
+A :class:`~headstart.tracking.spec.RunSpec` is plain data (names, params, metric points, tags, artifact paths, child
+runs), so it is built and tested without MLflow; the tracking worker (:mod:`headstart.tracking.worker`) writes it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from headstart import __version__
 from headstart.data import DataSplits
 from headstart.fitting import data_fingerprint
+from headstart.tracking.spec import RunSpec
 
 if TYPE_CHECKING:
     from headstart.model import TransferModel
@@ -23,27 +23,6 @@ if TYPE_CHECKING:
 EVALUATION_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "ece")
 #: Per-epoch numbers of the training history, logged with the epoch as step.
 HISTORY_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds")
-
-
-@dataclass
-class RunSpec:
-    """One MLflow run to write.
-
-    Attributes:
-        name: The run's name in the MLflow UI.
-        params: Parameters (values are logged as text).
-        metrics: ``(key, value, step)`` points; a key logged at several steps is a curve.
-        tags: Tags (``headstart.command`` says which command made the run).
-        artifacts: ``(local path, folder in the run's artifacts or "")`` pairs; a path may be a folder.
-        children: Nested runs (one per compare run or tuning trial).
-    """
-
-    name: str
-    params: dict[str, Any] = field(default_factory=dict)
-    metrics: list[tuple[str, float, int]] = field(default_factory=list)
-    tags: dict[str, str] = field(default_factory=dict)
-    artifacts: list[tuple[str, str]] = field(default_factory=list)
-    children: list[RunSpec] = field(default_factory=list)
 
 
 def _tags(command: str, source: str, out: Path | None) -> dict[str, str]:

@@ -8,13 +8,11 @@ Off by default. ``track=True`` logs to an embedded store next to the output fold
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
-from typing import Any
 
 from headstart.errors import StorageError, option
-from headstart.tracking.runs import RunSpec
-from headstart.tracking.writer import open_experiment, write_run
+from headstart.tracking.spec import RunSpec
+from headstart.tracking.worker import take_worker
 
 DEFAULT_EXPERIMENT = "headstart"
 STORE_FILE = "mlruns.db"
@@ -51,12 +49,12 @@ def ui_command(uri: str) -> str:
 
 
 class Tracker:
-    """Logs one run (with its children) to MLflow; the store opens in a background thread started now.
+    """Logs one run (with its children) to MLflow through a tracking worker process
+    (:mod:`headstart.tracking.worker`), which opens the store while the command works.
 
     Importing MLflow and opening its store take seconds of CPU (a new SQLite store also runs MLflow's schema
-    migrations); in a thread they overlap the tracked work and share the modules the process already imported
-    (NumPy, pandas, pydantic, ...). The thread is not a daemon: a command that fails early still lets it finish
-    creating a store rather than leave a half-migrated one. :meth:`log` waits for it, then writes the run.
+    migrations); in the worker they run on another core. :meth:`log` waits for the store, hands over the run
+    and waits for it to be written, so an error still surfaces here and nothing is lost when the command ends.
 
     Args:
         uri: Tracking URI.
@@ -71,33 +69,29 @@ class Tracker:
     def __init__(self, uri: str, artifact_location: str | None = None, *, experiment: str = DEFAULT_EXPERIMENT,
                  wait: bool = False) -> None:
         self.uri, self.experiment = uri, experiment
-        if uri.startswith("sqlite:///"):
-            try:
-                Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-            except OSError as error:
-                raise StorageError(f"cannot track to {uri}: {error}") from None
-        self._store: tuple[Any, str] | None = None
-        self._error: Exception | None = None
-        self._opening = threading.Thread(target=self._open, args=(artifact_location,), name="headstart-mlflow")
-        self._opening.start()
-        if wait:
-            self._opened()
-
-    def _open(self, artifact_location: str | None) -> None:
         try:
-            self._store = open_experiment(self.uri, self.experiment, artifact_location)
-        except Exception as error:  # handed to the caller's thread by _opened
-            self._error = error
+            if uri.startswith("sqlite:///"):
+                Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            self._worker = take_worker()
+        except OSError as error:
+            raise StorageError(f"cannot track to {uri}: {error}") from None
+        self._worker.send({"op": "open", "uri": uri, "experiment": experiment,
+                           "artifact_location": artifact_location})
+        self._opened = False
+        if wait:
+            self._wait_opened()
 
-    def _opened(self) -> tuple[Any, str]:
-        """The open store's ``(client, experiment id)``, once the opening thread is done."""
-        self._opening.join()
-        if self._store is None:
-            error = self._error
-            raise StorageError(f"cannot track to {self.uri}: {type(error).__name__}: {error}; give "
+    def _wait_opened(self) -> None:
+        """Wait for the worker's answer to opening the store; raise its error, if any."""
+        if self._opened:
+            return
+        reply = self._worker.receive()
+        if "error" in reply:
+            self._worker.close()
+            raise StorageError(f"cannot track to {self.uri}: {reply['error']}; give "
                                f"{option('track', cli='--tracking-uri')} a running MLflow server (http://host:5000) "
-                               "or sqlite:///path/mlruns.db in a writable folder") from error
-        return self._store
+                               "or sqlite:///path/mlruns.db in a writable folder")
+        self._opened = True
 
     def log(self, spec: RunSpec) -> dict[str, str]:
         """Write ``spec`` and its children; returns ``{"uri", "experiment", "run_id"}``.
@@ -105,12 +99,13 @@ class Tracker:
         Raises:
             StorageError: The store could not be opened or written.
         """
-        client, experiment_id = self._opened()
-        try:
-            run_id = write_run(client, experiment_id, spec)
-        except Exception as error:
-            raise StorageError(f"cannot track to {self.uri}: {type(error).__name__}: {error}") from error
-        return {"uri": self.uri, "experiment": self.experiment, "run_id": run_id}
+        self._wait_opened()
+        self._worker.send({"op": "write", "run": spec.to_json()})
+        reply = self._worker.receive()
+        self._worker.close()
+        if "error" in reply:
+            raise StorageError(f"cannot track to {self.uri}: {reply['error']}")
+        return {"uri": self.uri, "experiment": self.experiment, "run_id": reply["run_id"]}
 
 
 def start_tracking(track: bool | str | None, out: str | Path | None) -> Tracker | None:

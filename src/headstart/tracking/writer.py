@@ -1,4 +1,4 @@
-"""The MLflow side of tracking: open a store and write a :class:`~headstart.tracking.runs.RunSpec` into it.
+"""The MLflow side of tracking: open a store and write a :class:`~headstart.tracking.spec.RunSpec` into it.
 
 Only the standard library and MLflow are imported here, MLflow lazily and with its telemetry switched off
 first (:data:`NO_TELEMETRY`): nothing leaves the machine unless the tracking URI points elsewhere.
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from headstart.tracking.runs import RunSpec
+    from headstart.tracking.spec import RunSpec
 
 #: Environment that keeps MLflow from sending usage data (MLflow reads both; see mlflow/telemetry/utils.py).
 NO_TELEMETRY = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
@@ -24,9 +24,12 @@ HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BA
 _MAX_PARAMS, _MAX_METRICS, _MAX_PARAM_LENGTH = 100, 1000, 6000
 
 
-def open_experiment(uri: str, experiment: str, artifact_location: str | None) -> tuple[Any, str]:
-    """An ``MlflowClient`` for ``uri`` and the id of ``experiment`` (created, with ``artifact_location``, if
-    missing). A new SQLite store gets MLflow's schema here (its migrations take seconds)."""
+def load_mlflow() -> Any:
+    """Import MLflow with its telemetry off and its HTTP retries short; returns ``MlflowClient``.
+
+    This is most of what tracking costs before a run is written (about a second of CPU, sharing nothing with
+    the command), which is why the tracking worker calls it first, before it knows where to log.
+    """
     os.environ.update(NO_TELEMETRY)
     for name, value in HTTP_DEFAULTS.items():
         os.environ.setdefault(name, value)
@@ -36,8 +39,13 @@ def open_experiment(uri: str, experiment: str, artifact_location: str | None) ->
     # MLflow sets its logger's level, so this comes after.)
     for logger in ("mlflow", "alembic"):
         logging.getLogger(logger).setLevel(logging.WARNING)
+    return MlflowClient
 
-    client = MlflowClient(tracking_uri=uri)
+
+def open_experiment(uri: str, experiment: str, artifact_location: str | None) -> tuple[Any, str]:
+    """An ``MlflowClient`` for ``uri`` and the id of ``experiment`` (created, with ``artifact_location``, if
+    missing). A new SQLite store gets MLflow's schema here (its migrations take seconds)."""
+    client = load_mlflow()(tracking_uri=uri)
     found = client.get_experiment_by_name(experiment)
     if found is not None:
         return client, found.experiment_id
