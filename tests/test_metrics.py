@@ -66,3 +66,30 @@ def test_imbalance_ratio_and_warning():
     assert "'a' has 120" in message and "'c' only 6" in message and "20x" in message
     with pytest.raises(DataError):
         imbalance_ratio([0, 0])
+
+
+@pytest.mark.parametrize("n_classes", [2, 3, 8])
+def test_metrics_equal_scikit_learns_including_absent_and_unpredicted_classes(n_classes):
+    sk = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(n_classes)
+    # Class 1 never occurs; the last class occurs but is rarely predicted; ties in the scores test top-5.
+    y = rng.choice([c for c in range(n_classes) if c != 1], size=60)
+    logits = rng.normal(size=(60, n_classes)).round(1)
+    logits[:, -1] -= 2
+    proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    names = [f"c{i}" for i in range(n_classes)]
+    result = classification_metrics(y, proba, names)
+    labels, y_pred = np.arange(n_classes), proba.argmax(axis=1)
+    precision, recall, f1, support = sk.precision_recall_fscore_support(y, y_pred, labels=labels,
+                                                                        zero_division=np.nan)
+    assert result["accuracy"] == sk.accuracy_score(y, y_pred)
+    assert result["balanced_accuracy"] == pytest.approx(
+        sk.recall_score(y, y_pred, labels=np.unique(y), average="macro", zero_division=0), abs=1e-15)
+    assert result["macro_f1"] == pytest.approx(sk.f1_score(y, y_pred, average="macro", zero_division=0), abs=1e-15)
+    assert result["log_loss"] == pytest.approx(sk.log_loss(y, proba, labels=labels), abs=1e-15)
+    assert result["confusion_matrix"] == sk.confusion_matrix(y, y_pred, labels=labels).tolist()
+    for name, p, r, f, s in zip(names, precision, recall, f1, support, strict=True):
+        expected = [None if np.isnan(v) else pytest.approx(v, abs=1e-15) for v in (p, r, f)] + [s]
+        assert [result["per_class"][name][k] for k in ("precision", "recall", "f1", "support")] == expected
+    if n_classes > 5:
+        assert result["top5_accuracy"] == sk.top_k_accuracy_score(y, proba, k=5, labels=labels)

@@ -2,28 +2,33 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import warnings
 from pathlib import Path
+from xml.etree import ElementTree
 
+import numpy as np
 import pytest
 
 import headstart
 from headstart.backbones.base import Backbone
 from headstart.errors import HeadstartWarning
 from headstart.reports.fit import fit_report
+from headstart.reports.plots import MAX_MATRIX_CLASSES, most_confused
 from headstart.reports.ranking import rank_report
 from headstart.reports.study import compare_report
+from headstart.reports.svg import confusion_matrix_plot, reliability_plot
 from headstart.studies.runner import CompareResult, SkippedRun, conclude
 from headstart.studies.statistics import RunRecord
 from headstart.transferability.ranking import BackboneScores, RankResult
 
 
 def assert_self_contained(page: str) -> None:
-    """Every image is an embedded PNG; nothing is fetched from elsewhere."""
+    """Every image is an embedded PNG or SVG; nothing is fetched from elsewhere."""
     assert page.startswith("<!doctype html>")
     sources = re.findall(r"src='([^']*)'", page)
-    assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert sources and all(s.startswith(("data:image/png;base64,", "data:image/svg+xml;base64,")) for s in sources)
     assert "<script" not in page and "<link" not in page
     assert "http://" not in page and "https://" not in page
 
@@ -86,36 +91,37 @@ def test_fit_report_shows_small_settings_and_why_training_stopped(image_folder: 
     assert "alt='training curves'" in page
 
 
-MATH_LIKE = ["$\\frac{a}{$", "price $5", "a_b^c", "$x$"]
+MATH_LIKE = ["$\\frac{a}{$", "price $5", "a_b^c", "$x$", "<b>bold</b> & co"]
 
 
-def test_class_names_that_look_like_math_text_are_drawn_literally() -> None:
-    from headstart.reports.plots import confusion_matrix_plot
-
-    matrix = [[3, 1, 0, 0], [0, 4, 0, 0], [1, 0, 2, 1], [0, 0, 0, 4]]
-    assert confusion_matrix_plot(matrix, MATH_LIKE).startswith("data:image/png;base64,")
+def svg_of(uri: str) -> ElementTree.Element:
+    assert uri.startswith("data:image/svg+xml;base64,")
+    return ElementTree.fromstring(base64.b64decode(uri.split(",", 1)[1]))
 
 
-def test_confusion_matrix_of_many_classes_stays_small(monkeypatch) -> None:
-    import numpy as np
+def test_class_names_that_look_like_math_or_markup_are_drawn_literally() -> None:
+    matrix = [[3, 1, 0, 0, 0], [0, 4, 0, 0, 0], [1, 0, 2, 1, 0], [0, 0, 0, 4, 0], [0, 0, 0, 0, 1]]
+    texts = [t.text for t in svg_of(confusion_matrix_plot(matrix, MATH_LIKE)).iter("{http://www.w3.org/2000/svg}text")]
+    assert all(texts.count(name) == 2 for name in MATH_LIKE)  # a row and a column label each, as written
 
-    import headstart.reports.plots as plots
 
-    drawn = {}
-
-    def capture(fig):
-        drawn["inches"] = fig.get_size_inches()
-        drawn["ticks"] = len(fig.axes[0].get_xticks())
-        plots.plt.close(fig)
-        return "data:image/png;base64,"
-
-    monkeypatch.setattr(plots, "to_data_uri", capture)
+def test_confusion_matrix_of_many_classes_stays_small() -> None:
     n = 1200
     counts = np.diag(np.full(n, 5))
     counts[7, 9] = counts[9, 7] = counts[500, 3] = 4  # the confused classes must be among those shown
-    plots.confusion_matrix_plot(counts.tolist(), [f"class {i}" for i in range(n)])
-    assert max(drawn["inches"]) <= 30 and drawn["ticks"] <= plots.MAX_MATRIX_CLASSES
-    assert set(plots.most_confused(counts.astype(float), 4)) == {3, 7, 9, 500}
+    svg = svg_of(confusion_matrix_plot(counts.tolist(), [f"class {i}" for i in range(n)]))
+    assert float(svg.get("width")) <= 1000 and float(svg.get("height")) <= 1000
+    labels = {t.text for t in svg.iter("{http://www.w3.org/2000/svg}text")}
+    assert {"class 3", "class 7", "class 9", "class 500"} <= labels
+    assert len([label for label in labels if label.startswith("class ")]) == MAX_MATRIX_CLASSES
+    assert set(most_confused(counts.astype(float), 4)) == {3, 7, 9, 500}
+
+
+def test_reliability_diagram_marks_only_bins_that_hold_examples() -> None:
+    bins = {"confidence": [0.15, 0.55, 0.95], "accuracy": [0.1, 0.5, 0.9], "count": [3, 0, 7]}
+    svg = svg_of(reliability_plot(bins, 0.04))
+    assert len(list(svg.iter("{http://www.w3.org/2000/svg}circle"))) == 2
+    assert "Reliability (ECE 0.040)" in {t.text for t in svg.iter("{http://www.w3.org/2000/svg}text")}
 
 
 def test_a_failing_plot_leaves_a_published_model_and_a_report_that_names_it(tmp_path: Path, image_folder: Path,

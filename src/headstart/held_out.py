@@ -22,7 +22,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import StratifiedKFold
 
 from headstart.backbones import Backbone
 from headstart.data import Dataset, DataSplits
@@ -124,6 +123,8 @@ def cross_validated_metrics(train: Dataset, backbone: Backbone, strategy: Strate
     Returns:
         The metrics with ``folds`` and ``method``; ``None`` when a class has a single example.
     """
+    from sklearn.model_selection import StratifiedKFold
+
     folds = _folds(train)
     if folds < 2:
         return None

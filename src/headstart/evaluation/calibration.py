@@ -9,8 +9,6 @@ References:
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import minimize_scalar
-from scipy.special import log_softmax
 
 from headstart.errors import ConfigError, DataError
 
@@ -70,6 +68,8 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """
     if not temperature > 0:
         raise ConfigError(f"temperature must be positive, got {temperature}")
+    from scipy.special import log_softmax
+
     return np.exp(log_softmax(np.asarray(logits, dtype=np.float64) / temperature, axis=-1))
 
 
@@ -149,9 +149,11 @@ def fit_temperature(logits: np.ndarray, y_true: np.ndarray) -> float:
         >>> t = fit_temperature(val_logits, val_labels)
         >>> calibrated = softmax(test_logits, temperature=t)
     """
+    from scipy.optimize import minimize_scalar
+    from scipy.special import log_softmax
+
     logits, y = validate_predictions(logits, y_true, probabilities=False)
     rows = np.arange(len(y))
-
     def nll(log_t: float) -> float:
         return float(-log_softmax(logits / np.exp(log_t), axis=1)[rows, y].mean())
 

@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps
-from scipy.stats import spearmanr
 
 from headstart.backbones import Backbone, FeatureCache, SourceHead, create_backbone, extract_features
 from headstart.data import Dataset, DataSplits
@@ -108,6 +107,8 @@ def compare_features(old: np.ndarray, new: np.ndarray, head: SourceHead | None =
         ``feature_cka``, ``mean_cosine``, ``similarity_spearman`` and, with the source ``head``,
         ``source_agreement`` and ``source_kl``.
     """
+    from scipy.stats import spearmanr
+
     unit_old = old / np.maximum(np.linalg.norm(old, axis=1, keepdims=True), 1e-12)
     unit_new = new / np.maximum(np.linalg.norm(new, axis=1, keepdims=True), 1e-12)
     upper = np.triu_indices(len(old), k=1)

@@ -1,19 +1,15 @@
-"""Classification metrics as plain, JSON-ready Python values, and class-imbalance checks."""
+"""Classification metrics as plain, JSON-ready Python values, and class-imbalance checks.
+
+Computed with numpy from the confusion matrix, with scikit-learn's definitions (tests check them against
+``sklearn.metrics``): importing scikit-learn costs about a second of start-up (it loads SciPy's statistics and
+pandas), which a command that only evaluates a model does not need.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.metrics import (
-    accuracy_score,
-    confusion_matrix,
-    f1_score,
-    log_loss,
-    precision_recall_fscore_support,
-    recall_score,
-    top_k_accuracy_score,
-)
 
 from headstart.errors import DataError
 from headstart.evaluation.calibration import expected_calibration_error, validate_predictions
@@ -25,6 +21,13 @@ TOP_K = 5
 
 def _none_if_nan(value: float) -> float | None:
     return None if np.isnan(value) else float(value)
+
+
+def log_loss(proba: np.ndarray, y_true: np.ndarray) -> float:
+    """Mean negative log probability of the true classes, probabilities clipped to ``[eps, 1 - eps]`` (as
+    scikit-learn's ``log_loss``)."""
+    eps = np.finfo(proba.dtype).eps
+    return float(-np.mean(np.log(np.clip(proba[np.arange(len(y_true)), y_true], eps, 1 - eps))))
 
 
 def classification_metrics(y_true: np.ndarray, proba: np.ndarray, class_names: Sequence[str]) -> dict:
@@ -54,27 +57,29 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, class_names: S
     names = list(class_names)
     if proba.shape[1] != len(names):
         raise DataError(f"proba has {proba.shape[1]} columns but there are {len(names)} class names")
-    labels = np.arange(len(names))
     y_pred = proba.argmax(axis=1)
-    present = np.unique(y)
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y, y_pred, labels=labels, zero_division=np.nan)
+    confusion = np.bincount(y * len(names) + y_pred, minlength=len(names) ** 2).reshape(len(names), len(names))
+    hits, support, predicted = np.diag(confusion), confusion.sum(axis=1), confusion.sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):  # undefined scores are NaN, then None
+        precision, recall, f1 = hits / predicted, hits / support, 2 * hits / (support + predicted)
+    present, occurring = support > 0, (support + predicted) > 0
     result = {
         "n_examples": len(y),
-        "accuracy": float(accuracy_score(y, y_pred)),
-        # Mean recall over the classes present, which is what balanced accuracy is; asking recall_score
-        # for the present labels avoids scikit-learn's warning about predicted-only classes.
-        "balanced_accuracy": float(recall_score(y, y_pred, labels=present, average="macro", zero_division=0)),
-        "macro_f1": float(f1_score(y, y_pred, average="macro", zero_division=0)),
-        "log_loss": float(log_loss(y, proba, labels=labels)),
+        "accuracy": float(np.mean(y == y_pred)),
+        # Balanced accuracy is the mean recall over the classes present.
+        "balanced_accuracy": float(np.mean(recall[present])),
+        "macro_f1": float(np.mean(f1[occurring])),
+        "log_loss": log_loss(proba, y),
         "ece": expected_calibration_error(proba, y),
         "per_class": {
             name: {"precision": _none_if_nan(p), "recall": _none_if_nan(r), "f1": _none_if_nan(f),
                    "support": int(s)}
             for name, p, r, f, s in zip(names, precision, recall, f1, support, strict=True)
         },
-        "confusion_matrix": confusion_matrix(y, y_pred, labels=labels).tolist(),
+        "confusion_matrix": confusion.tolist(),
     }
     if len(names) > TOP_K:
-        result[f"top{TOP_K}_accuracy"] = float(top_k_accuracy_score(y, proba, k=TOP_K, labels=labels))
+        # Ties rank the later class first, as scikit-learn's top_k_accuracy_score does.
+        top = np.argsort(proba, axis=1, kind="mergesort")[:, ::-1][:, :TOP_K]
+        result[f"top{TOP_K}_accuracy"] = float(np.mean((top == y[:, None]).any(axis=1)))
     return result

@@ -20,11 +20,14 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
 
 from headstart.errors import ExportError
+
+if TYPE_CHECKING:
+    import onnx
 
 _HEAVY = {"Conv", "MatMul"}
 _SHAPE_CONSUMERS = {"Pad", "Reshape", "Slice", "Expand", "Resize", "ConstantOfShape", "Tile"}
@@ -85,6 +88,7 @@ def quantize_int8(fp32: Path, out: Path, *, calibration: list[dict[str, np.ndarr
     Raises:
         ExportError: ONNX Runtime's quantizer failed.
     """
+    import onnx
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,

@@ -1,4 +1,4 @@
-"""The building blocks of headstart's self-contained HTML reports (plots embedded as images)."""
+"""The building blocks of headstart's self-contained HTML reports (plots embedded as PNG or SVG images)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 from headstart.display import html_table as table
 from headstart.errors import HeadstartWarning
 from headstart.io import write_bytes
-from headstart.reports.plots import confusion_matrix_plot, reliability_plot
+from headstart.reports.svg import confusion_matrix_plot, reliability_plot
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1000px;margin:2em auto;

@@ -1,4 +1,5 @@
-"""Plots for reports, returned as PNG data URIs so an HTML report is one self-contained file.
+"""Plots for reports, drawn with matplotlib and returned as PNG data URIs so an HTML report is one self-contained
+file (the two every evaluation shows are SVG: :mod:`headstart.reports.svg`).
 
 Labels come from users' data (class names, file paths), so text is drawn literally: matplotlib's math mode
 (``$...$``) is off, long labels are cut, and a figure never grows with the number of classes beyond a bound.
@@ -12,11 +13,7 @@ import io
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
 
 F = TypeVar("F", bound=Callable[..., str])
 
@@ -27,12 +24,24 @@ MAX_LABEL_CHARS = 32
 _LITERAL_TEXT = {"text.parse_math": False, "text.usetex": False}
 
 
+@functools.cache
+def pyplot() -> Any:
+    """matplotlib's ``pyplot`` on the Agg backend, imported by the first plot drawn: it costs about a second
+    of start-up that a command drawing no plot does not pay."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot
+
+    return matplotlib.pyplot
+
+
 def literal_text(draw: F) -> F:
     """Run a plot function with matplotlib's math text and TeX off, so every label is drawn as written."""
 
     @functools.wraps(draw)
     def wrapper(*args: Any, **kwargs: Any) -> str:
-        with matplotlib.rc_context(_LITERAL_TEXT):
+        with pyplot().rc_context(_LITERAL_TEXT):
             return draw(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
@@ -50,7 +59,7 @@ def to_data_uri(fig: Any) -> str:
     try:
         fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     finally:
-        plt.close(fig)
+        pyplot().close(fig)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
@@ -58,54 +67,6 @@ def most_confused(counts: np.ndarray, limit: int) -> np.ndarray:
     """Indices (in class order) of the ``limit`` classes with the most errors, as true or predicted class."""
     errors = counts.sum(axis=0) + counts.sum(axis=1) - 2 * np.diag(counts)
     return np.sort(np.argsort(-errors, kind="stable")[:limit])
-
-
-@literal_text
-def confusion_matrix_plot(matrix: Sequence[Sequence[int]], class_names: Sequence[str]) -> str:
-    """Row-normalised confusion matrix (true class per row) with counts in the cells; beyond
-    :data:`MAX_MATRIX_CLASSES` classes, the most confused ones only (rates stay those of the whole row)."""
-    counts = np.asarray(matrix, dtype=float)
-    rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    title = "Confusion matrix (colour: share of the true class)"
-    shown = np.arange(len(class_names))
-    if len(class_names) > MAX_MATRIX_CLASSES:
-        shown = most_confused(counts, MAX_MATRIX_CLASSES)
-        title = f"The {len(shown)} most confused of {len(class_names)} classes (colour: share of the true class)"
-    counts, rates = counts[np.ix_(shown, shown)], rates[np.ix_(shown, shown)]
-    labels = [short_label(class_names[i]) for i in shown]
-    size = max(4.0, 0.55 * len(labels) + 2)
-    fig, ax = plt.subplots(figsize=(size, size * 0.85))
-    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-    ax.set_yticks(range(len(labels)), labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    if len(labels) <= 25:
-        for (i, j), value in np.ndenumerate(counts):
-            if value:
-                ax.text(j, i, f"{int(value)}", ha="center", va="center", fontsize=8,
-                        color="white" if rates[i, j] > 0.5 else "black")
-    ax.set_title(title)
-    return to_data_uri(fig)
-
-
-@literal_text
-def reliability_plot(bins: dict[str, Sequence[float]], ece: float) -> str:
-    """Reliability diagram: accuracy against confidence per bin, with the diagonal of perfect calibration."""
-    conf = np.asarray(bins["confidence"], dtype=float)
-    acc = np.asarray(bins["accuracy"], dtype=float)
-    count = np.asarray(bins["count"], dtype=float)
-    keep = count > 0
-    fig, ax = plt.subplots(figsize=(4.5, 4.2))
-    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfectly calibrated")
-    ax.plot(conf[keep], acc[keep], marker="o", label="model")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.set_xlabel("confidence")
-    ax.set_ylabel("accuracy")
-    ax.set_title(f"Reliability (ECE {ece:.3f})")
-    ax.legend(loc="upper left")
-    return to_data_uri(fig)
 
 
 @literal_text
@@ -117,7 +78,7 @@ def history_plot(history: Sequence[dict[str, Any]], stop: str | None = None) -> 
     panels = [(title, group) for title, group in (
         ("loss", [k for k in keys if "loss" in k]), ("accuracy", [k for k in keys if "acc" in k]),
         ("learning rate", [k for k in keys if k == "lr"])) if group]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.4), squeeze=False)
+    fig, axes = pyplot().subplots(1, len(panels), figsize=(3.4 * len(panels), 3.4), squeeze=False)
     epochs = [row.get("epoch", i) for i, row in enumerate(history)]
     starts = [(row.get("epoch", i), row["stage"]) for i, row in enumerate(history)
               if "stage" in row and i > 0 and history[i - 1].get("stage") != row["stage"]]
@@ -149,7 +110,7 @@ def score_bars_plot(backbones: Sequence[str], scores: dict[str, Sequence[float |
     names = [sort_by, *[n for n in scores if n != sort_by]]
     columns = min(3, len(names))
     rows = -(-len(names) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, rows * (0.4 * len(backbones) + 1.3)),
+    fig, axes = pyplot().subplots(rows, columns, figsize=(3.4 * columns, rows * (0.4 * len(backbones) + 1.3)),
                              squeeze=False)
     positions = np.arange(len(backbones))
     labels = [short_label(b) for b in backbones]
@@ -185,7 +146,9 @@ def learning_curve_plot(curves: dict[str, dict[str, Sequence[float]]], size_labe
         size_label: Unit of the x axis (``"examples/class"``).
         metric: Name of the y axis.
     """
-    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    from matplotlib import ticker
+
+    fig, ax = pyplot().subplots(figsize=(7.5, 4.6))
     for index, (name, curve) in enumerate(curves.items()):
         color = f"C{index}"
         size, mean, std = (np.asarray(curve[k], dtype=float) for k in ("size", "mean", "std"))
@@ -196,9 +159,9 @@ def learning_curve_plot(curves: dict[str, dict[str, Sequence[float]]], size_labe
     ax.set_xscale("log")
     # Ticks at the measured sizes only: a log axis alone labels just the powers of ten.
     sizes = sorted({float(s) for curve in curves.values() for s in curve["size"]})
-    ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(sizes))
-    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
+    ax.xaxis.set_major_locator(ticker.FixedLocator(sizes))
+    ax.xaxis.set_minor_locator(ticker.NullLocator())
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda x, _: f"{x:g}"))
     ax.set_xlabel(f"training examples ({size_label}, log scale)")
     ax.set_ylabel(metric)
     ax.set_title("Learning curves (mean ± 1 std over seeds; dots: single runs)")
@@ -211,7 +174,7 @@ def learning_curve_plot(curves: dict[str, dict[str, Sequence[float]]], size_labe
 def tradeoff_plot(points: Sequence[Any]) -> str:
     """Target accuracy against retention (feature CKA to the source backbone), one dot per strategy; the
     frontier (strategies no other beats on both axes) is joined by a line."""
-    fig, ax = plt.subplots(figsize=(6.0, 4.4))
+    fig, ax = pyplot().subplots(figsize=(6.0, 4.4))
     for index, point in enumerate(points):
         marker = "o" if not point.dominated_by else "x"
         ax.scatter(point.retention, point.accuracy, color=f"C{index}", marker=marker, s=60, label=point.strategy)
@@ -227,7 +190,7 @@ def tradeoff_plot(points: Sequence[Any]) -> str:
 def optimisation_history_plot(trials: Sequence[dict[str, Any]], objective: str) -> str:
     """Each complete trial's score (dots; pruned trials as crosses at their last reported score) and the best
     so far (line), by trial number."""
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    fig, ax = pyplot().subplots(figsize=(7, 3.6))
     complete = [t for t in trials if t["state"] == "COMPLETE"]
     pruned = [t for t in trials if t["state"] == "PRUNED" and t["intermediate"]]
     if complete:
@@ -252,7 +215,7 @@ def optimisation_history_plot(trials: Sequence[dict[str, Any]], objective: str) 
 def importance_plot(importances: dict[str, float]) -> str:
     """Horizontal bars: each setting's share of the score's variance (fANOVA), largest on top."""
     names = list(importances)[::-1]
-    fig, ax = plt.subplots(figsize=(6, 0.4 * len(names) + 1))
+    fig, ax = pyplot().subplots(figsize=(6, 0.4 * len(names) + 1))
     ax.barh(names, [importances[n] for n in names], color="#3b6fd8")
     ax.set_xlabel("importance (share of variance)")
     ax.set_xlim(0, 1)

@@ -17,12 +17,6 @@ import warnings
 from typing import Any
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold, cross_val_score
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
-from threadpoolctl import threadpool_limits
 
 from headstart.backbones import Backbone, FeatureCache, extract_features
 from headstart.data import Dataset
@@ -53,6 +47,13 @@ def proxy_a_distance(source: np.ndarray, target: np.ndarray, *, folds: int = 5, 
     Example:
         >>> proxy_a_distance(np.random.randn(100, 8), np.random.randn(100, 8) + 3)[0]  # about 2
     """
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
+
     n = min(len(source), len(target), max_per_domain)
     if n < 2:
         raise ValueError(f"the proxy A-distance needs two examples per domain or more, got {n}")

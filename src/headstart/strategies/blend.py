@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.special import log_softmax
 from torch import nn
 
 from headstart.strategies.heads import prototype_head
@@ -48,6 +47,8 @@ class ProbeChoice:
 
 
 def _scores(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    from scipy.special import log_softmax
+
     log_p = log_softmax(logits, axis=1)
     return {"cv_accuracy": float(np.mean(logits.argmax(axis=1) == labels)),
             "cv_log_loss": float(-np.mean(log_p[np.arange(len(labels)), labels]))}

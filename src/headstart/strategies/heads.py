@@ -8,9 +8,18 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.optimize import minimize_scalar
-from scipy.special import log_softmax
 from torch import nn
+
+
+def _fitted_scale(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The scale ``s`` minimizing the log loss of ``softmax(s * logits)`` on ``labels``, over ``e^-8..e^8``."""
+    from scipy.optimize import minimize_scalar
+    from scipy.special import log_softmax
+
+    def nll(log_scale: float) -> float:
+        return -float(np.mean(log_softmax(np.exp(log_scale) * logits, axis=1)[np.arange(len(labels)), labels]))
+
+    return float(np.exp(minimize_scalar(nll, bounds=(-8.0, 8.0), method="bounded").x))
 
 
 def prototype_head(features: np.ndarray, labels: np.ndarray, n_classes: int, *, shrinkage: float = 0.0
@@ -58,11 +67,7 @@ def prototype_head(features: np.ndarray, labels: np.ndarray, n_classes: int, *, 
     loo_logits[:, ~present] = -np.inf
     info = {"loo_accuracy": float(np.mean(loo_logits[loo].argmax(1) == own[loo])) if loo.any() else float("nan")}
     if loo.any():
-        def nll(log_scale: float) -> float:
-            scaled = np.exp(log_scale) * loo_logits[loo]
-            return -float(np.mean(log_softmax(scaled, axis=1)[np.arange(int(loo.sum())), own[loo]]))
-
-        info["scale"] = float(np.exp(minimize_scalar(nll, bounds=(-8.0, 8.0), method="bounded").x))
+        info["scale"] = _fitted_scale(loo_logits[loo], own[loo])
     else:  # one example per class: no held-out score, so a scale that makes typical cosines about 10 logits
         info["scale"] = float(10.0 / max(np.mean(np.linalg.norm(centred, axis=1)), 1e-12))
     weight = info["scale"] * units

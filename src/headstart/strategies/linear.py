@@ -3,19 +3,11 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 import torch
 from pydantic import Field
-from scipy.optimize import minimize_scalar
-from scipy.special import log_softmax
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, log_loss
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
-from sklearn.utils.class_weight import compute_sample_weight
-from threadpoolctl import threadpool_limits
 from torch import nn
 
 from headstart.backbones import Backbone, extract_features
@@ -26,6 +18,10 @@ from headstart.strategies.base import Strategy, register_strategy
 from headstart.strategies.probe_memo import remembered_head
 from headstart.training import FitContext, StrategyConfig
 from headstart.training.search_space import Dimension, FloatRange
+
+if TYPE_CHECKING:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
 
 Scaling = Literal["global", "per_feature"]
 SelectBy = Literal["calibrated_log_loss", "log_loss", "accuracy"]
@@ -118,6 +114,11 @@ def _fit_logistic(z: np.ndarray, labels: np.ndarray, *, c: float | None, c_value
                   ) -> tuple[LogisticRegression, dict[str, float]]:
     """The logistic regression on scaled features ``z``, with C (and, for ``calibrated_log_loss``, a softmax
     temperature) chosen by cross-validation if C is not given."""
+    from scipy.special import log_softmax
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_limits
+
     info: dict[str, float] = {"C": float(c if c is not None else 1.0), "temperature": 1.0}
     # One BLAS thread: these problems are small, and multi-threaded OpenBLAS inside L-BFGS was measured 60x
     # slower on a 2-core machine under load (threads spin while waiting for each other).
@@ -139,6 +140,8 @@ def _out_of_fold_path(z: np.ndarray, labels: np.ndarray, cv: StratifiedKFold, cs
                       seed: int, class_weight: Literal[None, "balanced"]) -> np.ndarray:
     """Out-of-fold log probabilities at every C of ``cs`` (ascending): ``[len(cs), N, classes present]``. Each
     fold's model is warm-started along the path, as scikit-learn's ``LogisticRegressionCV`` does."""
+    from sklearn.linear_model import LogisticRegression
+
     path = np.zeros((len(cs), len(labels), len(np.unique(labels))))
     for fit_index, held_index in cv.split(z, labels):
         clf = LogisticRegression(max_iter=max_iter, random_state=seed, class_weight=class_weight, warm_start=True)
@@ -152,6 +155,10 @@ def _choose_c(path: np.ndarray, labels: np.ndarray, select_by: SelectBy, class_w
               ) -> tuple[int, float]:
     """The index in ``path`` (:func:`_out_of_fold_path`) of the C ``select_by`` prefers, and its temperature
     (1 unless ``calibrated_log_loss``). Ties go to the smallest C (the most regularized)."""
+    from scipy.special import log_softmax
+    from sklearn.metrics import accuracy_score
+    from sklearn.utils.class_weight import compute_sample_weight
+
     index = np.searchsorted(np.unique(labels), labels)
     if select_by == "accuracy":
         weights = compute_sample_weight(class_weight, index) if class_weight == "balanced" else None
@@ -168,6 +175,9 @@ def _choose_c(path: np.ndarray, labels: np.ndarray, select_by: SelectBy, class_w
 def softmax_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     """The temperature ``T`` minimizing the log loss of ``softmax(logits / T)`` on ``labels`` (column indices),
     searched over ``e^-3..e^3``."""
+    from scipy.optimize import minimize_scalar
+    from scipy.special import log_softmax
+
     def nll(log_t: float) -> float:
         return -float(np.mean(log_softmax(logits / np.exp(log_t), axis=1)[np.arange(len(labels)), labels]))
 
@@ -177,6 +187,8 @@ def softmax_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
 def cross_validation_folds(labels: np.ndarray, folds: int, seed: int) -> StratifiedKFold | None:
     """Stratified folds, as many as ``folds`` but no more than the smallest class has examples; ``None`` when a
     class has a single example (nothing to cross-validate)."""
+    from sklearn.model_selection import StratifiedKFold
+
     smallest = int(np.unique(labels, return_counts=True)[1].min()) if len(labels) else 0
     n_folds = min(folds, smallest)
     return StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed) if n_folds >= 2 else None
@@ -188,6 +200,11 @@ def linear_out_of_fold(features: np.ndarray, labels: np.ndarray, *, c: float, fo
     """Out-of-fold probabilities of the probe at ``c`` on the folds of :func:`cross_validation_folds`: each
     example predicted by a head that did not see it (columns: the classes present, sorted); ``None`` when a
     class has a single example."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_predict
+    from threadpoolctl import threadpool_limits
+
     cv = cross_validation_folds(labels, folds, seed)
     if cv is None:
         return None
@@ -201,6 +218,8 @@ def linear_out_of_fold(features: np.ndarray, labels: np.ndarray, *, c: float, fo
 
 def out_of_fold_scores(proba: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """Accuracy and log loss of out-of-fold probabilities (columns: the classes present, sorted)."""
+    from sklearn.metrics import log_loss
+
     present = np.unique(labels)
     index = np.searchsorted(present, labels)
     return {"cv_accuracy": float(np.mean(present[proba.argmax(axis=1)] == labels)),

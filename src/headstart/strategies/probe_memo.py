@@ -13,12 +13,11 @@ import contextlib
 import hashlib
 import json
 from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy
-import sklearn
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save
@@ -40,7 +39,8 @@ def head_key(features: np.ndarray, labels: np.ndarray, n_classes: int, settings:
     digest = hashlib.sha256(json.dumps({"format": _FORMAT, "n_classes": n_classes, "settings": settings,
                                         "code": code,
                                         "shape": features.shape, "dtype": str(features.dtype),
-                                        "versions": [np.__version__, scipy.__version__, sklearn.__version__,
+                                        # Read from the installed metadata: a loaded head needs neither library.
+                                        "versions": [np.__version__, version("scipy"), version("scikit-learn"),
                                                      torch.__version__]}, sort_keys=True).encode())
     digest.update(np.ascontiguousarray(features).tobytes())
     digest.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())

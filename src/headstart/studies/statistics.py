@@ -16,7 +16,6 @@ from collections.abc import Iterable
 from itertools import pairwise
 
 import numpy as np
-from scipy import stats
 
 from headstart.errors import ConfigError, DataError
 from headstart.studies.records import Gain, RunRecord, Savings, SizeVerdict, Status, SummaryRow, Verdict
@@ -71,6 +70,8 @@ def summarise(records: Iterable[RunRecord], metric: str = "accuracy",
     Returns:
         One row per (strategy, size), sorted by strategy then size.
     """
+    from scipy import stats
+
     rows = []
     for (strategy, size), values in _grouped(records, metric).items():
         n, mean = len(values), float(values.mean())
@@ -85,6 +86,8 @@ def summarise(records: Iterable[RunRecord], metric: str = "accuracy",
 
 def _compare(strategy: str, baseline: str, size: float, values: np.ndarray, base: np.ndarray,
              confidence: float) -> Gain:
+    from scipy import stats
+
     difference = float(values.mean() - base.mean())
     if len(values) < 2 or len(base) < 2:
         return Gain(strategy, baseline, size, difference, None, None, None, None, len(values), len(base))

@@ -6,18 +6,15 @@ cross-validated classifiers on them. Every score is higher for a better backbone
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-from sklearn.covariance import LedoitWolf
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold, cross_val_score
-from sklearn.neighbors import KNeighborsClassifier
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from headstart.errors import ConfigError, DataError
 from headstart.transferability.inputs import check_features, encode_labels
+
+if TYPE_CHECKING:
+    from sklearn.model_selection import StratifiedKFold
 
 # LogME's fixed-point iteration: it usually converges in fewer than 10 steps. The damping keeps alpha and
 # beta finite when the weights or the residual vanish (it is the reference implementation's constant).
@@ -106,6 +103,8 @@ def hscore(features: np.ndarray, labels: np.ndarray, shrinkage: bool = True) -> 
     Returns:
         The H-score; higher is better.
     """
+    from sklearn.covariance import LedoitWolf
+
     f = check_features(features)
     codes, n_classes = encode_labels(labels, f.shape[0])
     f = f - f.mean(axis=0)
@@ -125,6 +124,8 @@ def hscore(features: np.ndarray, labels: np.ndarray, shrinkage: bool = True) -> 
 
 def _stratified_folds(codes: np.ndarray, folds: int, seed: int) -> StratifiedKFold:
     """Stratified K folds with K capped by the smallest class, which must have at least 2 examples."""
+    from sklearn.model_selection import StratifiedKFold
+
     if folds < 2:
         raise ConfigError(f"folds must be at least 2, got {folds}")
     smallest = int(np.bincount(codes).min())
@@ -149,6 +150,11 @@ def knn_accuracy(features: np.ndarray, labels: np.ndarray, k: int = 5, folds: in
     Returns:
         Mean accuracy over the folds.
     """
+    from sklearn.model_selection import cross_val_score
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     if k < 1:
         raise ConfigError(f"k must be at least 1, got {k}")
     if metric not in ("cosine", "euclidean"):
@@ -175,6 +181,11 @@ def linear_probe_accuracy(features: np.ndarray, labels: np.ndarray, folds: int =
     Returns:
         Mean accuracy over the folds.
     """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     f = check_features(features)
     codes, _ = encode_labels(labels, f.shape[0])
     cv = _stratified_folds(codes, folds, seed)

@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterable
 from typing import Literal, NamedTuple
 
 import numpy as np
-from scipy.stats import kendalltau
 from threadpoolctl import threadpool_limits
 
 from headstart.errors import ConfigError
@@ -109,6 +108,8 @@ def kendall_tau(scores: Iterable[float], accuracies: Iterable[float]) -> float:
     Returns:
         tau in ``[-1, 1]`` (``nan`` if either input is constant).
     """
+    from scipy.stats import kendalltau
+
     scores, accuracies = list(scores), list(accuracies)
     if len(scores) != len(accuracies) or len(scores) < 2:
         raise ConfigError(f"need the same number (at least 2) of scores and accuracies, "
