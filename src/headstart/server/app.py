@@ -5,25 +5,28 @@ Text models take JSON ``{"texts": [...], "top_k": 1}``; image models take multip
 repeatable, optional form field ``top_k``). Requests over the size or batch limit get 413, malformed ones
 (bad JSON, empty texts, unreadable images) 422, each with a message that says what was wrong; the server
 keeps serving.
-"""
 
-from __future__ import annotations
+FastAPI is imported by :func:`create_app`, not with this module: it costs a noticeable part of every command's
+start-up, and only ``serve`` needs it. (Hence no ``from __future__ import annotations`` here: FastAPI reads the
+endpoints' annotations as objects, which refer to names imported in :func:`create_app`.)
+"""
 
 import io
 import threading
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
-from fastapi import FastAPI, File, Form, HTTPException, UploadFile
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from headstart import __version__
 from headstart.errors import ConfigError
 from headstart.model import TransferModel
 from headstart.onnx_export import OnnxModel
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI, UploadFile
 
 Predictor = TransferModel | OnnxModel
 MB = 1 << 20
@@ -67,6 +70,9 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")
+        from fastapi import HTTPException
+        from starlette.responses import JSONResponse
+
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             response = JSONResponse({"detail": self._message(f"{int(declared) / MB:.1f} MB")}, status_code=413)
             await response(scope, receive, send)
@@ -116,7 +122,9 @@ def metadata(model: Predictor, *, max_batch: int, max_request_bytes: int) -> dic
             "limits": {"max_batch": max_batch, "max_request_bytes": max_request_bytes}}
 
 
-def _open_upload(upload: UploadFile, data: bytes) -> Image.Image:
+def _open_upload(upload: "UploadFile", data: bytes) -> Image.Image:
+    from fastapi import HTTPException
+
     try:
         with Image.open(io.BytesIO(data)) as image:
             return image.convert("RGB")
@@ -126,12 +134,14 @@ def _open_upload(upload: UploadFile, data: bytes) -> Image.Image:
 
 
 def _check_batch(n: int, max_batch: int, what: str) -> None:
+    from fastapi import HTTPException
+
     if n > max_batch:
         raise HTTPException(413, f"{n} {what} in one request; the limit is {max_batch} (server option "
                                  "--max-batch): split them over several requests")
 
 
-def create_app(model: Predictor, *, max_batch: int = 64, max_request_bytes: int = 20 * MB) -> FastAPI:
+def create_app(model: Predictor, *, max_batch: int = 64, max_request_bytes: int = 20 * MB) -> "FastAPI":
     """The FastAPI application serving ``model``.
 
     Args:
@@ -146,6 +156,8 @@ def create_app(model: Predictor, *, max_batch: int = 64, max_request_bytes: int 
         >>> app = create_app(headstart.load("runs/demo"))
         >>> uvicorn.run(app, host="127.0.0.1", port=8000)
     """
+    from fastapi import FastAPI, File, Form, HTTPException, UploadFile
+
     if model.modality not in SERVED:
         raise ConfigError(f"serving takes {' and '.join(SERVED)} models; this one is a {model.modality} model "
                           "(use headstart.predict from Python)")

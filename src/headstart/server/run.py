@@ -9,10 +9,12 @@ import threading
 import time
 import warnings
 from types import TracebackType
-
-from fastapi import FastAPI
+from typing import TYPE_CHECKING
 
 from headstart.errors import ConfigError, option
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 LOOPBACK = "127.0.0.1"
 
