@@ -202,3 +202,17 @@ def test_image_paths_inside_the_folder_may_be_absolute_or_dotted(tmp_path):
     write(tmp_path / "d.csv", f"path,label\n{tmp_path / 'img' / '0.png'},a\n./img/1.png,a\nimg/../img/2.png,b\n"
                               "img/3.png,b\n")
     assert len(load_dataset(tmp_path / "d.csv").train) == 4
+
+
+def test_files_that_passed_before_and_did_not_change_are_not_opened_again(tmp_path, monkeypatch):
+    from conftest import write_image_folder
+    from headstart.data.files import files_under, screen_files
+
+    paths = files_under(write_image_folder(tmp_path / "data", per_class=2))
+    assert screen_files(paths, "image") == []
+    with monkeypatch.context() as patched:
+        patched.setattr("headstart.data.image_io.Image.open", lambda *a, **k: pytest.fail("opened again"))
+        assert screen_files(paths, "image") == []
+    Path(paths[0]).write_bytes(b"not an image")  # a changed file is screened again
+    with pytest.raises(DataError, match="1 image file"):
+        screen_files(paths, "image")

@@ -7,14 +7,18 @@ its ``screen`` (both in :mod:`headstart.data.modality`) says whether the file is
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from headstart import __version__
 from headstart.data.modality import MODALITIES, Modality, modality_spec
 from headstart.data.splits import SPLIT_NAMES, DataSplits, assemble_splits
 from headstart.data.tables import Table
 from headstart.errors import DataError, option
+from headstart.io import cache_dir, write_bytes
 
 _SHOWN = 10
 
@@ -44,6 +48,9 @@ def listing(entries: Sequence[str]) -> str:
 def screen_files(paths: Iterable[str], modality: Modality, *, skip_bad: bool = False) -> list[str]:
     """Check every file with ``modality``'s screen (cheap: headers, checksums, no full decode).
 
+    Files that all passed before, unchanged since (same paths, sizes and modification times), are not read
+    again: a re-run on the same data skips opening every file (:func:`screened_marker`).
+
     Returns:
         The unusable files (only possible with ``skip_bad=True``; the caller leaves them out).
 
@@ -53,12 +60,36 @@ def screen_files(paths: Iterable[str], modality: Modality, *, skip_bad: bool = F
     screen = modality_spec(modality).screen
     if screen is None:
         return []
+    paths = list(paths)
+    marker = screened_marker(paths, modality)
+    if marker is not None and marker.is_file():
+        return []
     problems = {path: problem for path in paths if (problem := screen(path)) is not None}
     if problems and not skip_bad:
         raise DataError(f"{len(problems)} {modality} file(s) cannot be used: "
                         f"{listing([f'{path} ({why})' for path, why in problems.items()])}; remove or replace them, "
                         f"or pass {option('skip_bad_files', True)} to leave them out")
+    if not problems and marker is not None:
+        with contextlib.suppress(OSError):  # a cache that cannot be written only means screening again
+            write_bytes(marker, b"")
     return list(problems)
+
+
+def screened_marker(paths: Sequence[str], modality: Modality) -> Path | None:
+    """The cache file whose presence says that ``paths`` all passed ``modality``'s screen: named by a hash of
+    each file's absolute path, size and modification time (and headstart's version, which may screen
+    differently); ``None`` without a cache folder or when a file cannot be read."""
+    root = cache_dir()
+    if root is None:
+        return None
+    digest = hashlib.sha256(f"{modality}\0{__version__}".encode())
+    try:
+        for path in paths:
+            found = os.stat(path)
+            digest.update(f"{os.path.abspath(path)}\0{found.st_size}\0{found.st_mtime_ns}\0".encode())
+    except OSError:
+        return None
+    return root / "screened" / digest.hexdigest()[:32]
 
 
 def files_under(folder: Path, modality: Modality | None = None) -> list[str]:
