@@ -28,10 +28,15 @@ def file_modalities() -> list[Modality]:
     return [name for name, spec in MODALITIES.items() if spec.file_suffixes]
 
 
-def file_modality(path: str | Path) -> Modality | None:
-    """The modality whose file suffixes hold ``path``'s suffix (``.png`` -> ``"image"``), or ``None``."""
-    suffix = Path(path).suffix.lower()
-    return next((name for name in file_modalities() if suffix in modality_spec(name).file_suffixes), None)
+def suffix_modalities() -> dict[str, Modality]:
+    """Each file suffix and the modality whose files have it (``".png": "image"``)."""
+    return {suffix: name for name in file_modalities() for suffix in modality_spec(name).file_suffixes}
+
+
+def file_modality(path: str | Path, suffixes: dict[str, Modality] | None = None) -> Modality | None:
+    """The modality whose file suffixes hold ``path``'s suffix (``.png`` -> ``"image"``), or ``None``; a caller
+    looking at many files passes :func:`suffix_modalities` once."""
+    return (suffixes if suffixes is not None else suffix_modalities()).get(Path(path).suffix.lower())
 
 
 def suffix_list(modality: Modality) -> str:
@@ -95,8 +100,10 @@ def screened_marker(paths: Sequence[str], modality: Modality) -> Path | None:
 def files_under(folder: Path, modality: Modality | None = None) -> list[str]:
     """Files of ``modality`` (default: of any file modality) under ``folder`` at any depth, sorted; hidden files
     and folders are ignored."""
+    suffixes = suffix_modalities()
+
     def wanted(path: Path) -> bool:
-        found = file_modality(path)
+        found = file_modality(path, suffixes)
         return found is not None and (modality is None or found == modality)
 
     return sorted(str(p) for p in folder.rglob("*")
@@ -140,8 +147,9 @@ def _visible_dirs(folder: Path) -> list[Path]:
 def _modality_of(files: Sequence[str], where: Path, modality: Modality | None) -> Modality:
     """The one file modality ``files`` (found under ``where``) belong to, checked against ``modality`` if given."""
     counts: dict[Modality, int] = {}
+    suffixes = suffix_modalities()
     for path in files:
-        found = file_modality(path)
+        found = file_modality(path, suffixes)
         counts[found] = counts.get(found, 0) + 1
     if not counts:
         kinds = "; ".join(f"{name}: {suffix_list(name)}" for name in file_modalities())
