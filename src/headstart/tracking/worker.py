@@ -73,10 +73,12 @@ class TrackingWorker:
 def start_early(argv: Sequence[str]) -> None:
     """Start a worker now if ``argv`` asks for tracking; the command's :class:`Tracker` takes it later.
 
-    A worker nobody takes imports MLflow, then exits when the command does.
+    A worker nobody takes imports MLflow, then exits when the command does; one that cannot start now is
+    started (and its failure reported) by the tracker.
     """
     if any(arg.split("=", 1)[0] in TRACKING_OPTIONS for arg in argv):
-        _EARLY.append(TrackingWorker())
+        with contextlib.suppress(OSError):
+            _EARLY.append(TrackingWorker())
 
 
 def take_worker() -> TrackingWorker:
