@@ -29,7 +29,10 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
     p = successes / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, float(centre - half)), min(1.0, float(centre + half))
+    # At 0 or n successes a bound is exactly 0 or 1; the formula leaves rounding residue (1e-17) there.
+    lower = 0.0 if successes == 0 else max(0.0, float(centre - half))
+    upper = 1.0 if successes == n else min(1.0, float(centre + half))
+    return lower, upper
 
 
 def _balanced_accuracy(counts: np.ndarray) -> np.ndarray:
