@@ -56,6 +56,21 @@ def test_coral_gives_source_features_the_targets_mean_and_covariance() -> None:
     np.testing.assert_allclose(np.cov(aligned.T), np.cov(target.T), atol=0.05)
 
 
+def test_coral_with_fewer_examples_than_dimensions_matches_the_dense_formula() -> None:
+    # The thin-SVD form must equal whitening and re-colouring with the full D x D regularised covariances.
+    rng = np.random.default_rng(1)
+    source, target = rng.normal(size=(40, 64)), rng.normal(size=(25, 64)) * 2.0 + 0.5
+
+    def power(x: np.ndarray, p: float) -> np.ndarray:
+        cov = np.cov(x, rowvar=False)
+        cov += 0.7 * np.trace(cov) / x.shape[1] * np.eye(x.shape[1])
+        values, vectors = np.linalg.eigh(cov)
+        return (vectors * values ** p) @ vectors.T
+
+    dense = (source - source.mean(0)) @ power(source, -0.5) @ power(target, 0.5) + target.mean(0)
+    np.testing.assert_allclose(coral_align(source, target, shrinkage=0.7), dense, rtol=1e-4, atol=1e-4)
+
+
 def test_gradient_reversal_flips_and_scales_the_gradient_only() -> None:
     x = torch.ones(3, requires_grad=True)
     y = reverse_gradient(x, 0.5)
@@ -110,6 +125,16 @@ def test_adabn_adapts_only_the_first_batch_norm_layer_by_default() -> None:
     assert not torch.allclose(first.running_mean, original_first.running_mean)
     assert torch.equal(second.running_mean, original_second.running_mean)
     assert torch.equal(second.running_var, original_second.running_var)
+
+
+def test_adabn_measures_forgetting_only_when_asked() -> None:
+    fits = {asked: headstart.fit(color_images(90), backbone=TinyImageBackbone(), strategy="adabn", progress=False,
+                                 target=low_contrast(color_images(20, seed=1)), test_fraction=0.4,
+                                 settings={"c_values": 2, "folds": 2, "forgetting": asked}).metrics["forgetting"]
+            for asked in (False, True)}
+    assert "target" not in fits[False] and "forgetting=true" in fits[False]["notes"][0]
+    # The tiny backbone cannot read the bundled photos: the measure is on the test split.
+    assert fits[True]["backbone_changed"] and 0.0 < fits[True]["target"]["feature_cka"] < 1.0
 
 
 def test_dann_trains_on_the_loop_and_keeps_a_linear_head(tmp_path: Path) -> None:
