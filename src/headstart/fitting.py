@@ -168,7 +168,9 @@ def fit_splits(splits: DataSplits, backbone: Backbone, strategy: Strategy, conte
                                              cache=context.cache, label=name,
                                              features=test_features if name == "test" else None)
     metrics |= _small_data_metrics(held_out, splits, backbone, strategy, context, batch_size)
-    metrics["forgetting"] = _forgetting(model, backbone, splits, batch_size, context, source_data, test_features)
+    skipped = strategy.forgetting_skipped() if source_data is None else None  # source data given: asked for
+    metrics["forgetting"] = ({"backbone_changed": model.backbone_trained, "notes": [skipped]} if skipped else
+                             _forgetting(model, backbone, splits, batch_size, context, source_data, test_features))
     metrics |= _target_metrics(model, context.target, target_test, batch_size, context)
     model.metrics = metrics
     return model
