@@ -239,3 +239,61 @@ def test_cli_fit_with_a_target_prints_the_shift_and_the_target_accuracy(tiny_tim
     assert "Target domain" in (tmp_path / "model" / "report.html").read_text()
     assert run_main(monkeypatch, "fit", str(source), "--out", str(tmp_path / "m2"), "--strategy", "dann") == 2
     assert "--target" in capsys.readouterr().err
+
+
+# --- compare with a target domain ------------------------------------------------------------------------
+
+def test_compare_measures_every_strategy_on_the_target_test_set_beside_the_source_one() -> None:
+    seen: list = []
+    result = headstart.compare(color_images(90), strategies=["linear", "adabn", "coral"], shots=[10], seeds=2,
+                               backbone=TinyImageBackbone(), target=low_contrast(color_images(60, seed=1)),
+                               target_test=low_contrast(color_images(60, seed=2)), on_run=seen.append,
+                               settings={"c_values": 2, "folds": 2}, progress=False)
+    assert result.target["shift"]["reading"] == "large" and result.target["n_unlabeled"] == 60
+    assert result.target["n_test"] == 60 and len(seen) == 6
+    assert all(0.0 <= run.metrics["target_accuracy"] <= 1.0 for run in result.records)
+    on_target = {row.strategy: row.mean for row in result.target_summary}
+    on_source = {row.strategy: row.mean for row in result.summary}
+    assert [row.n_seeds for row in result.target_summary] == [2, 2, 2]
+    # Measured: linear 0.33 on the target (1.0 on the source), adabn and coral 1.0.
+    assert on_target["linear"] < 0.5 < on_source["linear"], (on_target, on_source)
+    assert on_target["adabn"] > 0.9 and on_target["coral"] > 0.9, on_target
+    assert json.loads(json.dumps(result.to_dict()))["target"]["shift"]["pad"] == result.target["shift"]["pad"]
+
+
+def test_compare_refuses_an_adapting_strategy_without_a_target_before_any_run() -> None:
+    seen: list = []
+    with pytest.raises(ConfigError, match="'coral' adapts to a target domain.*--target"):
+        headstart.compare(color_images(30), strategies=["linear", "coral"], shots=[4], seeds=1,
+                          backbone=TinyImageBackbone(), on_run=seen.append, progress=False,
+                          target_test=low_contrast(color_images(30, seed=2)))
+    assert seen == []
+
+
+def test_compare_checks_the_target_as_fit_does(tmp_path: Path) -> None:
+    write_image_folder(tmp_path / "images", per_class=2)
+    with pytest.raises(DataError, match=r"--target\).*image data but the source data is text"):
+        headstart.compare(sentiment_texts(20), strategies=["coral"], shots=[4], backbone=TinyTextBackbone(),
+                          target=tmp_path / "images", progress=False)
+
+
+def test_cli_compare_with_a_target_prints_the_shift_and_both_accuracies(tiny_timm_ref: str, tmp_path: Path,
+                                                                       capsys, monkeypatch) -> None:
+    source = write_image_folder(tmp_path / "source", per_class=8)
+    target = invert_folder(write_image_folder(tmp_path / "raw", per_class=4, seed=1), tmp_path / "target")
+    code = run_main(monkeypatch, "compare", str(source), "--out", str(tmp_path / "study"), "--backbone",
+                    tiny_timm_ref, "--strategies", "linear,coral", "--shots", "4", "--seeds", "1", "--image-size",
+                    "32", "--target", str(target), "--target-test", str(target), "--set", "c_values=2")
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    assert "proxy A-distance" in printed.out and "target test" in printed.out and "source test" in printed.out
+    assert "are ignored" in printed.out  # the target's class subfolders, said with the shift
+    study = json.loads((tmp_path / "study" / "compare.json").read_text())
+    assert {row["strategy"] for row in study["target_summary"]} == {"linear", "coral"}
+    report = (tmp_path / "study" / "report.html").read_text()
+    assert "Target domain" in report and "target accuracy" in report
+    (tmp_path / "empty").mkdir()
+    for bad in (["--target", str(tmp_path / "empty")], ["--strategies", "adabn"]):
+        assert run_main(monkeypatch, "compare", str(source), "--backbone", tiny_timm_ref, "--shots", "4",
+                        "--seeds", "1", *bad) == 2
+        assert "--target" in capsys.readouterr().err
