@@ -17,7 +17,7 @@ wall and CPU seconds (CPU time, one torch thread, is what the methods cost on a 
 variant of its two settings. DANN runs few epochs (1 head + 2 whole-network).
 
     python benchmarks/shift.py [--seeds 0 1 2] [--shifts images text] [--methods linear coral ...]
-                               [--runs-from earlier.json ...] [--json OUT]
+                               [--runs-from earlier.json ...] [--merge-only] [--json OUT]
 
 Prints a table and writes benchmarks/results/shift.json (with the README's table under ``readme_table``, and
 ``missing_runs``: the planned runs not measured) after every run. ``--runs-from`` keeps the runs of earlier
@@ -176,6 +176,8 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", help="only these strategies (default: all of each shift's)")
     parser.add_argument("--runs-from", type=Path, nargs="+", default=[],
                         help="JSONs this script wrote: their runs are kept, not repeated")
+    parser.add_argument("--merge-only", action="store_true",
+                        help="measure nothing: write the runs of --runs-from as one result (e.g. after stopping dann)")
     parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "shift.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -202,7 +204,7 @@ def main() -> None:
                "readme_table": readme_table(summary)}
         args.json.write_text(json.dumps(out, indent=2) + "\n")
 
-    for key in args.shifts:
+    for key in [] if args.merge_only else args.shifts:
         run_shift(SHIFTS[key], args.seeds, args.methods, list(rows), record)
     record()
     table = readme_table(summarise(rows))
