@@ -23,7 +23,7 @@ Prints a table and writes benchmarks/results/shift.json (with the README's table
 ``missing_runs``: the planned runs not measured) after every run. ``--runs-from`` keeps the runs of earlier
 (interrupted, or parallel: e.g. ``--methods dann`` in a second process) invocations and measures only the
 others. Runtime on a 2-core CPU shared with other jobs (load 5-9): about 25 minutes for every method but
-``dann`` over 3 seeds and both shifts, and 5 (images) and 12 (text) minutes per ``dann`` run.
+``dann`` over 3 seeds and both shifts, and 1.5-5.5 (images) and 4-4.5 (text) minutes per ``dann`` run.
 """
 
 from __future__ import annotations
@@ -134,7 +134,8 @@ def summarise(rows: list[dict]) -> list[dict]:
     summary = []
     for shift in dict.fromkeys(r["shift"] for r in rows):
         mine = [r for r in rows if r["shift"] == shift]
-        baseline = np.mean([r["target_test"] for r in mine if r["method"] == "linear"])
+        linear = [r["target_test"] for r in mine if r["method"] == "linear"]
+        baseline = float(np.mean(linear)) if linear else None  # e.g. a dann-only invocation
         baseline_cpu = median_cpu([r for r in mine if r["method"] == "linear"])
         for method in dict.fromkeys(r["method"] for r in mine):
             runs = [r for r in mine if r["method"] == method]
@@ -145,7 +146,7 @@ def summarise(rows: list[dict]) -> list[dict]:
             for key in ("source_test", "target_test"):
                 values = [r[key] for r in runs]
                 entry[key] = {"mean": float(np.mean(values)), "std": float(np.std(values))}
-            entry["target_gain"] = entry["target_test"]["mean"] - baseline
+            entry["target_gain"] = None if baseline is None else entry["target_test"]["mean"] - baseline
             entry["cpu_vs_linear"] = None if None in (entry["cpu_seconds"], baseline_cpu) else \
                 entry["cpu_seconds"] / baseline_cpu - 1
             summary.append(entry)
@@ -160,12 +161,14 @@ def readme_table(summary: list[dict]) -> dict:
         if entry["cpu_seconds"] is None:
             return ["not measured"] * 2
         return [f"{entry['cpu_seconds']:.0f}",
-                "—" if entry["method"] == "linear" else f"{100 * entry['cpu_vs_linear']:+.0f}%"]
+                "—" if entry["method"] == "linear" or entry["cpu_vs_linear"] is None
+                else f"{100 * entry['cpu_vs_linear']:+.0f}%"]
 
     return {"columns": ["shift (PAD)", "method", "seeds", "target test accuracy %", "vs linear",
                         "source test accuracy %", "seconds (median)", "CPU seconds (median)", "CPU time vs linear"],
             "rows": [[f"{e['shift']} ({e['pad']:.2f})", e["method"], str(e["seeds"]), cell(e["target_test"]),
-                      "—" if e["method"] == "linear" else f"{100 * e['target_gain']:+.1f}", cell(e["source_test"]),
+                      "—" if e["method"] == "linear" or e["target_gain"] is None else f"{100 * e['target_gain']:+.1f}",
+                      cell(e["source_test"]),
                       f"{e['seconds']:.0f}", *cpu(e)] for e in summary]}
 
 
