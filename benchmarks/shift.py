@@ -13,14 +13,17 @@ Each seed draws its own 50 source training examples per class; the source test s
 proxy A-distance (PAD) between the source training data and the target is the one ``fit`` prints. Each run
 starts from an empty cache (features and exported ONNX graphs), as a first fit on new data does, and records
 wall and CPU seconds (CPU time, one torch thread, is what the methods cost on a machine shared with other jobs);
-``adabn`` is run with its defaults and with each variant of its two settings. DANN runs
-few epochs (1 head + 2 whole-network) to keep the benchmark near 15 minutes on 2 loaded cores.
+``adabn`` is run with its defaults, with the forgetting measure it leaves out by default, and with each
+variant of its two settings. DANN runs few epochs (1 head + 2 whole-network).
 
     python benchmarks/shift.py [--seeds 0 1 2] [--shifts images text] [--methods linear coral ...]
-                               [--runs-from earlier.json]
+                               [--runs-from earlier.json ...] [--merge-only] [--json OUT]
 
-Prints a table and writes benchmarks/results/shift.json (with the README's table under ``readme_table``) after
-every run. ``--runs-from`` keeps the runs of an earlier (interrupted) invocation and measures only the others.
+Prints a table and writes benchmarks/results/shift.json (with the README's table under ``readme_table``, and
+``missing_runs``: the planned runs not measured) after every run. ``--runs-from`` keeps the runs of earlier
+(interrupted, or parallel: e.g. ``--methods dann`` in a second process) invocations and measures only the
+others. Runtime on a 2-core CPU shared with other jobs (load 5-9): about 25 minutes for every method but
+``dann`` over 3 seeds and both shifts, and 1.5-5.5 (images) and 4-4.5 (text) minutes per ``dann`` run.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,7 +62,9 @@ def adabn_variants() -> dict[str, dict]:
             default = all(getattr(defaults, key) == value for key, value in settings.items())
             variants["adabn" if default else f"adabn ({stats} stats, {depth} BN layer{'s' * (layers is None)})"] = \
                 settings
-    return dict(sorted(variants.items(), key=lambda item: item[0] != "adabn"))
+    ordered = dict(sorted(variants.items(), key=lambda item: item[0] != "adabn"))
+    # What measuring forgetting during the fit costs (adabn leaves it out unless asked).
+    return {"adabn": ordered.pop("adabn"), "adabn (forgetting measured)": {"forgetting": True}, **ordered}
 
 
 SHIFTS = {
@@ -73,12 +79,25 @@ SHIFTS = {
 }
 
 
+def fit_once(shift: dict, splits: DataSplits, strategy: str, seed: int, settings: dict) -> tuple[Any, float, float]:
+    """One fit from an empty cache (features and exported graphs), as a first fit on new data does: the model,
+    its wall and its CPU seconds."""
+    started, cpu = time.perf_counter(), time.process_time()
+    with tempfile.TemporaryDirectory(prefix="headstart-bench-") as cache:
+        model = headstart.fit(splits, backbone=shift["backbone"], strategy=strategy, seed=seed, progress=False,
+                              cache=FeatureCache(cache), image_size=shift["image_size"], settings=settings,
+                              target=shift["target"], target_test=shift["test"])
+    return model, time.perf_counter() - started, time.process_time() - cpu
+
+
 def run_shift(shift: dict, seeds: list[int], methods: list[str] | None, done: list[dict],
               record: Callable[[dict], None]) -> None:
     """Measure every method and seed of ``shift`` not already in ``done``: source and target test accuracy, PAD,
-    seconds; ``record`` gets each row. Each run starts from an empty cache (features and exported graphs), as
-    a first fit on new data does, so no method's seconds include another's cached work."""
+    seconds; ``record`` gets each row. Each run starts from an empty cache, so no method's seconds include
+    another's cached work; one unrecorded linear fit first takes the process's one-off costs (imports, lazy
+    initialisation of the backbone's libraries), which would otherwise land on whichever run comes first."""
     source = load_dataset(shift["source"])
+    warm = False
     for seed in seeds:
         splits = DataSplits(train=sample_per_class(source.train, PER_CLASS, seed=seed), test=source.test,
                             source=str(shift["source"]))
@@ -87,16 +106,21 @@ def run_shift(shift: dict, seeds: list[int], methods: list[str] | None, done: li
             measured = any(r["shift"] == shift["name"] and r["method"] == label and r["seed"] == seed for r in done)
             if measured or (methods is not None and strategy not in methods):
                 continue
-            started, cpu = time.perf_counter(), time.process_time()
-            with tempfile.TemporaryDirectory(prefix="headstart-bench-") as cache:
-                model = headstart.fit(splits, backbone=shift["backbone"], strategy=strategy, seed=seed,
-                                      progress=False, cache=FeatureCache(cache), image_size=shift["image_size"],
-                                      settings=settings, target=shift["target"], target_test=shift["test"])
+            if not warm:
+                fit_once(shift, splits, "linear", seed, {})
+                warm = True
+            model, seconds, cpu = fit_once(shift, splits, strategy, seed, settings)
             target = model.metrics["target"]
             record({"shift": shift["name"], "method": label, "seed": seed,
                     "source_test": model.metrics["test"]["accuracy"], "target_test": target["test"]["accuracy"],
-                    "pad": target["shift"]["pad"], "seconds": round(time.perf_counter() - started, 1),
-                    "cpu_seconds": round(time.process_time() - cpu, 1)})
+                    "pad": target["shift"]["pad"], "seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1)})
+
+
+def missing_runs(rows: list[dict], seeds: list[int]) -> list[str]:
+    """``"shift / method / seed N"`` for each planned run (every shift, method and seed) not in ``rows``."""
+    done = {(r["shift"], r["method"], r["seed"]) for r in rows}
+    return [f"{shift['name']} / {method} / seed {seed}" for shift in SHIFTS.values() for method in shift["methods"]
+            for seed in seeds if (shift["name"], method, seed) not in done]
 
 
 def median_cpu(runs: list[dict]) -> float | None:
@@ -110,7 +134,8 @@ def summarise(rows: list[dict]) -> list[dict]:
     summary = []
     for shift in dict.fromkeys(r["shift"] for r in rows):
         mine = [r for r in rows if r["shift"] == shift]
-        baseline = np.mean([r["target_test"] for r in mine if r["method"] == "linear"])
+        linear = [r["target_test"] for r in mine if r["method"] == "linear"]
+        baseline = float(np.mean(linear)) if linear else None  # e.g. a dann-only invocation
         baseline_cpu = median_cpu([r for r in mine if r["method"] == "linear"])
         for method in dict.fromkeys(r["method"] for r in mine):
             runs = [r for r in mine if r["method"] == method]
@@ -121,7 +146,7 @@ def summarise(rows: list[dict]) -> list[dict]:
             for key in ("source_test", "target_test"):
                 values = [r[key] for r in runs]
                 entry[key] = {"mean": float(np.mean(values)), "std": float(np.std(values))}
-            entry["target_gain"] = entry["target_test"]["mean"] - baseline
+            entry["target_gain"] = None if baseline is None else entry["target_test"]["mean"] - baseline
             entry["cpu_vs_linear"] = None if None in (entry["cpu_seconds"], baseline_cpu) else \
                 entry["cpu_seconds"] / baseline_cpu - 1
             summary.append(entry)
@@ -136,12 +161,14 @@ def readme_table(summary: list[dict]) -> dict:
         if entry["cpu_seconds"] is None:
             return ["not measured"] * 2
         return [f"{entry['cpu_seconds']:.0f}",
-                "—" if entry["method"] == "linear" else f"{100 * entry['cpu_vs_linear']:+.0f}%"]
+                "—" if entry["method"] == "linear" or entry["cpu_vs_linear"] is None
+                else f"{100 * entry['cpu_vs_linear']:+.0f}%"]
 
     return {"columns": ["shift (PAD)", "method", "seeds", "target test accuracy %", "vs linear",
                         "source test accuracy %", "seconds (median)", "CPU seconds (median)", "CPU time vs linear"],
             "rows": [[f"{e['shift']} ({e['pad']:.2f})", e["method"], str(e["seeds"]), cell(e["target_test"]),
-                      "—" if e["method"] == "linear" else f"{100 * e['target_gain']:+.1f}", cell(e["source_test"]),
+                      "—" if e["method"] == "linear" or e["target_gain"] is None else f"{100 * e['target_gain']:+.1f}",
+                      cell(e["source_test"]),
                       f"{e['seconds']:.0f}", *cpu(e)] for e in summary]}
 
 
@@ -150,13 +177,18 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--shifts", nargs="+", choices=sorted(SHIFTS), default=list(SHIFTS))
     parser.add_argument("--methods", nargs="+", help="only these strategies (default: all of each shift's)")
-    parser.add_argument("--runs-from", type=Path, help="a JSON this script wrote: its runs are kept, not repeated")
+    parser.add_argument("--runs-from", type=Path, nargs="+", default=[],
+                        help="JSONs this script wrote: their runs are kept, not repeated")
+    parser.add_argument("--merge-only", action="store_true",
+                        help="measure nothing: write the runs of --runs-from as one result (e.g. after stopping dann)")
     parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "shift.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    earlier = json.loads(args.runs_from.read_text()) if args.runs_from else {}
-    rows: list[dict] = list(earlier.get("runs", []))
-    commands = [*earlier.get("commands", []), " ".join(["python", *sys.argv])]
+    earlier = [json.loads(path.read_text()) for path in args.runs_from]
+    rows: list[dict] = [run for result in earlier for run in result["runs"]]
+    commands = [*(c for result in earlier for c in result["commands"]), " ".join(["python", *sys.argv])]
+    loads = [load for result in earlier for load in result["load_average_before"]]
+    loads_after = [load for result in earlier for load in result["load_average_after"]]
     versions = {name: importlib.metadata.version(name) for name in ("torch", "timm", "transformers", "scikit-learn",
                                                                     "onnxruntime")}
     load_before, started = os.getloadavg(), time.perf_counter()
@@ -168,13 +200,14 @@ def main() -> None:
             print(row, flush=True)
         summary = summarise(rows)
         out = {"commands": commands, "cpus": os.cpu_count(), "torch_threads": 1,
-               "load_average_before": [*earlier.get("load_average_before", []), load_before],
-               "load_average_after": os.getloadavg(), "versions": versions, "per_class": PER_CLASS,
+               "load_average_before": [*loads, load_before],
+               "load_average_after": [*loads_after, os.getloadavg()], "versions": versions, "per_class": PER_CLASS,
                "dann_settings": DANN, "seconds_this_invocation": round(time.perf_counter() - started, 1),
-               "summary": summary, "runs": rows, "readme_table": readme_table(summary)}
+               "missing_runs": missing_runs(rows, args.seeds), "summary": summary, "runs": rows,
+               "readme_table": readme_table(summary)}
         args.json.write_text(json.dumps(out, indent=2) + "\n")
 
-    for key in args.shifts:
+    for key in [] if args.merge_only else args.shifts:
         run_shift(SHIFTS[key], args.seeds, args.methods, list(rows), record)
     record()
     table = readme_table(summarise(rows))

@@ -56,6 +56,21 @@ def test_coral_gives_source_features_the_targets_mean_and_covariance() -> None:
     np.testing.assert_allclose(np.cov(aligned.T), np.cov(target.T), atol=0.05)
 
 
+def test_coral_with_fewer_examples_than_dimensions_matches_the_dense_formula() -> None:
+    # The thin-SVD form must equal whitening and re-colouring with the full D x D regularised covariances.
+    rng = np.random.default_rng(1)
+    source, target = rng.normal(size=(40, 64)), rng.normal(size=(25, 64)) * 2.0 + 0.5
+
+    def power(x: np.ndarray, p: float) -> np.ndarray:
+        cov = np.cov(x, rowvar=False)
+        cov += 0.7 * np.trace(cov) / x.shape[1] * np.eye(x.shape[1])
+        values, vectors = np.linalg.eigh(cov)
+        return (vectors * values ** p) @ vectors.T
+
+    dense = (source - source.mean(0)) @ power(source, -0.5) @ power(target, 0.5) + target.mean(0)
+    np.testing.assert_allclose(coral_align(source, target, shrinkage=0.7), dense, rtol=1e-4, atol=1e-4)
+
+
 def test_gradient_reversal_flips_and_scales_the_gradient_only() -> None:
     x = torch.ones(3, requires_grad=True)
     y = reverse_gradient(x, 0.5)
@@ -110,6 +125,16 @@ def test_adabn_adapts_only_the_first_batch_norm_layer_by_default() -> None:
     assert not torch.allclose(first.running_mean, original_first.running_mean)
     assert torch.equal(second.running_mean, original_second.running_mean)
     assert torch.equal(second.running_var, original_second.running_var)
+
+
+def test_adabn_measures_forgetting_only_when_asked() -> None:
+    fits = {asked: headstart.fit(color_images(90), backbone=TinyImageBackbone(), strategy="adabn", progress=False,
+                                 target=low_contrast(color_images(20, seed=1)), test_fraction=0.4,
+                                 settings={"c_values": 2, "folds": 2, "forgetting": asked}).metrics["forgetting"]
+            for asked in (False, True)}
+    assert "target" not in fits[False] and "forgetting=true" in fits[False]["notes"][0]
+    # The tiny backbone cannot read the bundled photos: the measure is on the test split.
+    assert fits[True]["backbone_changed"] and 0.0 < fits[True]["target"]["feature_cka"] < 1.0
 
 
 def test_dann_trains_on_the_loop_and_keeps_a_linear_head(tmp_path: Path) -> None:
@@ -214,3 +239,61 @@ def test_cli_fit_with_a_target_prints_the_shift_and_the_target_accuracy(tiny_tim
     assert "Target domain" in (tmp_path / "model" / "report.html").read_text()
     assert run_main(monkeypatch, "fit", str(source), "--out", str(tmp_path / "m2"), "--strategy", "dann") == 2
     assert "--target" in capsys.readouterr().err
+
+
+# --- compare with a target domain ------------------------------------------------------------------------
+
+def test_compare_measures_every_strategy_on_the_target_test_set_beside_the_source_one() -> None:
+    seen: list = []
+    result = headstart.compare(color_images(90), strategies=["linear", "adabn", "coral"], shots=[10], seeds=2,
+                               backbone=TinyImageBackbone(), target=low_contrast(color_images(60, seed=1)),
+                               target_test=low_contrast(color_images(60, seed=2)), on_run=seen.append,
+                               settings={"c_values": 2, "folds": 2}, progress=False)
+    assert result.target["shift"]["reading"] == "large" and result.target["n_unlabeled"] == 60
+    assert result.target["n_test"] == 60 and len(seen) == 6
+    assert all(0.0 <= run.metrics["target_accuracy"] <= 1.0 for run in result.records)
+    on_target = {row.strategy: row.mean for row in result.target_summary}
+    on_source = {row.strategy: row.mean for row in result.summary}
+    assert [row.n_seeds for row in result.target_summary] == [2, 2, 2]
+    # Measured: linear 0.33 on the target (1.0 on the source), adabn and coral 1.0.
+    assert on_target["linear"] < 0.5 < on_source["linear"], (on_target, on_source)
+    assert on_target["adabn"] > 0.9 and on_target["coral"] > 0.9, on_target
+    assert json.loads(json.dumps(result.to_dict()))["target"]["shift"]["pad"] == result.target["shift"]["pad"]
+
+
+def test_compare_refuses_an_adapting_strategy_without_a_target_before_any_run() -> None:
+    seen: list = []
+    with pytest.raises(ConfigError, match="'coral' adapts to a target domain.*--target"):
+        headstart.compare(color_images(30), strategies=["linear", "coral"], shots=[4], seeds=1,
+                          backbone=TinyImageBackbone(), on_run=seen.append, progress=False,
+                          target_test=low_contrast(color_images(30, seed=2)))
+    assert seen == []
+
+
+def test_compare_checks_the_target_as_fit_does(tmp_path: Path) -> None:
+    write_image_folder(tmp_path / "images", per_class=2)
+    with pytest.raises(DataError, match=r"--target\).*image data but the source data is text"):
+        headstart.compare(sentiment_texts(20), strategies=["coral"], shots=[4], backbone=TinyTextBackbone(),
+                          target=tmp_path / "images", progress=False)
+
+
+def test_cli_compare_with_a_target_prints_the_shift_and_both_accuracies(tiny_timm_ref: str, tmp_path: Path,
+                                                                       capsys, monkeypatch) -> None:
+    source = write_image_folder(tmp_path / "source", per_class=8)
+    target = invert_folder(write_image_folder(tmp_path / "raw", per_class=4, seed=1), tmp_path / "target")
+    code = run_main(monkeypatch, "compare", str(source), "--out", str(tmp_path / "study"), "--backbone",
+                    tiny_timm_ref, "--strategies", "linear,coral", "--shots", "4", "--seeds", "1", "--image-size",
+                    "32", "--target", str(target), "--target-test", str(target), "--set", "c_values=2")
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    assert "proxy A-distance" in printed.out and "target test" in printed.out and "source test" in printed.out
+    assert "are ignored" in printed.out  # the target's class subfolders, said with the shift
+    study = json.loads((tmp_path / "study" / "compare.json").read_text())
+    assert {row["strategy"] for row in study["target_summary"]} == {"linear", "coral"}
+    report = (tmp_path / "study" / "report.html").read_text()
+    assert "Target domain" in report and "target accuracy" in report
+    (tmp_path / "empty").mkdir()
+    for bad in (["--target", str(tmp_path / "empty")], ["--strategies", "adabn"]):
+        assert run_main(monkeypatch, "compare", str(source), "--backbone", tiny_timm_ref, "--shots", "4",
+                        "--seeds", "1", *bad) == 2
+        assert "--target" in capsys.readouterr().err

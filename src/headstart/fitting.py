@@ -168,7 +168,7 @@ def fit_splits(splits: DataSplits, backbone: Backbone, strategy: Strategy, conte
                                              cache=context.cache, label=name,
                                              features=test_features if name == "test" else None)
     metrics |= _small_data_metrics(held_out, splits, backbone, strategy, context, batch_size)
-    metrics["forgetting"] = _forgetting(model, backbone, splits, batch_size, context, source_data, test_features)
+    metrics["forgetting"] = _forgetting(model, backbone, strategy, splits, context, source_data, test_features)
     metrics |= _target_metrics(model, context.target, target_test, batch_size, context)
     model.metrics = metrics
     return model
@@ -203,12 +203,16 @@ def _small_data_metrics(held_out: HoldOutPlan | None, splits: DataSplits, backbo
     return metrics
 
 
-def _forgetting(model: TransferModel, source: Backbone, splits: DataSplits, batch_size: int, context: FitContext,
+def _forgetting(model: TransferModel, source: Backbone, strategy: Strategy, splits: DataSplits, context: FitContext,
                 source_data: DataSplits | None, test_features: np.ndarray | None) -> dict[str, Any]:
     """What the transferred backbone kept of ``source`` (the caller's backbone, which strategies never modify),
     on the bundled reference set, the test split (whose ``test_features`` the model has already computed) and
-    the source task (``source_data`` or a ``ckpt:`` one)."""
+    the source task (``source_data`` or a ``ckpt:`` one); only a note when ``strategy`` leaves the measure out
+    (unless ``source_data`` asks for it)."""
+    skipped = strategy.forgetting_skipped() if source_data is None else None
+    if skipped:
+        return {"backbone_changed": model.backbone_trained, "notes": [skipped]}
     target = splits.test.items if splits.test is not None else None
     return measure_forgetting(model, target=target, target_features=test_features, source=source,
-                              source_data=source_data, cache=context.cache, batch_size=batch_size,
+                              source_data=source_data, cache=context.cache, batch_size=strategy.config.batch_size,
                               progress=context.progress)

@@ -77,6 +77,12 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def process_count() -> int:
+    """How many processes a torchrun / accelerate launch started (1 for a plain process); each trains on its
+    own shard of the data."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def partial_path(out: str | Path) -> Path:
     """The working folder of a run that will finish into ``out``: ``<out>.partial``."""
     out = Path(out)

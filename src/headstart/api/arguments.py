@@ -65,6 +65,14 @@ def checked_data(work: WorkFolder | None, data: Any, target: Any, target_test: A
                            test_fraction=plan.test_fraction, calibrate=calibrate), domain, plan
 
 
+def checked_study_data(work: WorkFolder | None, data: Any, target: Any, target_test: Any, **options: Any
+                       ) -> tuple[DataSplits, TargetData | None]:
+    """``data`` as splits (see :func:`checked_splits`) and the target domain (see :func:`target_data`), both
+    checked before any run of a study."""
+    splits = checked_splits(work, data, **options)
+    return splits, target_data(target, target_test, splits, **options)
+
+
 def target_data(target: str | Path | Dataset | None, target_test: str | Path | Dataset | None,
                 splits: DataSplits, **options: Any) -> TargetData | None:
     """The run's target domain, loaded and checked against the source ``splits`` (modality, classes), or

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from headstart.api.arguments import checked_splits, skip_bad
+from headstart.api.arguments import checked_splits, checked_study_data, skip_bad
 from headstart.backbones import Backbone, FeatureCache, build_backbone
 from headstart.backbones.features import cache_scope
 from headstart.data import Dataset, DataSplits, modality_spec
@@ -77,7 +77,9 @@ def compare(data: str | Path | DataSplits | Dataset, *, strategies: Sequence[str
             on_run: Callable[[Any], None] | None = None, image_size: int | None = None, engine: str | None = None,
             preprocess: dict[str, Any] | None = None, skip_bad_files: bool = False, skip_bad_images: bool | None = None,
             text_column: str | None = None, label_column: str | None = None, path_column: str | None = None,
-            allow_outside_paths: bool = False, track: bool | str = False, progress: bool = True) -> CompareResult:
+            allow_outside_paths: bool = False, track: bool | str = False, progress: bool = True,
+            target: str | Path | Dataset | None = None, target_test: str | Path | Dataset | None = None
+            ) -> CompareResult:
     """Learning curves: every strategy on growing stratified subsets of the training data, several seeds,
     each measured on one fixed test set; with the transfer-vs-scratch verdict and data savings.
 
@@ -86,21 +88,19 @@ def compare(data: str | Path | DataSplits | Dataset, *, strategies: Sequence[str
         strategies: Strategies to compare; include ``scratch`` for verdicts, gains and savings.
         fractions: Subset sizes as fractions of the training split (default 0.05, 0.1, 0.25, 0.5, 1).
         shots: Subset sizes as examples per class, instead of ``fractions``.
-        seeds: Seeds per size and strategy.
+        seeds, max_time: Seeds per size and strategy; budget of the study in seconds (runs past it are skipped).
         backbone: As for :func:`fit` (default by modality), or several: each strategy then runs on each
             backbone (``scratch`` once), labelled ``"linear (ckpt:runs/source)"``, on one learning curve.
-        max_time: Budget for the whole study in seconds; runs that would exceed it are skipped (listed).
-        out: Folder for ``compare.json`` and ``report.html`` (as ``out`` of :func:`fit`).
-        force: Replace an existing ``out`` that headstart wrote.
+        out, force: Folder for ``compare.json`` and ``report.html``, and replacing one, as for :func:`fit`.
         settings: Strategy settings: ``{"finetune.epochs": 2}`` for one strategy, ``{"epochs": 2}`` for every
             strategy that has the setting.
-        test_fraction: Fixed hold-out share when the data has no test split.
-        val_fraction: Validation share of each subset, for strategies that use validation.
+        test_fraction, val_fraction: Hold-out share when the data has no test split; validation share of subsets.
         on_run: Called with each :class:`~headstart.studies.statistics.RunRecord` or skipped run as it happens.
         cache, image_size, preprocess, engine, skip_bad_files, skip_bad_images, text_column, label_column,
-            path_column, allow_outside_paths: As for :func:`fit`.
-        track: As for :func:`fit`: a parent run with one child run per (strategy, size, seed).
+            path_column, allow_outside_paths, track: As for :func:`fit` (tracked: one child run per run).
         progress: Show the embedding of the data and each run's training as they go.
+        target, target_test: As for :func:`fit`: every run sees ``target`` and is measured on ``target_test`` too
+            (``result.target_summary``); the shift is measured once (``result.target``).
 
     Returns:
         A :class:`~headstart.studies.runner.CompareResult`.
@@ -113,16 +113,16 @@ def compare(data: str | Path | DataSplits | Dataset, *, strategies: Sequence[str
     feature_cache = FeatureCache.from_option(cache)
     tracker = start_tracking(track, out)
     with work_folder(out, kind="compare", force=force, protected=[data]) as work, cache_scope(feature_cache):
-        splits = checked_splits(work, data, skip_bad=skip_bad(skip_bad_files, skip_bad_images),
-                                 text_column=text_column, label_column=label_column, path_column=path_column,
-                                 allow_outside_paths=allow_outside_paths)
-        if fractions is None and shots is None:
-            fractions = DEFAULT_FRACTIONS
+        splits, domain = checked_study_data(work, data, target, target_test, text_column=text_column,
+                                            label_column=label_column, path_column=path_column,
+                                            allow_outside_paths=allow_outside_paths,
+                                            skip_bad=skip_bad(skip_bad_files, skip_bad_images))
         nets = _built(backbone, splits.train.modality, image_size, preprocess, engine)
+        fractions = DEFAULT_FRACTIONS if fractions is None and shots is None else fractions
         result = compare_backbones(splits, strategies=strategies, backbones=nets, fractions=fractions, shots=shots,
                                    seeds=seeds, max_time=max_time, cache=feature_cache, settings=settings,
                                    test_fraction=test_fraction, val_fraction=val_fraction, on_run=on_run,
-                                   progress=progress)
+                                   target=domain, progress=progress)
         if work is not None:
             _publish_study(work, "compare.json", result, write_compare_report)
     if tracker is not None:

@@ -23,6 +23,8 @@ from headstart.cli.app import (
     Preprocessing,
     Quiet,
     SkipBadFiles,
+    Target,
+    TargetTest,
     TextColumn,
     Track,
     TrackingUri,
@@ -41,6 +43,8 @@ from headstart.cli.app import (
 )
 from headstart.reports import ranking_rows
 from headstart.studies import SIZE_LABEL, CompareResult, RunRecord, SkippedRun
+from headstart.studies.records import SummaryRow
+from headstart.studies.target_domain import TARGET_ACCURACY
 from headstart.studies.tradeoff import tradeoff_message
 
 
@@ -126,6 +130,8 @@ def compare(
     label_column: LabelColumn = None,
     path_column: PathColumn = None,
     allow_outside_paths: AllowOutsidePaths = False,
+    target: Target = None,
+    target_test: TargetTest = None,
     cache_dir: CacheDir = None,
     no_cache: NoCache = False,
     force: Force = False,
@@ -144,14 +150,22 @@ def compare(
                          preprocess=parse_settings(preprocess or [], "--preprocess"), skip_bad_files=skip_bad_files,
                          text_column=text_column,
                          label_column=label_column, path_column=path_column, allow_outside_paths=allow_outside_paths,
-                         track=track_option(track, tracking_uri), progress=not quiet)
+                         track=track_option(track, tracking_uri), progress=not quiet, target=target,
+                         target_test=target_test)
     _print_compare(result, max_time, out_dir)
     print_tracking(result.tracking)
 
 
 def _print_compare(result: CompareResult, max_time: float | None, out_dir: Path | None) -> None:
-    """The accuracy table, then the conclusions: savings, gains, verdicts, notes, skipped runs."""
-    if result.summary:
+    """The shift (with a target domain), the accuracy table, then the conclusions: savings, gains, verdicts,
+    notes, skipped runs."""
+    if result.target is not None:
+        out.print(shown(result.target["shift"]["summary"]), highlight=False, soft_wrap=True)
+        for note in result.target["notes"]:
+            out.print(f"[yellow]note:[/] {shown(note)}", highlight=False, soft_wrap=True)
+    if result.target_summary:
+        wide().print(_target_table(result))
+    elif result.summary:
         wide().print(_accuracy_table(result))
     for saving in result.savings:
         out.print(f"data savings: {shown(saving.message)}", highlight=False, soft_wrap=True)
@@ -179,8 +193,9 @@ def _show_run(run: RunRecord | SkippedRun) -> None:
         out.print(f"  skipped {run.strategy} at {run.size:g} {SIZE_LABEL}, seed {run.seed}: {shown(run.reason)}",
                   soft_wrap=True)
     else:
+        on_target = f", target {run.metrics[TARGET_ACCURACY]:.1%}" if TARGET_ACCURACY in run.metrics else ""
         out.print(f"  {run.strategy:>10} {run.size:>7g} {SIZE_LABEL} seed {run.seed}: "
-                  f"accuracy {run.accuracy:.1%} ({run.seconds:.1f} s)", highlight=False, soft_wrap=True)
+                  f"accuracy {run.accuracy:.1%}{on_target} ({run.seconds:.1f} s)", highlight=False, soft_wrap=True)
     out.file.flush()  # piped stdout is block-buffered: a log shows each run as it ends
 
 
@@ -193,11 +208,29 @@ def _accuracy_table(result: CompareResult) -> Table:
         grid.add_column(name, justify="right")
     cells = {(r.strategy, r.size): r for r in result.summary}
     for size in result.sizes:
-        row = [f"{size:g}"]
-        for name in result.strategies:
-            r = cells.get((name, size))
-            row.append("skipped" if r is None else f"{r.mean:.1%}" + ("" if r.std is None else
-                                                                     f" ± {r.std:.1%}"))
-        grid.add_row(*row)
+        grid.add_row(f"{size:g}", *(_cell(cells.get((name, size))) for name in result.strategies))
     return grid
+
+
+def _target_table(result: CompareResult) -> Table:
+    """Mean ± std accuracy on the target test set beside the source test set, one row per size and strategy."""
+    target = result.target or {}
+    title = (f"Accuracy on {target.get('n_test')} target test examples ({plain(target.get('test_source'))}) and "
+             f"{result.n_test} source test examples, mean ± std over seeds.")
+    grid = Table(title=Text(title), title_justify="left")
+    for column in (SIZE_LABEL, "strategy", "target test", "source test"):
+        grid.add_column(column, justify="left" if column == "strategy" else "right")
+    source = {(r.strategy, r.size): r for r in result.summary}
+    on_target = {(r.strategy, r.size): r for r in result.target_summary}
+    for size in result.sizes:
+        for name in result.strategies:
+            grid.add_row(f"{size:g}", cell(name), _cell(on_target.get((name, size))), _cell(source.get((name, size))))
+    return grid
+
+
+def _cell(row: SummaryRow | None) -> str:
+    """A summary row as ``mean ± std`` (``skipped`` when the runs did not happen)."""
+    if row is None:
+        return "skipped"
+    return f"{row.mean:.1%}" + ("" if row.std is None else f" ± {row.std:.1%}")
 

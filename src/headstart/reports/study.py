@@ -9,6 +9,7 @@ from typing import Any
 from headstart.reports.html import cards, figure, page, table, write_report
 from headstart.reports.plots import learning_curve_plot, tradeoff_plot
 from headstart.studies import SIZE_LABEL, CompareResult
+from headstart.studies.target_domain import TARGET_ACCURACY
 from headstart.studies.tradeoff import tradeoff_message
 
 
@@ -27,6 +28,8 @@ def compare_report(result: CompareResult) -> str:
     for saving in result.savings:
         sections.append(f"<p>Data savings: {html.escape(saving.message)}</p>")
     sections.extend(f"<p class='warn'>{html.escape(note)}</p>" for note in result.notes)
+    if result.target is not None:
+        sections.append(_target_section(result))
     if result.summary:
         curves: dict[str, dict[str, list[Any]]] = {}
         for row in result.summary:
@@ -56,12 +59,30 @@ def compare_report(result: CompareResult) -> str:
         sections.append("<h2>Skipped runs</h2>" + table(
             ["strategy", SIZE_LABEL, "seed", "reason"],
             [[s.strategy, f"{s.size:g}", s.seed, s.reason] for s in result.skipped]))
+    on_target = bool(result.target_summary)
     sections.append("<h2>Every run</h2>" + table(
-        ["strategy", SIZE_LABEL, "seed", "training examples", "accuracy", "balanced accuracy", "ECE", "retention",
-         "seconds"],
-        [[r.strategy, f"{r.size:g}", r.seed, r.n_train, r.accuracy, r.metrics.get("balanced_accuracy"),
+        ["strategy", SIZE_LABEL, "seed", "training examples", "accuracy", *(["target accuracy"] * on_target),
+         "balanced accuracy", "ECE", "retention", "seconds"],
+        [[r.strategy, f"{r.size:g}", r.seed, r.n_train, r.accuracy,
+          *([r.metrics.get(TARGET_ACCURACY)] * on_target), r.metrics.get("balanced_accuracy"),
           r.metrics.get("ece"), r.metrics.get("retention"), r.seconds] for r in result.records]))
     return page("headstart compare report", subtitle, sections)
+
+
+def _target_section(result: CompareResult) -> str:
+    """The shift from the training data to the target domain and, with a labeled target test set, each
+    strategy's accuracy on it beside its accuracy on the source test set."""
+    target = result.target or {}
+    notes = "".join(f"<p class='warn'>{html.escape(note)}</p>" for note in target.get("notes", []))
+    section = f"<h2>Target domain</h2><p>{html.escape(target['shift']['summary'])}.</p>{notes}"
+    if not result.target_summary:
+        return section
+    source = {(r.strategy, r.size): r for r in result.summary}
+    return section + (f"<p>Accuracy on {target['n_test']} target test examples ({html.escape(target['test_source'])})"
+                      f" beside the {result.n_test} source test examples, mean ± std over seeds.</p>") + table(
+        ["strategy", SIZE_LABEL, "seeds", "target test", "target std", "source test", "source std"],
+        [[r.strategy, f"{r.size:g}", r.n_seeds, r.mean, r.std, source[(r.strategy, r.size)].mean,
+          source[(r.strategy, r.size)].std] for r in result.target_summary])
 
 
 def write_compare_report(folder: str | Path, result: CompareResult) -> Path:

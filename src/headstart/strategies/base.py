@@ -71,6 +71,11 @@ class Strategy(ABC):
         """Why this strategy cannot work with ``backbone`` (e.g. it has no BatchNorm to adapt), or ``None``."""
         return None
 
+    def forgetting_skipped(self) -> str | None:
+        """Why a fit leaves out the forgetting measure of this strategy's models (a note saying how to ask for
+        it), or ``None`` when it measures it."""
+        return None
+
     @abstractmethod
     def fit(self, backbone: Backbone, train: Dataset, val: Dataset | None, context: FitContext
             ) -> TransferModel:

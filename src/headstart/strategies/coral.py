@@ -2,8 +2,9 @@
 are re-coloured to have the target's mean and covariance, then the linear probe is fitted on them.
 
 The backbone stays frozen and its features come from the cache, so CORAL costs one pass over the target data
-and an eigendecomposition of two ``D x D`` covariances on top of the linear probe. The saved model is a plain
-linear probe applied to raw (target) features: nothing about the source domain is needed at prediction time.
+and two thin SVDs of the feature matrices (never a ``D x D`` eigendecomposition) on top of the linear probe. The
+saved model is a plain linear probe applied to raw (target) features: nothing about the source domain is needed at
+prediction time.
 """
 
 from __future__ import annotations
@@ -29,10 +30,24 @@ class CoralConfig(LinearConfig):
                                                     "singular without it).")
 
 
-def _matrix_power(covariance: np.ndarray, power: float) -> np.ndarray:
-    """``covariance ** power`` of a symmetric positive-definite matrix, through its eigendecomposition."""
-    values, vectors = np.linalg.eigh(covariance)
-    return (vectors * np.clip(values, 1e-12, None) ** power) @ vectors.T
+class _RegularisedCovariance:
+    """The covariance of centred ``[N, D]`` features plus ``shrinkage`` times its mean variance on the
+    diagonal, kept as its thin SVD: ``C = V diag(e) V^T + lam I`` with at most ``min(N, D)`` eigenvalues ``e``.
+
+    Features of a few hundred examples in hundreds or thousands of dimensions have ``N < D``, so powers of the
+    ``D x D`` covariance cost ``O(N^2 D)`` through the SVD of the data instead of ``O(D^3)`` through an
+    eigendecomposition of the matrix (1280-dimensional features: seconds, against a tenth of one).
+    """
+
+    def __init__(self, centred: np.ndarray, shrinkage: float) -> None:
+        _, singular, self.vectors_t = np.linalg.svd(centred, full_matrices=False)
+        self.eigenvalues = singular ** 2 / max(len(centred) - 1, 1)  # np.cov's normalisation
+        self.lam = shrinkage * max(float(self.eigenvalues.sum()) / centred.shape[1], 1e-12)
+
+    def apply_power(self, x: np.ndarray, power: float) -> np.ndarray:
+        """``x @ C ** power``, with ``C ** power = V diag((e + lam) ** p - lam ** p) V^T + lam ** p I``."""
+        scale = (self.eigenvalues + self.lam) ** power - self.lam ** power
+        return ((x @ self.vectors_t.T) * scale) @ self.vectors_t + self.lam ** power * x
 
 
 def coral_align(source: np.ndarray, target: np.ndarray, shrinkage: float = 1.0) -> np.ndarray:
@@ -47,13 +62,11 @@ def coral_align(source: np.ndarray, target: np.ndarray, shrinkage: float = 1.0) 
         >>> aligned = coral_align(source_features, target_features)
         >>> np.allclose(np.cov(aligned.T), np.cov(target_features.T), atol=0.1)  # for well-conditioned data
     """
-    def regularised(x: np.ndarray) -> np.ndarray:
-        covariance = np.cov(x, rowvar=False) if len(x) > 1 else np.zeros((x.shape[1], x.shape[1]))
-        return covariance + shrinkage * max(float(np.trace(covariance)) / x.shape[1], 1e-12) * np.eye(x.shape[1])
-
     source64, target64 = source.astype(np.float64), target.astype(np.float64)
-    transform = _matrix_power(regularised(source64), -0.5) @ _matrix_power(regularised(target64), 0.5)
-    return ((source64 - source64.mean(axis=0)) @ transform + target64.mean(axis=0)).astype(np.float32)
+    source_centred = source64 - source64.mean(axis=0)
+    whitened = _RegularisedCovariance(source_centred, shrinkage).apply_power(source_centred, -0.5)
+    coloured = _RegularisedCovariance(target64 - target64.mean(axis=0), shrinkage).apply_power(whitened, 0.5)
+    return (coloured + target64.mean(axis=0)).astype(np.float32)
 
 
 @register_strategy("coral")

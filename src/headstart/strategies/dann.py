@@ -22,6 +22,7 @@ from torch import nn
 
 from headstart.backbones import Backbone
 from headstart.data import Dataset
+from headstart.io import process_count
 from headstart.strategies.base import TrainedStrategy, head_stage, register_strategy, require_target
 from headstart.training import Classifier, FitContext, HeadFirstConfig, Stage
 from headstart.training.network import Regularizer
@@ -122,7 +123,10 @@ class DANN(TrainedStrategy):
 
     def initial_head(self, backbone: Backbone, train_data: Dataset, cfg: Any, context: FitContext) -> nn.Module:
         require_target(self, context)
-        steps = sum(stage.epochs for stage in self.stages(backbone, cfg)) * -(-len(train_data) // cfg.batch_size)
+        # The schedule counts this process's steps: with several processes each trains on its shard only.
+        processes = process_count()
+        shard = len(train_data) // processes if processes > 1 else len(train_data)
+        steps = sum(stage.epochs for stage in self.stages(backbone, cfg)) * -(-shard // cfg.batch_size)
         classifier = super().initial_head(backbone, train_data, cfg, context)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(context.seed + 1)  # the classifier keeps the seed's own initialisation

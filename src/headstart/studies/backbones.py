@@ -38,7 +38,7 @@ def compare_backbones(splits: DataSplits, *, strategies: Sequence[str], backbone
         max_time: Budget of the whole study in seconds, shared by the backbones in order.
         on_run: Called with each record or skipped run (already labelled) as it happens.
         **options: ``fractions``, ``shots``, ``seeds``, ``cache``, ``settings``, ``test_fraction``,
-            ``val_fraction`` as for :func:`~headstart.studies.runner.compare_strategies`.
+            ``val_fraction``, ``target`` as for :func:`~headstart.studies.runner.compare_strategies`.
 
     Returns:
         One :class:`~headstart.studies.records.CompareResult` whose strategies are the labelled contenders.
@@ -95,7 +95,8 @@ def _relabel(outcome: Any, ref: str) -> Any:
 def _merged(parts: list[CompareResult], refs: list[str], seconds: float) -> CompareResult:
     """The backbones' studies as one, concluded anew over all contenders (labelled as :func:`contender` says)."""
     first = parts[0]
-    merged = CompareResult(first.source, ", ".join(refs), [], first.sizes, first.n_test, first.test_source)
+    merged = CompareResult(first.source, ", ".join(refs), [], first.sizes, first.n_test, first.test_source,
+                           target=first.target)  # the shift as the first backbone sees it
     for part, ref in zip(parts, refs, strict=False):
         merged.strategies += [contender(s, ref) for s in part.strategies]
         merged.records += [_relabel(record, ref) for record in part.records]

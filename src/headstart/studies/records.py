@@ -164,6 +164,9 @@ class CompareResult:
         verdicts: Negative-transfer verdict of each transfer strategy against ``scratch``.
         savings: How few labels each transfer strategy needs to match ``scratch`` on all the data.
         tradeoff: Each strategy's accuracy against how much of the source backbone it kept (largest size).
+        target: With a target domain: its sources and sizes and the shift from the training data
+            (:func:`~headstart.studies.target_domain.describe_target`); else ``None``.
+        target_summary: Mean ± std target test accuracy per strategy and size (with a labeled target test set).
         notes: What could not be concluded, and why.
         seconds: Wall-clock time of the whole study.
         tracking: The MLflow run the study was logged to (``uri``, ``experiment``, ``run_id``), if tracked.
@@ -182,6 +185,8 @@ class CompareResult:
     verdicts: list[Verdict] = field(default_factory=list)
     savings: list[Savings] = field(default_factory=list)
     tradeoff: list[TradeoffPoint] = field(default_factory=list)
+    target: dict[str, Any] | None = None
+    target_summary: list[SummaryRow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     tracking: dict[str, str] | None = None

@@ -24,12 +24,20 @@ import numpy as np
 
 from headstart.backbones import Backbone, FeatureCache, create_backbone, extract_features
 from headstart.data import Dataset, DataSplits, fraction_subset, sample_per_class, stratified_split
+from headstart.data.unlabeled import TargetData
 from headstart.errors import ConfigError, DataError, option
 from headstart.fitting import check_modality, complete_splits, fit_splits
 from headstart.strategies import Strategy, TrainedStrategy, get_strategy
 from headstart.studies.budget import StudyBudget
 from headstart.studies.records import SIZE_LABEL, CompareResult, RunRecord, SkippedRun
 from headstart.studies.statistics import data_savings, gains, summarise, transfer_verdict
+from headstart.studies.target_domain import (
+    check_target,
+    describe_target,
+    target_metrics,
+    target_parts,
+    target_summary,
+)
 from headstart.studies.tradeoff import RETENTION, retention_of, tradeoff
 from headstart.training import FitContext
 
@@ -137,15 +145,14 @@ def compare_strategies(splits: DataSplits, *, strategies: Sequence[str], backbon
                        seeds: int = 3, max_time: float | None = None, cache: FeatureCache | None = None,
                        settings: dict[str, Any] | None = None, test_fraction: float = 0.2,
                        val_fraction: float = 0.15, on_run: Callable[[RunRecord | SkippedRun], None] | None = None,
-                       progress: bool = False) -> CompareResult:
+                       target: TargetData | None = None, progress: bool = False) -> CompareResult:
     """Train every strategy at every size and seed and measure each on one fixed test set.
 
     Every run of the frozen-feature strategies (seconds each) comes first, then the loop-trained ones; within
     each group runs go by size (smallest first), then seed, so a time budget cuts the costliest runs and the
-    largest sizes. Before
-    each run its time is estimated from the same strategy's previous run (scaled by size); a run that would
-    end past ``max_time`` is skipped and listed, and a run that starts gets what is left of the budget as its
-    own ``max_time``, so one long run cannot overrun the study.
+    largest sizes. Before each run its time is estimated from the same strategy's previous run (scaled by size);
+    a run that would end past ``max_time`` is skipped and listed, and a run that starts gets what is left of the
+    budget as its own ``max_time``, so one long run cannot overrun the study.
 
     Args:
         splits: The data. Its test split is the test set; without one a stratified ``test_fraction`` of the
@@ -160,21 +167,22 @@ def compare_strategies(splits: DataSplits, *, strategies: Sequence[str], backbon
         settings: Strategy settings; ``"finetune.epochs"`` for one strategy, ``"epochs"`` for all that have it.
         test_fraction: Hold-out share when the data has no test split.
         val_fraction: Validation share carved from each subset for strategies that use validation.
-        on_run: Called with each record or skipped run as it happens (progress display).
-        progress: Show the embedding of the data and the training inside each run.
+        on_run, progress: Called with each record or skipped run as it happens; show embedding and training.
+        target: A target domain, whose data every run gets (see :mod:`headstart.studies.target_domain`).
 
     Returns:
         A :class:`CompareResult`.
     """
     strategies = list(dict.fromkeys(strategies))
-    chosen = _chosen_strategies(strategies, seeds, settings or {})  # validated before any work
+    chosen = _chosen_strategies(strategies, seeds, settings or {}, target)  # validated before any work
     train, test, test_source = _test_set(splits, test_fraction)
     plan = _plan_sizes(train, fractions, shots)
     net = create_backbone(backbone) if isinstance(backbone, str) else backbone
     check_modality(net, splits, list(chosen.values()))
-    sliced = SlicedFeatureCache(cache, net, [p for p in (train, splits.val, test) if p is not None],
-                                progress=progress)
-    result = CompareResult(splits.source, net.ref, strategies, [size for size, _ in plan], len(test), test_source)
+    sliced = SlicedFeatureCache(cache, net, [p for p in (train, splits.val, test, *target_parts(target))
+                                             if p is not None], progress=progress)
+    result = CompareResult(splits.source, net.ref, strategies, [size for size, _ in plan], len(test), test_source,
+                           target=describe_target(net, train, target, sliced, progress=progress) if target else None)
     budget = StudyBudget(max_time)
     for names, size, subset, seed in _schedule(chosen, plan, seeds):
         run_splits = DataSplits(subset, splits.val, test, splits.source)
@@ -184,7 +192,7 @@ def compare_strategies(splits: DataSplits, *, strategies: Sequence[str], backbon
                 trained = isinstance(chosen[name], TrainedStrategy)
                 outcome, cost, evaluation = _measure(name, chosen[name], run_splits, size, seed, net, sliced,
                                                      val_fraction, max_time=budget.for_training(trained),
-                                                     progress=progress)
+                                                     target=target, progress=progress)
                 budget.spent(name, size, cost, evaluation=evaluation)
             (result.skipped if isinstance(outcome, SkippedRun) else result.records).append(outcome)
             if on_run:
@@ -207,15 +215,19 @@ def _schedule(chosen: dict[str, Strategy], plan: list[tuple[float, Callable[[int
                     yield names, size, subset(seed), seed
 
 
-def _chosen_strategies(strategies: list[str], seeds: int, settings: dict[str, Any]) -> dict[str, Strategy]:
-    """Each strategy built with its settings (which checks them)."""
+def _chosen_strategies(strategies: list[str], seeds: int, settings: dict[str, Any], target: TargetData | None
+                       ) -> dict[str, Strategy]:
+    """Each strategy built with its settings (which checks them); one that adapts to a target domain needs
+    ``target``."""
     if not strategies:
         raise ConfigError(f"compare needs at least one strategy, e.g. "
                           f"{option('strategies', ['linear', 'finetune', 'scratch'], cli='--strategies')}")
     if seeds < 1:
         raise ConfigError(f"seeds must be at least 1, got {seeds}")
     routed = strategy_settings(strategies, settings)
-    return {name: get_strategy(name, **routed[name]) for name in strategies}
+    chosen = {name: get_strategy(name, **routed[name]) for name in strategies}
+    check_target(chosen.values(), target)
+    return chosen
 
 
 def _test_set(splits: DataSplits, test_fraction: float) -> tuple[Dataset, Dataset, str]:
@@ -228,20 +240,23 @@ def _test_set(splits: DataSplits, test_fraction: float) -> tuple[Dataset, Datase
 
 
 def _measure(name: str, strategy: Strategy, splits: DataSplits, size: float, seed: int, net: Backbone,
-             cache: SlicedFeatureCache, val_fraction: float, *, max_time: float | None, progress: bool = False
-             ) -> tuple[RunRecord, float, float | None]:
-    """Train one run within ``max_time`` seconds of training and measure it on the test split; returns its
+             cache: SlicedFeatureCache, val_fraction: float, *, max_time: float | None,
+             target: TargetData | None = None, progress: bool = False) -> tuple[RunRecord, float, float | None]:
+    """Train one run within ``max_time`` seconds of training and measure it on the test split (and the
+    ``target``'s, with the target's unlabeled examples in its context); returns its
     record, its cost in seconds, which leaves out the one-off embedding of the whole data (not a cost of
     the next runs), and for a trained run the seconds spent after training (evaluation, forgetting)."""
     run_started, embedding = time.perf_counter(), cache.seconds_
     run = complete_splits(splits, strategy, seed=seed, val_fraction=val_fraction,
                           test_fraction=0.0)
     with tempfile.TemporaryDirectory(prefix="headstart-") as workdir:
-        context = FitContext(Path(workdir), seed=seed, cache=cache, progress=progress, max_time=max_time)
-        model = fit_splits(run, net, strategy, context)
+        context = FitContext(Path(workdir), seed=seed, cache=cache, progress=progress, max_time=max_time,
+                             target=target.unlabeled if target is not None else None)
+        model = fit_splits(run, net, strategy, context, target_test=target.test if target is not None else None)
     seconds = time.perf_counter() - run_started
     m = model.metrics["test"]
-    extra = {"balanced_accuracy": m["balanced_accuracy"], "macro_f1": m["macro_f1"], "ece": m["ece"]}
+    extra = {"balanced_accuracy": m["balanced_accuracy"], "macro_f1": m["macro_f1"], "ece": m["ece"],
+             **target_metrics(model.metrics)}
     retention = retention_of(model.metrics["forgetting"])
     if retention is not None:
         extra[RETENTION] = retention
@@ -258,6 +273,7 @@ def conclude(result: CompareResult) -> None:
         result.notes.append(f"no run finished within the time budget; raise {option('max_time')} or use smaller sizes")
         return
     result.summary = summarise(result.records)
+    result.target_summary = target_summary(result.records)
     result.tradeoff = tradeoff(result.records)
     ran = {r.strategy for r in result.records}
     transfer = [s for s in result.strategies if s != BASELINE and s in ran]
