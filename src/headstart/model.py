@@ -145,6 +145,8 @@ class TransferModel:
         backbone = self.backbone.config()
         if not self.stores_backbone:  # checked on load: other bundled weights would silently change predictions
             backbone["fingerprint"] = self.backbone.fingerprint()
+        # The head was fitted on this engine's features (int8 ones differ): the loaded model extracts with it.
+        backbone["engine"] = self.backbone.engine
         return {
             "format_version": FORMAT_VERSION,
             "headstart_version": __version__,

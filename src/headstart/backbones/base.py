@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -249,14 +249,21 @@ class Backbone(ABC):
             progress: Show progress.
             label: Which examples these are (``"train"``, ``"test"``), named in the progress display.
         """
+        batches = (self.collate(batch) for batch in self.batches(items, batch_size))
+        return self.extract(batches, len(items), -(-len(items) // batch_size), progress=progress, label=label)
+
+    def extract(self, batches: Iterable[Any], count: int, total: int, *, progress: bool = False, label: str = ""
+                ) -> np.ndarray:
+        """Frozen features ``[count, feature_dim]`` of already collated ``batches`` (``total`` of them, holding
+        ``count`` examples in all), in evaluation mode, through the engine in effect (:meth:`extraction`)."""
         self.module.eval()
         run = self.extraction(progress)
-        out = np.empty((len(items), self.feature_dim), dtype=np.float32)
+        out = np.empty((count, self.feature_dim), dtype=np.float32)
         done = 0
         with torch.inference_mode():
-            for batch in track(self.batches(items, batch_size), total=-(-len(items) // batch_size),
-                               unit="batches", description=self.progress_description(label), enabled=progress):
-                feats = run(self.collate(batch))
+            for batch in track(batches, total=total, unit="batches", description=self.progress_description(label),
+                               enabled=progress):
+                feats = run(batch)
                 out[done:done + len(feats)] = feats
                 done += len(feats)
         return out

@@ -152,6 +152,11 @@ def saved_backbone(folder: str | Path, config: dict[str, Any], tensors: dict[str
         raise ModelFileError(f"the weights of backbone {saved['ref']} differ from those the model in {folder} was "
                              "trained with, so its predictions would silently change; install the version it was "
                              "trained with, or train again")
+    if saved.get("engine") not in (None, backbone.engine):  # absent from folders written before 0.x: "auto"
+        try:
+            backbone.engine = saved["engine"]
+        except ConfigError as err:
+            raise ModelFileError(f"{folder / CONFIG_FILE}: {err}; the file was edited or damaged") from None
     if backbone.feature_dim != saved["feature_dim"]:
         raise ModelFileError(f"{folder / CONFIG_FILE} says backbone {saved['ref']} gives {saved['feature_dim']} "
                              f"features, but it gives {backbone.feature_dim}; the file was edited or damaged")

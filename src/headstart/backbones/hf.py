@@ -23,6 +23,7 @@ from headstart.backbones.base import Backbone, TextPreprocess, restore_preproces
 from headstart.backbones.engine import ExtractionEngine, OnnxEngine, tune_runtime
 from headstart.backbones.hub import hub_access
 from headstart.backbones.references import register_backbone
+from headstart.backbones.transformer_graph import TransformerFusion, eager_attention
 from headstart.errors import BackboneError, option
 
 if TYPE_CHECKING:
@@ -39,6 +40,9 @@ _LAYER_STACKS = ("encoder.layer", "encoder.layers", "transformer.layer", "layers
 # Texts of different lengths (so padding and the attention mask are exercised) for the ONNX parity check.
 _PARITY_TEXTS = ["A short one.", "A somewhat longer sentence, with punctuation and a few more words in it.",
                  "Two words"]
+#: The shortest text a batch takes, as a fraction of its longest (in tokens): measured on WordNet glosses, 0.9
+#: leaves 4% padding tokens in batches of at most 64.
+LENGTH_BUCKET_FILL = 0.9
 _HUB_FILES = ["*.json", "*.txt", "*.model", "*.safetensors", "1_Pooling/*", "2_Normalize/*"]
 
 #: ``(recognises(folder), load(folder, ref, saved preprocessing dict))`` for transformers folders that are not
@@ -103,29 +107,61 @@ class TransformerTextBackbone(Backbone):
 
     def extraction(self, progress: bool = False) -> Callable[[dict[str, torch.Tensor]], np.ndarray]:
         """ONNX Runtime while the weights are the loaded ones: the encoder, pooling and normalisation as one
-        graph with dynamic batch and sequence axes, exported once per weights fingerprint into
-        ``<cache>/onnx/`` and checked against PyTorch's embeddings; PyTorch otherwise (with a warning if the
-        export or the check failed)."""
+        graph with dynamic batch and sequence axes, fused by ONNX Runtime's transformer optimizer
+        (:mod:`~headstart.backbones.transformer_graph`; unfused, with a warning, where it cannot be), exported
+        once per weights fingerprint into ``<cache>/onnx/`` and checked against PyTorch's embeddings; PyTorch
+        otherwise (with a warning if the export or the check failed)."""
         if next(self.module.parameters()).device.type != "cpu":
             return self._torch_features
 
         def build(key: str) -> OnnxEngine:
             example = self.collate(_PARITY_TEXTS)
-            return OnnxEngine(_PooledEncoder(self, list(example)), example, key=key,
-                              dynamic={name: {1: "sequence"} for name in example},
-                              int8=self.extraction_engine.engine == "int8", progress=progress)
+            with eager_attention(self.module):
+                # Named apart from graphs exported with other attention implementations, which fuse less.
+                return OnnxEngine(_PooledEncoder(self, list(example)), example, key=f"{key}-eager",
+                                  dynamic={name: {1: "sequence"} for name in example},
+                                  int8=self.extraction_engine.engine == "int8",
+                                  optimize=TransformerFusion.of(self.module.config), progress=progress)
 
         return self.extraction_engine.session(self, build) or self._torch_features
 
     def embed(self, items: Sequence[str], *, batch_size: int = 64, progress: bool = False, label: str = ""
               ) -> np.ndarray:
-        """Frozen embeddings ``[len(items), feature_dim]``; texts are batched by length (longest first, each
-        batch padded to its own longest) to minimize padding."""
-        order = np.argsort([-len(text) for text in items], kind="stable")
+        """Frozen embeddings ``[len(items), feature_dim]``. The texts are tokenized in one call, sorted by
+        token count and batched by length (:func:`length_buckets`), each batch padded to its own longest, so
+        little of the compute goes to padding (on WordNet glosses: 4% padding tokens instead of 63% in
+        batches of 64 sorted by characters)."""
+        texts = [text.lower() for text in items] if self.preprocess.lowercase else list(items)
+        encoded = self.tokenizer(texts, truncation=True, max_length=self.preprocess.max_length)
+        lengths = np.array([len(ids) for ids in encoded["input_ids"]], dtype=np.int64)
+        order = np.argsort(-lengths, kind="stable")
+        buckets = length_buckets(lengths[order], batch_size)
+
+        def padded(rows: np.ndarray) -> dict[str, torch.Tensor]:
+            return dict(self.tokenizer.pad({name: [values[i] for i in rows] for name, values in encoded.items()},
+                                           return_tensors="pt"))
+
         features = np.empty((len(items), self.feature_dim), dtype=np.float32)
-        features[order] = super().embed([items[i] for i in order], batch_size=batch_size, progress=progress,
-                                     label=label)
+        features[order] = self.extract((padded(order[bucket]) for bucket in buckets), len(items), len(buckets),
+                                       progress=progress, label=label)
         return features
+
+
+def length_buckets(lengths: np.ndarray, batch_size: int, *, min_fill: float = LENGTH_BUCKET_FILL) -> list[slice]:
+    """Consecutive batches of ``lengths`` (sorted longest first) holding at most ``batch_size`` items, a batch
+    ending early where the next item is shorter than ``min_fill`` times the batch's longest, so each batch
+    is mostly real tokens once padded to its longest.
+
+    Example:
+        >>> length_buckets(np.array([20, 19, 10, 9, 9]), 2)
+        [slice(0, 2, None), slice(2, 4, None), slice(4, 5, None)]
+    """
+    buckets, start = [], 0
+    for end in range(1, len(lengths) + 1):
+        if end == len(lengths) or end - start == batch_size or lengths[end] < min_fill * lengths[start]:
+            buckets.append(slice(start, end))
+            start = end
+    return buckets
 
 
 class _PooledEncoder(nn.Module):
