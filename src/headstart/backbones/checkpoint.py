@@ -152,15 +152,21 @@ def saved_backbone(folder: str | Path, config: dict[str, Any], tensors: dict[str
         raise ModelFileError(f"the weights of backbone {saved['ref']} differ from those the model in {folder} was "
                              "trained with, so its predictions would silently change; install the version it was "
                              "trained with, or train again")
-    if saved.get("engine") not in (None, backbone.engine):  # absent from folders written before 0.x: "auto"
-        try:
-            backbone.engine = saved["engine"]
-        except ConfigError as err:
-            raise ModelFileError(f"{folder / CONFIG_FILE}: {err}; the file was edited or damaged") from None
+    _restore_engine(backbone, saved.get("engine"), folder)
     if backbone.feature_dim != saved["feature_dim"]:
         raise ModelFileError(f"{folder / CONFIG_FILE} says backbone {saved['ref']} gives {saved['feature_dim']} "
                              f"features, but it gives {backbone.feature_dim}; the file was edited or damaged")
     return backbone
+
+
+def _restore_engine(backbone: Backbone, engine: str | None, folder: Path) -> None:
+    # The head was fitted on that engine's features; folders written before it was recorded ran "auto".
+    if engine in (None, backbone.engine):
+        return
+    try:
+        backbone.engine = engine
+    except ConfigError as err:
+        raise ModelFileError(f"{folder / CONFIG_FILE}: {err}; the file was edited or damaged") from None
 
 
 @register_backbone("ckpt:", modality="any", offline=True,
