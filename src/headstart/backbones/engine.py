@@ -215,7 +215,8 @@ def _quantized(fp32: Path) -> Path:
     """The int8 version of the graph ``fp32`` beside it (made once): dynamic quantization with unsigned 8-bit
     weights (signed ones saturate on x86 CPUs without VNNI; see :mod:`headstart.onnx_export.quantize`), one
     scale per output channel (per-tensor scales measured cosine 0.97 to the float MiniLM embeddings, per
-    channel 0.98-0.99)."""
+    channel 0.98-0.99, on the fused graph too, whose ``Attention`` and ``EmbedLayerNormalization`` kernels
+    become ``QAttention`` and ``QEmbedLayerNormalization``)."""
     from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
