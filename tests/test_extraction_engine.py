@@ -14,7 +14,6 @@ import torch
 import headstart
 import headstart.backbones.engine as engine
 from headstart.backbones import build_backbone, create_backbone, with_engine
-from headstart.backbones.transformer_graph import fused_operators
 from headstart.errors import ConfigError, HeadstartWarning
 from headstart.io import caching
 from training_support import TinyTextBackbone
@@ -35,7 +34,7 @@ def test_text_encoder_runs_on_onnx_runtime_with_dynamic_batch_and_sequence(tiny_
         fast = backbone.embed(TEXTS, batch_size=2)  # batches of 2 and 1, each padded to its own length
         again = backbone.embed(TEXTS[::-1], batch_size=3)
     assert backbone.extraction_engine._session is not None
-    assert len(list((tmp_path / "onnx").glob("*.onnx"))) == 2, "exported and fused once, cached"
+    assert len(list((tmp_path / "onnx").glob("*.onnx"))) == 1, "exported once, cached"
     reference = torch_features(backbone, TEXTS)
     np.testing.assert_allclose(fast, reference, atol=1e-5)
     np.testing.assert_allclose(again[::-1], reference, atol=1e-5)
@@ -76,8 +75,7 @@ def test_int8_engine_is_close_and_keyed_apart_from_float(tiny_bert: Path, tmp_pa
     with caching(tmp_path), warnings.catch_warnings():
         warnings.simplefilter("error", HeadstartWarning)
         quantized = backbone.embed(TEXTS, batch_size=2)
-    assert sorted(p.name.endswith("-optimized-int8.onnx") for p in (tmp_path / "onnx").glob("*.onnx")) == [
-        False, False, True], "the fused graph quantized, cached beside the float ones"
+    assert sorted(p.name.endswith("-int8.onnx") for p in (tmp_path / "onnx").glob("*.onnx")) == [False, True]
     assert backbone.fingerprint() == fingerprint, "a saved model's fingerprint does not depend on the engine"
     assert backbone.features_key() == f"{key}-int8", "int8 features are cached apart from float ones"
     reference = torch_features(backbone, TEXTS)
@@ -115,9 +113,7 @@ def test_minilm_on_onnx_runtime_matches_pytorch(tmp_path: Path):
     texts = ["A dog runs on the beach.", "Stocks fell sharply on Monday after the report.", "Hi"] * 3
     with caching(tmp_path):
         fast = backbone.embed(texts, batch_size=4)
-    graph = backbone.extraction_engine._session[1].graph_name
-    assert fused_operators(tmp_path / "onnx" / graph) == {
-        "EmbedLayerNormalization": 1, "Attention": 6, "SkipLayerNormalization": 12, "BiasGelu": 6}
+    assert backbone.extraction_engine._session is not None
     reference = torch_features(backbone, texts)
     assert np.abs(fast - reference).max() <= 1e-4
     assert ((fast * reference).sum(1)).min() >= 0.9999  # unit vectors: the dot product is the cosine

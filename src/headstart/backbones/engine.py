@@ -26,7 +26,7 @@ import os
 import platform
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -92,9 +92,6 @@ class OnnxEngine:
         key: Names the exported file (a weights fingerprint), so each set of weights is exported once.
         dynamic: The axes of each input that vary, beyond the batch axis (``{"input_ids": {1: "sequence"}}``).
         int8: Quantize the weights to int8 (ONNX Runtime dynamic quantization), cached beside the float graph.
-        optimize: Rewrites the exported graph for speed (``optimize(graph, out)``, e.g. a
-            :class:`~headstart.backbones.transformer_graph.TransformerFusion`), once, cached beside it; where it
-            fails or its graph fails the parity check, the exported graph runs instead, with a warning.
         progress: Say so while exporting (which takes seconds to minutes, once).
 
     Raises:
@@ -102,25 +99,8 @@ class OnnxEngine:
     """
 
     def __init__(self, module: nn.Module, example: Batch, key: str, *,
-                 dynamic: dict[str, dict[int, str]] | None = None, int8: bool = False,
-                 optimize: Callable[[Path, Path], None] | None = None, progress: bool = False) -> None:
-        inputs = example if isinstance(example, dict) else {"input": example}
-        axes = {name: {0: "batch", **(dynamic or {}).get(name, {})} for name in inputs}
-        # The session reads the whole graph when it is created, so a temporary export can go right after.
-        with (tempfile.TemporaryDirectory(prefix="headstart-onnx-") as scratch,
-              status("preparing the backbone for ONNX Runtime (exported once per weights)", enabled=progress)):
-            plain = _graph(module, inputs, axes, key, Path(scratch))
-            for graph in [*_optimized(plain, optimize), plain]:
-                try:
-                    self._load(_quantized(graph) if int8 else graph, module, example, int8)
-                    break
-                except Exception as err:  # ONNX Runtime's errors are plain Exceptions
-                    if graph == plain:
-                        raise RuntimeError(str(err)) from err
-                    warnings.warn(f"the optimized ONNX graph cannot be used ({str(err)[:300]}); using the "
-                                  "unoptimized one", HeadstartWarning, stacklevel=5)
-
-    def _load(self, graph: Path, module: nn.Module, example: Batch, int8: bool) -> None:
+                 dynamic: dict[str, dict[int, str]] | None = None, int8: bool = False, progress: bool = False
+                 ) -> None:
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
@@ -129,8 +109,15 @@ class OnnxEngine:
         # Idle worker threads otherwise spin after each run, taking CPU from whatever runs next (PyTorch in
         # the same process, other processes): measured 1.25x faster text extraction on a loaded 2-core machine.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = onnxruntime.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
-        self.graph_name = graph.name  # which graph runs: plain, optimized, int8
+        inputs = example if isinstance(example, dict) else {"input": example}
+        axes = {name: {0: "batch", **(dynamic or {}).get(name, {})} for name in inputs}
+        # The session reads the whole graph when it is created, so a temporary export can go right after.
+        with tempfile.TemporaryDirectory(prefix="headstart-onnx-") as scratch:
+            with status("preparing the backbone for ONNX Runtime (exported once per weights)", enabled=progress):
+                path = _graph(module, inputs, axes, key, Path(scratch))
+                if int8:
+                    path = _quantized(path)
+            self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.input_names = [i.name for i in self.session.get_inputs()]
         self._check_parity(module, example, int8)
 
@@ -156,19 +143,6 @@ class OnnxEngine:
         if cosine < (INT8_MIN_COSINE if int8 else PARITY_MIN_COSINE) or (not int8 and largest > PARITY_MAX_ABS):
             raise RuntimeError(f"the ONNX graph's features differ from PyTorch's (max |difference| {largest:.2e}, "
                                f"cosine {cosine:.6f})")
-
-
-def _optimized(plain: Path, optimize: Callable[[Path, Path], None] | None) -> list[Path]:
-    """``[optimized graph]`` made by ``optimize(plain, out)`` beside ``plain`` (once), or ``[]`` with a warning
-    when the optimizer fails (the plain graph runs instead)."""
-    if optimize is None:
-        return []
-    try:
-        return [_derived(plain, "optimized", optimize)]
-    except Exception as err:  # the optimizer raises whatever its graph matching hits
-        warnings.warn(f"the ONNX graph cannot be optimized ({str(err)[:300]}); running it unoptimized",
-                      HeadstartWarning, stacklevel=5)
-        return []
 
 
 def _graph(module: nn.Module, inputs: dict[str, torch.Tensor], axes: dict[str, dict[int, str]], key: str,
@@ -215,43 +189,22 @@ def _quantized(fp32: Path) -> Path:
     """The int8 version of the graph ``fp32`` beside it (made once): dynamic quantization with unsigned 8-bit
     weights (signed ones saturate on x86 CPUs without VNNI; see :mod:`headstart.onnx_export.quantize`), one
     scale per output channel (per-tensor scales measured cosine 0.97 to the float MiniLM embeddings, per
-    channel 0.98-0.99, on the fused graph too, whose ``Attention`` and ``EmbedLayerNormalization`` kernels
-    become ``QAttention`` and ``QEmbedLayerNormalization``)."""
-    from onnx import TensorProto
+    channel 0.98-0.99)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    def quantize(source: Path, out: Path) -> None:
-        # A fused graph's kernels (Attention...) are outside ONNX's shape inference: their outputs are float.
-        quantize_dynamic(str(source), str(out), weight_type=QuantType.QUInt8, per_channel=True,
-                         extra_options={"DefaultTensorType": TensorProto.FLOAT})
-
-    return _derived(fp32, "int8", quantize)
-
-
-def _derived(source: Path, suffix: str, make: Callable[[Path, Path], None]) -> Path:
-    """``<source>-<suffix>.onnx`` beside ``source``, written once by ``make(source, out)`` (atomically)."""
-    path = source.with_name(f"{source.stem}-{suffix}.onnx")
+    path = fp32.with_name(f"{fp32.stem}-int8.onnx")
     if not path.is_file():
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        # The quantizer logs advice through the root logger ("consider pre-processing"): noise to a user.
+        previous = logging.root.manager.disable
+        logging.disable(logging.WARNING)
         try:
-            with quiet_root_logger():
-                make(source, tmp)
+            quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QUInt8, per_channel=True)
             os.replace(tmp, path)
         finally:
+            logging.disable(previous)
             tmp.unlink(missing_ok=True)
     return path
-
-
-@contextlib.contextmanager
-def quiet_root_logger() -> Iterator[None]:
-    """Within the block, nothing below ERROR is logged: ONNX Runtime's quantizer and optimizer log advice and
-    each step through the root logger, noise to a user."""
-    previous = logging.root.manager.disable
-    logging.disable(logging.WARNING)
-    try:
-        yield
-    finally:
-        logging.disable(previous)
 
 
 class ExtractionEngine:

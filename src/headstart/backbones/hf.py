@@ -23,7 +23,6 @@ from headstart.backbones.base import Backbone, TextPreprocess, restore_preproces
 from headstart.backbones.engine import ExtractionEngine, OnnxEngine, tune_runtime
 from headstart.backbones.hub import hub_access
 from headstart.backbones.references import register_backbone
-from headstart.backbones.transformer_graph import TransformerFusion, eager_attention
 from headstart.errors import BackboneError, option
 
 if TYPE_CHECKING:
@@ -107,21 +106,17 @@ class TransformerTextBackbone(Backbone):
 
     def extraction(self, progress: bool = False) -> Callable[[dict[str, torch.Tensor]], np.ndarray]:
         """ONNX Runtime while the weights are the loaded ones: the encoder, pooling and normalisation as one
-        graph with dynamic batch and sequence axes, fused by ONNX Runtime's transformer optimizer
-        (:mod:`~headstart.backbones.transformer_graph`; unfused, with a warning, where it cannot be), exported
-        once per weights fingerprint into ``<cache>/onnx/`` and checked against PyTorch's embeddings; PyTorch
-        otherwise (with a warning if the export or the check failed)."""
+        graph with dynamic batch and sequence axes, exported once per weights fingerprint into
+        ``<cache>/onnx/`` and checked against PyTorch's embeddings; PyTorch otherwise (with a warning if the
+        export or the check failed)."""
         if next(self.module.parameters()).device.type != "cpu":
             return self._torch_features
 
         def build(key: str) -> OnnxEngine:
             example = self.collate(_PARITY_TEXTS)
-            with eager_attention(self.module):
-                # Named apart from graphs exported with other attention implementations, which fuse less.
-                return OnnxEngine(_PooledEncoder(self, list(example)), example, key=f"{key}-eager",
-                                  dynamic={name: {1: "sequence"} for name in example},
-                                  int8=self.extraction_engine.engine == "int8",
-                                  optimize=TransformerFusion.of(self.module.config), progress=progress)
+            return OnnxEngine(_PooledEncoder(self, list(example)), example, key=key,
+                              dynamic={name: {1: "sequence"} for name in example},
+                              int8=self.extraction_engine.engine == "int8", progress=progress)
 
         return self.extraction_engine.session(self, build) or self._torch_features
 
@@ -131,6 +126,8 @@ class TransformerTextBackbone(Backbone):
         token count and batched by length (:func:`length_buckets`), each batch padded to its own longest, so
         little of the compute goes to padding (on WordNet glosses: 4% padding tokens instead of 63% in
         batches of 64 sorted by characters)."""
+        if not items:  # the tokenizer cannot take an empty list
+            return np.empty((0, self.feature_dim), dtype=np.float32)
         texts = [text.lower() for text in items] if self.preprocess.lowercase else list(items)
         encoded = self.tokenizer(texts, truncation=True, max_length=self.preprocess.max_length)
         lengths = np.array([len(ids) for ids in encoded["input_ids"]], dtype=np.int64)
