@@ -40,7 +40,7 @@ _LAYER_STACKS = ("encoder.layer", "encoder.layers", "transformer.layer", "layers
 _PARITY_TEXTS = ["A short one.", "A somewhat longer sentence, with punctuation and a few more words in it.",
                  "Two words"]
 #: The shortest text a batch takes, as a fraction of its longest (in tokens): measured on WordNet glosses, 0.9
-#: leaves 4% padding tokens in batches of at most 64.
+#: keeps padding to 4% of the real tokens in batches of at most 64.
 LENGTH_BUCKET_FILL = 0.9
 _HUB_FILES = ["*.json", "*.txt", "*.model", "*.safetensors", "1_Pooling/*", "2_Normalize/*"]
 
@@ -124,8 +124,8 @@ class TransformerTextBackbone(Backbone):
               ) -> np.ndarray:
         """Frozen embeddings ``[len(items), feature_dim]``. The texts are tokenized in one call, sorted by
         token count and batched by length (:func:`length_buckets`), each batch padded to its own longest, so
-        little of the compute goes to padding (on WordNet glosses: 4% padding tokens instead of 63% in
-        batches of 64 sorted by characters)."""
+        little of the compute goes to padding (on WordNet glosses, padding adds 4% to the real tokens, against
+        63% in batches of 64 sorted by characters)."""
         if not items:  # the tokenizer cannot take an empty list
             return np.empty((0, self.feature_dim), dtype=np.float32)
         texts = [text.lower() for text in items] if self.preprocess.lowercase else list(items)
