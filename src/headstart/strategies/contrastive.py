@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -24,6 +24,7 @@ from headstart.data import Dataset
 from headstart.model import TransferModel
 from headstart.progress import status
 from headstart.strategies.base import TrainedStrategy, register_strategy, run_key, trained_model
+from headstart.strategies.heads import prototype_head
 from headstart.strategies.linear import fit_linear_head, head_fit_status
 from headstart.training import FitContext, Stage, TrainingConfig, train
 
@@ -40,6 +41,10 @@ class ContrastiveConfig(TrainingConfig):
     passes: float = Field(20.0, gt=0, description="Passes over the training data the contrastive stage aims "
                                                   "at, within min_steps..max_steps.")
     temperature: float = Field(0.07, gt=0, description="Temperature of the supervised contrastive loss.")
+    head: Literal["probe", "prototypes"] = Field("probe", description="The classifier fitted on the tuned "
+                                                 "embeddings: 'probe' the linear probe (C by cross-validation "
+                                                 "unless probe_c is given), 'prototypes' the nearest class mean "
+                                                 "by cosine (what the contrastive loss pulls examples towards).")
     probe_c: float | None = Field(None, gt=0, description="C of the final linear probe; None chooses it by "
                                                           "cross-validation.")
 
@@ -95,9 +100,14 @@ class Contrastive(TrainedStrategy):
                        criterion=lambda outputs, labels: supervised_contrastive_loss(outputs, labels, cfg.temperature))
         features = tuned.embed(train_data.items, batch_size=cfg.batch_size, progress=context.progress,
                                label="train")
-        with status(head_fit_status(cfg.probe_c, 12, 5), enabled=context.progress):
-            head, probe = fit_linear_head(features, train_data.labels, len(train_data.class_names), c=cfg.probe_c,
-                                          seed=context.seed)
-        return trained_model(self, tuned, head.float(), train_data, cfg, result, context,
-                             extra_config={"probe_C": probe["C"]},
-                             extra_metrics={"stages": [s.name for s in stages], "probe": probe})
+        n_classes = len(train_data.class_names)
+        if cfg.head == "prototypes":
+            head, fitted = prototype_head(features, train_data.labels, n_classes)
+            chosen = {"scale": fitted["scale"]}
+        else:
+            with status(head_fit_status(cfg.probe_c, 12, 5), enabled=context.progress):
+                head, fitted = fit_linear_head(features, train_data.labels, n_classes, c=cfg.probe_c,
+                                               seed=context.seed)
+            chosen = {"probe_C": fitted["C"]}
+        return trained_model(self, tuned, head.float(), train_data, cfg, result, context, extra_config=chosen,
+                             extra_metrics={"stages": [s.name for s in stages], cfg.head: fitted})
