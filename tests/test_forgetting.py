@@ -120,6 +120,19 @@ def test_tradeoff_marks_dominated_strategies() -> None:
     assert "dominated: gradual (by finetune)" in tradeoff_message(list(points.values()))
 
 
+def test_tradeoff_reads_the_target_accuracy_when_asked() -> None:
+    from headstart.studies.statistics import RunRecord
+    from headstart.studies.tradeoff import tradeoff, tradeoff_message
+
+    # On the source test linear wins; on the target domain coral does, and that is what an adapting user compares.
+    records = [RunRecord("linear", 10, 0, 30, 0.90, {"retention": 1.0, "target_accuracy": 0.60}),
+               RunRecord("coral", 10, 0, 30, 0.85, {"retention": 1.0, "target_accuracy": 0.70})]
+    assert [p.strategy for p in tradeoff(records) if p.dominated_by] == ["coral"]
+    points = {p.strategy: p for p in tradeoff(records, "target_accuracy")}
+    assert points["linear"].dominated_by == ["coral"] and points["coral"].accuracy == pytest.approx(0.70)
+    assert "coral (70.0% target accuracy, retention 1.00)" in tradeoff_message(list(points.values()))
+
+
 def test_forgetting_api_on_a_saved_model_and_a_reference_of_another_modality(tmp_path, tiny_backbone,
                                                                               image_folder) -> None:
     model = _model(copy.deepcopy(tiny_backbone), trained=True)

@@ -124,6 +124,8 @@ class TradeoffPoint:
     """One strategy's mean target accuracy and retention at the largest size it ran, over seeds.
 
     Attributes:
+        accuracy_label: What ``accuracy`` measures, in words (``"accuracy"``: the test accuracy;
+            ``"target accuracy"``: on the target domain's test set).
         dominated_by: Strategies that are at least as good on both axes and better on one (empty on the
             frontier).
     """
@@ -133,6 +135,7 @@ class TradeoffPoint:
     accuracy: float
     retention: float
     n_seeds: int
+    accuracy_label: str = "accuracy"
     dominated_by: list[str] = field(default_factory=list)
 
 

@@ -32,6 +32,7 @@ from headstart.studies.budget import StudyBudget
 from headstart.studies.records import SIZE_LABEL, CompareResult, RunRecord, SkippedRun
 from headstart.studies.statistics import data_savings, gains, summarise, transfer_verdict
 from headstart.studies.target_domain import (
+    TARGET_ACCURACY,
     check_target,
     describe_target,
     target_metrics,
@@ -274,7 +275,7 @@ def conclude(result: CompareResult) -> None:
         return
     result.summary = summarise(result.records)
     result.target_summary = target_summary(result.records)
-    result.tradeoff = tradeoff(result.records)
+    result.tradeoff = tradeoff(result.records, TARGET_ACCURACY if result.target_summary else None)
     ran = {r.strategy for r in result.records}
     transfer = [s for s in result.strategies if s != BASELINE and s in ran]
     if BASELINE not in result.strategies:

@@ -24,17 +24,25 @@ def retention_of(forgetting: dict) -> float | None:
     return None if part is None else float(part["feature_cka"])
 
 
-def tradeoff(records: Iterable[RunRecord]) -> list[TradeoffPoint]:
-    """The accuracy/retention point of every strategy that recorded retention, with who dominates whom."""
+def tradeoff(records: Iterable[RunRecord], accuracy: str | None = None) -> list[TradeoffPoint]:
+    """The accuracy/retention point of every strategy that recorded retention, with who dominates whom.
+
+    Args:
+        records: The study's runs.
+        accuracy: The metric the accuracy axis reads (e.g. the target-domain test accuracy, when a study adapts
+            to a target: that is the accuracy the user is after); ``None``: the test accuracy.
+    """
+    records = [r for r in records if RETENTION in r.metrics and (accuracy is None or accuracy in r.metrics)]
     largest: dict[str, float] = {}
     for record in records:
-        if RETENTION in record.metrics:
-            largest[record.strategy] = max(largest.get(record.strategy, 0.0), record.size)
+        largest[record.strategy] = max(largest.get(record.strategy, 0.0), record.size)
     values: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for record in records:
-        if RETENTION in record.metrics and record.size == largest[record.strategy]:
-            values[record.strategy].append((record.accuracy, record.metrics[RETENTION]))
-    points = [TradeoffPoint(name, largest[name], *np.mean(pairs, axis=0).tolist(), len(pairs))
+        if record.size == largest[record.strategy]:
+            measured = record.accuracy if accuracy is None else record.metrics[accuracy]
+            values[record.strategy].append((measured, record.metrics[RETENTION]))
+    label = "accuracy" if accuracy is None else f"{accuracy.replace('_', ' ')}"
+    points = [TradeoffPoint(name, largest[name], *np.mean(pairs, axis=0).tolist(), len(pairs), label)
               for name, pairs in values.items()]
     for point in points:
         point.dominated_by.extend(
@@ -47,7 +55,7 @@ def tradeoff(records: Iterable[RunRecord]) -> list[TradeoffPoint]:
 def tradeoff_message(points: list[TradeoffPoint]) -> str:
     """A plain-words reading of the trade-off, e.g. ``on the frontier: linear (...), finetune (...); ...``."""
     def show(p: TradeoffPoint) -> str:
-        return f"{p.strategy} ({p.accuracy:.1%} accuracy, retention {p.retention:.2f})"
+        return f"{p.strategy} ({p.accuracy:.1%} {p.accuracy_label}, retention {p.retention:.2f})"
 
     frontier = [show(p) for p in sorted(points, key=lambda p: -p.accuracy) if not p.dominated_by]
     dominated = [f"{p.strategy} (by {', '.join(p.dominated_by)})" for p in points if p.dominated_by]
