@@ -52,7 +52,8 @@ store = Path(sys.argv[1])
 phases = {}
 phases["import mlflow"], _ = cpu(lambda: __import__("mlflow.tracking"))
 opening = "open the store" if store.exists() else "create the store"
-phases[opening], (client, experiment) = cpu(lambda: open_experiment(f"sqlite:///{store}", "headstart", None))
+artifacts = str(store.parent / "mlartifacts")  # not MLflow's default, ./mlruns in the current folder
+phases[opening], (client, experiment) = cpu(lambda: open_experiment(f"sqlite:///{store}", "headstart", artifacts))
 spec = RunSpec("bench", {f"setting.p{i}": i for i in range(25)}, [(f"m{i}", 0.5, 0) for i in range(12)],
                {"headstart.command": "fit"}, [(sys.argv[2], "model")])
 phases["write the run"], _ = cpu(lambda: write_run(client, experiment, spec))
