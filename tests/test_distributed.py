@@ -19,11 +19,20 @@ from safetensors.torch import load_file
 TESTS = Path(__file__).parent
 
 
-def worker_environment() -> dict[str, str]:
-    """The environment of the torchrun workers: one thread each, and the caller's PYTHONPATH kept (so they import
-    the headstart under test, not another install)."""
+def run_on_two_processes(worker: str, tmp_path: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Run the script ``worker`` (a template of ``tests`` and ``out``) under torchrun with two processes and return
+    the weights each rank saved. The workers get one thread each and the caller's PYTHONPATH (so they import the
+    headstart under test, not another install)."""
+    script = tmp_path / "worker.py"
+    script.write_text(worker.format(tests=str(TESTS), out=str(tmp_path)))
     path = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH", "")) if p)
-    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                             "--nproc_per_node=2", str(script)], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    first, second = (load_file(str(tmp_path / f"rank{r}.safetensors")) for r in (0, 1))
+    return first, second
+
 
 WORKER = textwrap.dedent("""
     import json, os, sys
@@ -50,15 +59,7 @@ WORKER = textwrap.dedent("""
 
 @pytest.mark.distributed
 def test_torchrun_two_processes_shard_data_and_end_identical(tmp_path):
-    script = tmp_path / "worker.py"
-    script.write_text(WORKER.format(tests=str(TESTS), out=str(tmp_path)))
-    env = worker_environment()
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                             "--nproc_per_node=2", str(script)], capture_output=True, text=True, timeout=120,
-                            env=env, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-
-    first, second = (load_file(str(tmp_path / f"rank{r}.safetensors")) for r in (0, 1))
+    first, second = run_on_two_processes(WORKER, tmp_path)
     assert first.keys() == second.keys()
     for key in first:
         assert torch.equal(first[key], second[key]), key
@@ -107,14 +108,7 @@ DANN_WORKER = textwrap.dedent("""
 
 @pytest.mark.distributed
 def test_torchrun_dann_ends_identical_and_completes_its_reversal_schedule(tmp_path):
-    script = tmp_path / "worker.py"
-    script.write_text(DANN_WORKER.format(tests=str(TESTS), out=str(tmp_path)))
-    env = worker_environment()
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                             "--nproc_per_node=2", str(script)], capture_output=True, text=True, timeout=120,
-                            env=env, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    first, second = (load_file(str(tmp_path / f"rank{r}.safetensors")) for r in (0, 1))
+    first, second = run_on_two_processes(DANN_WORKER, tmp_path)
     assert first.keys() == second.keys() and all(torch.equal(first[key], second[key]) for key in first)
     schedules = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     # The schedule ends where it should (strength ~1): 2 stages x 1 epoch of 12 examples per process, batches of 4.

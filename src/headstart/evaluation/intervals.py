@@ -14,6 +14,7 @@ from statistics import NormalDist
 import numpy as np
 
 from headstart.errors import DataError
+from headstart.evaluation.metrics import balanced_accuracy_of, macro_f1_of
 
 
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -33,23 +34,6 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
     lower = 0.0 if successes == 0 else max(0.0, float(centre - half))
     upper = 1.0 if successes == n else min(1.0, float(centre + half))
     return lower, upper
-
-
-def _balanced_accuracy(counts: np.ndarray) -> np.ndarray:
-    # counts: [..., K, K], rows true classes. Mean recall over the classes present in each matrix.
-    support = counts.sum(axis=-1)
-    recall = np.divide(np.diagonal(counts, axis1=-2, axis2=-1), support, out=np.zeros(support.shape),
-                       where=support > 0)
-    return recall.sum(axis=-1) / np.maximum((support > 0).sum(axis=-1), 1)
-
-
-def _macro_f1(counts: np.ndarray) -> np.ndarray:
-    # scikit-learn's macro average: over the classes that are true or predicted at least once.
-    true_positive = np.diagonal(counts, axis1=-2, axis2=-1)
-    support, predicted = counts.sum(axis=-1), counts.sum(axis=-2)
-    denominator = support + predicted
-    f1 = np.divide(2 * true_positive, denominator, out=np.zeros(denominator.shape), where=denominator > 0)
-    return f1.sum(axis=-1) / np.maximum((denominator > 0).sum(axis=-1), 1)
 
 
 def metric_intervals(confusion: Sequence[Sequence[int]] | np.ndarray, *, confidence: float = 0.95,
@@ -78,7 +62,7 @@ def metric_intervals(confusion: Sequence[Sequence[int]] | np.ndarray, *, confide
     samples = rng.multinomial(n, counts.ravel() / n, size=resamples).reshape(resamples, *counts.shape)
     tail = (1 - confidence) / 2 * 100
     intervals = {"accuracy": wilson_interval(int(np.trace(counts)), n, confidence)}
-    for name, metric in (("balanced_accuracy", _balanced_accuracy), ("macro_f1", _macro_f1)):
+    for name, metric in (("balanced_accuracy", balanced_accuracy_of), ("macro_f1", macro_f1_of)):
         low, high = np.percentile(metric(samples), [tail, 100 - tail])
         intervals[name] = (float(low), float(high))
     return intervals

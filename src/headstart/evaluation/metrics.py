@@ -30,6 +30,25 @@ def log_loss(proba: np.ndarray, y_true: np.ndarray) -> float:
     return float(-np.mean(np.log(np.clip(proba[np.arange(len(y_true)), y_true], eps, 1 - eps))))
 
 
+def balanced_accuracy_of(counts: np.ndarray) -> np.ndarray:
+    """Balanced accuracy of confusion matrices ``counts`` (``[..., K, K]``, rows true classes): the mean recall
+    over the classes present in each matrix, as scikit-learn's."""
+    support = counts.sum(axis=-1)
+    recall = np.divide(np.diagonal(counts, axis1=-2, axis2=-1), support, out=np.zeros(support.shape),
+                       where=support > 0)
+    return recall.sum(axis=-1) / np.maximum((support > 0).sum(axis=-1), 1)
+
+
+def macro_f1_of(counts: np.ndarray) -> np.ndarray:
+    """Macro F1 of confusion matrices ``counts`` (``[..., K, K]``), as scikit-learn's macro average: over the
+    classes that are true or predicted at least once."""
+    true_positive = np.diagonal(counts, axis1=-2, axis2=-1)
+    support, predicted = counts.sum(axis=-1), counts.sum(axis=-2)
+    denominator = support + predicted
+    f1 = np.divide(2 * true_positive, denominator, out=np.zeros(denominator.shape), where=denominator > 0)
+    return f1.sum(axis=-1) / np.maximum((denominator > 0).sum(axis=-1), 1)
+
+
 def classification_metrics(y_true: np.ndarray, proba: np.ndarray, class_names: Sequence[str]) -> dict:
     """Accuracy, balanced accuracy, macro F1, per-class scores, confusion matrix, log loss and ECE.
 
@@ -62,13 +81,11 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, class_names: S
     hits, support, predicted = np.diag(confusion), confusion.sum(axis=1), confusion.sum(axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):  # undefined scores are NaN, then None
         precision, recall, f1 = hits / predicted, hits / support, 2 * hits / (support + predicted)
-    present, occurring = support > 0, (support + predicted) > 0
     result = {
         "n_examples": len(y),
         "accuracy": float(np.mean(y == y_pred)),
-        # Balanced accuracy is the mean recall over the classes present.
-        "balanced_accuracy": float(np.mean(recall[present])),
-        "macro_f1": float(np.mean(f1[occurring])),
+        "balanced_accuracy": float(balanced_accuracy_of(confusion)),
+        "macro_f1": float(macro_f1_of(confusion)),
         "log_loss": log_loss(proba, y),
         "ece": expected_calibration_error(proba, y),
         "per_class": {
