@@ -84,9 +84,13 @@ class TransformerTextBackbone(Backbone):
     def collate(self, items: Sequence[str], *, augment: str = "off") -> dict[str, torch.Tensor]:
         """Tokenize (padded to the longest text, truncated to ``preprocess.max_length``); ``augment`` is
         ignored."""
+        return dict(self._tokenize(items, padding=True, return_tensors="pt"))
+
+    def _tokenize(self, items: Sequence[str], **options: Any) -> Any:
+        """The tokenizer's encoding of ``items`` as the preprocessing says (lowercased if asked, truncated to
+        ``preprocess.max_length``), with the tokenizer's other ``options``."""
         texts = [text.lower() for text in items] if self.preprocess.lowercase else list(items)
-        return dict(self.tokenizer(texts, padding=True, truncation=True, max_length=self.preprocess.max_length,
-                                   return_tensors="pt"))
+        return self.tokenizer(texts, truncation=True, max_length=self.preprocess.max_length, **options)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Pooled (and optionally normalized) embeddings ``[B, feature_dim]``."""
@@ -128,8 +132,7 @@ class TransformerTextBackbone(Backbone):
         63% in batches of 64 sorted by characters)."""
         if not items:  # the tokenizer cannot take an empty list
             return np.empty((0, self.feature_dim), dtype=np.float32)
-        texts = [text.lower() for text in items] if self.preprocess.lowercase else list(items)
-        encoded = self.tokenizer(texts, truncation=True, max_length=self.preprocess.max_length)
+        encoded = self._tokenize(items)
         lengths = np.array([len(ids) for ids in encoded["input_ids"]], dtype=np.int64)
         order = np.argsort(-lengths, kind="stable")
         buckets = length_buckets(lengths[order], batch_size)
