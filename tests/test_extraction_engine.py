@@ -41,6 +41,22 @@ def test_text_encoder_runs_on_onnx_runtime_with_dynamic_batch_and_sequence(tiny_
     assert not backbone.module.training, "exporting must leave the encoder in evaluation mode"
 
 
+@pytest.mark.parametrize("threads, runs", [(2, 2), (1, 1)])
+def test_text_batches_run_concurrently_in_order_on_single_threaded_runs(tiny_bert, tmp_path, threads, runs):
+    backbone = create_backbone(f"hf:{tiny_bert}")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with caching(tmp_path):
+            fast = backbone.embed(TEXTS * 3, batch_size=1)  # 15 batches: more than the 4 kept in flight
+    finally:
+        torch.set_num_threads(previous)
+    session = backbone.extraction_engine._session[1]
+    assert session.concurrent_runs == runs
+    assert session.session.get_session_options().intra_op_num_threads == threads // runs
+    np.testing.assert_allclose(fast, torch_features(backbone, TEXTS * 3), atol=1e-5)
+
+
 def test_changed_weights_leave_onnx_runtime_under_auto(tiny_bert: Path, tmp_path: Path):
     backbone = create_backbone(f"hf:{tiny_bert}")
     with caching(tmp_path):

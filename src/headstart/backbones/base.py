@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from headstart.backbones.deferred import DeferredModule, memoised_fingerprint
-from headstart.backbones.engine import ExtractionEngine
+from headstart.backbones.engine import ExtractionEngine, OnnxEngine
 from headstart.backbones.preprocess import PREPROCESSING as PREPROCESSING
 from headstart.backbones.preprocess import ImagePreprocess as ImagePreprocess
 from headstart.backbones.preprocess import Preprocess
@@ -64,6 +64,8 @@ class Backbone(ABC):
     trainable: bool = True
     #: Where frozen features are computed, for families that can export to ONNX Runtime (set by them).
     extraction_engine: ExtractionEngine | None = None
+    #: Batches the ONNX Runtime engine runs at once (see :class:`~headstart.backbones.engine.OnnxEngine`).
+    onnx_concurrent_runs: int = 1
 
     @property
     def module(self) -> nn.Module:
@@ -261,9 +263,9 @@ class Backbone(ABC):
         out = np.empty((count, self.feature_dim), dtype=np.float32)
         done = 0
         with torch.inference_mode():
-            for batch in track(batches, total=total, unit="batches", description=self.progress_description(label),
+            features = run.run_all(batches) if isinstance(run, OnnxEngine) else map(run, batches)
+            for feats in track(features, total=total, unit="batches", description=self.progress_description(label),
                                enabled=progress):
-                feats = run(batch)
                 out[done:done + len(feats)] = feats
                 done += len(feats)
         return out

@@ -64,6 +64,9 @@ class TransformerTextBackbone(Backbone):
     """
 
     modality = "text"
+    # Measured on WordNet glosses (about 14 tokens), 2 cores: two single-threaded runs gave 1.17x the texts per
+    # second of one run on two threads (benchmarks/feature_extraction.py).
+    onnx_concurrent_runs = 2
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, *, ref: str,
                  pooling: str = "mean", normalize: bool = False, preprocess: TextPreprocess | None = None,
@@ -120,7 +123,8 @@ class TransformerTextBackbone(Backbone):
             example = self.collate(_PARITY_TEXTS)
             return OnnxEngine(_PooledEncoder(self, list(example)), example, key=key,
                               dynamic={name: {1: "sequence"} for name in example},
-                              int8=self.extraction_engine.engine == "int8", progress=progress)
+                              int8=self.extraction_engine.engine == "int8",
+                              concurrent_runs=self.onnx_concurrent_runs, progress=progress)
 
         return self.extraction_engine.session(self, build) or self._torch_features
 

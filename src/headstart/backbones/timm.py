@@ -150,8 +150,8 @@ class TimmBackbone(Backbone):
         def build(key: str) -> OnnxEngine:
             # Random pixels (seeded) rather than zeros, so the parity check compares features that vary.
             example = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
-            return OnnxEngine(self.module, example, key=key,
-                              int8=self.extraction_engine.engine == "int8", progress=progress)
+            return OnnxEngine(self.module, example, key=key, int8=self.extraction_engine.engine == "int8",
+                              concurrent_runs=self.onnx_concurrent_runs, progress=progress)
 
         return self.extraction_engine.session(self, build) or self._torch_features
 
