@@ -75,6 +75,9 @@ class TinyTextBackbone(Backbone):
         input_ids = torch.tensor([i + [0] * (width - len(i)) for i in ids])
         return {"input_ids": input_ids, "attention_mask": (input_ids != 0).long()}
 
+    def input_lengths(self, items: Sequence[str]) -> np.ndarray:
+        return np.array([1 + len(text[:38]) for text in items])
+
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         hidden = self.module(**batch).last_hidden_state
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)

@@ -113,6 +113,11 @@ class Backbone(ABC):
                 augmentation presets built on the same preprocessing (images; text backbones ignore it).
         """
 
+    def input_lengths(self, items: Sequence[Any]) -> np.ndarray | None:
+        """How long each example's input is once collated (tokens), for batching examples of similar length
+        together; ``None`` where inputs have one size (images)."""
+        return None
+
     @abstractmethod
     def forward(self, batch: Any) -> torch.Tensor:
         """Features ``[batch, feature_dim]`` for a collated batch; differentiable (used by fine-tuning)."""

@@ -89,6 +89,10 @@ class TransformerTextBackbone(Backbone):
         ignored."""
         return dict(self._tokenize(items, padding=True, return_tensors="pt"))
 
+    def input_lengths(self, items: Sequence[str]) -> np.ndarray:
+        """Token counts of ``items`` after truncation (special tokens included)."""
+        return np.array([len(ids) for ids in self._tokenize(items)["input_ids"]], dtype=np.int64)
+
     def _tokenize(self, items: Sequence[str], **options: Any) -> Any:
         """The tokenizer's encoding of ``items`` as the preprocessing says (lowercased if asked, truncated to
         ``preprocess.max_length``), with the tokenizer's other ``options``."""

@@ -62,6 +62,9 @@ class TrainingConfig(StrategyConfig):
     schedule: ScheduleName = Field("cosine", description="Learning-rate schedule per stage: 'cosine' (warmup "
                                    "then cosine decay), 'onecycle' or 'constant' (after warmup).")
     warmup: float = Field(0.1, ge=0, lt=1, description="Fraction of each stage's steps spent warming up.")
+    group_by_length: bool = Field(True, description="Batch training texts of similar token counts together "
+                                  "(each batch is padded to its longest text, so this saves the padding's "
+                                  "compute); images have one size and ignore it.")
     loader_workers: int = Field(0, ge=0, description="Processes that decode and augment the next batches while "
                                 "the current one trains (PyTorch DataLoader workers); 0 does it in between steps. "
                                 "Worth it where the CPU is idle while a GPU trains; on a CPU-only machine they "

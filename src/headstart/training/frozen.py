@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
@@ -58,12 +59,14 @@ class FrozenFeatures:
         self.train, self.train_labels = features(train_data, "train"), torch.from_numpy(train_data.labels)
         self.val = None if val_data is None else (features(val_data, "validation"), torch.from_numpy(val_data.labels))
 
-    def loader(self, batch_size: int, *, seed: int) -> tuple[DataLoader, DistributedSampler]:
-        """Shuffled ``(features, labels)`` batches, drawn in the order the backbone path draws examples."""
+    def loader(self, batch_size: int, *, seed: int, lengths: np.ndarray | None = None
+               ) -> tuple[DataLoader, DistributedSampler]:
+        """Shuffled ``(features, labels)`` batches, drawn in the order the backbone path draws examples (given
+        the same input ``lengths``, :func:`~headstart.training.batches.grouping_lengths`)."""
         def collate(indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
             return self.train[indices], self.train_labels[indices]
 
-        return shuffled_batches(len(self.train), collate, batch_size, seed=seed, rank=0, world=1)
+        return shuffled_batches(len(self.train), collate, batch_size, seed=seed, rank=0, world=1, lengths=lengths)
 
     def validate(self, head: torch.nn.Module) -> dict[str, Any]:
         """Validation loss and accuracy of ``head`` on the cached validation features (there must be some)."""

@@ -26,7 +26,7 @@ from headstart.backbones.base import Backbone
 from headstart.backbones.engine import tune_runtime
 from headstart.data.base import Dataset
 from headstart.progress import note
-from headstart.training.batches import train_loader
+from headstart.training.batches import grouping_lengths, train_loader
 from headstart.training.callbacks import default_callbacks
 from headstart.training.checkpoint import (
     CHECKPOINT_DIR,
@@ -169,7 +169,8 @@ class TrainingLoop:
         frozen = self._frozen_features(stage)
         if frozen is not None:  # the head alone, on features computed once
             model: nn.Module = self.net.head
-            loader, sampler = frozen.loader(self.config.batch_size, seed=self.context.seed)
+            loader, sampler = frozen.loader(self.config.batch_size, seed=self.context.seed,
+                                            lengths=grouping_lengths(self.train_data, self.net.backbone, self.config))
         else:
             # DDP only synchronises parameters that required grad when it was built, so each stage wraps anew;
             # accelerate's autocast patch of the previous wrapping is undone first so it does not nest.
