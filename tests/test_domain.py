@@ -17,6 +17,7 @@ from headstart.cli import main
 from headstart.data import Dataset
 from headstart.data.unlabeled import load_unlabeled
 from headstart.errors import ConfigError, DataError
+from headstart.reports.study import compare_report
 from headstart.shift import proxy_a_distance, shift_reading
 from headstart.strategies.adabn import batch_norms, reestimate_batch_norm
 from headstart.strategies.coral import coral_align
@@ -259,6 +260,40 @@ def test_compare_measures_every_strategy_on_the_target_test_set_beside_the_sourc
     assert on_target["linear"] < 0.5 < on_source["linear"], (on_target, on_source)
     assert on_target["adabn"] > 0.9 and on_target["coral"] > 0.9, on_target
     assert json.loads(json.dumps(result.to_dict()))["target"]["shift"]["pad"] == result.target["shift"]["pad"]
+
+
+class ContrastBlindBackbone(TinyImageBackbone):
+    """The tiny backbone on images standardised one by one: a contrast change is invisible to it."""
+
+    ref = "test-tiny-image-contrast-blind"
+
+    def collate(self, items, *, augment: str = "off") -> torch.Tensor:
+        batch = super().collate(items, augment=augment)
+        return (batch - batch.mean(dim=(1, 2, 3), keepdim=True)) / (batch.std(dim=(1, 2, 3), keepdim=True) + 1e-6)
+
+
+def test_compare_measures_the_shift_with_every_backbone() -> None:
+    first, blind = TinyImageBackbone(), ContrastBlindBackbone()
+    result = headstart.compare(color_images(90), strategies=["linear"], shots=[10], seeds=1,
+                               backbone=[first, blind], target=low_contrast(color_images(60, seed=1)),
+                               settings={"c_values": 2, "folds": 2}, progress=False)
+    shifts = result.target["shifts"]
+    assert [shift["backbone"] for shift in shifts] == [first.ref, blind.ref]
+    # Measured: PAD 2.0 with the plain backbone's features, 0.0 once every image is standardised.
+    assert [shift["reading"] for shift in shifts] == ["large", "little"], shifts
+    assert blind.ref in shifts[1]["summary"] and result.target["shift"]["pad"] == shifts[0]["pad"]
+    assert json.loads(json.dumps(result.to_dict()))["target"]["shifts"] == shifts
+    section = compare_report(result).split("<h2>Target domain</h2>")[1].split("<h2>")[0]
+    assert first.ref in section and blind.ref in section and "little" in section and "large" in section
+
+
+def test_the_report_reads_a_target_entry_from_before_shifts_per_backbone() -> None:
+    result = headstart.compare(color_images(40), strategies=["linear"], shots=[4], seeds=1,
+                               backbone=TinyImageBackbone(), target=low_contrast(color_images(20, seed=1)),
+                               settings={"c_values": 2, "folds": 2}, progress=False)
+    assert len(result.target["shifts"]) == 1
+    del result.target["shifts"]
+    assert result.target["shift"]["summary"] in compare_report(result)
 
 
 def test_compare_refuses_an_adapting_strategy_without_a_target_before_any_run() -> None:

@@ -55,6 +55,23 @@ def test_compare_puts_hub_transfer_own_source_transfer_and_scratch_on_one_curve(
     assert own in study["backbone"] and tiny_timm_ref in study["backbone"]
 
 
+def test_compare_with_a_target_shows_the_shift_for_each_backbone(source_model: Path, tiny_timm_ref: str,
+                                                                  tmp_path: Path) -> None:
+    data = write_image_folder(tmp_path / "data", per_class=6)
+    target = write_image_folder(tmp_path / "target", per_class=4, seed=7)
+    own = f"ckpt:{source_model}"
+    printed = run("compare", str(data), "--strategies", "linear", "--backbones", f"{tiny_timm_ref},{own}",
+                  "--shots", "2", "--seeds", "1", "--image-size", "32", "--target", str(target), "--target-test",
+                  str(target), "--out", str(tmp_path / "study"), "--quiet")
+    study = json.loads((tmp_path / "study" / "compare.json").read_text())
+    shifts = study["target"]["shifts"]
+    assert [shift["backbone"] for shift in shifts] == [tiny_timm_ref, own]
+    assert all(shift["summary"] in printed for shift in shifts), printed
+    assert all(shift["reading"] in ("little", "moderate", "large") for shift in shifts)
+    report = (tmp_path / "study" / "report.html").read_text()
+    assert own in report.split("<h2>Target domain</h2>")[1].split("<h2>")[0]
+
+
 def test_the_same_backbone_twice_is_refused(tiny_timm_ref: str, image_folder: Path) -> None:
     with pytest.raises(ConfigError, match="twice"):
         headstart.compare(image_folder, strategies=["linear"], shots=[2], seeds=1,

@@ -44,7 +44,7 @@ from headstart.cli.app import (
 from headstart.reports import ranking_rows
 from headstart.studies import SIZE_LABEL, CompareResult, RunRecord, SkippedRun
 from headstart.studies.records import SummaryRow
-from headstart.studies.target_domain import TARGET_ACCURACY
+from headstart.studies.target_domain import TARGET_ACCURACY, target_shifts
 from headstart.studies.tradeoff import tradeoff_message
 
 
@@ -157,10 +157,11 @@ def compare(
 
 
 def _print_compare(result: CompareResult, max_time: float | None, out_dir: Path | None) -> None:
-    """The shift (with a target domain), the accuracy table, then the conclusions: savings, gains, verdicts,
-    notes, skipped runs."""
+    """The shift per backbone (with a target domain), the accuracy table, then the conclusions: savings, gains,
+    verdicts, notes, skipped runs."""
     if result.target is not None:
-        out.print(shown(result.target["shift"]["summary"]), highlight=False, soft_wrap=True)
+        for shift in target_shifts(result.target):
+            out.print(shown(shift["summary"]), highlight=False, soft_wrap=True)
         for note in result.target["notes"]:
             out.print(f"[yellow]note:[/] {shown(note)}", highlight=False, soft_wrap=True)
     if result.target_summary:

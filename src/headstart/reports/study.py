@@ -9,7 +9,7 @@ from typing import Any
 from headstart.reports.html import cards, figure, page, table, write_report
 from headstart.reports.plots import learning_curve_plot, tradeoff_plot
 from headstart.studies import SIZE_LABEL, CompareResult
-from headstart.studies.target_domain import TARGET_ACCURACY
+from headstart.studies.target_domain import TARGET_ACCURACY, target_shifts
 from headstart.studies.tradeoff import tradeoff_message
 
 
@@ -74,7 +74,7 @@ def _target_section(result: CompareResult) -> str:
     strategy's accuracy on it beside its accuracy on the source test set."""
     target = result.target or {}
     notes = "".join(f"<p class='warn'>{html.escape(note)}</p>" for note in target.get("notes", []))
-    section = f"<h2>Target domain</h2><p>{html.escape(target['shift']['summary'])}.</p>{notes}"
+    section = f"<h2>Target domain</h2>{_shift_part(target_shifts(target))}{notes}"
     if not result.target_summary:
         return section
     source = {(r.strategy, r.size): r for r in result.summary}
@@ -83,6 +83,16 @@ def _target_section(result: CompareResult) -> str:
         ["strategy", SIZE_LABEL, "seeds", "target test", "target std", "source test", "source std"],
         [[r.strategy, f"{r.size:g}", r.n_seeds, r.mean, r.std, source[(r.strategy, r.size)].mean,
           source[(r.strategy, r.size)].std] for r in result.target_summary])
+
+
+def _shift_part(shifts: list[dict[str, Any]]) -> str:
+    """The shift as one sentence for one backbone, or a table with a row per backbone for several."""
+    if len(shifts) == 1:
+        return f"<p>{html.escape(shifts[0]['summary'])}.</p>"
+    return ("<p>Domain shift from the training data to the target as each backbone's frozen features see it "
+            "(proxy A-distance: below 0.5 little, below 1.5 moderate, else large).</p>" + table(
+                ["backbone", "proxy A-distance", "shift", "domain classifier error", "examples per domain"],
+                [[s["backbone"], s["pad"], s["reading"], s["domain_error"], s["n_per_domain"]] for s in shifts]))
 
 
 def write_compare_report(folder: str | Path, result: CompareResult) -> Path:

@@ -96,7 +96,7 @@ def _merged(parts: list[CompareResult], refs: list[str], seconds: float) -> Comp
     """The backbones' studies as one, concluded anew over all contenders (labelled as :func:`contender` says)."""
     first = parts[0]
     merged = CompareResult(first.source, ", ".join(refs), [], first.sizes, first.n_test, first.test_source,
-                           target=first.target)  # the shift as the first backbone sees it
+                           target=_merged_target(parts))
     for part, ref in zip(parts, refs, strict=False):
         merged.strategies += [contender(s, ref) for s in part.strategies]
         merged.records += [_relabel(record, ref) for record in part.records]
@@ -106,3 +106,12 @@ def _merged(parts: list[CompareResult], refs: list[str], seconds: float) -> Comp
     conclude(merged)
     merged.seconds = round(seconds, 2)
     return merged
+
+
+def _merged_target(parts: list[CompareResult]) -> dict[str, Any] | None:
+    """The first backbone's ``target`` entry with every backbone's shift under ``shifts``, in backbone order
+    (``shift`` stays the first backbone's, as a one-backbone study has it)."""
+    first = parts[0].target
+    if first is None:
+        return None
+    return first | {"shifts": [shift for part in parts if part.target is not None for shift in part.target["shifts"]]}

@@ -167,8 +167,9 @@ class CompareResult:
         verdicts: Negative-transfer verdict of each transfer strategy against ``scratch``.
         savings: How few labels each transfer strategy needs to match ``scratch`` on all the data.
         tradeoff: Each strategy's accuracy against how much of the source backbone it kept (largest size).
-        target: With a target domain: its sources and sizes and the shift from the training data
-            (:func:`~headstart.studies.target_domain.describe_target`); else ``None``.
+        target: With a target domain: its sources and sizes and the shift from the training data as each
+            backbone sees it, under ``shifts`` (:func:`~headstart.studies.target_domain.describe_target`; ``shift``
+            is the first backbone's); else ``None``.
         target_summary: Mean ± std target test accuracy per strategy and size (with a labeled target test set).
         notes: What could not be concluded, and why.
         seconds: Wall-clock time of the whole study.

@@ -1,6 +1,7 @@
 """A study with a target domain: every run sees the unlabeled target data (which ``adabn``, ``coral`` and ``dann``
 adapt to) and is measured on the labeled target test set too, next to the source test set; the shift between
-the source training data and the target is measured once, before the first run.
+the source training data and the target is measured once per backbone, before that backbone's first run (each
+backbone's own features tell the domains apart more or less easily).
 
 So ``compare --strategies linear,adabn,coral --target ... --target-test ...`` shows source-only (``linear``)
 against each adaptation on the target test set in one table.
@@ -46,19 +47,29 @@ def describe_target(backbone: Backbone, train: Dataset, target: TargetData, cach
     """What the study's ``target`` entry says: the target's sources and sizes, the shift from ``train`` as
     ``backbone`` sees it (measured on the unlabeled target, else on the test set's examples without their
     labels, as ``fit`` does) and what loading the target ignored (``notes``); the shift and the notes are
-    printed now, before the first run."""
+    printed now, before the first run.
+
+    The shift is under ``shifts`` (a list of one, naming ``backbone``, which a several-backbone study extends
+    with each backbone's) and, as before, under ``shift``."""
     for line in target.notes:
         note(f"note: {line}", enabled=progress)
     seen = target.unlabeled if target.unlabeled is not None else target.test
     shift = measure_shift(backbone, train, seen, cache=cache, progress=progress, seed=seed)
     note(shift["summary"], enabled=progress)
     described: dict[str, Any] = {"n_unlabeled": 0 if target.unlabeled is None else len(target.unlabeled),
-                                 "shift": shift, "notes": list(target.notes)}
+                                 "shift": shift, "shifts": [{"backbone": backbone.ref, **shift}],
+                                 "notes": list(target.notes)}
     if target.unlabeled is not None:
         described["source"] = target.unlabeled.source
     if target.test is not None:
         described |= {"test_source": target.test.source, "n_test": len(target.test)}
     return described
+
+
+def target_shifts(target: dict[str, Any]) -> list[dict[str, Any]]:
+    """The shift per backbone of a study's ``target`` entry; an entry written before shifts were measured per
+    backbone has one ``shift``, as the study's first backbone saw it (its ``backbone`` key is then absent)."""
+    return target.get("shifts") or [target["shift"]]
 
 
 def target_metrics(metrics: dict[str, Any]) -> dict[str, float]:
