@@ -100,7 +100,7 @@ def compare(data: str | Path | DataSplits | Dataset, *, strategies: Sequence[str
             path_column, allow_outside_paths, track: As for :func:`fit` (tracked: one child run per run).
         progress: Show the embedding of the data and each run's training as they go.
         target, target_test: As for :func:`fit`: every run sees ``target`` and is measured on ``target_test`` too
-            (``result.target_summary``); the shift is measured once (``result.target``).
+            (``result.target_summary``); the shift is measured once per backbone (``result.target["shifts"]``).
 
     Returns:
         A :class:`~headstart.studies.runner.CompareResult`.
