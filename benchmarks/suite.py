@@ -304,12 +304,17 @@ def views_table(rows: list[dict]) -> dict:
         paired = 100 * np.subtract(by[views]["accuracy_per_seed"], by["none"]["accuracy_per_seed"])
         return f"{paired.mean():+.1f} ± {paired.std(ddof=1):.1f}"
 
+    def cells_of(by: dict, views: list[str], show: Callable[[dict, str], str]) -> list[str]:
+        return [show(by, v) if v in by else "—" for v in views]  # "—": the task was not run under that setting
+
     columns = ["task", "per class", *(f"accuracy {v}" for v in settings), *(f"gain {v}" for v in others),
                *(f"macro F1 {v}" for v in settings), *(f"ECE {v}" for v in settings),
                *(f"feature CPU s {v}" for v in settings)]
-    body = [[task, str(size), *(f"{100 * by[v]['accuracy']:.1f} ± {100 * by[v]['accuracy_std']:.1f}" for v in settings),
-             *(gain(by, v) for v in others), *(f"{100 * by[v]['macro_f1']:.1f}" for v in settings),
-             *(f"{by[v]['ece']:.3f}" for v in settings), *(f"{by[v]['feature_cpu_seconds']:.0f}" for v in settings)]
+    body = [[task, str(size),
+             *cells_of(by, settings, lambda b, v: f"{100 * b[v]['accuracy']:.1f} ± {100 * b[v]['accuracy_std']:.1f}"),
+             *cells_of(by, others, gain), *cells_of(by, settings, lambda b, v: f"{100 * b[v]['macro_f1']:.1f}"),
+             *cells_of(by, settings, lambda b, v: f"{b[v]['ece']:.3f}"),
+             *cells_of(by, settings, lambda b, v: f"{b[v]['feature_cpu_seconds']:.0f}")]
             for (task, _, size), by in cells.items()]
     return {"columns": columns, "rows": body}
 
