@@ -20,7 +20,14 @@ by the log loss after a temperature fitted per C, the temperature folded into th
 exercised here: fine-tuning on CPU for 60 runs is out of this suite's budget). Seconds are head fitting only;
 feature extraction, shared by all, is listed per task.
 
+Test-time views of the image features (:mod:`headstart.backbones.views`): ``--views none,flip,flip+crops`` runs
+each image task once per setting on the same samples, extraction timed in CPU seconds after a warm-up batch (the
+ONNX export is not counted) from the ``--cache`` given (a fresh folder, so every setting is computed), and the
+table compares the linear probe across them (paired gains over the same samples)::
+
     OMP_NUM_THREADS=1 python benchmarks/suite.py
+    OMP_NUM_THREADS=1 python benchmarks/suite.py --tasks digits,fashion-mnist-mini,fashion-mnist \
+        --views none,flip,flip+crops --cache /tmp/suite-views --json benchmarks/results/suite_views.json
 """
 
 from __future__ import annotations
@@ -39,7 +46,8 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 import headstart
-from headstart.backbones import FeatureCache, build_backbone, extract_features
+from headstart.backbones import BACKBONES, FeatureCache, build_backbone, extract_features
+from headstart.backbones.features import cache_scope
 from headstart.data import Dataset, from_arrays, load_dataset
 from headstart.data.reference import load_fashion_mnist, load_fsdd, load_wordnet_supersenses
 from headstart.errors import HeadstartError
@@ -172,13 +180,16 @@ def sample(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
                                    for k in np.unique(labels)]))
 
 
-def run_task(task: Task, cache: FeatureCache) -> list[dict]:
+def run_task(task: Task, cache: FeatureCache, views: str = "none") -> list[dict]:
     pool, test = task.load()
-    backbone = build_backbone(task.backbone, image_size=task.image_size)
-    started = time.perf_counter()
+    backbone = build_backbone(task.backbone, image_size=task.image_size,
+                              preprocess={"views": views} if views != "none" else None)
+    if cache.load(backbone, pool) is None:  # to be computed: the ONNX export and session are not extraction time
+        backbone.embed(pool.items[:2])
+    started, cpu_started = time.perf_counter(), time.process_time()
     pool_x = extract_features(backbone, pool, cache=cache, label="pool")
     test_x = extract_features(backbone, test, cache=cache, label="test")
-    feature_seconds = time.perf_counter() - started
+    feature_seconds, feature_cpu = time.perf_counter() - started, time.process_time() - cpu_started
     rows = []
     for size in task.sizes:
         per_seed: dict[str, list[dict]] = {name: [] for name in STRATEGIES}
@@ -191,37 +202,84 @@ def run_task(task: Task, cache: FeatureCache) -> list[dict]:
                                        "seconds": seconds})
         for name, values in per_seed.items():
             row = {"task": task.name, "backbone": task.backbone, "per_class": size, "strategy": name,
-                   "n_test": len(test), "feature_seconds": round(feature_seconds, 1)}
+                   "views": views, "n_test": len(test), "feature_seconds": round(feature_seconds, 1),
+                   "feature_cpu_seconds": round(feature_cpu, 1)}
             for key in ("accuracy", "macro_f1", "ece", "seconds"):
                 series = np.array([v[key] for v in values])
                 row[key], row[f"{key}_std"] = float(series.mean()), float(series.std(ddof=1))
+            row["accuracy_per_seed"] = [v["accuracy"] for v in values]
             rows.append(row)
-        print(f"{task.name} ({task.backbone}) {size}/class: " + ", ".join(
+        print(f"{task.name} ({task.backbone}, views {views}) {size}/class: " + ", ".join(
             f"{r['strategy']} {r['accuracy']:.3f}" for r in rows[-len(STRATEGIES):]), flush=True)
     return rows
 
 
+def _views(row: dict) -> str:
+    return row.get("views", "none")  # rows of runs from before views existed
+
+
 def summary(rows: list[dict]) -> dict:
-    """Per task and size: the best fixed strategy, auto's gap to it and to the peer; median ECE per strategy."""
+    """Per task and size: the best fixed strategy, auto's gap to it and to the peer; median ECE per strategy (on
+    single-view features); with several views settings, how the linear probe fares under each."""
     groups: dict[tuple, dict[str, dict]] = {}
     for r in rows:
-        groups.setdefault((r["task"], r["backbone"], r["per_class"]), {})[r["strategy"]] = r
+        groups.setdefault((r["task"], r["backbone"], r["per_class"], _views(r)), {})[r["strategy"]] = r
     gaps = []
     for key, by in groups.items():
         fixed = {n: by[n]["accuracy"] for n in STRATEGIES[1:-1]}
         best = max(fixed, key=fixed.get)
-        gaps.append({"task": key[0], "backbone": key[1], "per_class": key[2], "best_fixed": best,
+        gaps.append({"task": key[0], "backbone": key[1], "per_class": key[2], "views": key[3], "best_fixed": best,
                      "auto_minus_best_fixed": by["auto"]["accuracy"] - fixed[best],
                      "auto_minus_peer": by["auto"]["accuracy"] - by["LogisticRegression()"]["accuracy"],
                      "linear_minus_peer": by["linear"]["accuracy"] - by["LogisticRegression()"]["accuracy"]})
-    return {"per_task": gaps,
-            "worst_auto_minus_best_fixed": min(g["auto_minus_best_fixed"] for g in gaps),
-            "mean_auto_minus_peer": float(np.mean([g["auto_minus_peer"] for g in gaps])),
-            "mean_linear_minus_peer": float(np.mean([g["linear_minus_peer"] for g in gaps])),
-            "median_ece": {n: float(np.median([r["ece"] for r in rows if r["strategy"] == n])) for n in STRATEGIES}}
+    single = [r for r in rows if _views(r) == "none"]
+    result = {"per_task": gaps,
+              "worst_auto_minus_best_fixed": min(g["auto_minus_best_fixed"] for g in gaps),
+              "mean_auto_minus_peer": float(np.mean([g["auto_minus_peer"] for g in gaps])),
+              "mean_linear_minus_peer": float(np.mean([g["linear_minus_peer"] for g in gaps])),
+              "median_ece": {n: float(np.median([r["ece"] for r in single if r["strategy"] == n]))
+                             for n in STRATEGIES}}
+    if len({_views(r) for r in rows}) > 1:
+        result["views"] = views_summary(rows)
+    return result
+
+
+def _linear_by_views(rows: list[dict]) -> dict[tuple, dict[str, dict]]:
+    """The linear probe's rows of the tasks run under several views settings: (task, backbone, size) -> views
+    -> row."""
+    cells: dict[tuple, dict[str, dict]] = {}
+    for r in rows:
+        if r["strategy"] == "linear":
+            cells.setdefault((r["task"], r["backbone"], r["per_class"]), {})[_views(r)] = r
+    return {key: by for key, by in cells.items() if len(by) > 1}
+
+
+def views_summary(rows: list[dict]) -> dict:
+    """Per views setting against none, over the image cells: the linear probe's mean paired accuracy gain (the
+    same samples per seed), the mean seed spread it is to beat, mean macro F1 and ECE, and the extraction
+    CPU-time ratio."""
+    cells = _linear_by_views(rows)
+    settings = sorted({v for by in cells.values() for v in by}, key=["none", "flip", "flip+crops"].index)
+    out = {}
+    for views in settings:
+        present = [by for by in cells.values() if views in by]
+        gains = [np.subtract(by[views]["accuracy_per_seed"], by["none"]["accuracy_per_seed"]) for by in present]
+        out[views] = {"mean_accuracy": float(np.mean([by[views]["accuracy"] for by in present])),
+                      "mean_macro_f1": float(np.mean([by[views]["macro_f1"] for by in present])),
+                      "mean_ece": float(np.mean([by[views]["ece"] for by in present])),
+                      "mean_gain_over_none": float(np.mean(gains)),
+                      "mean_seed_std": float(np.mean([by[views]["accuracy_std"] for by in present])),
+                      "cells_gaining": int(sum(g.mean() > 0 for g in gains)), "cells": len(present),
+                      "feature_cpu_ratio_to_none": float(
+                          np.mean([by[views]["feature_cpu_seconds"] / by["none"]["feature_cpu_seconds"]
+                                   for by in present]))}
+    return out
 
 
 def readme_table(rows: list[dict]) -> dict:
+    """The strategies side by side; for a run under several views settings, the views side by side."""
+    if len({_views(r) for r in rows}) > 1:
+        return views_table(rows)
     table: dict[tuple, dict[str, dict]] = {}
     for r in rows:
         table.setdefault((r["task"], r["backbone"], r["per_class"]), {})[r["strategy"]] = r
@@ -235,12 +293,42 @@ def readme_table(rows: list[dict]) -> dict:
                      for (task, backbone, size), by in table.items()]}
 
 
+def views_table(rows: list[dict]) -> dict:
+    """The linear probe under each views setting: accuracy (and its paired gain over none), macro F1 and ECE per
+    task and size, and the feature extraction CPU seconds."""
+    cells = _linear_by_views(rows)
+    settings = sorted({v for by in cells.values() for v in by}, key=["none", "flip", "flip+crops"].index)
+    others = [v for v in settings if v != "none"]
+
+    def gain(by: dict, views: str) -> str:
+        paired = 100 * np.subtract(by[views]["accuracy_per_seed"], by["none"]["accuracy_per_seed"])
+        return f"{paired.mean():+.1f} ± {paired.std(ddof=1):.1f}"
+
+    def cells_of(by: dict, views: list[str], show: Callable[[dict, str], str]) -> list[str]:
+        return [show(by, v) if v in by else "—" for v in views]  # "—": the task was not run under that setting
+
+    columns = ["task", "per class", *(f"accuracy {v}" for v in settings), *(f"gain {v}" for v in others),
+               *(f"macro F1 {v}" for v in settings), *(f"ECE {v}" for v in settings),
+               *(f"feature CPU s {v}" for v in settings)]
+    body = [[task, str(size),
+             *cells_of(by, settings, lambda b, v: f"{100 * b[v]['accuracy']:.1f} ± {100 * b[v]['accuracy_std']:.1f}"),
+             *cells_of(by, others, gain), *cells_of(by, settings, lambda b, v: f"{100 * b[v]['macro_f1']:.1f}"),
+             *cells_of(by, settings, lambda b, v: f"{b[v]['ece']:.3f}"),
+             *cells_of(by, settings, lambda b, v: f"{b[v]['feature_cpu_seconds']:.0f}")]
+            for (task, _, size), by in cells.items()]
+    return {"columns": columns, "rows": body}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", default="", help="comma-separated task names to run (default: all)")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "suite.json")
     parser.add_argument("--combine", default="", help="comma-separated JSON files of earlier runs (e.g. of task "
                                                       "subsets run side by side) to merge into --json; runs nothing")
+    parser.add_argument("--views", default="none", help="comma-separated test-time views settings the image tasks "
+                                                        "run under (none, flip, flip+crops)")
+    parser.add_argument("--cache", type=Path, default=None, help="feature cache folder (default: headstart's); "
+                                                                 "a fresh one times every extraction")
     args = parser.parse_args()
     if args.combine:
         parts = [json.loads(Path(p).read_text(encoding="utf-8")) for p in args.combine.split(",")]
@@ -257,17 +345,21 @@ def main() -> None:
         return
     torch.set_num_threads(1)
     load_before, started = os.getloadavg(), time.perf_counter()
-    cache = FeatureCache.from_option(True)
+    cache = FeatureCache(args.cache)
     rows, skipped = [], []
     for task in TASKS:
         if args.tasks and task.name not in args.tasks.split(","):
             continue
-        try:
-            rows += run_task(task, cache)
-        except (HeadstartError, FileNotFoundError) as err:
-            skipped.append(f"{task.name} ({task.backbone}): {err}")
-            print(f"skipped {task.name} ({task.backbone}): {err}", flush=True)
-        write(args.json, rows, skipped, load_before, started)  # after each task: a stopped run keeps its tasks
+        image = BACKBONES.get(task.backbone).modality == "image"
+        for views in args.views.split(",") if image else ["none"]:
+            try:
+                with cache_scope(cache):  # exported ONNX graphs go there too
+                    rows += run_task(task, cache, views)
+            except (HeadstartError, FileNotFoundError) as err:
+                skipped.append(f"{task.name} ({task.backbone}): {err}")
+                print(f"skipped {task.name} ({task.backbone}): {err}", flush=True)
+                break
+            write(args.json, rows, skipped, load_before, started)  # after each task: a stopped run keeps its tasks
     print(json.dumps(summary(rows), indent=2))
 
 

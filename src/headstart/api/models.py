@@ -62,7 +62,7 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
         calibrate: Fit a softmax temperature on the validation split (carved from the training data when there
             is none) so confidences match accuracy; ECE before and after is in ``metrics["calibration"]``.
         image_size, preprocess: An image backbone's input size (pixels, or ``"auto"``: 128 when every training
-            image is much smaller), other preprocessing settings (``{"max_seconds": 10}``); saved with the model.
+            image is much smaller), other settings (``{"views": "flip"}``, ``{"max_seconds": 10}``), saved with it.
         skip_bad_files: Skip unusable files (unreadable images; unreadable, empty, silent, too short or too long
             audio; listed in the metrics) instead of failing. ``skip_bad_images`` is its deprecated name.
         text_column, label_column, path_column, allow_outside_paths: How tables are read: column names when

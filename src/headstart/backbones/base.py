@@ -259,10 +259,12 @@ class Backbone(ABC):
         batches = (self.collate(batch) for batch in self.batches(items, batch_size))
         return self.extract(batches, len(items), -(-len(items) // batch_size), progress=progress, label=label)
 
-    def extract(self, batches: Iterable[Any], count: int, total: int, *, progress: bool = False, label: str = ""
-                ) -> np.ndarray:
+    def extract(self, batches: Iterable[Any], count: int, total: int, *, progress: bool = False, label: str = "",
+                views: int = 1) -> np.ndarray:
         """Frozen features ``[count, feature_dim]`` of already collated ``batches`` (``total`` of them, holding
-        ``count`` examples in all), in evaluation mode, through the engine in effect (:meth:`extraction`)."""
+        ``count`` examples in all), in evaluation mode, through the engine in effect (:meth:`extraction`).
+        With ``views`` above 1, each example fills that many consecutive rows of a batch (test-time views,
+        :mod:`headstart.backbones.views`) and its features are their mean."""
         self.module.eval()
         run = self.extraction(progress)
         out = np.empty((count, self.feature_dim), dtype=np.float32)
@@ -271,6 +273,8 @@ class Backbone(ABC):
             features = run.run_all(batches) if isinstance(run, OnnxEngine) else map(run, batches)
             for feats in track(features, total=total, unit="batches", description=self.progress_description(label),
                                enabled=progress):
+                if views > 1:
+                    feats = feats.reshape(-1, views, feats.shape[-1]).mean(axis=1)
                 out[done:done + len(feats)] = feats
                 done += len(feats)
         return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar, get_args
 
 import pydantic
 
@@ -41,6 +41,9 @@ def register_preprocessing(cls: type[P]) -> type[P]:
 
 # Pillow resampling filters timm's transforms accept by name.
 _INTERPOLATIONS = ("bicubic", "bilinear", "nearest", "lanczos", "box", "hamming")
+#: Test-time views an image's frozen features can be averaged over (see :mod:`headstart.backbones.views`).
+ImageViews = Literal["none", "flip", "flip+crops"]
+IMAGE_VIEWS: tuple[str, ...] = get_args(ImageViews)
 # Saved inputs larger than this are a damaged or edited file, not a model (4096 px is already 200 MB a batch item).
 _LARGEST_INPUT = 4096
 
@@ -56,6 +59,9 @@ class ImagePreprocess:
         interpolation: ``"bicubic"``, ``"bilinear"`` or ``"nearest"``.
         mean: Per-channel mean subtracted after scaling pixels to [0, 1].
         std: Per-channel standard deviation divided by after that.
+        views: What frozen features are averaged over (:mod:`headstart.backbones.views`): ``"none"`` the
+            centre crop only; ``"flip"`` it and its mirror image; ``"flip+crops"`` the centre and four corner
+            crops and their mirror images (ten views, ten times the extraction time).
     """
 
     input_size: int = 224
@@ -63,6 +69,7 @@ class ImagePreprocess:
     interpolation: str = "bicubic"
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    views: ImageViews = "none"
     kind: Literal["image"] = "image"
 
     def __post_init__(self) -> None:
@@ -74,10 +81,16 @@ class ImagePreprocess:
             raise ConfigError("image preprocessing needs crop_pct in (0, 1], a finite mean and a std above 0")
         if self.interpolation not in _INTERPOLATIONS:
             raise ConfigError(f"interpolation {self.interpolation!r} is not one of {', '.join(_INTERPOLATIONS)}")
+        if self.views not in IMAGE_VIEWS:
+            raise ConfigError(f"views {self.views!r} is not one of {', '.join(IMAGE_VIEWS)}")
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return asdict(self)
+        """JSON-ready form; ``views`` only when there are some, so the weights fingerprints (and feature-cache
+        keys) of records from before views existed stay what they were."""
+        record = asdict(self)
+        if self.views == "none":
+            del record["views"]
+        return record
 
 
 @register_preprocessing

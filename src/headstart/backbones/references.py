@@ -12,6 +12,7 @@ References:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -112,9 +113,11 @@ def with_preprocess(backbone: str | Backbone, overrides: dict[str, Any] | None) 
     if not overrides:
         return net
     current = net.preprocess.to_dict()
-    unknown = sorted(set(overrides) - set(current) | ({"kind"} & set(overrides)))
+    # The record's fields, not its dict: a setting left at a default may be left out of the dict.
+    names = [f.name for f in dataclasses.fields(net.preprocess)]
+    unknown = sorted(set(overrides) - set(names) | ({"kind"} & set(overrides)))
     if unknown:
-        settings = ", ".join(name for name in current if name != "kind")
+        settings = ", ".join(name for name in names if name != "kind")
         raise ConfigError(f"the {net.modality} backbone {net.ref!r} has no preprocessing setting "
                           f"{', '.join(unknown)}; its settings are {settings}")
     merged = {**current, **overrides}

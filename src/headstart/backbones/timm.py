@@ -22,6 +22,7 @@ from headstart.backbones.deferred import DeferredModule
 from headstart.backbones.engine import ExtractionEngine, OnnxEngine, tune_runtime
 from headstart.backbones.hub import hub_access
 from headstart.backbones.references import register_backbone
+from headstart.backbones.views import VIEW_COUNTS, view_transform
 from headstart.data.image_io import open_image
 from headstart.errors import BackboneError, option
 
@@ -116,6 +117,20 @@ class TimmBackbone(Backbone):
             self._transforms[augment] = build_image_transform(self.preprocess, augment)
         transform = self._transforms[augment]
         return torch.stack([transform(open_image(item)) for item in items])
+
+    def embed(self, items: Sequence[Any], *, batch_size: int = 64, progress: bool = False, label: str = ""
+              ) -> np.ndarray:
+        """Frozen features ``[len(items), feature_dim]``, each image's averaged over the test-time views its
+        preprocessing names (:mod:`headstart.backbones.views`); a batch holds ``batch_size`` views."""
+        count = VIEW_COUNTS[self.preprocess.views]
+        if count == 1:
+            return super().embed(items, batch_size=batch_size, progress=progress, label=label)
+        transform = view_transform(self.preprocess)
+        per_batch = max(1, batch_size // count)
+        batches = (torch.cat([transform(open_image(item)) for item in batch])
+                   for batch in self.batches(items, per_batch))
+        return self.extract(batches, len(items), -(-len(items) // per_batch), progress=progress, label=label,
+                            views=count)
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         """Pooled pre-logits features ``[B, feature_dim]``."""

@@ -64,9 +64,10 @@ Engine = Annotated[str | None, typer.Option(help=(
     "Where frozen features are computed: auto (ONNX Runtime; PyTorch once weights change), onnx, int8 (text "
     "encoders: dynamically quantized, about 1.2x faster than fp32, features cached apart) or torch."))]
 Preprocessing = Annotated[list[str] | None, typer.Option(
-    "--preprocess", help="Backbone preprocessing setting key=value, saved with the model; repeatable. Audio: "
-                         "max_seconds=10, long_clips=first|windows (what to do with longer clips), target_dbfs, "
-                         "pad_seconds, pooling=mean|max.")]
+    "--preprocess", help="Backbone preprocessing setting key=value, saved with the model; repeatable. Images: "
+                         "views=none|flip|flip+crops (frozen features averaged over the mirror image, or ten "
+                         "crops; 2x or 10x the extraction time). Audio: max_seconds=10, long_clips=first|windows "
+                         "(what to do with longer clips), target_dbfs, pad_seconds, pooling=mean|max.")]
 SkipBadFiles = Annotated[bool, typer.Option("--skip-bad-files", "--skip-bad-images",
                                             help="Skip unusable files (unreadable images; unreadable, empty, "
                                                  "silent, too short or too long audio; listed in the report) "

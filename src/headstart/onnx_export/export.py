@@ -174,6 +174,11 @@ def _check_request(model: TransferModel, parity_items: list[Any], quantize: str 
         raise ConfigError(f"the parity check needs real examples; pass {option('data')} with a few inputs of the "
                           "model's kind")
     graph_inputs(model.backbone)
+    views = getattr(model.backbone.preprocess, "views", "none")
+    if views != "none":
+        raise ConfigError(f"the model averages each image's features over test-time views (views={views}), which "
+                          "an exported graph, taking one view per image, would not reproduce; export a model "
+                          "fitted without them (preprocessing setting views=none)")
     static = quantize is not None and isinstance(model.backbone, TimmBackbone)
     if static and not calibration_items:
         raise ConfigError("static int8 quantization of an image model needs calibration images from its training "
