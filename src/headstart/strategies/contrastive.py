@@ -1,7 +1,9 @@
 """Contrastive fine-tuning for few-shot data (as SetFit, Tunstall et al. 2022, and FastFit, Yehudai & Bendel
 2024, do for sentence encoders): first pull the embeddings of examples of the same class together and push other
 classes apart with a supervised contrastive loss over each batch (Khosla et al. 2020), then fit the linear probe
-on the tuned embeddings.
+on the tuned embeddings. ``loss="cosine"`` trains with SetFit's own cosine-similarity pair loss instead, over the
+same in-batch pairs; ``interpolate`` below 1 averages the tuned weights with the pretrained ones (WiSE-FT)
+before the probe is fitted.
 
 Every batch of the shared training loop compares all its examples with each other (in-batch positives and
 negatives), so the work is linear in the number of steps, and the steps grow linearly with the data up to a
