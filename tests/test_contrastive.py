@@ -9,7 +9,7 @@ import torch
 
 import headstart
 from headstart.data import DataSplits
-from headstart.strategies.contrastive import supervised_contrastive_loss
+from headstart.strategies.contrastive import cosine_pair_loss, interpolate_weights, supervised_contrastive_loss
 from headstart.strategies.heads import prototype_head
 from training_support import TinyTextBackbone, sentiment_texts
 
@@ -63,3 +63,40 @@ def test_contrastive_prototype_head_is_the_nearest_tuned_class_mean() -> None:
     expected, _ = prototype_head(features, splits.train.labels, len(splits.train.class_names))
     assert torch.allclose(model.head.weight, expected.weight.float(), atol=1e-5)
     assert "probe" not in model.metrics["train"] and model.strategy_config["scale"] > 0
+
+
+def test_cosine_pair_loss_weights_positive_and_negative_pairs_equally() -> None:
+    features = torch.tensor([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [-1.0, 0.0]])
+    labels = torch.tensor([0, 0, 1, 2])
+    # One positive pair (cosine 0.8) and five negative pairs (cosines 0, -1, 0.6, -0.8, 0), each counted twice.
+    positives = (0.8 - 1.0) ** 2
+    negatives = (0.0 + 1.0 + 0.36 + 0.64 + 0.0) / 5
+    assert cosine_pair_loss(features, labels).item() == pytest.approx((positives + negatives) / 2)
+    apart = torch.tensor([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0], [0.0, 3.0]])
+    assert cosine_pair_loss(apart, torch.tensor([0, 0, 1, 1])).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_interpolation_averages_the_tuned_and_pretrained_weights() -> None:
+    pretrained, tuned = TinyTextBackbone(), TinyTextBackbone()
+    with torch.no_grad():
+        for parameter in tuned.module.parameters():
+            parameter.add_(1.0)
+    before = {name: value.clone() for name, value in tuned.module.state_dict().items()}
+    interpolate_weights(tuned, pretrained, 0.25)
+    for name, value in pretrained.module.state_dict().items():
+        if value.is_floating_point():
+            assert torch.allclose(tuned.module.state_dict()[name], 0.25 * before[name] + 0.75 * value)
+
+
+def test_cosine_loss_and_interpolation_settings_reach_the_fit() -> None:
+    data = sentiment_texts(40)
+    splits = DataSplits(data.subset(range(24)), None, data.subset(range(24, 40)))
+    settings = {"batch_size": 8, "min_steps": 6, "max_steps": 6, "lr": 1e-3, "loss": "cosine"}
+    full = headstart.fit(splits, backbone=TinyTextBackbone(), strategy="contrastive", progress=False, seed=0,
+                         settings=settings)
+    none = headstart.fit(splits, backbone=TinyTextBackbone(), strategy="contrastive", progress=False, seed=0,
+                         settings={**settings, "interpolate": 0.0})
+    assert full.strategy_config["loss"] == "cosine" and none.strategy_config["interpolate"] == 0.0
+    pretrained = TinyTextBackbone().module.state_dict()
+    assert any(not torch.equal(value, pretrained[name]) for name, value in full.backbone.module.state_dict().items())
+    assert all(torch.equal(value, pretrained[name]) for name, value in none.backbone.module.state_dict().items())

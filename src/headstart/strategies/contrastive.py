@@ -1,7 +1,9 @@
 """Contrastive fine-tuning for few-shot data (as SetFit, Tunstall et al. 2022, and FastFit, Yehudai & Bendel
 2024, do for sentence encoders): first pull the embeddings of examples of the same class together and push other
 classes apart with a supervised contrastive loss over each batch (Khosla et al. 2020), then fit the linear probe
-on the tuned embeddings.
+on the tuned embeddings. ``loss="cosine"`` trains with SetFit's own cosine-similarity pair loss instead, over the
+same in-batch pairs; ``interpolate`` below 1 averages the tuned weights with the pretrained ones (WiSE-FT)
+before the probe is fitted.
 
 Every batch of the shared training loop compares all its examples with each other (in-batch positives and
 negatives), so the work is linear in the number of steps, and the steps grow linearly with the data up to a
@@ -40,7 +42,15 @@ class ContrastiveConfig(TrainingConfig):
                                                   "cost linear and bounded on larger data).")
     passes: float = Field(20.0, gt=0, description="Passes over the training data the contrastive stage aims "
                                                   "at, within min_steps..max_steps.")
+    loss: Literal["supcon", "cosine"] = Field("supcon", description="Loss over the batch's pairs: 'supcon' the "
+                                              "supervised contrastive loss (Khosla et al.), 'cosine' SetFit's "
+                                              "squared error of the cosine similarity to 1 (same class) or 0, "
+                                              "positive and negative pairs weighted equally.")
     temperature: float = Field(0.07, gt=0, description="Temperature of the supervised contrastive loss.")
+    interpolate: float = Field(1.0, ge=0, le=1, description="Weight of the tuned backbone in the final one: "
+                               "1 keeps the tuned weights, below 1 averages them with the pretrained ones "
+                               "(WiSE-FT, Wortsman et al. 2022), which keeps some of what tuning on a few "
+                               "examples would forget.")
     head: Literal["probe", "prototypes"] = Field("probe", description="The classifier fitted on the tuned "
                                                  "embeddings: 'probe' the linear probe (C by cross-validation "
                                                  "unless probe_c is given), 'prototypes' the nearest class mean "
@@ -70,6 +80,31 @@ def supervised_contrastive_loss(features: torch.Tensor, labels: torch.Tensor, te
     return per_anchor[anchors].mean()
 
 
+def cosine_pair_loss(features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """SetFit's cosine-similarity loss over every pair of one batch: the squared difference between the pair's
+    cosine similarity and 1 (same class) or 0 (different classes), the mean over positive pairs and the mean
+    over negative pairs weighted equally (in-batch pairs are mostly negative; SetFit samples them 1:1).
+
+    Example:
+        >>> cosine_pair_loss(torch.randn(8, 4), torch.tensor([0, 0, 1, 1, 2, 2, 3, 3]))
+    """
+    unit = nn.functional.normalize(features, dim=1)
+    errors = (unit @ unit.T - (labels[:, None] == labels[None, :]).to(unit.dtype)) ** 2
+    pairs = ~torch.eye(len(labels), dtype=torch.bool, device=features.device)
+    same = (labels[:, None] == labels[None, :]) & pairs
+    parts = [errors[mask].mean() for mask in (same, pairs & ~same) if mask.any()]
+    return torch.stack(parts).mean() if parts else features.sum() * 0.0
+
+
+def interpolate_weights(tuned: Backbone, pretrained: Backbone, weight: float) -> None:
+    """Give ``tuned`` the weights ``weight * tuned + (1 - weight) * pretrained`` (WiSE-FT, Wortsman et al.
+    2022): floating-point weights and buffers only; both backbones have the same architecture."""
+    original = pretrained.module.state_dict()
+    tuned.load_weights({name: weight * value + (1.0 - weight) * original[name].to(value.device)
+                        if value.is_floating_point() else value
+                        for name, value in tuned.module.state_dict().items()})
+
+
 @register_strategy("contrastive")
 class Contrastive(TrainedStrategy):
     """Few-shot: supervised contrastive fine-tuning of the backbone on in-batch pairs, then the linear probe on
@@ -87,6 +122,13 @@ class Contrastive(TrainedStrategy):
         steps = min(cfg.max_steps, max(cfg.min_steps, math.ceil(cfg.passes * n_examples / cfg.batch_size)))
         return cfg.model_copy(update={"epochs": max(math.ceil(steps / per_epoch), 1)})
 
+    @staticmethod
+    def criterion(cfg: Any) -> Any:
+        """The loss of a batch's embeddings and labels that ``cfg.loss`` names."""
+        if cfg.loss == "cosine":
+            return cosine_pair_loss
+        return lambda outputs, labels: supervised_contrastive_loss(outputs, labels, cfg.temperature)
+
     def stages(self, backbone: Backbone, cfg: Any) -> list[Stage]:
         return [Stage("contrastive", cfg.epochs, None, cfg.lr, cfg.layer_decay)]
 
@@ -97,7 +139,9 @@ class Contrastive(TrainedStrategy):
         stages = self.stages(tuned, cfg)
         result = train(tuned, nn.Identity(), train_data, None, stages, cfg, context,
                        run_key=run_key(self, cfg),
-                       criterion=lambda outputs, labels: supervised_contrastive_loss(outputs, labels, cfg.temperature))
+                       criterion=self.criterion(cfg))
+        if cfg.interpolate < 1.0:
+            interpolate_weights(tuned, backbone, cfg.interpolate)
         features = tuned.embed(train_data.items, batch_size=cfg.batch_size, progress=context.progress,
                                label="train")
         n_classes = len(train_data.class_names)
