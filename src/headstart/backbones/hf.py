@@ -64,7 +64,7 @@ class TransformerTextBackbone(Backbone):
     """
 
     modality = "text"
-    # Measured on WordNet glosses (about 14 tokens), 2 cores: two single-threaded runs gave 1.17x the texts per
+    # Measured on WordNet glosses (about 14 tokens), 2 quiet cores: two single-threaded runs gave 1.25x the texts per
     # second of one run on two threads (benchmarks/feature_extraction.py).
     onnx_concurrent_runs = 2
 
