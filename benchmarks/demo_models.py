@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import platform
-import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import headstart
+from records import machine_record
 
 ROOT = Path(__file__).resolve().parent.parent
 TASKS = {"image": (ROOT / "examples" / "fashion-mnist-mini", "efficientnet_lite0"),
@@ -26,12 +25,9 @@ def train_demo_models(folder: Path) -> dict[str, Path]:
     return folders
 
 
-def environment() -> dict[str, object]:
-    """Machine, versions, load and the exact command, for the results JSON."""
-    import fastapi
-    import onnxruntime
+def environment(load_before: Sequence[float]) -> dict[str, object]:
+    """Machine, versions (of the shipping stack), load and the exact command, for the results JSON."""
     import torch
 
-    return {"cpus": os.cpu_count(), "threads": torch.get_num_threads(), "platform": platform.platform(),
-            "python": platform.python_version(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
-            "fastapi": fastapi.__version__, "command": " ".join(["python", *sys.argv])}
+    return machine_record(("torch", "onnxruntime", "fastapi"), load_before=load_before,
+                          threads=torch.get_num_threads(), flat_versions=True)

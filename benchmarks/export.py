@@ -12,7 +12,6 @@ three. Accuracy is on the 500 committed test examples.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from headstart.data import load_dataset
 from headstart.onnx_export import OnnxModel
 from headstart.onnx_export.export import spread
 from headstart.onnx_export.graph import ProbabilityGraph, graph_inputs
+from records import print_table, write_result
 
 RESULTS = Path(__file__).parent / "results" / "export.json"
 CALLS = {1: 16, 32: 2}  # forward passes per engine, batch size and round
@@ -85,18 +85,15 @@ def main() -> None:
     load_before = os.getloadavg()
     folders = train_demo_models(args.work)
     results = {modality: measure(folders[modality], TASKS[modality][0], args.rounds) for modality in TASKS}
-    print("\n| task | engine | batch 1 items/s | batch 32 items/s | test accuracy |")
-    print("| --- | --- | --- | --- | --- |")
     for modality, result in results.items():
-        for r in result["rows"]:
-            print(f"| {modality} ({result['backbone']}) | {r['engine']} | {r['batch1_items_per_s']:.1f} ± "
-                  f"{r['batch1_std']:.1f} | {r['batch32_items_per_s']:.1f} ± {r['batch32_std']:.1f} | "
-                  f"{r['accuracy']:.1%} |")
+        print_table(["task", "engine", "batch 1 items/s", "batch 32 items/s", "test accuracy"],
+                    [[f"{modality} ({result['backbone']})", r["engine"],
+                      f"{r['batch1_items_per_s']:.1f} ± {r['batch1_std']:.1f}",
+                      f"{r['batch32_items_per_s']:.1f} ± {r['batch32_std']:.1f}", f"{r['accuracy']:.1%}"]
+                     for r in result["rows"]])
         print(f"  parity fp32 max |Δprob| {result['parity_fp32']['max_abs_diff']:.1e}; int8 top-1 agreement "
               f"{result['parity_int8']['top1_agreement']:.1%}; sizes {result['size_mb']}")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({**environment(), "rounds": args.rounds, "load_average_before": load_before,
-                                     "load_average_after": os.getloadavg(), "tasks": results}, indent=2) + "\n")
+    write_result(args.json, {**environment(load_before), "rounds": args.rounds, "tasks": results})
 
 
 if __name__ == "__main__":

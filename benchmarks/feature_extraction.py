@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -31,6 +29,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from records import SHORT_LOAD_NAMES, machine_record, write_result
 
 FASHION = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
 WORDNET = Path("/usr/share/wordnet/data.noun")
@@ -220,19 +220,15 @@ def main() -> None:
         probes["Fashion-MNIST, 128 px"] = probe_accuracy(FASHION_EXAMPLE, "efficientnet_lite0", "auto", 128)
         with tempfile.TemporaryDirectory() as work:
             rerun = cached_rerun_seconds(FASHION_EXAMPLE, "efficientnet_lite0", Path(work))
-    load_after = os.getloadavg()
     table = readme_table(images, texts, text_cpu, probes, rerun)
     for row in table["rows"]:
         print(f"  {row[0]:<58}{row[1]:>22} {row[2]:>7} {row[3]:>7}")
-    result = {"command": " ".join(["python", *sys.argv]), "images": args.images, "texts": args.texts,
-              "batch_size": args.batch_size, "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
-              "load_before": load_before, "load_after": load_after, "date": time.strftime("%Y-%m-%d"),
-              "machine": platform.machine(), "python": platform.python_version(), "torch": torch.__version__,
-              "images_per_s": images, "sentences_per_s": texts,
-              "sentences_per_cpu_s": text_cpu, "probes": probes, "cached_rerun_seconds": rerun,
-              "readme_table": table}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    result = {**machine_record(("torch",), load_before=load_before, threads=torch.get_num_threads(),
+                               names=SHORT_LOAD_NAMES, flat_versions=True),
+              "images": args.images, "texts": args.texts, "batch_size": args.batch_size, "images_per_s": images,
+              "sentences_per_s": texts, "sentences_per_cpu_s": text_cpu, "probes": probes,
+              "cached_rerun_seconds": rerun, "readme_table": table}
+    write_result(args.json, result)
     print(f"wrote {args.json}")
 
 

@@ -19,14 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from importlib.metadata import version
 from pathlib import Path
+
+from records import LOADAVG_NAMES, machine_record, print_table, write_result
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "examples" / "wordnet-supersenses"
@@ -96,18 +96,14 @@ def main() -> None:
             f"{statistics.mean(b['cpu'] for b in base) / statistics.mean(r['cpu'] for r in results):.2f}x")
         rows.append([name, str(len(results)), spread([r["wall"] for r in results]),
                      spread([r["cpu"] for r in results]), spread([100 * r["accuracy"] for r in results]), speedup])
-    print(" | ".join(columns))
-    for row in rows:
-        print(" | ".join(row))
+    print_table(columns, rows)
     print(f"load average before {load_before[0]:.2f}, after each seed {[round(load[0], 2) for load in loads]}")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({
-        "command": " ".join(["python", *sys.argv]), "baseline": args.baseline_name, "runs": runs,
-        "loadavg_before": load_before, "loadavg_after_each_seed": loads, "cpu_count": os.cpu_count(),
-        "threads_per_run": 1, "machine": platform.machine(), "date": time.strftime("%Y-%m-%d"),
-        "versions": {p: version(p) for p in ("torch", "transformers")},
+    write_result(args.json, {
+        **machine_record(("torch", "transformers"), load_before=load_before, threads=1,
+                         names={**LOADAVG_NAMES, "threads": "threads_per_run"}),
+        "baseline": args.baseline_name, "runs": runs, "loadavg_after_each_seed": loads,
         "readme_table": {"columns": columns, "rows": rows},
-    }, indent=2) + "\n")
+    })
 
 
 if __name__ == "__main__":

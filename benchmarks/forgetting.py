@@ -32,6 +32,7 @@ import headstart
 from headstart.backbones import with_image_size
 from headstart.data import DataSplits, load_dataset, sample_per_class
 from headstart.strategies import get_strategy
+from records import print_table, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "forgetting.json"
@@ -182,16 +183,13 @@ def write(rows: list[dict[str, Any]], invocation: dict[str, Any] | None, args: a
     summary = summarise(rows)
     table = readme_table(summary)
     checks = ordering(summary)
-    print("\n| " + " | ".join(table["columns"]) + " |\n" + "\n".join("| " + " | ".join(row) + " |" for row in
-                                                                 table["rows"]) + "\n" + "\n".join(checks))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    partial = RESULTS.with_name(f".{RESULTS.name}.{os.getpid()}")  # replaced atomically: a parallel task reads it
-    partial.write_text(json.dumps({
+    print_table(**table)
+    print("\n".join(checks))
+    write_result(RESULTS, {  # atomically: a parallel task reads it
         "invocations": invocations,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
                     "headstart": headstart.__version__, "threads": args.threads},
-        "ordering": checks, "readme_table": table, "summary": summary, "runs": rows}, indent=2) + "\n")
-    partial.replace(RESULTS)
+        "ordering": checks, "readme_table": table, "summary": summary, "runs": rows})
 
 
 if __name__ == "__main__":

@@ -12,10 +12,7 @@ and writes ``benchmarks/results/head_stage.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import sys
 import tempfile
 import time
 from contextlib import nullcontext
@@ -24,6 +21,8 @@ from unittest import mock
 
 import numpy as np
 import torch
+
+from records import SHORT_LOAD_NAMES, machine_record, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "head_stage.json"
@@ -70,7 +69,6 @@ def main() -> None:
     val = pool.subset([int(i) for idx in per_class for i in idx[args.per_class:]])
     load_before = os.getloadavg()
     rows = {path: run(path, train, val, splits.test, args.min_steps, args.seed) for path in ("before", "after")}
-    load_after = os.getloadavg()
     for path, row in rows.items():
         print(f"{path:<8}{row['seconds']:8.1f} s  {row['accuracy']:5.1f}%  {row['epochs']} epochs")
     speedup = rows["before"]["seconds"] / rows["after"]["seconds"]
@@ -79,12 +77,11 @@ def main() -> None:
              "rows": [[name, str(len(train)), f"{row['seconds']:.0f} s", f"{row['accuracy']:.1f}%"] for name, row in
                       (("before (backbone per head batch, checkpoint per epoch)", rows["before"]),
                        (f"after (cached head features, checkpoints by time): {speedup:.1f}x", rows["after"]))]}
-    result = {"command": " ".join(["python", *sys.argv]), "train": len(train), "val": len(val),
-              "min_steps": args.min_steps, "seed": args.seed, "threads": torch.get_num_threads(),
-              "cpus": os.cpu_count(), "load_before": load_before, "load_after": load_after,
-              "date": time.strftime("%Y-%m-%d"), "python": platform.python_version(), "torch": torch.__version__,
-              "rows": rows, "speedup": speedup, "readme_table": table}
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    result = {**machine_record(("torch",), load_before=load_before, threads=torch.get_num_threads(),
+                               names=SHORT_LOAD_NAMES, flat_versions=True),
+              "train": len(train), "val": len(val), "min_steps": args.min_steps, "seed": args.seed, "rows": rows,
+              "speedup": speedup, "readme_table": table}
+    write_result(args.json, result)
     print(f"wrote {args.json}")
 
 

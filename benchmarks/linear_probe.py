@@ -14,7 +14,6 @@ wordnet-base`). Prints a table and writes JSON (default benchmarks/results/linea
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ import headstart
 from headstart.data import DataSplits, from_arrays, from_texts
 from headstart.data.reference import load_fashion_mnist, load_wordnet_supersenses
 from headstart.data.splits import sample_per_class
+from records import machine_record, print_table, write_result
 
 WORDNET_CLASSES = ["noun.act", "noun.animal", "noun.artifact", "noun.body", "noun.communication", "noun.food",
                    "noun.location", "noun.person", "noun.plant", "noun.substance"]
@@ -52,6 +52,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "linear_probe.json")
     args = parser.parse_args()
 
+    load_before = os.getloadavg()
     rows = []
     for task, make, backbones in (("fashion-mnist", fashion_mnist, ["efficientnet_lite0"]),
                                   ("wordnet-supersenses", wordnet, ["minilm", "glove"])):
@@ -66,14 +67,13 @@ def main() -> None:
                          "ece": test["ece"], "seconds": round(time.perf_counter() - start, 1)})
             print(rows[-1], flush=True)
 
-    print("\n| task | backbone | train | test | accuracy | macro F1 | ECE | seconds |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for r in rows:
-        print(f"| {r['task']} | {r['backbone']} | {r['n_train']} | {r['n_test']} | {r['accuracy']:.4f} | "
-              f"{r['macro_f1']:.4f} | {r['ece']:.4f} | {r['seconds']} |")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"per_class": args.per_class, "seed": args.seed, "cpus": os.cpu_count(),
-                                     "load_average": os.getloadavg(), "rows": rows}, indent=2) + "\n")
+    print_table(["task", "backbone", "train", "test", "accuracy", "macro F1", "ECE", "seconds"],
+                [[r["task"], r["backbone"], r["n_train"], r["n_test"], f"{r['accuracy']:.4f}", f"{r['macro_f1']:.4f}",
+                  f"{r['ece']:.4f}", r["seconds"]] for r in rows])
+    # "load_average" is the load at the end, under the name the stored results use.
+    record = machine_record(("headstart", "torch", "scikit-learn"), load_before=load_before,
+                            names={"load_average_after": "load_average"})
+    write_result(args.json, {**record, "per_class": args.per_class, "seed": args.seed, "rows": rows})
 
 
 if __name__ == "__main__":

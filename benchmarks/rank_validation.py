@@ -21,7 +21,7 @@ Writes benchmarks/results/rank_validation.json.
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,6 +39,7 @@ from headstart.data.reference import load_wordnet_supersenses
 from headstart.data.splits import DataSplits, sample_per_class
 from headstart.transferability.ranking import rank_backbones
 from headstart.transferability.scores import SCORES, kendall_tau
+from records import machine_record, write_result
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -174,7 +175,7 @@ def main() -> None:
                    "layers with layer-wise learning rates" + (f", {args.epochs} epochs)" if args.epochs else ")"))
     print(f"target accuracy: {target_text}; {args.per_class} training / {args.test_per_class} test examples "
           "per class", flush=True)
-    started = time.perf_counter()
+    load_before, started = os.getloadavg(), time.perf_counter()
     results = [evaluate_task(name, splits, candidates, args.target, args.epochs, cache)
                for name, splits, candidates in tasks]
     header = f"{'task':<14}" + "".join(f"{score:>14}" for score in SCORES)
@@ -184,12 +185,12 @@ def main() -> None:
         taus = result["kendall_tau"]
         print(f"{result['task']:<14}" + "".join(f"{'n/a':>14}" if taus[s] is None else f"{taus[s]:>14.2f}"
                                                 for s in SCORES))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"target": args.target, "target_description": target_text,
-                                    "candidates": {"image": list(IMAGE_BACKBONES), "text": list(TEXT_BACKBONES)},
-                                    "per_class": args.per_class, "test_per_class": args.test_per_class,
-                                    "seconds": round(time.perf_counter() - started, 1), "tasks": results},
-                                   indent=2) + "\n")
+    write_result(args.out, {**machine_record(("headstart", "torch", "timm", "transformers", "scikit-learn"),
+                                             load_before=load_before),
+                            "target": args.target, "target_description": target_text,
+                            "candidates": {"image": list(IMAGE_BACKBONES), "text": list(TEXT_BACKBONES)},
+                            "per_class": args.per_class, "test_per_class": args.test_per_class,
+                            "seconds": round(time.perf_counter() - started, 1), "tasks": results})
     print(f"\nwrote {args.out} ({time.perf_counter() - started:.0f} s)")
 
 

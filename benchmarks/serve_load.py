@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from PIL import Image
 
 from demo_models import ROOT, environment, train_demo_models
 from headstart.server import free_port
+from records import print_table, write_result
 
 RESULTS = Path(__file__).parent / "results" / "serve_load.json"
 CONCURRENCY = (1, 8)
@@ -115,15 +115,11 @@ def main() -> None:
         finally:
             process.terminate()
             process.wait(timeout=30)
-    print("\n| request | clients | requests/s | p50 ms | p99 ms |")
-    print("| --- | --- | --- | --- | --- |")
-    for r in rows:
-        print(f"| one {'text' if r['model'] == 'text' else '224-px image'} | {r['clients']} | "
-              f"{r['requests_per_s']:.1f} | {r['p50_ms']:.0f} | {r['p99_ms']:.0f} |")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({**environment(), "requests": args.requests, "seconds_bound": args.seconds,
-                                     "load_average_before": load_before, "load_average_after": os.getloadavg(),
-                                     "rows": rows}, indent=2) + "\n")
+    print_table(["request", "clients", "requests/s", "p50 ms", "p99 ms"],
+                [[f"one {'text' if r['model'] == 'text' else '224-px image'}", r["clients"],
+                  f"{r['requests_per_s']:.1f}", f"{r['p50_ms']:.0f}", f"{r['p99_ms']:.0f}"] for r in rows])
+    write_result(args.json, {**environment(load_before), "requests": args.requests, "seconds_bound": args.seconds,
+                             "rows": rows})
 
 
 if __name__ == "__main__":

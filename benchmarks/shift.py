@@ -29,10 +29,8 @@ others. Runtime on a 2-core CPU shared with other jobs (load 5-9): about 25 minu
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -46,6 +44,7 @@ import headstart
 from headstart.backbones import FeatureCache
 from headstart.data import DataSplits, load_dataset, sample_per_class
 from headstart.strategies.adabn import AdaBNConfig
+from records import command_line, package_versions, print_table, write_result
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 PER_CLASS = 50
@@ -186,13 +185,11 @@ def main() -> None:
     torch.set_num_threads(1)
     earlier = [json.loads(path.read_text()) for path in args.runs_from]
     rows: list[dict] = [run for result in earlier for run in result["runs"]]
-    commands = [*(c for result in earlier for c in result["commands"]), " ".join(["python", *sys.argv])]
+    commands = [*(c for result in earlier for c in result["commands"]), command_line()]
     loads = [load for result in earlier for load in result["load_average_before"]]
     loads_after = [load for result in earlier for load in result["load_average_after"]]
-    versions = {name: importlib.metadata.version(name) for name in ("torch", "timm", "transformers", "scikit-learn",
-                                                                    "onnxruntime")}
+    versions = package_versions(("torch", "timm", "transformers", "scikit-learn", "onnxruntime"))
     load_before, started = os.getloadavg(), time.perf_counter()
-    args.json.parent.mkdir(parents=True, exist_ok=True)
 
     def record(row: dict | None = None) -> None:  # after every run, so an interrupted benchmark keeps its runs
         if row is not None:
@@ -205,15 +202,12 @@ def main() -> None:
                "dann_settings": DANN, "seconds_this_invocation": round(time.perf_counter() - started, 1),
                "missing_runs": missing_runs(rows, args.seeds), "summary": summary, "runs": rows,
                "readme_table": readme_table(summary)}
-        args.json.write_text(json.dumps(out, indent=2) + "\n")
+        write_result(args.json, out)
 
     for key in [] if args.merge_only else args.shifts:
         run_shift(SHIFTS[key], args.seeds, args.methods, list(rows), record)
     record()
-    table = readme_table(summarise(rows))
-    print("\n| " + " | ".join(table["columns"]) + " |\n|" + " --- |" * len(table["columns"]))
-    for row in table["rows"]:
-        print("| " + " | ".join(row) + " |")
+    print_table(**readme_table(summarise(rows)))
 
 
 if __name__ == "__main__":

@@ -45,10 +45,8 @@ minutes for both targets (source models 16 minutes for 6 classes, 21 for 10; eac
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -66,8 +64,10 @@ from headstart.data.reference import load_fashion_mnist
 from headstart.studies.records import RunRecord
 from headstart.studies.statistics import transfer_verdict
 from rank_validation import digits_splits
+from records import machine_record, package_versions, print_table, write_result
 
 ARCHITECTURE = "test_resnet"
+PACKAGES = ("torch", "timm", "scikit-learn", "onnxruntime")  # whose versions the results record
 SEEDS = 3
 SOURCE_LABEL = "ckpt:SOURCE"
 #: Fashion-MNIST class indices of the class-split target (shirt, sneaker, bag, ankle boot); the rest are the source.
@@ -185,9 +185,9 @@ def run_target(name: str, args: argparse.Namespace, work: Path, cache: FeatureCa
     kept = [r for r in earlier.get("records", []) if r["per_class"] not in args.shots]
     records = sorted(kept + records, key=lambda r: r["per_class"])
     summary, verdicts = summarise(records)
-    invocation = {"command": " ".join(["python", *sys.argv]), "shots": args.shots, "date": time.strftime("%Y-%m-%d"),
-                  "torch_threads": torch.get_num_threads(), "load_average_before": load_before,
-                  "load_average_after": os.getloadavg(), "seconds": round(time.perf_counter() - started, 1)}
+    invocation = {**machine_record(PACKAGES, load_before=load_before, threads=torch.get_num_threads(),
+                                   names={"threads": "torch_threads"}),
+                  "shots": args.shots, "seconds": round(time.perf_counter() - started, 1)}
     invocations = [i for i in earlier.get("invocations", []) if set(i["shots"]) - set(args.shots)]
     return {"target": description, "source_model": source, "seeds": SEEDS, "invocations": invocations + [invocation],
             "skipped": skipped, "verdicts": verdicts, "summary": summary, "records": records}
@@ -209,14 +209,10 @@ def main() -> None:
     out = json.loads(args.json.read_text()) if args.json.is_file() else {"targets": {}}
     for name in args.targets:
         out["targets"][name] = run_target(name, args, work, cache, out["targets"].get(name, {}))
-        versions = {p: importlib.metadata.version(p) for p in ("torch", "timm", "scikit-learn", "onnxruntime")}
-        out |= {"cpus": os.cpu_count(), "versions": versions, "readme_table": readme_table(out["targets"])}
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=2) + "\n")  # after each target: a later failure keeps it
-    table = out["readme_table"]
-    print("\n| " + " | ".join(table["columns"]) + " |\n|" + " --- |" * len(table["columns"]))
-    for row in table["rows"]:
-        print("| " + " | ".join(row) + " |")
+        out |= {"cpus": os.cpu_count(), "versions": package_versions(PACKAGES),
+                "readme_table": readme_table(out["targets"])}
+        write_result(args.json, out)  # after each target: a later failure keeps it
+    print_table(**out["readme_table"])
 
 
 if __name__ == "__main__":

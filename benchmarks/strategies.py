@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import torch
 
 import headstart.strategies
+from records import machine_record, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "strategies.json"
@@ -117,14 +117,12 @@ def main() -> None:
                 row = {"task": task, "strategy": strategy, "error": f"{type(err).__name__}: {err}"}
             rows.append(row)
             print(json.dumps(row), flush=True)
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps({
-                "machine": {"platform": platform.platform(), "torch": torch.__version__,
-                            "threads": torch.get_num_threads(), "cpus": os.cpu_count()},
+            write_result(args.out, {
+                "machine": machine_record(("torch",), threads=torch.get_num_threads(), flat_versions=True),
                 "settings": {"per_class": args.per_class or "all", "epochs": args.epochs or "defaults",
                              "image_size": args.image_size or "backbone default", "max_time": args.max_time,
                              "val_fraction": args.val_fraction, "seed": args.seed},
-                "results": rows}, indent=2) + "\n")
+                "results": rows})
     print(table(rows))
     print(f"wrote {args.out}")
 

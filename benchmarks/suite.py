@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,6 +54,7 @@ from headstart.evaluation import classification_metrics
 from headstart.strategies.blend import choose_probe
 from headstart.strategies.heads import prototype_head
 from headstart.strategies.linear import fit_linear_head
+from records import command_line, machine_record, write_result
 
 ROOT = Path(__file__).resolve().parent.parent
 FORTUNES = Path("/usr/share/games/fortunes")
@@ -333,7 +333,7 @@ def main() -> None:
     if args.combine:
         parts = [json.loads(Path(p).read_text(encoding="utf-8")) for p in args.combine.split(",")]
         rows = [r for part in parts for r in part["rows"]]
-        merged = {"command": [part["command"] for part in parts] + [" ".join(["python", *sys.argv])],
+        merged = {"command": [part["command"] for part in parts] + [command_line()],
                   "cpus": os.cpu_count(), "threads": [part["threads"] for part in parts],
                   "load_average_before": [part["load_average_before"] for part in parts],
                   "load_average_after": [part["load_average_after"] for part in parts],
@@ -341,7 +341,7 @@ def main() -> None:
                   "torch": torch.__version__, "seeds": list(SEEDS),
                   "skipped": [s for part in parts for s in part["skipped"]], "rows": rows,
                   "summary": summary(rows), "readme_table": readme_table(rows)}
-        args.json.write_text(json.dumps(merged, indent=2) + "\n", encoding="utf-8")
+        write_result(args.json, merged)
         return
     torch.set_num_threads(1)
     load_before, started = os.getloadavg(), time.perf_counter()
@@ -365,13 +365,10 @@ def main() -> None:
 
 def write(path: Path, rows: list[dict], skipped: list[str], load_before: tuple, started: float) -> None:
     """The results so far, with the run's command, machine load and versions."""
-    result = {"command": " ".join(["python", *sys.argv]), "cpus": os.cpu_count(), "threads": 1,
-              "load_average_before": load_before, "load_average_after": os.getloadavg(),
-              "seconds": round(time.perf_counter() - started, 1), "headstart": headstart.__version__,
-              "torch": torch.__version__, "seeds": list(SEEDS), "skipped": skipped, "rows": rows,
-              "summary": summary(rows) if rows else {}, "readme_table": readme_table(rows)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    machine = machine_record(("headstart", "torch"), load_before=load_before, threads=1, flat_versions=True)
+    write_result(path, {**machine, "seconds": round(time.perf_counter() - started, 1), "seeds": list(SEEDS),
+                        "skipped": skipped, "rows": rows, "summary": summary(rows) if rows else {},
+                        "readme_table": readme_table(rows)})
 
 
 if __name__ == "__main__":

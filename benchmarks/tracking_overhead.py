@@ -32,8 +32,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from importlib.metadata import version
 from pathlib import Path
+
+from records import LOADAVG_NAMES, machine_record, print_table, write_result
 
 DATA = Path(__file__).parent.parent / "examples" / "fashion-mnist-mini"
 # Run in a fresh process after the imports a fit makes: the CPU seconds of each fixed step of tracking to the
@@ -110,7 +111,8 @@ def main() -> None:
             check=True, capture_output=True, text=True).stdout) for case in ("new store", "existing store")}
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    load_after = os.getloadavg()
+    machine = machine_record(("mlflow-skinny", "sqlalchemy", "torch", "headstart"), load_before=load_before,
+                             names={**LOADAVG_NAMES, "threads": "omp_num_threads"})
     rows, results = [], {}
     for case in cases:
         paired = [t / p - 1 for p, t in zip(wall[case]["plain"], wall[case]["tracked"], strict=True)]
@@ -124,23 +126,14 @@ def main() -> None:
                      f"{overhead:+.1%} ± {overhead_std:.1%}", f"{extra_cpu:+.1f} ± {extra_cpu_std:.1f}"])
     columns = ["`--track` logs to", "pairs", "wall s without", "wall s with", "overhead (paired)",
                "extra CPU s (paired)"]
-    print(" | ".join(columns))
-    for row in rows:
-        print(" | ".join(str(cell) for cell in row))
+    print_table(columns, rows)
     for case, steps in phases.items():
         print(f"CPU seconds of tracking to a {case} in a fit's process: "
               + ", ".join(f"{name} {seconds:.2f}" for name, seconds in steps.items()))
     print(f"load average before {load_before[0]:.2f}, during {statistics.mean(loads):.2f} (mean), after "
-          f"{load_after[0]:.2f}; {os.cpu_count()} CPUs")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({
-        "command": " ".join([Path(sys.executable).name, *sys.argv]), "data": str(DATA.name),
-        "cases": results, "fixed_cpu_seconds": phases, "loadavg_before": load_before,
-        "loadavg_during": loads, "loadavg_after": load_after, "cpu_count": os.cpu_count(),
-        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-        "versions": {p: version(p) for p in ("mlflow-skinny", "sqlalchemy", "torch", "headstart")},
-        "readme_table": {"columns": columns, "rows": rows},
-    }, indent=2) + "\n")
+          f"{machine['loadavg_after'][0]:.2f}; {os.cpu_count()} CPUs")
+    write_result(args.json, {**machine, "data": str(DATA.name), "cases": results, "fixed_cpu_seconds": phases,
+                             "loadavg_during": loads, "readme_table": {"columns": columns, "rows": rows}})
 
 
 if __name__ == "__main__":

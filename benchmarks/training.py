@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import subprocess
 import sys
@@ -19,6 +18,8 @@ import tempfile
 from pathlib import Path
 
 import torch
+
+from records import machine_record, write_result
 
 RESULTS = Path(__file__).parent / "results" / "training.json"
 
@@ -138,10 +139,8 @@ def main() -> None:
     if RESULTS.is_file():
         kept = [r for r in json.loads(RESULTS.read_text())["results"] if r["modality"] not in args.modalities]
         rows = sorted(kept + rows, key=lambda r: r["modality"] != "image")  # image rows first, order kept
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"machine": {"platform": platform.platform(), "torch": torch.__version__,
-                                               "threads": torch.get_num_threads()},
-                                   "results": rows}, indent=2) + "\n")
+    write_result(RESULTS, {"machine": machine_record(("torch",), threads=torch.get_num_threads(), flat_versions=True),
+                           "results": rows})
     print(f"wrote {RESULTS}")
 
 

@@ -19,11 +19,8 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +29,7 @@ import torch
 from torch import nn
 
 from headstart.backbones import create_backbone
+from records import SHORT_LOAD_NAMES, machine_record, print_table, write_result
 
 ROOT = Path(__file__).resolve().parent.parent
 CURRENT = "eager, channels_last"
@@ -101,7 +99,6 @@ def main() -> None:
                 times.append(time.perf_counter() - start)
             medians[variant].append(statistics.median(times))
             print(f"round {round_} {variant}: {medians[variant][-1]:.2f} s/step", flush=True)
-    load_after = os.getloadavg()
     reference = statistics.mean(medians[CURRENT]) if CURRENT in medians else None
     rows = []
     for variant, values in medians.items():
@@ -111,16 +108,13 @@ def main() -> None:
                      f"{first_call[variant]:.1f} s"])
     table = {"columns": ["training step (efficientnet_lite0, 224 px, batch 32)", "seconds per step", "images/s",
                          "vs today's step", "first step"], "rows": rows}
-    for row in rows:
-        print("  ".join(row))
-    result = {"command": " ".join(["python", *sys.argv]), "rounds": args.rounds, "steps": args.steps,
-              "warmup": args.warmup, "batch_size": args.batch_size, "image_size": args.image_size,
-              "threads": args.threads, "cpus": os.cpu_count(), "load_before": load_before, "load_after": load_after,
-              "date": time.strftime("%Y-%m-%d"), "machine": platform.machine(), "python": platform.python_version(),
-              "torch": torch.__version__, "seconds_per_step": medians, "first_step_seconds": first_call,
+    print_table(**table)
+    result = {**machine_record(("torch",), load_before=load_before, threads=args.threads, names=SHORT_LOAD_NAMES,
+                               flat_versions=True),
+              "rounds": args.rounds, "steps": args.steps, "warmup": args.warmup, "batch_size": args.batch_size,
+              "image_size": args.image_size, "seconds_per_step": medians, "first_step_seconds": first_call,
               "readme_table": table}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.json, result)
     print(f"wrote {args.json}")
 
 

@@ -18,8 +18,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from importlib.metadata import version
 from pathlib import Path
+
+from records import LOADAVG_NAMES, machine_record, print_table, write_result
 
 DATA = Path(__file__).parent.parent / "examples" / "wordnet-supersenses"
 
@@ -56,7 +57,8 @@ def main() -> None:
         study = json.loads((root / "tuned" / "study.json").read_text())
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    load_after = os.getloadavg()
+    machine = machine_record(("optuna", "torch", "transformers", "headstart"), load_before=load_before,
+                             names={**LOADAVG_NAMES, "threads": "torch_threads"})
     states = [trial["state"] for trial in study["trials"]]
     counts = {state: states.count(state) for state in sorted(set(states))}
     defaults_acc, tuned_acc = defaults["test"]["accuracy"], study["test"]["accuracy"]
@@ -68,24 +70,18 @@ def main() -> None:
          f"{study['best']['value']:.1%}", f"{tuned_acc:.1%}", f"{tune_wall:.0f}", f"{tune_cpu:.0f}", trials_cell],
     ]
     columns = [f"run (seed {args.seed})", "val accuracy", "test accuracy", "wall s", "CPU s", "trials"]
-    print(" | ".join(columns))
-    for row in rows:
-        print(" | ".join(row))
+    print_table(columns, rows)
     print(f"best settings: {study['best']['params']}; tuned - defaults: {(tuned_acc - defaults_acc) * 100:+.1f} pts")
-    print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}; {os.cpu_count()} CPUs")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({
-        "command": " ".join([Path(sys.executable).name, *sys.argv]), "data": args.data.name, "seed": args.seed,
-        "settings": args.settings,
+    print(f"load average before {load_before[0]:.2f}, after {machine['loadavg_after'][0]:.2f}; "
+          f"{os.cpu_count()} CPUs")
+    write_result(args.json, {
+        **machine, "data": args.data.name, "seed": args.seed, "settings": args.settings,
         "defaults": {"test": defaults["test"], "val": defaults["val"], "seconds": fit_wall, "cpu_seconds": fit_cpu},
         "tuned": {"test": study["test"], "best": study["best"], "defaults_trial": study["defaults"],
                   "trials": study["trials"], "trial_states": counts, "importances": study["importances"],
                   "seconds": tune_wall, "cpu_seconds": tune_cpu},
-        "target_met": tuned_acc >= defaults_acc, "loadavg_before": load_before, "loadavg_after": load_after,
-        "cpu_count": os.cpu_count(), "torch_threads": os.environ.get("OMP_NUM_THREADS"),
-        "versions": {p: version(p) for p in ("optuna", "torch", "transformers", "headstart")},
-        "readme_table": {"columns": columns, "rows": rows},
-    }, indent=2, default=str) + "\n")
+        "target_met": tuned_acc >= defaults_acc, "readme_table": {"columns": columns, "rows": rows},
+    })
 
 
 if __name__ == "__main__":
