@@ -60,7 +60,9 @@ class LinearConfig(StrategyConfig):
                          "examples at the chosen C (it sees k/(k-1) times the fold models' examples, so it is more "
                          "confident than the models the temperature was fitted on); 'crossfit' averages the k "
                          "fold models' logits at that C (a linear model too) divided by the temperature fitted on "
-                         "exactly their out-of-fold predictions. Both refit when a class has a single example.")
+                         "exactly their out-of-fold predictions (on benchmarks/probe_calibration.py: median ECE "
+                         "0.047 against 0.051, mean 0.048 against 0.046, under-confident on text). Both refit when "
+                         "a class has a single example.")
     max_iter: int = Field(1000, ge=10, description="Iterations of the L-BFGS solver.")
     scaling: Scaling = Field("global", description="How features are scaled before the regression: 'global' "
                              "centres them and divides all by one scale, keeping the backbone's relative scales "
