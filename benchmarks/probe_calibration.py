@@ -1,14 +1,17 @@
-"""Where the linear probe's expected calibration error on the task suite comes from, and two principled changes.
+"""Where the linear probe's expected calibration error on the task suite comes from, and three principled changes.
 
 On the suite's cached features (:mod:`suite`: same tasks, samples and seeds), per task and size, for the linear probe
-as it is and two variants:
+with ``final="refit"`` and three variants:
 
-- ``default``: C chosen by 5-fold cross-validation, a temperature fitted on the out-of-fold predictions.
+- ``refit``: C chosen by 5-fold cross-validation, a temperature fitted on the out-of-fold predictions, the head
+  refitted on all examples at that C.
 - ``C x (k-1)/k``: the same C and temperature, the final head fitted with C scaled to the fold models'
   regularization per example (scikit-learn's penalty does not grow with the data: a head fitted on all examples
   at the fold's C is more confident than the fold models the temperature was fitted on).
 - ``10 folds``: fold models that see 90% of the examples instead of 80%, so the temperature fitted on their
   predictions is closer to what the final head needs (twice the cross-validation time).
+- ``crossfit`` (``final="crossfit"``): no refit; the head is the mean of the 5 fold models' logits at the chosen C,
+  divided by the temperature fitted on exactly their out-of-fold predictions.
 
 Besides ECE (15 bins, :func:`headstart.evaluation.calibration.expected_calibration_error`), each row has the mean
 confidence minus accuracy (over- or under-confidence) and the ECE floor: the mean ECE of 5 label sets drawn from the
@@ -34,20 +37,21 @@ from headstart.evaluation.calibration import expected_calibration_error
 from headstart.strategies.linear import fit_linear_head
 from suite import ROOT, SEEDS, TASKS, _proba, sample
 
-VARIANTS = ("default", "C x (k-1)/k", "10 folds")
+VARIANTS = ("refit", "C x (k-1)/k", "10 folds", "crossfit")
 FOLDS = 5
 
 
 def fit_variants(x: np.ndarray, y: np.ndarray, n_classes: int, seed: int) -> dict[str, torch.nn.Linear]:
     """The probe's head under each variant on one training sample."""
-    head, info = fit_linear_head(x, y, n_classes, seed=seed, folds=FOLDS)
+    head, info = fit_linear_head(x, y, n_classes, seed=seed, folds=FOLDS, final="refit")
     folds = min(FOLDS, int(np.unique(y, return_counts=True)[1].min()))
-    scaled, _ = fit_linear_head(x, y, n_classes, seed=seed, c=info["C"] * (folds - 1) / folds)
+    scaled, _ = fit_linear_head(x, y, n_classes, seed=seed, c=info["C"] * (folds - 1) / folds, final="refit")
     with torch.no_grad():  # the temperature fitted at the chosen C, folded in as fit_linear_head does
         scaled.weight /= info["temperature"]
         scaled.bias /= info["temperature"]
-    return {"default": head, "C x (k-1)/k": scaled, "10 folds": fit_linear_head(x, y, n_classes, seed=seed,
-                                                                              folds=10)[0]}
+    return {"refit": head, "C x (k-1)/k": scaled,
+            "10 folds": fit_linear_head(x, y, n_classes, seed=seed, folds=10, final="refit")[0],
+            "crossfit": fit_linear_head(x, y, n_classes, seed=seed, folds=FOLDS, final="crossfit")[0]}
 
 
 def cell_row(task: str, backbone: str, size: int, per_seed: dict[str, list[dict]]) -> dict:
@@ -87,29 +91,31 @@ def run_task(task, cache: FeatureCache) -> list[dict]:
 
 def summary(rows: list[dict]) -> dict:
     """Median and mean ECE, mean |confidence - accuracy| and mean accuracy per variant; the largest paired accuracy
-    loss against the default with its seed spread."""
+    loss against ``refit`` with its seed spread."""
     out = {}
     for name in VARIANTS:
-        losses = [(float(np.mean(np.subtract(r[f"{name}: accuracy_per_seed"], r["default: accuracy_per_seed"]))),
-                   r["default: accuracy_std"], f"{r['task']} ({r['backbone']}) {r['per_class']}") for r in rows]
+        losses = [(float(np.mean(np.subtract(r[f"{name}: accuracy_per_seed"], r["refit: accuracy_per_seed"]))),
+                   r["refit: accuracy_std"], f"{r['task']} ({r['backbone']}) {r['per_class']}") for r in rows]
         out[name] = {"median_ece": float(np.median([r[f"{name}: ece"] for r in rows])),
                      "mean_ece": float(np.mean([r[f"{name}: ece"] for r in rows])),
                      "mean_abs_confidence_minus_accuracy": float(np.mean(
                          [abs(r[f"{name}: confidence_minus_accuracy"]) for r in rows])),
                      "mean_accuracy": float(np.mean([r[f"{name}: accuracy"] for r in rows])),
                      "worst_accuracy_change": min(losses)}
-    out["median_ece_floor"] = float(np.median([r["default: ece_floor"] for r in rows]))
+    out["median_ece_floor"] = float(np.median([r["refit: ece_floor"] for r in rows]))
     return out
 
 
 def readme_table(rows: list[dict]) -> dict:
     columns = ["task (backbone)", "per class", "accuracy", "ECE", "ECE floor", "confidence − accuracy",
-               *(f"ECE {name}" for name in VARIANTS[1:])]
+               *(f"ECE {name}" for name in VARIANTS[1:]), "crossfit accuracy", "crossfit confidence − accuracy"]
     return {"columns": columns, "rows": [
         [f"{r['task']} ({r['backbone']})", str(r["per_class"]),
-         f"{100 * r['default: accuracy']:.1f} ± {100 * r['default: accuracy_std']:.1f}", f"{r['default: ece']:.3f}",
-         f"{r['default: ece_floor']:.3f}", f"{r['default: confidence_minus_accuracy']:+.3f}",
-         *(f"{r[f'{name}: ece']:.3f}" for name in VARIANTS[1:])] for r in rows]}
+         f"{100 * r['refit: accuracy']:.1f} ± {100 * r['refit: accuracy_std']:.1f}", f"{r['refit: ece']:.3f}",
+         f"{r['refit: ece_floor']:.3f}", f"{r['refit: confidence_minus_accuracy']:+.3f}",
+         *(f"{r[f'{name}: ece']:.3f}" for name in VARIANTS[1:]),
+         f"{100 * r['crossfit: accuracy']:.1f} ± {100 * r['crossfit: accuracy_std']:.1f}",
+         f"{r['crossfit: confidence_minus_accuracy']:+.3f}"] for r in rows]}
 
 
 def main() -> None:

@@ -152,3 +152,73 @@ def test_a_damaged_remembered_probe_is_fitted_again(tmp_path):
     again, again_info = remembered_head(tmp_path, fit, x, y, 3, {"c": 0.5})
     assert torch.equal(again.weight, head.weight) and again_info == info
     assert remembered_head(tmp_path, lambda: (_ for _ in ()).throw(AssertionError), x, y, 3, {"c": 0.5})[1] == info
+
+
+def fold_models_logits(x, y, c):
+    """The mean logits of the probe's 5 fold models at ``c``, fitted here independently, on global-scaled ``x``."""
+    from headstart.strategies.linear import cross_validation_folds, feature_scaling
+
+    mean, std = feature_scaling(x)
+    z = (x - mean) / std
+    return np.mean([LogisticRegression(C=c, max_iter=1000, random_state=0).fit(z[fit], y[fit]).decision_function(z)
+                    for fit, _ in cross_validation_folds(y, 5, 0).split(z, y)], axis=0)
+
+
+def test_crossfit_head_at_a_given_c_is_the_mean_of_the_fold_models():
+    x, y = blobs(spread=3.0)
+    head, info = fit_linear_head(x, y, 3, c=0.05, final="crossfit")
+    assert info == {"C": 0.05, "temperature": 1.0}
+    np.testing.assert_allclose(logits(head, x), fold_models_logits(x, y, 0.05), rtol=1e-5, atol=1e-5)
+
+
+def test_crossfit_head_is_the_mean_of_the_fold_models_logits_over_their_temperature():
+    x, y = blobs(spread=3.0)
+    head, info = fit_linear_head(x, y, 3, final="crossfit")
+    refit, refit_info = fit_linear_head(x, y, 3, final="refit")
+    assert info == refit_info  # the same C and temperature, only the final head differs
+    expected = fold_models_logits(x, y, info["C"]) / info["temperature"]
+    # The fold models inside are warm-started along the path of C: the same optimum up to the solver's tolerance.
+    np.testing.assert_allclose(logits(head, x), expected, rtol=1e-3, atol=1e-3)
+    assert np.abs(logits(refit, x) - expected).max() > 0.05
+
+
+def test_crossfit_never_fits_on_all_examples(monkeypatch):
+    from sklearn.linear_model import LogisticRegression as Original
+
+    x, y = blobs()
+    seen = []
+    original_fit = Original.fit
+    monkeypatch.setattr(Original, "fit", lambda self, z, labels, **k: seen.append(len(z)) or original_fit(self, z,
+                                                                                                       labels, **k))
+    fit_linear_head(x, y, 3, final="crossfit")
+    assert seen and max(seen) < len(y)
+    fit_linear_head(x, y, 3, final="refit")
+    assert max(seen) == len(y)
+
+
+def test_crossfit_falls_back_to_refit_when_a_class_has_one_example():
+    x, y = blobs(per_class=5)
+    x, y = x[4:], y[4:]  # class 0 keeps one example: no folds
+    crossfit, _ = fit_linear_head(x, y, 3, c=1.0, final="crossfit")
+    refit, _ = fit_linear_head(x, y, 3, c=1.0, final="refit")
+    assert torch.equal(crossfit.weight, refit.weight)
+
+
+def test_final_setting_is_saved_and_reloads(tmp_path, image_folder, tiny_backbone):
+    out = tmp_path / "run"
+    model = headstart.fit(image_folder, backbone=tiny_backbone, out=out, progress=False,
+                          settings={"final": "crossfit"})
+    reloaded = headstart.load(out)
+    assert reloaded.strategy_config["final"] == "crossfit"
+    items = [str(p) for p in sorted(image_folder.rglob("*.png"))]
+    assert np.array_equal(reloaded.predict_proba(items), model.predict_proba(items))
+
+
+def test_unknown_final_is_a_clear_config_error(image_folder, tiny_backbone):
+    from headstart.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="final"):
+        headstart.fit(image_folder, backbone=tiny_backbone, progress=False, settings={"final": "average"})
+    x, y = blobs()
+    with pytest.raises(ConfigError, match="'refit' or 'crossfit'"):
+        fit_linear_head(x, y, 3, final="average")
