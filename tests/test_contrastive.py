@@ -1,4 +1,4 @@
-"""Supervised contrastive loss and the contrastive strategy on tiny backbones."""
+"""The contrastive losses (SupCon, SetFit's cosine pairs) and the contrastive strategy on tiny backbones."""
 
 from __future__ import annotations
 
@@ -88,15 +88,15 @@ def test_interpolation_averages_the_tuned_and_pretrained_weights() -> None:
             assert torch.allclose(tuned.module.state_dict()[name], 0.25 * before[name] + 0.75 * value)
 
 
-def test_cosine_loss_and_interpolation_settings_reach_the_fit() -> None:
+def test_loss_and_interpolation_settings_reach_the_fit() -> None:
     data = sentiment_texts(40)
     splits = DataSplits(data.subset(range(24)), None, data.subset(range(24, 40)))
-    settings = {"batch_size": 8, "min_steps": 6, "max_steps": 6, "lr": 1e-3, "loss": "cosine"}
+    settings = {"batch_size": 8, "min_steps": 6, "max_steps": 6, "lr": 1e-3, "loss": "supcon"}
     full = headstart.fit(splits, backbone=TinyTextBackbone(), strategy="contrastive", progress=False, seed=0,
                          settings=settings)
     none = headstart.fit(splits, backbone=TinyTextBackbone(), strategy="contrastive", progress=False, seed=0,
                          settings={**settings, "interpolate": 0.0})
-    assert full.strategy_config["loss"] == "cosine" and none.strategy_config["interpolate"] == 0.0
+    assert full.strategy_config["loss"] == "supcon" and none.strategy_config["interpolate"] == 0.0
     pretrained = TinyTextBackbone().module.state_dict()
     assert any(not torch.equal(value, pretrained[name]) for name, value in full.backbone.module.state_dict().items())
     assert all(torch.equal(value, pretrained[name]) for name, value in none.backbone.module.state_dict().items())
