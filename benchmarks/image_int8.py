@@ -1,0 +1,180 @@
+"""Is static int8 faster than fp32 for EfficientNet-Lite0 features on this CPU, and what does it cost in accuracy?
+
+Issue 15 asks for image features at >= 250 img/s with int8 (fp32 >= 150) at <= 0.5 points of probe accuracy loss.
+ONNX Runtime's int8 convolutions are fast on x86 CPUs with VNNI (AVX512-VNNI or AVX-VNNI); on AVX2 alone, signed
+int8 weights go through an instruction that can saturate and unsigned ones through a slower path. This script
+measures, side by side in one run, the fp32 graph and the static int8 graphs ONNX Runtime's quantizer can make
+(QDQ format, per-channel weights, activation ranges calibrated on Fashion-MNIST training images, the pooling and
+shape nodes kept in float exactly as ``headstart export --quantize int8`` does):
+
+- unsigned 8-bit weights (what ``headstart export --quantize int8`` uses: no saturation);
+- signed 8-bit weights (the fast path on VNNI CPUs);
+- signed 7-bit weights (``reduce_range``: ONNX Runtime's advice against saturation on AVX2);
+- unsigned 8-bit weights with the depthwise convolutions kept in float.
+
+For each: images/s on batches of 32 (median of interleaved rounds), the ratio to fp32, the mean cosine of the
+features to fp32's, and the test accuracy of a logistic-regression probe on each graph's own features (Fashion-MNIST,
+``--train`` training and ``--test`` test images). Prints a table and writes JSON (default
+benchmarks/results/image_int8.json). About 5 minutes on 2 cores::
+
+    python benchmarks/image_int8.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import logging
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from records import machine_record, print_table, write_result
+
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+BATCH = 32
+ROUNDS = 3
+
+
+def fashion(split: str, n: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """The first ``n`` images (uint8 28x28) and labels of Debian's Fashion-MNIST ``split`` ("train" or "t10k")."""
+    with gzip.open(FASHION / f"{split}-images-idx3-ubyte.gz") as f:
+        images = np.frombuffer(f.read(), dtype=np.uint8, offset=16).reshape(-1, 28, 28)[:n]
+    with gzip.open(FASHION / f"{split}-labels-idx1-ubyte.gz") as f:
+        labels = np.frombuffer(f.read(), dtype=np.uint8, offset=8)[:n]
+    return list(images), labels.astype(int)
+
+
+def cpu_flags() -> dict[str, bool]:
+    """Whether the CPU has the instructions int8 convolutions depend on."""
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    flags = set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
+    return {flag: flag in flags for flag in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")}
+
+
+class Calibration:
+    """ONNX Runtime's ``CalibrationDataReader``: the calibration batches, once."""
+
+    def __init__(self, batches: list[dict[str, np.ndarray]]) -> None:
+        self._batches = iter(batches)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._batches, None)
+
+
+def graphs(batch: torch.Tensor, calibration: torch.Tensor, folder: Path) -> dict[str, Path]:
+    """The fp32 graph of EfficientNet-Lite0's features and its int8 variants, written to ``folder``."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from headstart.backbones import create_backbone
+    from headstart.onnx_export.quantize import float_nodes
+
+    module = create_backbone("efficientnet_lite0").module.eval()
+    fp32, prepared = folder / "fp32.onnx", folder / "prepared.onnx"
+    torch.onnx.export(module, (batch,), str(fp32), input_names=["input"], output_names=["features"],
+                      dynamic_axes={"input": {0: "batch"}}, opset_version=17, dynamo=False)
+    quant_pre_process(str(fp32), str(prepared))
+    graph = onnx.load(str(prepared))
+    keep = float_nodes(graph)
+    depthwise = [node.name for node in graph.graph.node if node.op_type == "Conv"
+                 and any(a.name == "group" and a.i > 1 for a in node.attribute)]
+    variants = {
+        "int8, unsigned weights (headstart export)": (QuantType.QUInt8, False, []),
+        "int8, signed weights": (QuantType.QInt8, False, []),
+        "int8, signed 7-bit weights (reduce_range)": (QuantType.QInt8, True, []),
+        "int8, unsigned weights, depthwise in fp32": (QuantType.QUInt8, False, depthwise),
+    }
+    paths = {"fp32": fp32}
+    for index, (name, (weights, reduce_range, excluded)) in enumerate(variants.items()):
+        reader = Calibration([{"input": part.numpy()} for part in calibration.split(BATCH)])
+        paths[name] = folder / f"int8-{index}.onnx"
+        quantize_static(str(prepared), str(paths[name]), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=weights, reduce_range=reduce_range,
+                        calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=keep + excluded)
+    return paths
+
+
+def features(session, images: torch.Tensor) -> np.ndarray:  # noqa: ANN001 - an onnxruntime.InferenceSession
+    return np.concatenate([session.run(None, {"input": part.numpy()})[0] for part in images.split(BATCH)])
+
+
+def probe_accuracy(train: np.ndarray, train_labels: np.ndarray, test: np.ndarray, test_labels: np.ndarray) -> float:
+    """Test accuracy of a standardised ``LogisticRegression()`` (the plain peer probe) on these features."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(train, train_labels)
+    return float(probe.score(test, test_labels))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train", type=int, default=500)
+    parser.add_argument("--test", type=int, default=500)
+    parser.add_argument("--calibration", type=int, default=64, help="Training images the int8 ranges come from.")
+    parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "image_int8.json")
+    args = parser.parse_args()
+    import onnxruntime
+
+    from headstart.backbones import create_backbone
+
+    logging.disable(logging.WARNING)  # the quantizer's advice through the root logger
+    load_before = os.getloadavg()
+    backbone = create_backbone("efficientnet_lite0")
+    train_images, train_labels = fashion("train", args.train)
+    test_images, test_labels = fashion("t10k", args.test)
+    train, test = backbone.collate(train_images), backbone.collate(test_images)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    with tempfile.TemporaryDirectory(prefix="headstart-int8-") as folder:
+        paths = graphs(test[:BATCH], train[:args.calibration], Path(folder))
+        sessions = {name: onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+                    for name, path in paths.items()}
+        timing = test[:BATCH * 4]
+        times: dict[str, list[float]] = {name: [] for name in sessions}
+        for session in sessions.values():
+            features(session, timing[:BATCH])  # warm-up
+        for _ in range(ROUNDS):  # interleaved, so a change of load hits every graph alike
+            for name, session in sessions.items():
+                start = time.perf_counter()
+                features(session, timing)
+                times[name].append(time.perf_counter() - start)
+        results = {}
+        reference = features(sessions["fp32"], test)
+        for name, session in sessions.items():
+            own_test = features(session, test)
+            cosine = np.sum(own_test * reference, 1) / np.linalg.norm(own_test, axis=1) / np.linalg.norm(reference,
+                                                                                                       axis=1)
+            results[name] = {"images_per_s": len(timing) / statistics.median(times[name]), "seconds": times[name],
+                             "feature_cosine": float(cosine.mean()),
+                             "probe_accuracy": probe_accuracy(features(session, train), train_labels, own_test,
+                                                              test_labels)}
+    fp32 = results["fp32"]
+    columns = ["graph", "img/s", "vs fp32", "feature cosine to fp32", "probe accuracy %", "change (points)"]
+    rows = [[name, f"{r['images_per_s']:.1f}", f"{r['images_per_s'] / fp32['images_per_s']:.2f}x",
+             f"{r['feature_cosine']:.4f}", f"{r['probe_accuracy']:.1%}".rstrip("%"),
+             f"{(r['probe_accuracy'] - fp32['probe_accuracy']) * 100:+.1f}"] for name, r in results.items()]
+    flags = cpu_flags()
+    print_table(columns, rows)
+    print(f"CPU flags: {flags}; load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}; "
+          f"{os.cpu_count()} CPUs, {torch.get_num_threads()} threads")
+    write_result(args.json, {
+        **machine_record(("onnxruntime", "onnx", "torch", "headstart"), load_before=load_before,
+                         threads=torch.get_num_threads()),
+        "train": args.train, "test": args.test, "calibration": args.calibration, "batch": BATCH, "rounds": ROUNDS,
+        "results": results, "cpu_flags": flags,
+        "cpu_model": next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                           if line.startswith("model name")), "unknown"),
+        "readme_table": {"columns": columns, "rows": rows},
+    })
+
+if __name__ == "__main__":
+    main()
