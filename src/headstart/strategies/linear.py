@@ -113,7 +113,6 @@ def fit_linear_head(features: np.ndarray, labels: np.ndarray, n_classes: int, *,
         cross-validation ran, the out-of-fold scores at that C and temperature: ``cv_accuracy`` and
         ``cv_log_loss``.
     """
-    mean, std = feature_scaling(features, scaling)
     if final not in ("refit", "crossfit"):
         raise ConfigError(f"Unknown final={final!r} for the linear head: use 'refit' or 'crossfit'.")
     mean, std = feature_scaling(features, scaling)
