@@ -54,10 +54,12 @@ def test_tune_scores_on_validation_refits_once_and_writes_the_study(tmp_path, im
     first = study["trials"][0]
     assert first["defaults"] and first["params"] == {}  # linear's default C is chosen by cross-validation
     assert study["best"]["value"] >= study["defaults"]["value"]
+    kept = study["selection"]["kept_defaults"]
+    assert study["chosen"] == (study["defaults"] if kept else study["best"])
     assert study["test"]["accuracy"] == result.model.metrics["test"]["accuracy"]
-    assert result.model.metrics["tuning"]["params"] == study["best"]["params"]
+    assert result.model.metrics["tuning"]["params"] == study["chosen"]["params"]
     reloaded = headstart.load(out)
-    assert reloaded.strategy_config["c"] == study["best"]["params"].get("c")
+    assert reloaded.strategy_config["c"] == study["chosen"]["params"].get("c")
     report = (out / "report.html").read_text()
     assert "Optimisation history" in report and "Results on the test split" in report
     assert (out / "study.db").is_file() and not (out / "trials").exists()

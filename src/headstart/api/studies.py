@@ -153,8 +153,8 @@ def tune(data: str | Path | DataSplits | Dataset, *, strategy: str = "finetune",
          cache: bool | str | Path | FeatureCache = True, progress: bool = True, val_fraction: float = 0.15,
          test_fraction: float = 0.2, image_size: int | None = None, preprocess: dict[str, Any] | None = None,
          skip_bad_files: bool = False, text_column: str | None = None, label_column: str | None = None,
-         path_column: str | None = None, allow_outside_paths: bool = False, track: bool | str = False
-         ) -> TuneResult:
+         path_column: str | None = None, allow_outside_paths: bool = False, track: bool | str = False,
+         keep_defaults_within: float = 1.0) -> TuneResult:
     """Search a strategy's settings with Optuna for the best validation accuracy, then refit the best settings
     and measure them once on the test split (see :func:`headstart.tuning.tune_strategy`).
 
@@ -178,9 +178,12 @@ def tune(data: str | Path | DataSplits | Dataset, *, strategy: str = "finetune",
             label_column, path_column, allow_outside_paths: As for :func:`fit` (``progress``: a bar over
             trials with the best score so far).
         track: As for :func:`fit`: a parent MLflow run with the best settings and one child run per trial.
+        keep_defaults_within: Refit the defaults rather than the best trial when the best one beats them on the
+            validation examples by no more than this many standard errors of the paired gain (a lead that small
+            is as likely luck as skill); 0 always refits the best trial.
 
     Returns:
-        A :class:`~headstart.tuning.TuneResult`; ``model`` is the refit best model (with ``out``).
+        A :class:`~headstart.tuning.TuneResult`; ``model`` is the refit chosen model (with ``out``).
 
     Raises:
         ConfigError, StorageError: Bad settings or space, neither ``out`` nor ``storage``, or a storage that
@@ -201,7 +204,8 @@ def tune(data: str | Path | DataSplits | Dataset, *, strategy: str = "finetune",
         result = tune_strategy(splits, strategy=strategy, backbone=net, trials=trials, work_dir=workdir,
                                storage=storage, study=study, seed=seed, settings=settings, space=space,
                                max_time=max_time, cache=feature_cache, val_fraction=val_fraction,
-                               test_fraction=test_fraction, progress=progress, refit=work is not None)
+                               test_fraction=test_fraction, progress=progress, refit=work is not None,
+                               keep_defaults_within=keep_defaults_within)
         _publish_tune(result, workdir, work)
     if tracker is not None:
         result.tracking = tracker.log(tune_run(result, splits, out=out, arguments={"trials": trials}))

@@ -51,6 +51,9 @@ def tune(
                                                     "space: key=low:high, key=log:low:high or key=a,b,c; "
                                                     "repeatable.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of every trial and of the sampler.")] = 0,
+    keep_defaults_within: Annotated[float, typer.Option(help="Refit the defaults unless the best trial beats them "
+                                                             "on validation by more than this many standard "
+                                                             "errors (0: always the best).", min=0)] = 1.0,
     image_size: ImageSize = None,
     text_column: TextColumn = None,
     label_column: LabelColumn = None,
@@ -66,7 +69,8 @@ def tune(
                       storage=storage, study=study, seed=seed, max_time=max_time,
                       settings=parse_settings(settings or []), space=parse_space(space or []) or None,
                       cache=not no_cache, progress=not quiet, image_size=image_size, text_column=text_column,
-                      label_column=label_column, path_column=path_column, track=track_option(track, tracking_uri))
+                      label_column=label_column, path_column=path_column, track=track_option(track, tracking_uri),
+                      keep_defaults_within=keep_defaults_within)
     _print_tune(result, out_dir)
 
 
@@ -94,9 +98,13 @@ def _print_tune(result: TuneResult, out_dir: Path | None) -> None:
                           for k, v in result.best["params"].items())
         out.print(f"best:     validation accuracy [bold]{result.best['value']:.1%}[/] (trial "
                   f"{result.best['number']}): {shown or 'the defaults'}", highlight=False, soft_wrap=True)
+    if "gain" in result.selection and result.chosen is not None:
+        out.print(f"refit:    trial {result.chosen['number']}: {result.selection['why']}", highlight=False,
+                  soft_wrap=True)
     if result.model is not None and "test" in result.model.metrics:
         t = result.model.metrics["test"]
-        out.print(f"best settings refit: test accuracy [bold]{t['accuracy']:.1%}[/] on {t['n_examples']} held-out "
+        which = "defaults" if result.selection.get("kept_defaults") else "best settings"
+        out.print(f"{which} refit: test accuracy [bold]{t['accuracy']:.1%}[/] on {t['n_examples']} held-out "
                   f"examples (macro F1 {t['macro_f1']:.3f})", highlight=False)
     if out_dir is not None:
         out.print(f"model:  {out_dir}/")

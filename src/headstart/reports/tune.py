@@ -3,6 +3,7 @@ importances, every trial, then the refit best model's own report."""
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,14 @@ def tune_report(study: dict[str, Any], model: TransferModel | None) -> str:
         headline.append((f"best {study['objective']}", f"{best['value']:.1%}"))
     if defaults:
         headline.append((f"defaults' {study['objective']}", f"{defaults['value']:.1%}"))
-    if "test" in study:
-        headline.append(("best settings' test accuracy", f"{study['test']['accuracy']:.1%}"))
+    chosen = study.get("chosen") or best
+    if "test" in study and chosen:
+        which = "defaults'" if study.get("selection", {}).get("kept_defaults") else "best settings'"
+        headline.append((f"{which} test accuracy (trial {chosen['number']})", f"{study['test']['accuracy']:.1%}"))
     sections = [cards(headline),
                 f"<p>Study <b>{study['study']}</b> in <code>{study['storage']}</code>: trials are scored on the "
-                "validation split only; the test split is used once, by the refit of the best trial.</p>"]
+                "validation split only; the test split is used once, by the refit of the chosen trial: "
+                f"{html.escape(study.get('selection', {}).get('why', 'the best one'))}.</p>"]
     if best:
         names = sorted(set(best["params"]) | set((defaults or {}).get("params", {})))
         rows = [[n, best["params"].get(n), (defaults or {}).get("params", {}).get(n)] for n in names]

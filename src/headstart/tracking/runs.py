@@ -131,6 +131,8 @@ def tune_run(result: TuneResult, splits: DataSplits, *, out: str | Path | None, 
     if result.best is not None:
         params.update({f"best.{k}": v for k, v in result.best["params"].items()}, best_trial=result.best["number"])
         points.append((f"best/{result.objective}", float(result.best["value"]), 0))
+    if result.chosen is not None:
+        params["refit_trial"] = result.chosen["number"]
     if result.defaults is not None:
         points.append((f"defaults/{result.objective}", float(result.defaults["value"]), 0))
     if result.model is not None:

@@ -26,11 +26,13 @@ from typing import Any
 from headstart.backbones import Backbone, FeatureCache, create_backbone
 from headstart.data import DataSplits
 from headstart.errors import ConfigError, option
+from headstart.evaluation import aligned_labels, dataset_logits
 from headstart.fitting import check_modality, complete_splits, data_fingerprint, fit_splits
 from headstart.model import TransferModel
 from headstart.progress import ProgressTask
 from headstart.strategies import get_strategy
 from headstart.training import FitContext
+from headstart.tuning.selection import CORRECT_ATTR, choose_refit, correct_mask
 from headstart.tuning.space import concrete_space, declared_space, default_point, suggest
 from headstart.tuning.storage import fail_interrupted, finished_trials, hide_password, open_storage, open_study
 
@@ -53,10 +55,12 @@ class TuneResult:
         trials: Every trial in the storage: ``number``, ``state``, ``params``, ``value`` (validation accuracy),
             ``intermediate`` (per-epoch validation accuracy), ``seconds``, ``worker``.
         best: The best complete trial (``number``, ``params``, ``value``), or ``None``.
+        chosen: The trial refit: ``best``, or ``defaults`` when the best one's lead is within noise.
+        selection: Why ``chosen`` was chosen (:func:`~headstart.tuning.selection.choose_refit`).
         defaults: The trial that ran the defaults (``number``, ``value``), when it finished.
         importances: Share of the score's variance each setting explains (fANOVA), when it could be computed.
         seconds: Wall-clock time of this call.
-        model: The best settings refit on the training split and measured on the test split (not in JSON).
+        model: The chosen settings refit on the training split and measured on the test split (not in JSON).
     """
 
     study: str
@@ -70,6 +74,8 @@ class TuneResult:
     trials: list[dict[str, Any]] = field(default_factory=list)
     best: dict[str, Any] | None = None
     defaults: dict[str, Any] | None = None
+    chosen: dict[str, Any] | None = None
+    selection: dict[str, Any] = field(default_factory=dict)
     importances: dict[str, float] = field(default_factory=dict)
     objective: str = OBJECTIVE
     seconds: float = 0.0
@@ -90,7 +96,8 @@ def tune_strategy(splits: DataSplits, *, strategy: str, backbone: str | Backbone
                   settings: dict[str, Any] | None = None, space: dict[str, Any] | None = None,
                   max_time: float | None = None, cache: FeatureCache | None = None, val_fraction: float = 0.15,
                   test_fraction: float = 0.2, progress: bool = True, refit: bool = True,
-                  on_trial: Callable[[dict[str, Any]], None] | None = None) -> TuneResult:
+                  on_trial: Callable[[dict[str, Any]], None] | None = None,
+                  keep_defaults_within: float = 1.0) -> TuneResult:
     """Search ``strategy``'s settings for the best validation accuracy, then refit the best and test it.
 
     Args:
@@ -113,6 +120,8 @@ def tune_strategy(splits: DataSplits, *, strategy: str, backbone: str | Backbone
         progress: Show a bar over trials with the best score so far.
         refit: Refit the best settings and measure them on the test split (a worker may leave that to another).
         on_trial: Called with each finished trial's record (as in :attr:`TuneResult.trials`).
+        keep_defaults_within: Refit the defaults instead of the best trial when the best one's paired gain on
+            the validation examples is within this many standard errors (0: always the best).
 
     Returns:
         A :class:`TuneResult`.
@@ -137,9 +146,9 @@ def tune_strategy(splits: DataSplits, *, strategy: str, backbone: str | Backbone
     if finished_trials(optuna_study) < trials:
         _run_trials(optuna_study, search, trials, Path(work_dir) / TRIALS_DIR, max_time=max_time,
                     progress=progress, on_trial=on_trial)
-    _conclude(result, optuna_study, seed=seed)
-    if refit and result.best is not None:
-        result.model = search.refit(result.best, Path(work_dir) / "refit", name=name, progress=progress)
+    _conclude(result, optuna_study, seed=seed, margin=keep_defaults_within)
+    if refit and result.chosen is not None:
+        result.model = search.refit(result.chosen, Path(work_dir) / "refit", name=name, progress=progress)
     result.seconds = round(time.perf_counter() - started, 2)
     return result
 
@@ -203,16 +212,18 @@ class _Search:
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         trial.set_user_attr("val_macro_f1", model.metrics["val"]["macro_f1"])
+        logits = dataset_logits(model, self.splits.val, batch_size=chosen.config.batch_size, cache=self.cache)
+        trial.set_user_attr(CORRECT_ATTR, correct_mask(logits.argmax(1), aligned_labels(model, self.splits.val)))
         return float(model.metrics["val"]["accuracy"])
 
-    def refit(self, best: dict[str, Any], folder: Path, *, name: str, progress: bool) -> TransferModel:
-        """The best settings trained again and measured on the test split: its one use."""
-        chosen = get_strategy(self.strategy, **self.fixed, **best["params"])
-        model = fit_splits(self.splits, self.net, chosen,
+    def refit(self, chosen: dict[str, Any], folder: Path, *, name: str, progress: bool) -> TransferModel:
+        """The chosen trial's settings trained again and measured on the test split: its one use."""
+        strategy = get_strategy(self.strategy, **self.fixed, **chosen["params"])
+        model = fit_splits(self.splits, self.net, strategy,
                            FitContext(folder, seed=self.seed, cache=self.cache, progress=progress))
         shutil.rmtree(folder, ignore_errors=True)
-        model.metrics["tuning"] = {"study": name, "trial": best["number"], OBJECTIVE: best["value"],
-                                   "params": best["params"]}
+        model.metrics["tuning"] = {"study": name, "trial": chosen["number"], OBJECTIVE: chosen["value"],
+                                   "params": chosen["params"]}
         return model
 
 
@@ -240,7 +251,7 @@ def trial_record(trial: Any) -> dict[str, Any]:
             "worker": trial.user_attrs.get("worker"), "defaults": bool(trial.user_attrs.get("defaults"))}
 
 
-def _conclude(result: TuneResult, study: Any, *, seed: int) -> None:
+def _conclude(result: TuneResult, study: Any, *, seed: int, margin: float) -> None:
     import optuna
     from optuna.trial import TrialState
 
@@ -252,6 +263,9 @@ def _conclude(result: TuneResult, study: Any, *, seed: int) -> None:
     first = next((t for t in complete if t["defaults"]), None)
     if first is not None:
         result.defaults = {"number": first["number"], "params": first["params"], "value": first["value"]}
+    masks = {t.number: t.user_attrs[CORRECT_ATTR] for t in study.get_trials(deepcopy=False)
+             if t.state == TrialState.COMPLETE and CORRECT_ATTR in t.user_attrs}
+    result.chosen, result.selection = choose_refit(result.best, result.defaults, masks, margin=margin)
     distinct = {json.dumps(t["params"], sort_keys=True) for t in complete}
     if len(distinct) >= 2:
         try:
