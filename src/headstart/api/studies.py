@@ -155,8 +155,7 @@ def tune(data: str | Path | DataSplits | Dataset, *, strategy: str = "finetune",
          skip_bad_files: bool = False, text_column: str | None = None, label_column: str | None = None,
          path_column: str | None = None, allow_outside_paths: bool = False, track: bool | str = False,
          keep_defaults_within: float = 1.0) -> TuneResult:
-    """Search a strategy's settings with Optuna for the best validation accuracy, then refit the best settings
-    and measure them once on the test split (see :func:`headstart.tuning.tune_strategy`).
+    """Search a strategy's settings with Optuna on validation data, refit the chosen ones, test them once."""
 
     The study lives in ``<out>.partial/study.db`` until the search is done: the same call after a kill resumes it.
 
@@ -171,16 +170,13 @@ def tune(data: str | Path | DataSplits | Dataset, *, strategy: str = "finetune",
         storage, study: An Optuna RDB URL shared by workers (``sqlite:///study.db``, ``postgresql://...``;
             default SQLite in ``out``'s work folder) and the study's name in it.
         seed, max_time: Seed of every trial and of the sampler; stop starting trials after this many seconds.
-        settings: Settings held fixed in every trial, e.g. ``{"batch_size": 16}``.
-        space: Setting -> range replacing the declared search space (``"log:1e-5:1e-3"``, ``"2:8"``,
-            ``"off,light"``).
+        settings, space: Settings held fixed in every trial (``{"batch_size": 16}``); setting -> range replacing
+            the declared search space (``"log:1e-5:1e-3"``, ``"2:8"``, ``"off,light"``).
         cache, progress, val_fraction, test_fraction, image_size, preprocess, skip_bad_files, text_column,
-            label_column, path_column, allow_outside_paths: As for :func:`fit` (``progress``: a bar over
-            trials with the best score so far).
-        track: As for :func:`fit`: a parent MLflow run with the best settings and one child run per trial.
-        keep_defaults_within: Refit the defaults rather than the best trial when the best one beats them on the
-            validation examples by no more than this many standard errors of the paired gain (a lead that small
-            is as likely luck as skill); 0 always refits the best trial.
+            label_column, path_column, allow_outside_paths, track: As for :func:`fit` (``progress``: a bar over
+            trials with the best score so far; ``track``: a parent run and one child run per trial).
+        keep_defaults_within: Refit the defaults unless the best trial's paired gain over them on the validation
+            examples exceeds this many standard errors (a smaller lead is as likely luck); 0: always the best.
 
     Returns:
         A :class:`~headstart.tuning.TuneResult`; ``model`` is the refit chosen model (with ``out``).
