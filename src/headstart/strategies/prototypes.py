@@ -30,8 +30,9 @@ class PrototypesConfig(StrategyConfig):
 
 @register_strategy("prototypes")
 class Prototypes(Strategy):
-    """Nearest class mean on cached frozen features by cosine, with a temperature fitted by leave-one-out.
-    No training: the few-shot baseline, usable from one example per class."""
+    """Nearest class mean on cached frozen features by cosine (each dimension first scaled part-way to unit
+    variance, ``standardize``), with a temperature fitted by leave-one-out. No training: the few-shot baseline,
+    usable from one example per class."""
 
     config_class = PrototypesConfig
 
