@@ -22,6 +22,18 @@ def _fitted_scale(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(np.exp(minimize_scalar(nll, bounds=(-8.0, 8.0), method="bounded").x))
 
 
+def _leave_one_out_cosines(centred: np.ndarray, labels: np.ndarray, units: np.ndarray, sums: np.ndarray,
+                           counts: np.ndarray) -> np.ndarray:
+    """``[N, C]`` cosine logits of each example against the unit prototypes, its own class's computed without
+    it (only that one changes when an example is left out); classes without examples get ``-inf``."""
+    without = (sums[labels] - centred) / np.maximum(counts[labels] - 1, 1)[:, None]
+    without /= np.maximum(np.linalg.norm(without, axis=1, keepdims=True), 1e-12)
+    logits = centred @ units.T
+    logits[np.arange(len(centred)), labels] = np.sum(centred * without, axis=1)
+    logits[:, counts == 0] = -np.inf
+    return logits
+
+
 def prototype_head(features: np.ndarray, labels: np.ndarray, n_classes: int, *, standardize: float = 0.5
                    ) -> tuple[nn.Linear, dict[str, float]]:
     """Nearest class mean by cosine on centred, per-dimension scaled features (SimpleShot's CL2N), as a
@@ -66,15 +78,9 @@ def prototype_head(features: np.ndarray, labels: np.ndarray, n_classes: int, *, 
     prototypes = np.zeros_like(sums)
     prototypes[present] = sums[present] / counts[present, None]
     units = prototypes / np.maximum(np.linalg.norm(prototypes, axis=1, keepdims=True), 1e-12)
-    logits = centred @ units.T
-    # Leave-one-out: only the own-class prototype changes when an example is left out.
     own = labels
     loo = counts[own] > 1
-    without = (sums[own] - centred) / np.maximum(counts[own] - 1, 1)[:, None]
-    without /= np.maximum(np.linalg.norm(without, axis=1, keepdims=True), 1e-12)
-    loo_logits = logits.copy()
-    loo_logits[np.arange(len(x)), own] = np.sum(centred * without, axis=1)
-    loo_logits[:, ~present] = -np.inf
+    loo_logits = _leave_one_out_cosines(centred, labels, units, sums, counts)
     info = {"loo_accuracy": float(np.mean(loo_logits[loo].argmax(1) == own[loo])) if loo.any() else float("nan")}
     if loo.any():
         info["scale"] = _fitted_scale(loo_logits[loo], own[loo])
