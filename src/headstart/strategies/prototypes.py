@@ -21,16 +21,18 @@ from headstart.training.search_space import Dimension, FloatRange
 class PrototypesConfig(StrategyConfig):
     """Settings of the nearest-class-mean classifier."""
 
-    search_space: ClassVar[dict[str, Dimension]] = {"shrinkage": FloatRange(0.0, 0.9)}
+    search_space: ClassVar[dict[str, Dimension]] = {"standardize": FloatRange(0.0, 1.0)}
 
-    shrinkage: float = Field(0.0, ge=0, lt=1, description="Pull each class mean toward the mean of all "
-                             "training features by this share (can help with one or two examples per class).")
+    standardize: float = Field(0.5, ge=0, le=1, description="Scale each feature dimension by this share toward "
+                               "unit variance before the cosine (0: plain cosine; 1: every dimension weighs the "
+                               "same, noisy on few examples).")
 
 
 @register_strategy("prototypes")
 class Prototypes(Strategy):
-    """Nearest class mean on cached frozen features by cosine, with a temperature fitted by leave-one-out.
-    No training: the few-shot baseline, usable from one example per class."""
+    """Nearest class mean on cached frozen features by cosine (each dimension first scaled part-way to unit
+    variance, ``standardize``), with a temperature fitted by leave-one-out. No training: the few-shot baseline,
+    usable from one example per class."""
 
     config_class = PrototypesConfig
 
@@ -38,7 +40,8 @@ class Prototypes(Strategy):
         cfg = self.config
         features = extract_features(backbone, train, cache=context.cache, batch_size=cfg.batch_size,
                                     progress=context.progress)
-        head, info = prototype_head(features, train.labels, len(train.class_names), shrinkage=cfg.shrinkage)
+        head, info = prototype_head(features, train.labels, len(train.class_names),
+                                      standardize=cfg.standardize)
         return TransferModel(backbone, head, train.class_names, strategy=self.name,
                              strategy_config={**cfg.model_dump(), "seed": context.seed, "scale": info["scale"]},
                              metrics={"train": {"loo_accuracy": info["loo_accuracy"]}})
