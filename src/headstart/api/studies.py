@@ -155,7 +155,7 @@ def tune(data: str | Path | DataSplits | Dataset, *, strategy: str = "finetune",
          skip_bad_files: bool = False, text_column: str | None = None, label_column: str | None = None,
          path_column: str | None = None, allow_outside_paths: bool = False, track: bool | str = False,
          keep_defaults_within: float = 1.0) -> TuneResult:
-    """Search a strategy's settings with Optuna on validation data, refit the chosen ones, test them once."""
+    """Search a strategy's settings with Optuna on validation data, refit the chosen ones, test them once.
 
     The study lives in ``<out>.partial/study.db`` until the search is done: the same call after a kill resumes it.
 
