@@ -148,3 +148,17 @@ def test_only_a_tracked_command_line_starts_a_worker_early(monkeypatch):
     worker.start_early(["fit", "data", "--tracking-uri=http://mlflow:5000"])
     assert worker.take_worker() is started[0]
     assert worker.take_worker() is not started[0]  # taken once; the next tracker starts its own
+
+
+def test_a_given_tracking_uri_is_confirmed_after_the_input_checks_not_when_the_tracker_starts(tmp_path):
+    (tmp_path / "mlruns.db").mkdir()  # a folder where the SQLite file should be
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlruns.db'}", confirm=True)  # returns while MLflow starts up
+    with pytest.raises(StorageError, match="(?s)cannot track to sqlite:///.*: OperationalError.*running MLflow server"):
+        tracker.before_work()
+
+
+def test_bad_data_is_reported_before_the_tracking_uri_is_waited_for(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    with pytest.raises(headstart.errors.HeadstartError) as raised:
+        headstart.fit(tmp_path / "no-such-folder", out=tmp_path / "x", track="http://127.0.0.1:9")
+    assert not isinstance(raised.value, StorageError)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from headstart.data import Dataset, DataSplits, as_splits
 from headstart.data.unlabeled import TargetData, load_target
@@ -16,6 +16,9 @@ from headstart.io import WorkFolder
 from headstart.strategies import Strategy, check_settings, get_strategy
 from headstart.strategies.base import missing_target
 
+if TYPE_CHECKING:
+    from headstart.tracking.tracker import Tracker
+
 
 def skip_bad(skip_bad_files: bool, skip_bad_images: bool | None) -> bool:
     if skip_bad_images is not None:
@@ -23,12 +26,22 @@ def skip_bad(skip_bad_files: bool, skip_bad_images: bool | None) -> bool:
     return skip_bad_files or bool(skip_bad_images)
 
 
-def checked_splits(work: WorkFolder | None, data: Any, **options: Any) -> DataSplits:
-    """``data`` as splits; ``work``'s output is checked to keep clear of the files they list (a CSV's images)."""
+def checked_splits(work: WorkFolder | None, data: Any, *, tracker: Tracker | None = None, **options: Any
+                   ) -> DataSplits:
+    """``data`` as splits; ``work``'s output is checked to keep clear of the files they list (a CSV's images).
+    Then ``tracker``'s store is confirmed (see :func:`confirm_tracking`)."""
     splits = as_splits(data, **options)
     if work is not None:
         work.check(splits.file_folders())
+    confirm_tracking(tracker)
     return splits
+
+
+def confirm_tracking(tracker: Tracker | None) -> None:
+    """Wait for a tracking URI the user gave to answer (:meth:`Tracker.before_work`): the last input check,
+    made once the data is checked, so MLflow starts up while the data loads."""
+    if tracker is not None:
+        tracker.before_work()
 
 
 def as_list(value: str | Path | Sequence[Any]) -> list[Any]:
@@ -50,27 +63,30 @@ def checked_strategy(name: str, settings: dict[str, Any] | None, arguments: Iter
 
 def checked_data(work: WorkFolder | None, data: Any, target: Any, target_test: Any, strategy: Strategy, *,
                  seed: int, val_fraction: float | None, test_fraction: float | None, calibrate: bool,
-                 **options: Any) -> tuple[DataSplits, TargetData | None, HoldOutPlan]:
+                 tracker: Tracker | None = None, **options: Any) -> tuple[DataSplits, TargetData | None, HoldOutPlan]:
     """``data`` as splits (see :func:`checked_splits`), completed with the test and validation splits
     ``strategy`` needs and that are worth holding out (:func:`~headstart.held_out.plan_held_out`, whose notes
     are said now, before training), the target domain (see :func:`target_data`), and the hold-out plan, all
-    checked before any long work."""
+    checked before any long work, as ``tracker``'s store is (see :func:`confirm_tracking`)."""
     splits = checked_splits(work, data, **options)
     domain = target_data(target, target_test, splits, **options)
     plan = plan_held_out(splits, strategy, val_fraction=val_fraction, test_fraction=test_fraction,
                          calibrate=calibrate)
     for line in plan.notes:
         warnings.warn(line, HeadstartWarning, stacklevel=3)
+    confirm_tracking(tracker)
     return complete_splits(splits, strategy, seed=seed, val_fraction=plan.val_fraction,
                            test_fraction=plan.test_fraction, calibrate=calibrate), domain, plan
 
 
-def checked_study_data(work: WorkFolder | None, data: Any, target: Any, target_test: Any, **options: Any
-                       ) -> tuple[DataSplits, TargetData | None]:
+def checked_study_data(work: WorkFolder | None, data: Any, target: Any, target_test: Any, *,
+                       tracker: Tracker | None = None, **options: Any) -> tuple[DataSplits, TargetData | None]:
     """``data`` as splits (see :func:`checked_splits`) and the target domain (see :func:`target_data`), both
-    checked before any run of a study."""
+    checked before any run of a study, as ``tracker``'s store is (see :func:`confirm_tracking`)."""
     splits = checked_splits(work, data, **options)
-    return splits, target_data(target, target_test, splits, **options)
+    domain = target_data(target, target_test, splits, **options)
+    confirm_tracking(tracker)
+    return splits, domain
 
 
 def target_data(target: str | Path | Dataset | None, target_test: str | Path | Dataset | None,

@@ -84,10 +84,10 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
     feature_cache = FeatureCache.from_option(cache)
     tracker = start_tracking(track if is_main_process() else False, out)  # MLflow starts up meanwhile
     with work_folder(out, kind="model", force=force, protected=[data]) as work, cache_scope(feature_cache):
-        columns = {"text_column": text_column, "label_column": label_column, "path_column": path_column,
-                   "allow_outside_paths": allow_outside_paths, "skip_bad": skip_bad(skip_bad_files, skip_bad_images)}
+        options = dict(text_column=text_column, label_column=label_column, path_column=path_column, tracker=tracker,
+                       allow_outside_paths=allow_outside_paths, skip_bad=skip_bad(skip_bad_files, skip_bad_images))
         splits, domain, plan = checked_data(work, data, target, target_test, chosen, seed=seed, calibrate=calibrate,
-                                            val_fraction=val_fraction, test_fraction=test_fraction, **columns)
+                                            val_fraction=val_fraction, test_fraction=test_fraction, **options)
         net, ranking = _fit_backbone(backbone, splits.train, feature_cache, progress, image_size, preprocess, engine)
         workdir = work.path if work is not None else Path(tempfile.mkdtemp(prefix="headstart-"))
         model = _train(splits, net, chosen, domain, FitContext(work_dir=workdir, seed=seed, cache=feature_cache,

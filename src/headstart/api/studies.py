@@ -116,7 +116,7 @@ def compare(data: str | Path | DataSplits | Dataset, *, strategies: Sequence[str
         splits, domain = checked_study_data(work, data, target, target_test, text_column=text_column,
                                             label_column=label_column, path_column=path_column,
                                             allow_outside_paths=allow_outside_paths,
-                                            skip_bad=skip_bad(skip_bad_files, skip_bad_images))
+                                            skip_bad=skip_bad(skip_bad_files, skip_bad_images), tracker=tracker)
         nets = _built(backbone, splits.train.modality, image_size, preprocess, engine)
         fractions = DEFAULT_FRACTIONS if fractions is None and shots is None else fractions
         result = compare_backbones(splits, strategies=strategies, backbones=nets, fractions=fractions, shots=shots,
@@ -193,7 +193,7 @@ def tune(data: str | Path | DataSplits | Dataset, *, strategy: str = "finetune",
     with work_folder(out, kind="tune", force=force, protected=[data]) as work, cache_scope(feature_cache):
         splits = checked_splits(work, data, skip_bad=skip_bad_files, text_column=text_column,
                                 label_column=label_column, path_column=path_column,
-                                allow_outside_paths=allow_outside_paths)
+                                allow_outside_paths=allow_outside_paths, tracker=tracker)
         net = build_backbone(backbone or modality_spec(splits.train.modality).default_backbone,
                              image_size=image_size, preprocess=preprocess)
         workdir = work.path if work is not None else Path(tempfile.mkdtemp(prefix="headstart-"))

@@ -60,15 +60,16 @@ class Tracker:
         uri: Tracking URI.
         artifact_location: Artifact folder for a new experiment (``None``: the store's default).
         experiment: MLflow experiment name.
-        wait: Wait now until the store is open, so an unreachable store fails before any long work.
+        confirm: :meth:`before_work` waits until the store is open, so an unreachable store fails before the
+            long work (but after the input checks, which run meanwhile).
 
     Raises:
-        StorageError: The store cannot be opened (with ``wait``; otherwise from :meth:`log`).
+        StorageError: The worker cannot be started.
     """
 
     def __init__(self, uri: str, artifact_location: str | None = None, *, experiment: str = DEFAULT_EXPERIMENT,
-                 wait: bool = False) -> None:
-        self.uri, self.experiment = uri, experiment
+                 confirm: bool = False) -> None:
+        self.uri, self.experiment, self.confirm = uri, experiment, confirm
         try:
             if uri.startswith("sqlite:///"):
                 Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -78,7 +79,17 @@ class Tracker:
         self._worker.send({"op": "open", "uri": uri, "experiment": experiment,
                            "artifact_location": artifact_location})
         self._opened = False
-        if wait:
+
+    def before_work(self) -> None:
+        """Call once the input is checked, before the long work: with ``confirm``, wait until the store is open.
+
+        The worker has been importing MLflow since the command started, so by now most of that wait is over;
+        without ``confirm`` (the embedded store) the store keeps opening while the work runs.
+
+        Raises:
+            StorageError: The store cannot be opened.
+        """
+        if self.confirm:
             self._wait_opened()
 
     def _wait_opened(self) -> None:
@@ -111,11 +122,12 @@ class Tracker:
 def start_tracking(track: bool | str | None, out: str | Path | None) -> Tracker | None:
     """A :class:`Tracker` for a command's ``track`` argument, or ``None`` when off.
 
-    A tracking URI the user gave is checked now, before the work starts (it may be a server that is down); the
-    embedded store is opened while the work runs. A tracker that never logs just finishes opening the store.
+    A tracking URI the user gave is checked by :meth:`Tracker.before_work` (it may be a server that is down),
+    which the command calls after checking its input, so MLflow starts up meanwhile; the embedded store is
+    opened while the work runs. A tracker that never logs just finishes opening the store.
 
     Raises:
-        StorageError: A given tracking URI cannot be reached.
+        StorageError: The tracking worker cannot be started.
     """
     target = tracking_target(track, out)
-    return None if target is None else Tracker(*target, wait=isinstance(track, str))
+    return None if target is None else Tracker(*target, confirm=isinstance(track, str))
