@@ -8,7 +8,7 @@ import torch
 import headstart
 from headstart.data import Dataset
 from headstart.strategies import auto, get_strategy
-from headstart.strategies.auto import learning_curve_gain
+from headstart.strategies.auto import learning_curve_gain, training_batch_seconds
 from headstart.strategies.blend import choose_probe
 from headstart.training import FitContext
 from training_support import TinyTextBackbone, sentiment_texts
@@ -86,3 +86,23 @@ def test_auto_tries_fine_tuning_only_when_its_time_allowance_holds_enough_epochs
     generous = get_strategy("auto", finetune_cost=1e6, batch_size=8, finetune_margin=0.5)
     record = generous.fit(backbone, data, None, context).metrics["train"]["auto"]
     assert record["finetune"].startswith("tried") and record["finetune_result"]["n_held_out"] == 16
+
+
+def test_the_training_batch_estimate_warms_up_then_scales_a_small_timed_pass_per_example(monkeypatch):
+    # A clock that advances 0.1 s per example passed forward: the estimate must come from the timed pass alone.
+    backbone, seen, clock = TinyTextBackbone(), [], [0.0]
+    forward = backbone.forward
+
+    def counted(batch):
+        seen.append(len(batch["input_ids"]))
+        clock[0] += 0.1 * len(batch["input_ids"])
+        return forward(batch)
+
+    monkeypatch.setattr(backbone, "forward", counted)
+    monkeypatch.setattr(auto.time, "perf_counter", lambda: clock[0])
+    texts = sentiment_texts(40).items
+    seconds, timed = training_batch_seconds(backbone, texts, batch_size=32)
+    assert seen == [auto.WARMUP_EXAMPLES, auto.TIMED_EXAMPLES] and timed == auto.TIMED_EXAMPLES
+    assert abs(seconds - 3.2) < 1e-9, "0.4 s for 4 examples is 3.2 s for a batch of 32"
+    assert training_batch_seconds(backbone, texts, batch_size=2)[1] == 2, "never more than the batch size"
+    assert all(p.grad is None for p in backbone.module.parameters()) and not backbone.module.training
