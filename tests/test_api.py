@@ -36,7 +36,7 @@ def test_second_fit_reuses_cached_features(tmp_path, image_folder, tiny_backbone
     for klass in Backbone.__subclasses__():
         monkeypatch.setattr(klass, "embed", fail, raising=False)
     model = headstart.fit(image_folder, backbone=tiny_backbone, out=tmp_path / "b", progress=False, seed=0,
-                          settings={"c": 0.1})
+                          strategy="linear", settings={"c": 0.1})
     assert model.strategy_config["chosen_C"] == 0.1
 
 

@@ -72,7 +72,7 @@ def text_model(tmp_path, monkeypatch, capsys):
     table = write(tmp_path / "texts.csv", "text,label\n" + "\n".join(rows) + "\n")
     out = tmp_path / "run[/]"
     code, stdout, err = headstart(monkeypatch, capsys, "fit", table, "--backbone", "test-tiny-text", "--out", out,
-                                  "--set", "c=1", "-q")
+                                  "--strategy", "linear", "--set", "c=1", "-q")
     assert code == 0, err
     return out, table, stdout
 
@@ -159,7 +159,8 @@ def test_nested_jsonl_values_are_one_line_naming_column_and_line(tmp_path, monke
 def test_a_200k_character_field_trains(tmp_path, monkeypatch, capsys):
     table = write(tmp_path / "d.csv", f'text,label\n"{"long " * 40_000}",neg\n{text_rows(20)}')
     code, stdout, err = headstart(monkeypatch, capsys, "fit", table, "--backbone", "test-tiny-text",
-                                  "--out", tmp_path / "run", "--set", "c=1", "-q")
+                                  "--out", tmp_path / "run", "--strategy", "linear", "--set", "c=1",
+                                  "-q")
     assert code == 0, err
     assert "accuracy" in stdout  # cross-validated: 21 rows are too few to hold out a test split
 
@@ -171,3 +172,8 @@ def test_an_engine_the_backbone_cannot_use_is_one_line(tmp_path, monkeypatch, ca
     assert_user_error(result, "--engine int8 quantizes text encoders", "--engine onnx")
     result = headstart(monkeypatch, capsys, "rank", folder, "--backbones", tiny_timm_ref, "--engine", "fast")
     assert_user_error(result, "--engine fast is not an extraction engine")
+
+
+def test_class_weight_needs_the_linear_strategy_now_that_auto_is_the_default(tmp_path, monkeypatch, capsys):
+    result = headstart(monkeypatch, capsys, "fit", tmp_path, "--class-weight", "balanced", "--out", tmp_path / "m")
+    assert_user_error(result, "--class-weight", "add --strategy linear")

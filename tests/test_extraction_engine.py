@@ -140,7 +140,8 @@ def test_the_engine_argument_gives_a_copy_that_runs_there(tiny_bert: Path, tiny_
     chosen = with_engine(tiny_backbone, "torch")
     assert chosen.engine == "torch" and tiny_backbone.engine == "auto", "the caller's backbone is left as it is"
     assert chosen.module is tiny_backbone.module
-    model = headstart.fit(image_folder, backbone=tiny_backbone, engine="torch", progress=False, settings={"c": 1.0})
+    model = headstart.fit(image_folder, backbone=tiny_backbone, engine="torch", progress=False,
+                          strategy="linear", settings={"c": 1.0})
     assert model.backbone.engine == "torch"
 
 

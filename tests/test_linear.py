@@ -120,9 +120,9 @@ def test_choosing_c_by_log_loss_keeps_confidence_near_accuracy():
 
 
 def test_the_linear_probe_says_what_it_is_fitting_unless_quiet(capsys, tiny_backbone, image_folder):
-    headstart.fit(image_folder, backbone=tiny_backbone, progress=True)
+    headstart.fit(image_folder, backbone=tiny_backbone, progress=True, strategy="linear")
     assert "fitting the linear head (5-fold cross-validation over 12 values of C)" in capsys.readouterr().err
-    headstart.fit(image_folder, backbone=tiny_backbone, progress=False, settings={"c": 1.0})
+    headstart.fit(image_folder, backbone=tiny_backbone, progress=False, strategy="linear", settings={"c": 1.0})
     assert "fitting the linear head" not in capsys.readouterr().err
 
 
@@ -130,14 +130,15 @@ def test_a_probe_fitted_before_on_the_same_features_is_loaded_bit_for_bit(tmp_pa
                                                                          image_folder):
     import headstart.strategies.linear as linear
 
-    first = headstart.fit(image_folder, backbone=tiny_backbone, progress=False, cache=tmp_path)
+    first = headstart.fit(image_folder, backbone=tiny_backbone, progress=False, cache=tmp_path, strategy="linear")
     calls = []
     monkeypatch.setattr(linear, "fit_linear_head", lambda *a, **k: calls.append(1) or fit_linear_head(*a, **k))
-    again = headstart.fit(image_folder, backbone=tiny_backbone, progress=False, cache=tmp_path)
+    again = headstart.fit(image_folder, backbone=tiny_backbone, progress=False, cache=tmp_path, strategy="linear")
     assert calls == []
     assert torch.equal(again.head.weight, first.head.weight) and torch.equal(again.head.bias, first.head.bias)
     assert again.metrics["train"] == first.metrics["train"]
-    headstart.fit(image_folder, backbone=tiny_backbone, progress=False, cache=tmp_path, seed=1)
+    headstart.fit(image_folder, backbone=tiny_backbone, progress=False, cache=tmp_path, seed=1,
+                  strategy="linear")
     assert calls  # another seed is another fit
 
 
@@ -207,7 +208,7 @@ def test_crossfit_falls_back_to_refit_when_a_class_has_one_example():
 def test_final_setting_is_saved_and_reloads(tmp_path, image_folder, tiny_backbone):
     out = tmp_path / "run"
     model = headstart.fit(image_folder, backbone=tiny_backbone, out=out, progress=False,
-                          settings={"final": "crossfit"})
+                          strategy="linear", settings={"final": "crossfit"})
     reloaded = headstart.load(out)
     assert reloaded.strategy_config["final"] == "crossfit"
     items = [str(p) for p in sorted(image_folder.rglob("*.png"))]
@@ -218,7 +219,8 @@ def test_unknown_final_is_a_clear_config_error(image_folder, tiny_backbone):
     from headstart.errors import ConfigError
 
     with pytest.raises(ConfigError, match="final"):
-        headstart.fit(image_folder, backbone=tiny_backbone, progress=False, settings={"final": "average"})
+        headstart.fit(image_folder, backbone=tiny_backbone, progress=False, strategy="linear",
+                      settings={"final": "average"})
     x, y = blobs()
     with pytest.raises(ConfigError, match="'refit' or 'crossfit'"):
         fit_linear_head(x, y, 3, final="average")

@@ -33,6 +33,6 @@ def test_quickstart_notebook_shows_bars_and_tables(tmp_path, monkeypatch):
     assert "application/vnd.jupyter.widget-view+json" in ranking or "100%|" in ranking  # a bar was shown
     assert "Backbones ranked by logme, best first" in ranking
     assert "feature_dim" in frame and "text/html" in frame
-    assert "A linear model on minilm." in model and "test accuracy" in model
+    assert "A model on minilm: auto (chose " in model and "test accuracy" in model
     assert "'label':" in predictions and "'top':" in predictions
     assert "Test accuracy on 500 examples with glove" in study and "prototypes" in curve

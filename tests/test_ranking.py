@@ -140,7 +140,8 @@ def test_fit_auto_ranks_bundled_backbones_and_keeps_the_ranking(text_csv: Path, 
 
 def test_calibration_round_trip(image_folder: Path, tiny_backbone: Backbone, tmp_path: Path) -> None:
     model = headstart.fit(image_folder, backbone=tiny_backbone, calibrate=True, out=tmp_path / "m",
-                          progress=False, settings={"c": 100.0}, val_fraction=0.25, test_fraction=0.25)
+                          progress=False, strategy="linear", settings={"c": 100.0}, val_fraction=0.25,
+                          test_fraction=0.25)
     calibration = model.metrics["calibration"]
     assert model.temperature == pytest.approx(calibration["temperature"]) and model.temperature != 1.0
     assert set(calibration["ece_before"]) == {"val", "test"} == set(calibration["ece_after"])
@@ -174,9 +175,9 @@ def test_imbalance_warning_and_class_weight_through_the_cli(tmp_path: Path, tiny
     folder = write_image_folder(tmp_path / "imb", per_class=30, classes=("red", "green"))
     for path in sorted((folder / "green").iterdir())[2:]:
         path.unlink()
-    result = CliRunner().invoke(app, ["fit", str(folder), "--backbone", tiny_timm_ref, "--class-weight",
-                                      "balanced", "--test-fraction", "0.3", "--out", str(tmp_path / "m"),
-                                      "--quiet"])
+    result = CliRunner().invoke(app, ["fit", str(folder), "--backbone", tiny_timm_ref, "--strategy", "linear",
+                                      "--class-weight", "balanced", "--test-fraction", "0.3",
+                                      "--out", str(tmp_path / "m"), "--quiet"])
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
     assert any("imbalanced" in w for w in metrics["warnings"])

@@ -66,7 +66,8 @@ def test_text_inputs_and_integer_labels(text_csv, tiny_text_ref):
 
     table = pd.read_csv(text_csv)
     labels = (table["label"] == "food").astype(int).to_numpy()
-    clf = TransferClassifier(backbone=tiny_text_ref, settings={"c": 1.0}).fit(table["text"].tolist(), labels)
+    clf = TransferClassifier(backbone=tiny_text_ref, strategy="linear", settings={"c": 1.0})
+    clf.fit(table["text"].tolist(), labels)
     assert clf.modality_ == "text"
     assert clf.predict(["a bowl of rice"]).dtype == labels.dtype
 
@@ -77,7 +78,7 @@ def test_pipeline_cross_validation_and_grid_search(images, tiny_timm_ref):
                          ("clf", TransferClassifier(backbone=tiny_timm_ref, image_size=32))])
     scores = cross_val_score(pipeline, X, y, cv=3)
     assert scores.shape == (3,) and scores.mean() >= 0.8
-    search = GridSearchCV(TransferClassifier(backbone=tiny_timm_ref, image_size=32),
+    search = GridSearchCV(TransferClassifier(backbone=tiny_timm_ref, image_size=32, strategy="linear"),
                           {"settings": [{"c": 1e-4}, {"c": 1.0}]}, cv=2).fit(X, y)
     best = search.best_params_["settings"]
     assert len(search.cv_results_["params"]) == 2 and search.best_score_ >= 0.8

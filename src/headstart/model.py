@@ -62,7 +62,7 @@ class TransferModel:
 
     def __repr__(self) -> str:
         measured = self._measured()
-        return (f"TransferModel({self.strategy} on {self.backbone.ref}, {len(self.class_names)} classes: "
+        return (f"TransferModel({self.strategy_chosen} on {self.backbone.ref}, {len(self.class_names)} classes: "
                 f"{listing(self.class_names, limit=5)}"
                 + ("" if measured is None else f"; {measured[0]} {measured[1]['accuracy']:.1%}") + ")")
 
@@ -89,7 +89,13 @@ class TransferModel:
                           + ("" if reason == "completed" else f" (ended by {reason.replace('_', ' ')})")))
         if self.temperature != 1.0:
             facts.append(("temperature", self.temperature))
-        return facts_table(f"A {self.strategy} model on {self.backbone.ref}.", facts)
+        return facts_table(f"A model on {self.backbone.ref}: {self.strategy_chosen}.", facts)
+
+    @property
+    def strategy_chosen(self) -> str:
+        """The strategy, with what it chose when it chooses among others (``"auto (chose linear)"``)."""
+        winner = self.strategy_config.get("winner")
+        return f"{self.strategy} (chose {winner})" if winner else self.strategy
 
     @property
     def modality(self) -> str:

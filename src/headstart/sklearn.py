@@ -53,8 +53,8 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
     Args:
         backbone: A backbone reference (``headstart backbones``); ``None``: the modality's default
             (``efficientnet_lite0`` / ``minilm``).
-        strategy: How to transfer (``headstart strategies``).
-        settings: The strategy's settings, e.g. ``{"c": 1.0}`` or ``{"epochs": 3}``.
+        strategy: How to transfer (``headstart strategies``); ``auto``, as in :func:`headstart.fit`.
+        settings: The strategy's settings, e.g. ``{"folds": 3}`` for ``auto``, ``{"c": 1.0}`` for ``linear``.
         seed: Random seed of validation splits and training.
         batch_size: Examples per forward pass at prediction time.
         calibrate: Fit a softmax temperature on a validation split.
@@ -81,11 +81,11 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
     runs them, and runs the estimator in ``Pipeline``, ``cross_val_score`` and ``GridSearchCV``.
 
     Example:
-        >>> clf = TransferClassifier(backbone="minilm", settings={"c": 1.0}).fit(texts, labels)
+        >>> clf = TransferClassifier(backbone="minilm", strategy="linear", settings={"c": 1.0}).fit(texts, labels)
         >>> clf.predict(["a large wild cat"])
     """
 
-    def __init__(self, backbone: str | None = None, strategy: str = "linear", settings: dict[str, Any] | None = None,
+    def __init__(self, backbone: str | None = None, strategy: str = "auto", settings: dict[str, Any] | None = None,
                  seed: int = 0, batch_size: int = 64, calibrate: bool = False, val_fraction: float = 0.15,
                  image_size: int | None = None, cache: bool = True, max_time: float | None = None) -> None:
         self.backbone = backbone

@@ -35,7 +35,7 @@ from headstart.training.checkpoint import CHECKPOINT_DIR
 from headstart.transferability import RankResult, bundled_backbones, rank_backbones
 
 
-def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | None = None, strategy: str = "linear",
+def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | None = None, strategy: str = "auto",
         out: str | Path | None = None, force: bool = False, seed: int = 0, val_fraction: float | None = None,
         test_fraction: float | None = None, cache: bool | str | Path | FeatureCache = True, progress: bool = True,
         max_time: float | None = None, calibrate: bool = False, image_size: int | str | None = None,
@@ -51,7 +51,7 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
             ``path,label``, a CSV/JSONL/Parquet of text and label, or already-loaded data.
         backbone: A reference (``headstart backbones``) or a built backbone; default: the modality's bundled one;
             ``"auto"``: the bundled one with the best LogME on the training split (``metrics["backbone_ranking"]``).
-        strategy: How to transfer: ``linear`` (frozen features + logistic regression), ...
+        strategy: How to transfer (``headstart strategies``): ``auto`` picks a frozen-feature head or fine-tuning.
         out, force: Folder to write the model, metrics and report to (atomically; never the data, around or in
             it; ``None``: in memory only); ``force`` replaces one headstart wrote, or a damaged checkpoint.
         seed, val_fraction, test_fraction: Random seed for splits and training; validation and test shares carved
@@ -77,7 +77,7 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
         The trained model; its ``metrics`` hold test and validation results and warnings (e.g. imbalance).
 
     Example:
-        >>> fit("examples/fashion-mnist-mini", out="runs/demo", settings={"c": 1.0}).metrics["test"]["accuracy"]
+        >>> fit("examples/fashion-mnist-mini", out="runs/demo", settings={"folds": 3}).metrics["test"]["accuracy"]
     """
     started = time.perf_counter()
     chosen = checked_strategy(strategy, settings, inspect.signature(fit).parameters, target)

@@ -68,12 +68,14 @@ def fit(
                                                       "best; default: efficientnet_lite0 / minilm / "
                                                       "speech_embedding by modality.")
                         ] = None,
-    strategy: Annotated[str, typer.Option(help="How to transfer (see `headstart strategies`).")] = "linear",
+    strategy: Annotated[str, typer.Option(help="How to transfer (see `headstart strategies`); 'auto' picks among "
+                                               "the frozen-feature heads by cross-validation and fine-tunes only "
+                                               "when it may pay.")] = "auto",
     calibrate: Annotated[bool, typer.Option("--calibrate", help="Fit a softmax temperature on validation data "
                                                                 "so confidences match accuracy (reports ECE "
                                                                 "before/after).")] = False,
     class_weight: Annotated[str | None, typer.Option(help="'balanced' to weight classes by inverse frequency "
-                                                          "(linear strategy; for imbalanced data).")] = None,
+                                                          "(with --strategy linear; for imbalanced data).")] = None,
     settings: Annotated[list[str] | None, typer.Option("--set", help="Strategy setting key=value; repeatable.")
                         ] = None,
     seed: Annotated[int, typer.Option(help="Random seed for splits and training.")] = 0,
@@ -100,7 +102,7 @@ def fit(
     """Train a model on DATA by transferring a pre-trained backbone; writes model, metrics and report."""
     if any(f is not None and not 0 <= f < 1 for f in (val_fraction, test_fraction)):
         raise ConfigError("--val-fraction and --test-fraction must be in [0, 1)")
-    options = _strategy_settings(settings, class_weight)
+    options = _strategy_settings(settings, class_weight, strategy)
     try:
         model = api.fit(data, backbone=backbone, strategy=strategy, out=out_dir, force=force, seed=seed,
                         val_fraction=val_fraction, test_fraction=test_fraction, target=target, target_test=target_test,
@@ -117,10 +119,13 @@ def fit(
         _print_fit(model, out_dir)
 
 
-def _strategy_settings(settings: list[str] | None, class_weight: str | None) -> dict[str, Any]:
+def _strategy_settings(settings: list[str] | None, class_weight: str | None, strategy: str) -> dict[str, Any]:
     """The ``--set`` settings, with ``--class-weight`` (a shortcut for the linear strategy's setting) added."""
     options = parse_settings(settings or [])
     if class_weight is not None:
+        if strategy != "linear":
+            raise ConfigError(f"--class-weight is a setting of the linear strategy, not of {strategy!r}; add "
+                              f"--strategy linear")
         if class_weight not in ("balanced", "none"):
             raise ConfigError(f"--class-weight must be 'balanced' or 'none', not {class_weight!r}")
         options["class_weight"] = None if class_weight == "none" else class_weight
@@ -155,13 +160,13 @@ def _print_fit(model: TransferModel, out_dir: Path) -> None:
         t = m["test"]
         out.print(f"test accuracy [bold]{t['accuracy']:.1%}[/] on {t['n_examples']} held-out examples "
                   f"(balanced {t['balanced_accuracy']:.1%}, macro F1 {t['macro_f1']:.3f}, ECE {t['ece']:.3f}) "
-                  f"— {model.strategy} on {shown(model.backbone.ref)}, {m['data']['n_train']} training examples, "
-                  f"{m['seconds']:.1f} s" + (f"; [bold yellow]{stopped}[/]" if stopped else ""))
+                  f"— {shown(model.strategy_chosen)} on {shown(model.backbone.ref)}, {m['data']['n_train']} training "
+                  f"examples, {m['seconds']:.1f} s" + (f"; [bold yellow]{stopped}[/]" if stopped else ""))
     elif m.get("cross_validation"):
         cv = m["cross_validation"]
         out.print(f"cross-validated accuracy [bold]{cv['accuracy']:.1%}[/] ({cv['folds']}-fold, {cv['n_examples']} "
                   f"examples, too few to hold out a test split; macro F1 {cv['macro_f1']:.3f}, ECE {cv['ece']:.3f}) "
-                  f"— {model.strategy} on {shown(model.backbone.ref)}, {m['seconds']:.1f} s")
+                  f"— {shown(model.strategy_chosen)} on {shown(model.backbone.ref)}, {m['seconds']:.1f} s")
     elif stopped:
         out.print(f"[bold yellow]{stopped}[/]")
     target = m.get("target", {})
