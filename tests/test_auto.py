@@ -88,8 +88,8 @@ def test_auto_tries_fine_tuning_only_when_its_time_allowance_holds_enough_epochs
     assert record["finetune"].startswith("tried") and record["finetune_result"]["n_held_out"] == 16
 
 
-def test_the_training_batch_estimate_warms_up_then_scales_a_small_timed_pass_per_example(monkeypatch):
-    # A clock that advances 0.1 s per example passed forward: the estimate must come from the timed pass alone.
+def test_the_training_batch_estimate_times_a_second_small_pass_and_scales_it_per_example(monkeypatch):
+    # A clock that advances 0.1 s per example passed forward: the estimate must come from the second pass alone.
     backbone, seen, clock = TinyTextBackbone(), [], [0.0]
     forward = backbone.forward
 
@@ -102,7 +102,7 @@ def test_the_training_batch_estimate_warms_up_then_scales_a_small_timed_pass_per
     monkeypatch.setattr(auto.time, "perf_counter", lambda: clock[0])
     texts = sentiment_texts(40).items
     seconds, timed = training_batch_seconds(backbone, texts, batch_size=32)
-    assert seen == [auto.WARMUP_EXAMPLES, auto.TIMED_EXAMPLES] and timed == auto.TIMED_EXAMPLES
+    assert seen == [auto.TIMED_EXAMPLES] * 2 and timed == auto.TIMED_EXAMPLES
     assert abs(seconds - 3.2) < 1e-9, "0.4 s for 4 examples is 3.2 s for a batch of 32"
     assert training_batch_seconds(backbone, texts, batch_size=2)[1] == 2, "never more than the batch size"
     assert all(p.grad is None for p in backbone.module.parameters()) and not backbone.module.training

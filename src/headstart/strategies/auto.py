@@ -39,9 +39,7 @@ from headstart.training.search_space import Dimension, FloatRange
 MIN_COMPARE_PER_CLASS = 5
 #: The part of the training data held out to compare fine-tuning with the probe.
 HELD_OUT_FRACTION = 0.2
-#: Examples of the untimed warm-up pass before the cost of a training batch is timed.
-WARMUP_EXAMPLES = 2
-#: Examples of the timed training pass from which the cost of a full batch is scaled.
+#: Examples of the timed training pass (after an untimed one over the same) from which a full batch's cost is scaled.
 TIMED_EXAMPLES = 4
 
 
@@ -92,9 +90,10 @@ def training_batch_seconds(backbone: Backbone, items: list[Any], batch_size: int
     fine-tuning step costs, near enough), and how many examples the pass timed.
 
     Timing a cold full batch would mostly time one-off costs (allocations, kernel selection: 18 s for a cold batch
-    of 32 images at 224 px where a warm one took 1.5 s), so an untimed pass over ``WARMUP_EXAMPLES`` comes first
-    and ``TIMED_EXAMPLES`` are timed, scaled per example to the batch size. A small batch costs more per example
-    than a full one, so the estimate errs high: auto then skips fine-tuning sooner, never later. Normalisation
+    of 32 images at 224 px where a warm one took 1.5 s), so ``TIMED_EXAMPLES`` go through once untimed (a pass
+    over fewer was measured to leave that shape's pass 1.5x slower) and once timed, scaled per example to the
+    batch size. A small batch costs at least as much per example as a full one (1.4x for efficientnet_lite0 on a
+    quiet CPU), so the estimate errs high: auto then skips fine-tuning sooner, never later. Normalisation
     statistics are not updated and the gradients are discarded.
     """
     module, was_training = backbone.module, backbone.module.training
@@ -102,7 +101,7 @@ def training_batch_seconds(backbone: Backbone, items: list[Any], batch_size: int
     timed = min(TIMED_EXAMPLES, batch_size, len(items))
     try:
         with torch.enable_grad():
-            _training_pass(backbone, items[:WARMUP_EXAMPLES])
+            _training_pass(backbone, items[:timed])
             started = time.perf_counter()
             _training_pass(backbone, items[:timed])
             seconds = time.perf_counter() - started
@@ -196,7 +195,7 @@ class Auto(Strategy):
         needed = cfg.min_finetune_epochs * step * math.ceil((1 - HELD_OUT_FRACTION) * len(train) / cfg.batch_size)
         if allowed < needed:
             return None, (f"not tried: {cfg.min_finetune_epochs} epochs would take about {needed:.0f} s (a "
-                          f"training batch of {cfg.batch_size} about {step:.2f} s, scaled from a warm pass over "
+                          f"training batch of {cfg.batch_size} about {step:.2f} s, scaled from a second pass over "
                           f"{timed} examples), more than the {allowed:.0f} s it may take "
                           f"({cfg.finetune_cost:g}x the probe's time, within the budget)")
         return allowed, ""
