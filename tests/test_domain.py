@@ -200,7 +200,7 @@ def test_target_test_with_a_class_the_source_lacks_is_refused(tmp_path: Path) ->
 
 
 def test_labeled_target_data_alone_is_measured_and_shows_the_shift() -> None:
-    model = headstart.fit(color_images(60), backbone=TinyImageBackbone(), progress=False,
+    model = headstart.fit(color_images(60), backbone=TinyImageBackbone(), progress=False, strategy="linear",
                           target_test=low_contrast(color_images(30, seed=2)), settings={"c_values": 2})
     target = model.metrics["target"]
     assert target["n_unlabeled"] == 0 and target["test"]["n_examples"] == 30 and target["shift"]["pad"] > 1.5
