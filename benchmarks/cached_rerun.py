@@ -1,4 +1,5 @@
-"""`make demo` again with its features cached: wall and CPU seconds of ``headstart fit`` in a new process.
+"""`make demo` as a linear fit again with its features cached: wall and CPU seconds of ``headstart fit --strategy
+linear`` in a new process (the figure issue 15 set a target for; ``make demo`` itself now runs ``auto``).
 
 Each round is :func:`feature_extraction.cached_rerun_seconds` (the same function the feature extraction benchmark
 reports): one run that fills (or finds) the cache, then one timed run. CPU seconds (user + system of the child

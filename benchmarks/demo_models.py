@@ -20,7 +20,7 @@ def train_demo_models(folder: Path) -> dict[str, Path]:
     for modality, (data, backbone) in TASKS.items():
         out = folder / modality
         if not out.is_dir():
-            headstart.fit(data, backbone=backbone, out=out, progress=False)
+            headstart.fit(data, backbone=backbone, strategy="linear", out=out, progress=False)
         folders[modality] = out
     return folders
 

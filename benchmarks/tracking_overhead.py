@@ -65,7 +65,8 @@ print(json.dumps(phases))
 def fit_seconds(out: Path, track: bool, cpu: list[float] | None = None) -> float:
     """Wall seconds of one ``headstart fit`` process writing ``out``; its CPU seconds (user + system, the
     tracking worker's included) are appended to ``cpu``."""
-    command = [sys.executable, "-m", "headstart", "fit", str(DATA), "--out", str(out), "-q", "--force"]
+    command = [sys.executable, "-m", "headstart", "fit", str(DATA), "--strategy", "linear", "--out", str(out), "-q",
+               "--force"]
     if track:
         command.append("--track")
     before = os.times()
