@@ -42,6 +42,14 @@ def test_a_lead_within_one_standard_error_keeps_the_defaults():
     assert "kept the defaults" in record["why"]
 
 
+def test_a_lead_of_one_example_is_never_more_than_one_standard_error():
+    best = {"number": 11, "params": {"lr": 7e-5}, "value": 133 / 150}
+    masks = {0: _mask(132, 150), 11: _changed(_mask(132, 150), gained=1, lost=0)}
+    gain, error = paired_gain(masks[11], masks[0])
+    assert gain == pytest.approx(error)  # 1/150 both
+    assert choose_refit(best, DEFAULTS, masks, margin=1.0)[0] is DEFAULTS
+
+
 def test_a_clear_lead_refits_the_best_trial():
     best = {"number": 7, "params": {"lr": 1e-4}, "value": 0.95}
     chosen, record = choose_refit(best, DEFAULTS, {0: _mask(80), 7: _mask(95)}, margin=1.0)

@@ -56,7 +56,9 @@ def choose_refit(best: dict[str, Any] | None, defaults: dict[str, Any] | None, m
         return best, {"kept_defaults": False, "why": "best validation score (no noise rule applied)"}
     gain, error = paired_gain(masks[best["number"]], masks[defaults["number"]])
     record = {"gain": gain, "standard_error": error, "n_val": len(masks[best["number"]]), "margin": margin}
-    if gain > margin * error:
+    # A tolerance, because a lead of one example with no loss gives gain == standard error exactly (1/n each),
+    # and float rounding must not decide that a single example is more than noise.
+    if gain - margin * error > 1e-9:
         return best, {**record, "kept_defaults": False,
                       "why": f"beat the defaults by {gain:+.1%} on validation, more than {margin:g} standard "
                              f"error(s) ({error:.1%})"}
