@@ -46,8 +46,8 @@ def settings_args(params: dict) -> list[str]:
 
 def run_seed(args: argparse.Namespace, seed: int, root: Path) -> dict:
     """Defaults, tune (its chosen trial refit) and, when the rule kept the defaults, the best trial refit too."""
-    common = ["--strategy", "finetune", "--seed", str(seed), "-q", *settings_args(dict(
-        setting.split("=", 1) for setting in args.settings))]
+    common = ["--strategy", "finetune", "--seed", str(seed), "-q",
+              *(part for setting in args.settings for part in ("--set", setting))]
     fit_wall, fit_cpu = run_cli("fit", str(args.data), "--out", str(root / "defaults"), *common)
     defaults = json.loads((root / "defaults" / "metrics.json").read_text())
     tune_wall, tune_cpu = run_cli("tune", str(args.data), "--out", str(root / "tuned"), "--trials",

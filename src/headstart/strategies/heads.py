@@ -78,12 +78,11 @@ def prototype_head(features: np.ndarray, labels: np.ndarray, n_classes: int, *, 
     prototypes = np.zeros_like(sums)
     prototypes[present] = sums[present] / counts[present, None]
     units = prototypes / np.maximum(np.linalg.norm(prototypes, axis=1, keepdims=True), 1e-12)
-    own = labels
-    loo = counts[own] > 1
+    loo = counts[labels] > 1
     loo_logits = _leave_one_out_cosines(centred, labels, units, sums, counts)
-    info = {"loo_accuracy": float(np.mean(loo_logits[loo].argmax(1) == own[loo])) if loo.any() else float("nan")}
+    info = {"loo_accuracy": float(np.mean(loo_logits[loo].argmax(1) == labels[loo])) if loo.any() else float("nan")}
     if loo.any():
-        info["scale"] = _fitted_scale(loo_logits[loo], own[loo])
+        info["scale"] = _fitted_scale(loo_logits[loo], labels[loo])
     else:  # one example per class: no held-out score, so a scale that makes typical cosines about 10 logits
         info["scale"] = float(10.0 / max(np.mean(np.linalg.norm(centred, axis=1)), 1e-12))
     # On raw features: s * u . (x / scale - mean) = (s * u / scale) . x - (s * u) . mean.
