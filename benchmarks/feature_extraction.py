@@ -168,11 +168,11 @@ def probe_accuracy(data: str, backbone: str, engine: str, image_size: int | None
     return {"accuracy": 100 * model.metrics["test"]["accuracy"], "seconds": time.perf_counter() - start}
 
 
-def cached_rerun_seconds(data: str, backbone: str, work: Path) -> float:
-    """Wall seconds of ``headstart fit --strategy linear`` (a new process, imports included) when its features are
-    cached."""
-    command = [sys.executable, "-m", "headstart", "fit", data, "--backbone", backbone, "--strategy", "linear",
-               "--out", str(work / "run"), "--force", "--quiet", "--cache-dir", str(work / "cache")]
+def cached_rerun_seconds(data: str, backbone: str, work: Path, strategy: str = "linear") -> float:
+    """Wall seconds of ``headstart fit --strategy STRATEGY`` (a new process, imports included) when its features
+    are cached."""
+    command = [sys.executable, "-m", "headstart", "fit", data, "--backbone", backbone, "--strategy", strategy,
+               "--out", str(work / f"run-{strategy}"), "--force", "--quiet", "--cache-dir", str(work / "cache")]
     subprocess.run(command, check=True, capture_output=True)
     start = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True)

@@ -7,6 +7,8 @@ import torch
 
 import headstart
 from headstart.data import Dataset
+from headstart.model import TransferModel
+from headstart.reports.fit import fit_report
 from headstart.strategies import auto, get_strategy
 from headstart.strategies.auto import learning_curve_gain, training_batch_seconds
 from headstart.strategies.blend import choose_probe
@@ -106,3 +108,75 @@ def test_the_training_batch_estimate_times_a_second_small_pass_and_scales_it_per
     assert abs(seconds - 3.2) < 1e-9, "0.4 s for 4 examples is 3.2 s for a batch of 32"
     assert training_batch_seconds(backbone, texts, batch_size=2)[1] == 2, "never more than the batch size"
     assert all(p.grad is None for p in backbone.module.parameters()) and not backbone.module.training
+
+
+def test_the_learning_curve_reuses_a_known_full_data_accuracy_and_agrees_with_computing_it():
+    features, labels = _blobs(30, spread=2.5)
+    choice = choose_probe(features, labels, 4, seed=0)
+    linear = choice.tried["linear"]
+    computed = learning_curve_gain(features, labels, linear["C"], folds=5, seed=0)
+    assert learning_curve_gain(features, labels, linear["C"], folds=5, seed=0,
+                               full_accuracy=linear["cv_accuracy"]) == computed
+
+
+def test_a_cached_rerun_loads_autos_choice_instead_of_making_it_again(tmp_path, monkeypatch):
+    data, cache = sentiment_texts(60), tmp_path / "cache"
+    first = headstart.fit(data, backbone=TinyTextBackbone(), progress=False, test_fraction=0.0, cache=cache)
+    assert "remembered" not in first.metrics["train"]["auto"] and list((cache / "heads").glob("auto-*"))
+    state = torch.random.get_rng_state()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the choice should have been loaded")
+
+    monkeypatch.setattr(auto, "choose_probe", refuse)
+    again = headstart.fit(data, backbone=TinyTextBackbone(), progress=False, test_fraction=0.0, cache=cache)
+    assert torch.equal(torch.random.get_rng_state(), state)  # neither path moves torch's global random state
+    assert torch.equal(again.head.weight, first.head.weight) and torch.equal(again.head.bias, first.head.bias)
+    record = again.metrics["train"]["auto"]
+    assert record.pop("remembered") is True and again.metrics["train"] == first.metrics["train"]
+    assert again.strategy_config == first.strategy_config
+    # Another seed is another choice: made again (here refused), not loaded.
+    with np.testing.assert_raises(AssertionError):
+        headstart.fit(data, backbone=TinyTextBackbone(), progress=False, test_fraction=0.0, cache=cache, seed=1)
+
+
+def test_a_damaged_remembered_choice_is_made_again_and_replaced(tmp_path):
+    data, cache = sentiment_texts(60), tmp_path / "cache"
+    first = headstart.fit(data, backbone=TinyTextBackbone(), progress=False, test_fraction=0.0, cache=cache)
+    (stored,) = (cache / "heads").glob("auto-*")
+    stored.write_bytes(b"not a safetensors file")
+    again = headstart.fit(data, backbone=TinyTextBackbone(), progress=False, test_fraction=0.0, cache=cache)
+    assert "remembered" not in again.metrics["train"]["auto"]
+    assert torch.equal(again.head.weight, first.head.weight)
+    assert auto.recall_choice(stored) is not None
+
+
+def test_a_fine_tuned_winner_is_not_remembered_and_a_probe_that_beat_fine_tuning_is(tmp_path, monkeypatch):
+    def context(name):
+        return FitContext(work_dir=tmp_path, seed=0, progress=False, max_time=60,
+                          cache=headstart.FeatureCache(tmp_path / name))
+
+    data, strategy = sentiment_texts(60), get_strategy("auto", finetune="always", finetune_margin=0.5, batch_size=8)
+    kept = strategy.fit(TinyTextBackbone(), data, None, context("probe"))
+    assert "finetune_result" in kept.metrics["train"]["auto"] and not kept.backbone_trained
+    assert len(list((tmp_path / "probe" / "heads").glob("auto-*"))) == 1
+
+    def fine_tuned(self, backbone, train, *args):
+        return TransferModel(backbone, torch.nn.Linear(backbone.feature_dim, 2), train.class_names, strategy="auto",
+                             backbone_trained=True)
+
+    monkeypatch.setattr(auto.Auto, "_try_finetune", fine_tuned)
+    model = strategy.fit(TinyTextBackbone(), data, None, context("tuned"))
+    assert model.backbone_trained and not list((tmp_path / "tuned" / "heads").glob("auto-*"))
+
+
+def test_the_report_says_what_auto_tried_what_it_cost_and_that_a_rerun_loaded_the_choice(tmp_path):
+    data, cache = sentiment_texts(60), tmp_path / "cache"
+    fresh, again = (headstart.fit(data, backbone=TinyTextBackbone(), progress=False, test_fraction=0.0,
+                                  cache=cache) for _ in range(2))
+    page = fit_report(fresh)
+    record = fresh.metrics["train"]["auto"]
+    assert "What auto tried" in page and f"Winner: <b>{record['winner']}</b>" in page
+    assert all(f"<td>{name}</td>" in page for name in ("linear", "prototypes", "blend"))
+    assert "Fine-tuning: not tried" in page and "loaded it from the feature cache" not in page
+    assert "loaded it from the feature cache" in fit_report(again)

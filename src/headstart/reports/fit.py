@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
+from typing import Any
 
 from headstart.data import DataSplits
 from headstart.model import TransferModel
@@ -50,6 +51,8 @@ def model_sections(model: TransferModel) -> list[str]:
                     if isinstance(entry, dict) and "note" in entry)
     if "backbone_ranking" in m:
         sections.append(ranking_section("Backbone choice (--backbone auto)", m["backbone_ranking"]))
+    if "auto" in m.get("train", {}):
+        sections.append(auto_section(m["train"]["auto"]))
     if "calibration" in m:
         sections.append(calibration_section(m["calibration"]))
     for name in ("test", "val"):
@@ -71,6 +74,28 @@ def model_sections(model: TransferModel) -> list[str]:
     settings = [[k, v] for k, v in model.strategy_config.items()]
     sections.append("<h2>Settings</h2>" + table(["setting", "value"], settings))
     return sections
+
+
+def auto_section(record: dict[str, Any]) -> str:
+    """What ``--strategy auto`` tried, what it cost and why the winner won."""
+    rows = [[name, f"{scores['cv_accuracy']:.1%}", f"{scores['cv_log_loss']:.3f}",
+             ", ".join(f"{key} {scores[key]:.3g}" for key in ("C", "weight") if key in scores)]
+            for name, scores in record.get("tried", {}).items() if scores]
+    parts = [f"<h2>What auto tried</h2><p>Winner: <b>{html.escape(record['winner'])}</b>: "
+             f"{html.escape(record.get('why', ''))}.</p>"]
+    if rows:
+        parts.append(table(["frozen-feature candidate", "cross-validated accuracy", "log loss", "setting"], rows))
+    parts.append(f"<p>Fine-tuning: {html.escape(record.get('finetune', ''))}.</p>")
+    result = record.get("finetune_result")
+    if result:
+        parts.append(f"<p>{html.escape(result['strategy'])} reached {result['held_out_accuracy']:.1%} on "
+                     f"{result['n_held_out']} held-out training examples against the probe's "
+                     f"{result['probe_held_out_accuracy']:.1%} ({result['seconds']:.0f} s).</p>")
+    cost = f"<p>Cost: {record.get('probe_seconds', 0):.1f} s for the frozen-feature candidates, " \
+           f"{record.get('seconds', 0):.1f} s in all"
+    if record.get("remembered"):
+        cost += " (when the choice was made; this run loaded it from the feature cache)"
+    return "".join(parts) + cost + ".</p>"
 
 
 def target_section(target: dict, class_names: list[str]) -> str:

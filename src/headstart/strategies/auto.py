@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -31,7 +32,9 @@ from headstart.data import Dataset, stratified_split
 from headstart.model import TransferModel
 from headstart.strategies.base import STRATEGIES, Strategy, register_strategy
 from headstart.strategies.blend import ProbeChoice, choose_probe
+from headstart.strategies.heads import prototype_head
 from headstart.strategies.linear import linear_out_of_fold
+from headstart.strategies.probe_memo import head_key, recall_choice, remember_choice, source_hash
 from headstart.training import FitContext, StrategyConfig
 from headstart.training.search_space import Dimension, FloatRange
 
@@ -70,14 +73,18 @@ class AutoConfig(StrategyConfig):
                                                           "training pass over a few examples).")
 
 
-def learning_curve_gain(features: np.ndarray, labels: np.ndarray, c: float, *, folds: int, seed: int
-                        ) -> float | None:
+def learning_curve_gain(features: np.ndarray, labels: np.ndarray, c: float, *, folds: int, seed: int,
+                        full_accuracy: float | None = None) -> float | None:
     """Cross-validated accuracy of the probe at ``c`` on all examples minus on a stratified half (``None`` when
-    the half is too small to cross-validate)."""
+    the half is too small to cross-validate). ``full_accuracy``: the first term when already known (``auto``'s
+    candidates were scored on the same folds at the same ``c``), saving one cross-validation."""
     half = np.sort(np.concatenate([np.random.default_rng(seed).permutation(np.flatnonzero(labels == k))
                                    [: max(1, int(np.sum(labels == k)) // 2)] for k in np.unique(labels)]))
     scores = []
     for x, y in ((features, labels), (features[half], labels[half])):
+        if full_accuracy is not None and not scores:
+            scores.append(full_accuracy)
+            continue
         proba = linear_out_of_fold(x, y, c=c, folds=folds, seed=seed)
         if proba is None:
             return None
@@ -117,6 +124,10 @@ def _training_pass(backbone: Backbone, items: list[Any]) -> None:
         out.float().square().mean().backward()
 
 
+#: What makes auto's choice (their source files key a remembered one), captured at import.
+_CHOICE_CODE = (choose_probe, prototype_head, linear_out_of_fold, learning_curve_gain, recall_choice)
+
+
 @register_strategy("auto")
 class Auto(Strategy):
     """The best of linear probe, prototypes and their blend by cross-validation (temperature-scaled), and
@@ -126,9 +137,39 @@ class Auto(Strategy):
     config_class = AutoConfig
 
     def fit(self, backbone: Backbone, train: Dataset, val: Dataset | None, context: FitContext) -> TransferModel:
-        cfg, started = self.config, time.perf_counter()
-        features = extract_features(backbone, train, cache=context.cache, batch_size=cfg.batch_size,
+        """With a feature cache, a choice of frozen-feature head made before on the same features, labels,
+        settings and code is loaded (``metrics["train"]["auto"]["remembered"]``) instead of made again, as the
+        linear probe's head is; a fine-tuned winner is not remembered (its weights are the saved model's)."""
+        started = time.perf_counter()
+        features = extract_features(backbone, train, cache=context.cache, batch_size=self.config.batch_size,
                                     progress=context.progress, label="train")
+        path = self._memo_path(backbone, features, train, context)
+        # torch's global random state is left as it was found, so a remembered and a fresh choice leave the
+        # caller in the same state.
+        with torch.random.fork_rng(devices=[]):
+            recalled = recall_choice(path) if path is not None else None
+            if recalled is not None:
+                head, trained = recalled
+                model = self._model(backbone, head, train, context, trained["auto"]["winner"])
+                model.metrics = {"train": {**trained, "auto": {**trained["auto"], "remembered": True}}}
+                return model
+            model = self._choose(backbone, features, train, context, started)
+        if path is not None and not model.backbone_trained:
+            remember_choice(path, model.head, model.metrics["train"])
+        return model
+
+    def _memo_path(self, backbone: Backbone, features: np.ndarray, train: Dataset, context: FitContext
+                   ) -> Path | None:
+        if context.cache is None:
+            return None
+        settings = {**self.config.model_dump(), "seed": context.seed, "max_time": context.max_time,
+                    "trainable": backbone.trainable}
+        key = head_key(features, train.labels, len(train.class_names), settings, source_hash(*_CHOICE_CODE))
+        return context.cache.root / "heads" / f"auto-{key}.safetensors"
+
+    def _choose(self, backbone: Backbone, features: np.ndarray, train: Dataset, context: FitContext,
+                started: float) -> TransferModel:
+        cfg = self.config
         choice = choose_probe(features, train.labels, len(train.class_names), folds=cfg.folds, seed=context.seed,
                               weights=cfg.blend_weights, temperature=cfg.temperature)
         record: dict[str, Any] = {"tried": choice.tried, "winner": choice.name, "why": choice.reason,
@@ -175,7 +216,9 @@ class Auto(Strategy):
             return False, "not tried: the probe used over half the time budget"
         if choice.cv_accuracy >= 0.98:
             return False, f"not tried: the probe is already at {choice.cv_accuracy:.1%} (cross-validated)"
-        gain = learning_curve_gain(features, labels, choice.tried["linear"]["C"], folds=cfg.folds, seed=context.seed)
+        linear = choice.tried["linear"]
+        gain = learning_curve_gain(features, labels, linear["C"], folds=cfg.folds, seed=context.seed,
+                                   full_accuracy=linear["cv_accuracy"])
         if gain is None or gain < cfg.min_curve_gain:
             shown = "unknown" if gain is None else f"{gain:+.1%}"
             return False, (f"not tried: the probe gained {shown} from half the data to all of it (below "

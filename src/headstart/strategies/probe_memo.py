@@ -1,10 +1,14 @@
-"""The linear probe's fitted heads, remembered in the feature cache folder.
+"""Fitted frozen-feature heads (the linear probe's, ``auto``'s choice), remembered in the feature cache folder.
 
 Fitting the probe cross-validates 12 values of C over 5 folds: seconds to tens of seconds of L-BFGS, most of a
 re-run whose features are cached (measured on the demo: 12.8 of about 25 CPU seconds). The fit is deterministic
 (one BLAS thread, seeded folds), so its result is a function of the features, the labels, the settings and the
 libraries that compute it. It is stored under ``<cache>/heads/`` keyed by a hash of all of these, and a re-run
 with the same inputs loads the same head, bit for bit, instead of fitting it again.
+
+``auto``'s choice among frozen-feature heads is remembered the same way (:func:`recall_choice`,
+:func:`remember_choice`): its record (what was tried, what it cost, why the winner won) is nested, so it travels
+as JSON in the safetensors header beside the head's tensors.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load, save
 from torch import nn
 
@@ -28,6 +32,7 @@ from headstart.io import write_bytes
 # Bumped when what is stored changes; how the probe is fitted is in the key as the fitting module's source.
 _FORMAT = 3
 _INFO_PREFIX = "info."
+_RECORD = "record"
 
 FittedHead = tuple[nn.Linear, dict[str, float]]
 
@@ -98,3 +103,35 @@ def remembered_head(root: Path | None, fit: Callable[[], FittedHead], features: 
         fitted = fit()
         remember_head(path, fitted)
     return fitted
+
+
+def source_hash(*functions: Callable[..., Any]) -> str:
+    """A hash of the source files defining ``functions``: a change to how a fit is done is a new key."""
+    digest = hashlib.sha256()
+    for path in sorted({fn.__code__.co_filename for fn in functions}):
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()
+
+
+def recall_choice(path: Path) -> tuple[nn.Linear, dict[str, Any]] | None:
+    """The head and JSON record stored at ``path`` by :func:`remember_choice`, or ``None`` when there is none
+    or it cannot be read (a damaged file is fitted again and overwritten)."""
+    try:
+        with safe_open(str(path), framework="pt") as stored:
+            record = json.loads((stored.metadata() or {})[_RECORD])
+            weight, bias = stored.get_tensor("weight"), stored.get_tensor("bias")
+    except (OSError, SafetensorError, KeyError, ValueError, RuntimeError):
+        return None
+    head = nn.Linear(weight.shape[1], weight.shape[0])
+    with torch.no_grad():
+        head.weight.copy_(weight)
+        head.bias.copy_(bias)
+    return head, record
+
+
+def remember_choice(path: Path, head: nn.Linear, record: dict[str, Any]) -> None:
+    """Store ``head`` and ``record`` (JSON: Python writes floats so that they read back exactly) at ``path``;
+    a cache folder that cannot be written stores nothing."""
+    tensors = {"weight": head.weight.detach().contiguous(), "bias": head.bias.detach().contiguous()}
+    with contextlib.suppress(OSError):
+        write_bytes(path, save(tensors, metadata={_RECORD: json.dumps(record)}))
