@@ -44,6 +44,9 @@ _INTERPOLATIONS = ("bicubic", "bilinear", "nearest", "lanczos", "box", "hamming"
 #: Test-time views an image's frozen features can be averaged over (see :mod:`headstart.backbones.views`).
 ImageViews = Literal["none", "flip", "flip+crops"]
 IMAGE_VIEWS: tuple[str, ...] = get_args(ImageViews)
+#: Which feature stages an image's frozen features pool (see :mod:`headstart.backbones.stages`).
+ImageStages = Literal["last", "last2"]
+IMAGE_STAGES: tuple[str, ...] = get_args(ImageStages)
 # Saved inputs larger than this are a damaged or edited file, not a model (4096 px is already 200 MB a batch item).
 _LARGEST_INPUT = 4096
 
@@ -62,6 +65,8 @@ class ImagePreprocess:
         views: What frozen features are averaged over (:mod:`headstart.backbones.views`): ``"none"`` the
             centre crop only; ``"flip"`` it and its mirror image; ``"flip+crops"`` the centre and four corner
             crops and their mirror images (ten views, ten times the extraction time).
+        stages: What the features are (:mod:`headstart.backbones.stages`): ``"last"`` the network's pooled
+            pre-logits; ``"last2"`` those followed by the global average of the feature stage before them.
     """
 
     input_size: int = 224
@@ -70,6 +75,7 @@ class ImagePreprocess:
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     views: ImageViews = "none"
+    stages: ImageStages = "last"
     kind: Literal["image"] = "image"
 
     def __post_init__(self) -> None:
@@ -83,13 +89,16 @@ class ImagePreprocess:
             raise ConfigError(f"interpolation {self.interpolation!r} is not one of {', '.join(_INTERPOLATIONS)}")
         if self.views not in IMAGE_VIEWS:
             raise ConfigError(f"views {self.views!r} is not one of {', '.join(IMAGE_VIEWS)}")
+        if self.stages not in IMAGE_STAGES:
+            raise ConfigError(f"stages {self.stages!r} is not one of {', '.join(IMAGE_STAGES)}")
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form; ``views`` only when there are some, so the weights fingerprints (and feature-cache
-        keys) of records from before views existed stay what they were."""
+        """JSON-ready form; ``views`` and ``stages`` only when not at their defaults, so the weights fingerprints
+        (and feature-cache keys) of records from before these settings existed stay what they were."""
         record = asdict(self)
-        if self.views == "none":
-            del record["views"]
+        for name, default in (("views", "none"), ("stages", "last")):
+            if record[name] == default:
+                del record[name]
         return record
 
 

@@ -22,6 +22,7 @@ from headstart.backbones.deferred import DeferredModule
 from headstart.backbones.engine import ExtractionEngine, OnnxEngine, tune_runtime
 from headstart.backbones.hub import hub_access
 from headstart.backbones.references import register_backbone
+from headstart.backbones.stages import features_width, keep_stages, stage_features
 from headstart.backbones.views import VIEW_COUNTS, view_transform
 from headstart.data.image_io import open_image
 from headstart.errors import BackboneError, option
@@ -70,9 +71,11 @@ def preprocess_from_timm(model: nn.Module) -> ImagePreprocess:
 
 
 class TimmBackbone(Backbone):
-    """A timm model used as a feature extractor: features are its pooled pre-logits.
+    """A timm model used as a feature extractor: features are its pooled pre-logits, or with preprocessing
+    setting ``stages="last2"`` its last two feature stages pooled (:mod:`headstart.backbones.stages`).
 
-    The model's classifier, if it has a linear one, is kept as :meth:`source_head` and then removed.
+    The model's classifier, if it has a linear one, is kept as :meth:`source_head` and then removed (with
+    ``stages="last2"`` it is removed with the rest of what follows the last stage).
 
     Args:
         model: A timm model, with or without its classifier; or a :class:`DeferredModule` that builds one when
@@ -82,7 +85,8 @@ class TimmBackbone(Backbone):
         engine: Frozen extraction engine for :meth:`embed` (:class:`~headstart.backbones.engine.ExtractionEngine`):
             ``"auto"`` (ONNX Runtime while the weights are the loaded ones, PyTorch once they have been changed,
             e.g. by fine-tuning), ``"onnx"``, ``"int8"`` or ``"torch"``.
-        feature_dim: The features' size, for a deferred model (a built one tells its own).
+        feature_dim: The pooled pre-logits' size, for a deferred model (a built one tells its own). A deferred
+            model whose preprocessing pools two stages is built at once, to prune it and measure their width.
     """
 
     modality = "image"
@@ -98,17 +102,23 @@ class TimmBackbone(Backbone):
                 raise ValueError("a deferred timm model needs its preprocess and feature_dim")
             self.preprocess, self.feature_dim = preprocess, feature_dim
             self.defer_module(model)
-            return
-        self.adopt_module(model)
-        self.feature_dim = int(getattr(model, "head_hidden_size", None) or model.num_features)
-        self.preprocess = preprocess or preprocess_from_timm(model)
-        self.extraction_engine.loaded(self)
+            if preprocess.stages == "last":
+                return
+            model = self.module
+        else:
+            self.preprocess = preprocess or preprocess_from_timm(model)
+            self.adopt_module(model)
+            self.extraction_engine.loaded(self)
+        self.feature_dim = features_width(model, self.preprocess.stages, self.preprocess.input_size, ref)
 
     def adopt_module(self, module: nn.Module) -> None:
-        """Keep the model's linear classifier as :meth:`source_head`, remove it, and take the model in
-        channels-last memory format (several times faster for convolutions on CPU, in training too)."""
-        self.source = _linear_head(module.get_classifier())
+        """Keep the model's linear classifier as :meth:`source_head`, remove it (with ``stages="last2"``, prune
+        the model to its feature stages instead), and take the model in channels-last memory format (several
+        times faster for convolutions on CPU, in training too)."""
+        stages = self.preprocess.stages
+        self.source = _linear_head(module.get_classifier()) if stages == "last" else None
         module.reset_classifier(0)
+        keep_stages(module, stages, self.ref)
         self.module = module.to(memory_format=torch.channels_last).eval()
 
     def collate(self, items: Sequence[Any], *, augment: str = "off") -> torch.Tensor:
@@ -133,8 +143,13 @@ class TimmBackbone(Backbone):
                             views=count)
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        """Pooled pre-logits features ``[B, feature_dim]``."""
-        return self.module(batch.contiguous(memory_format=torch.channels_last))
+        """Features ``[B, feature_dim]``: the pooled pre-logits, or the last two stages pooled (``stages``)."""
+        return self.features_module()(batch.contiguous(memory_format=torch.channels_last))
+
+    def features_module(self) -> nn.Module:
+        """The module from a pixel batch to the features: the network itself, or with ``stages="last2"`` a
+        wrapper around it (:func:`~headstart.backbones.stages.stage_features`) sharing its weights."""
+        return stage_features(self.module, self.preprocess.stages)
 
     def layer_groups(self) -> list[nn.Module]:
         """timm's coarse parameter groups (EfficientNet: stem, each block stage with the head conv in the
@@ -150,7 +165,7 @@ class TimmBackbone(Backbone):
 
     def source_head(self) -> SourceHead | None:
         """The classifier the weights were trained with (e.g. ImageNet's 1000 classes), if any (a deferred model
-        is built for it)."""
+        is built for it); ``None`` with ``stages="last2"``, whose features are not what the classifier reads."""
         _ = self.module  # building a deferred model sets the source head
         return self.source
 
@@ -165,7 +180,7 @@ class TimmBackbone(Backbone):
         def build(key: str) -> OnnxEngine:
             # Random pixels (seeded) rather than zeros, so the parity check compares features that vary.
             example = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
-            return OnnxEngine(self.module, example, key=key, int8=self.extraction_engine.engine == "int8",
+            return OnnxEngine(self.features_module(), example, key=key, int8=self.extraction_engine.engine == "int8",
                               concurrent_runs=self.onnx_concurrent_runs, progress=progress)
 
         return self.extraction_engine.session(self, build) or self._torch_features
