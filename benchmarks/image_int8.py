@@ -10,12 +10,16 @@ shape nodes kept in float exactly as ``headstart export --quantize int8`` does):
 - unsigned 8-bit weights (what ``headstart export --quantize int8`` uses: no saturation);
 - signed 8-bit weights (the fast path on VNNI CPUs);
 - signed 7-bit weights (``reduce_range``: ONNX Runtime's advice against saturation on AVX2);
-- unsigned 8-bit weights with the depthwise convolutions kept in float.
+- unsigned 8-bit weights with the depthwise convolutions kept in float;
+
+and, through headstart's own extraction path (``Backbone.extract`` on the same collated batches), the fp32 graph
+(``engine=onnx``) and the static int8 graph ``engine=int8`` makes, calibrated on the first ``--calibration``
+training images it extracts (the training features come first, as in a fit).
 
 For each: images/s on batches of 32 (median of interleaved rounds), the ratio to fp32, the mean cosine of the
-features to fp32's, and the test accuracy of a logistic-regression probe on each graph's own features (Fashion-MNIST,
-``--train`` training and ``--test`` test images). Prints a table and writes JSON (default
-benchmarks/results/image_int8.json). About 5 minutes on 2 cores::
+features to fp32's (and the lowest per image), and the test accuracy of a logistic-regression probe on each
+graph's own features (Fashion-MNIST, ``--train`` training and ``--test`` test images). Prints a table and writes
+JSON (default benchmarks/results/image_int8.json). About 6 minutes on 2 cores::
 
     python benchmarks/image_int8.py
 """
@@ -29,20 +33,36 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from headstart.backbones import create_backbone, with_engine
+from headstart.backbones.engine import CALIBRATION_EXAMPLES
+from headstart.io import caching
+from headstart.onnx_export.quantize import float_nodes
 from records import machine_record, print_table, write_result
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MINI = Path(__file__).resolve().parent.parent / "examples" / "fashion-mnist-mini"
 BATCH = 32
 ROUNDS = 3
 
 
 def fashion(split: str, n: int) -> tuple[list[np.ndarray], np.ndarray]:
-    """The first ``n`` images (uint8 28x28) and labels of Debian's Fashion-MNIST ``split`` ("train" or "t10k")."""
+    """The first ``n`` images (uint8 28x28) and labels of Debian's Fashion-MNIST ``split`` ("train" or "t10k");
+    without that package, of examples/fashion-mnist-mini's (a random sample of the same splits), in the order of
+    their index in the official split."""
+    if not FASHION.is_dir():
+        from PIL import Image
+
+        classes = sorted(p.name for p in (FASHION_MINI / "train").iterdir())
+        files = sorted((FASHION_MINI / ("test" if split == "t10k" else "train")).glob("*/*.png"),
+                       key=lambda path: path.name)[:n]
+        return ([np.asarray(Image.open(path)) for path in files],
+                np.array([classes.index(path.parent.name) for path in files]))
     with gzip.open(FASHION / f"{split}-images-idx3-ubyte.gz") as f:
         images = np.frombuffer(f.read(), dtype=np.uint8, offset=16).reshape(-1, 28, 28)[:n]
     with gzip.open(FASHION / f"{split}-labels-idx1-ubyte.gz") as f:
@@ -73,9 +93,6 @@ def graphs(batch: torch.Tensor, calibration: torch.Tensor, folder: Path) -> dict
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from headstart.backbones import create_backbone
-    from headstart.onnx_export.quantize import float_nodes
-
     module = create_backbone("efficientnet_lite0").module.eval()
     fp32, prepared = folder / "fp32.onnx", folder / "prepared.onnx"
     torch.onnx.export(module, (batch,), str(fp32), input_names=["input"], output_names=["features"],
@@ -101,8 +118,15 @@ def graphs(batch: torch.Tensor, calibration: torch.Tensor, folder: Path) -> dict
     return paths
 
 
-def features(session, images: torch.Tensor) -> np.ndarray:  # noqa: ANN001 - an onnxruntime.InferenceSession
-    return np.concatenate([session.run(None, {"input": part.numpy()})[0] for part in images.split(BATCH)])
+def session_features(session) -> Callable[[torch.Tensor], np.ndarray]:  # noqa: ANN001 - an InferenceSession
+    """Features of collated images through ``session``, in batches of ``BATCH``."""
+    return lambda images: np.concatenate([session.run(None, {"input": part.numpy()})[0]
+                                          for part in images.split(BATCH)])
+
+
+def headstart_features(backbone) -> Callable[[torch.Tensor], np.ndarray]:  # noqa: ANN001 - a headstart Backbone
+    """Features of collated images through headstart's extraction path (its engine), in batches of ``BATCH``."""
+    return lambda images: backbone.extract(images.split(BATCH), len(images), -(-len(images) // BATCH))
 
 
 def probe_accuracy(train: np.ndarray, train_labels: np.ndarray, test: np.ndarray, test_labels: np.ndarray) -> float:
@@ -115,16 +139,46 @@ def probe_accuracy(train: np.ndarray, train_labels: np.ndarray, test: np.ndarray
     return float(probe.score(test, test_labels))
 
 
+HEADSTART_FP32 = "headstart engine=onnx (fp32)"
+HEADSTART_INT8 = "headstart engine=int8 (static, calibrated on training images)"
+
+
+def measure(runners: dict[str, Callable[[torch.Tensor], np.ndarray]], train_features: dict[str, np.ndarray],
+            train: torch.Tensor, train_labels: np.ndarray, test: torch.Tensor, test_labels: np.ndarray
+            ) -> dict[str, dict]:
+    """Speed (interleaved rounds on the first test images), cosine to fp32 and probe accuracy of each runner;
+    ``train_features`` holds those already computed."""
+    timing = test[:BATCH * 4]
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for run in runners.values():
+        run(timing[:BATCH])  # warm-up
+    for _ in range(ROUNDS):  # interleaved, so a change of load hits every graph alike
+        for name, run in runners.items():
+            start = time.perf_counter()
+            run(timing)
+            times[name].append(time.perf_counter() - start)
+    results = {}
+    reference = runners["fp32"](test)
+    for name, run in runners.items():
+        own_test = run(test)
+        cosine = np.sum(own_test * reference, 1) / np.linalg.norm(own_test, axis=1) / np.linalg.norm(reference, axis=1)
+        own_train = train_features[name] if name in train_features else run(train)
+        results[name] = {"images_per_s": len(timing) / statistics.median(times[name]), "seconds": times[name],
+                         "feature_cosine": float(cosine.mean()), "feature_cosine_min": float(cosine.min()),
+                         "probe_accuracy": probe_accuracy(own_train, train_labels, own_test, test_labels)}
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train", type=int, default=500)
     parser.add_argument("--test", type=int, default=500)
-    parser.add_argument("--calibration", type=int, default=64, help="Training images the int8 ranges come from.")
+    parser.add_argument("--calibration", type=int, default=CALIBRATION_EXAMPLES,
+                        help="Training images the int8 ranges of the graphs made here come from (engine=int8 "
+                             f"always calibrates on its first {CALIBRATION_EXAMPLES}).")
     parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "image_int8.json")
     args = parser.parse_args()
     import onnxruntime
-
-    from headstart.backbones import create_backbone
 
     logging.disable(logging.WARNING)  # the quantizer's advice through the root logger
     load_before = os.getloadavg()
@@ -134,33 +188,24 @@ def main() -> None:
     train, test = backbone.collate(train_images), backbone.collate(test_images)
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
-    with tempfile.TemporaryDirectory(prefix="headstart-int8-") as folder:
+    with tempfile.TemporaryDirectory(prefix="headstart-int8-") as folder, caching(Path(folder) / "cache"):
         paths = graphs(test[:BATCH], train[:args.calibration], Path(folder))
-        sessions = {name: onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-                    for name, path in paths.items()}
-        timing = test[:BATCH * 4]
-        times: dict[str, list[float]] = {name: [] for name in sessions}
-        for session in sessions.values():
-            features(session, timing[:BATCH])  # warm-up
-        for _ in range(ROUNDS):  # interleaved, so a change of load hits every graph alike
-            for name, session in sessions.items():
-                start = time.perf_counter()
-                features(session, timing)
-                times[name].append(time.perf_counter() - start)
-        results = {}
-        reference = features(sessions["fp32"], test)
-        for name, session in sessions.items():
-            own_test = features(session, test)
-            cosine = np.sum(own_test * reference, 1) / np.linalg.norm(own_test, axis=1) / np.linalg.norm(reference,
-                                                                                                       axis=1)
-            results[name] = {"images_per_s": len(timing) / statistics.median(times[name]), "seconds": times[name],
-                             "feature_cosine": float(cosine.mean()),
-                             "probe_accuracy": probe_accuracy(features(session, train), train_labels, own_test,
-                                                              test_labels)}
+        runners = {name: session_features(onnxruntime.InferenceSession(str(path), options,
+                                                                       providers=["CPUExecutionProvider"]))
+                   for name, path in paths.items()}
+        runners[HEADSTART_FP32] = headstart_features(with_engine(backbone, "onnx"))
+        quantized = with_engine(backbone, "int8")
+        runners[HEADSTART_INT8] = headstart_features(quantized)
+        # The int8 engine calibrates on the first images it extracts: the training images, as in a fit.
+        train_features = {HEADSTART_INT8: runners[HEADSTART_INT8](train)}
+        if quantized.extraction_engine.failed:
+            raise SystemExit("engine=int8 fell back to PyTorch (see the warning above); nothing to measure")
+        results = measure(runners, train_features, train, train_labels, test, test_labels)
     fp32 = results["fp32"]
-    columns = ["graph", "img/s", "vs fp32", "feature cosine to fp32", "probe accuracy %", "change (points)"]
+    columns = ["graph", "img/s", "vs fp32", "feature cosine to fp32", "lowest cosine", "probe accuracy %",
+               "change (points)"]
     rows = [[name, f"{r['images_per_s']:.1f}", f"{r['images_per_s'] / fp32['images_per_s']:.2f}x",
-             f"{r['feature_cosine']:.4f}", f"{r['probe_accuracy']:.1%}".rstrip("%"),
+             f"{r['feature_cosine']:.4f}", f"{r['feature_cosine_min']:.4f}", f"{r['probe_accuracy']:.1%}".rstrip("%"),
              f"{(r['probe_accuracy'] - fp32['probe_accuracy']) * 100:+.1f}"] for name, r in results.items()]
     flags = cpu_flags()
     print_table(columns, rows)
@@ -169,6 +214,7 @@ def main() -> None:
     write_result(args.json, {
         **machine_record(("onnxruntime", "onnx", "torch", "headstart"), load_before=load_before,
                          threads=torch.get_num_threads()),
+        "data": str(FASHION if FASHION.is_dir() else FASHION_MINI.relative_to(FASHION_MINI.parents[1])),
         "train": args.train, "test": args.test, "calibration": args.calibration, "batch": BATCH, "rounds": ROUNDS,
         "results": results, "cpu_flags": flags,
         "cpu_model": next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()

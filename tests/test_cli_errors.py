@@ -166,10 +166,11 @@ def test_a_200k_character_field_trains(tmp_path, monkeypatch, capsys):
 
 
 def test_an_engine_the_backbone_cannot_use_is_one_line(tmp_path, monkeypatch, capsys, tiny_timm_ref):
-    folder = write_image_folder(tmp_path / "images")
-    result = headstart(monkeypatch, capsys, "fit", folder, "--backbone", tiny_timm_ref, "--engine", "int8",
+    table = write(tmp_path / "d.csv", f"text,label\n{text_rows(20)}")
+    result = headstart(monkeypatch, capsys, "fit", table, "--backbone", "test-tiny-text", "--engine", "int8",
                        "--test-fraction", "0", "--out", tmp_path / "o")
-    assert_user_error(result, "--engine int8 quantizes text encoders", "--engine onnx")
+    assert_user_error(result, "runs in PyTorch only", "--engine torch")
+    folder = write_image_folder(tmp_path / "images")
     result = headstart(monkeypatch, capsys, "rank", folder, "--backbones", tiny_timm_ref, "--engine", "fast")
     assert_user_error(result, "--engine fast is not an extraction engine")
 

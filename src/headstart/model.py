@@ -153,6 +153,10 @@ class TransferModel:
             backbone["fingerprint"] = self.backbone.fingerprint()
         # The head was fitted on this engine's features (int8 ones differ): the loaded model extracts with it.
         backbone["engine"] = self.backbone.engine
+        if self.backbone.engine == "int8":  # an image backbone's graph is the one calibrated on the training images
+            calibration = self.backbone.extraction_engine.calibrated(self.backbone.fingerprint())
+            if calibration is not None:
+                backbone["int8_calibration"] = calibration
         return {
             "format_version": FORMAT_VERSION,
             "headstart_version": __version__,

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from headstart.backbones.deferred import DeferredModule, memoised_fingerprint
-from headstart.backbones.engine import ExtractionEngine, OnnxEngine
+from headstart.backbones.engine import CALIBRATION_EXAMPLES, ExtractionEngine, OnnxEngine, first_examples
 from headstart.backbones.preprocess import PREPROCESSING as PREPROCESSING
 from headstart.backbones.preprocess import ImagePreprocess as ImagePreprocess
 from headstart.backbones.preprocess import Preprocess
@@ -212,10 +212,20 @@ class Backbone(ABC):
         self.extraction_engine.loaded_version = loaded.loaded_version
         self.extraction_engine.loaded_fingerprint = loaded.loaded_fingerprint
 
-    def features_key(self) -> str:
+    def features_key(self) -> str | None:
         """What names this backbone's frozen features in a cache: the fingerprint, plus the engine's
-        precision when it is not float32 (int8 features differ from the float32 ones)."""
-        return f"{self.fingerprint()}-int8" if self.engine == "int8" else self.fingerprint()
+        precision when it is not float32 (int8 features differ from the float32 ones) and, for an image
+        backbone's int8 graph, the digest of the images it was calibrated on. ``None`` (not cached) while that
+        graph is not calibrated yet (its first extraction calibrates it), or when int8 fell back to PyTorch."""
+        fingerprint = self.fingerprint()
+        if self.engine != "int8":
+            return fingerprint
+        if self.extraction_engine.failed:
+            return None
+        if self.modality != "image":
+            return f"{fingerprint}-int8"
+        calibration = self.extraction_engine.calibrated(fingerprint)
+        return f"{fingerprint}-int8-{calibration}" if calibration else None
 
     def describe_inputs(self, items: Sequence[Any]) -> dict[str, Any]:
         """What the metrics should say about how this backbone treats ``items`` (e.g. audio clips longer than
@@ -235,9 +245,10 @@ class Backbone(ABC):
         for start in range(0, len(items), batch_size):
             yield items[start:start + batch_size]
 
-    def extraction(self, progress: bool = False) -> Callable[[Any], np.ndarray]:
+    def extraction(self, progress: bool = False, sample: Any = None) -> Callable[[Any], np.ndarray]:
         """The function that turns a collated batch into frozen features (float32 array) for :meth:`embed`:
-        PyTorch here; families with a faster engine (ONNX Runtime) return theirs."""
+        PyTorch here; families with a faster engine (ONNX Runtime) return theirs. ``sample``: the first
+        collated examples to extract, for an image backbone under int8 (its graph is calibrated on them)."""
         return self._torch_features
 
     def _torch_features(self, batch: Any) -> np.ndarray:
@@ -266,7 +277,10 @@ class Backbone(ABC):
         With ``views`` above 1, each example fills that many consecutive rows of a batch (test-time views,
         :mod:`headstart.backbones.views`) and its features are their mean."""
         self.module.eval()
-        run = self.extraction(progress)
+        sample = None
+        if self.engine == "int8" and self.modality == "image":
+            sample, batches = first_examples(batches, CALIBRATION_EXAMPLES)
+        run = self.extraction(progress, sample)
         out = np.empty((count, self.feature_dim), dtype=np.float32)
         done = 0
         with torch.inference_mode():

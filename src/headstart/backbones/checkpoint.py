@@ -152,21 +152,23 @@ def saved_backbone(folder: str | Path, config: dict[str, Any], tensors: dict[str
         raise ModelFileError(f"the weights of backbone {saved['ref']} differ from those the model in {folder} was "
                              "trained with, so its predictions would silently change; install the version it was "
                              "trained with, or train again")
-    _restore_engine(backbone, saved.get("engine"), folder)
+    _restore_engine(backbone, saved.get("engine"), saved.get("int8_calibration"), folder)
     if backbone.feature_dim != saved["feature_dim"]:
         raise ModelFileError(f"{folder / CONFIG_FILE} says backbone {saved['ref']} gives {saved['feature_dim']} "
                              f"features, but it gives {backbone.feature_dim}; the file was edited or damaged")
     return backbone
 
 
-def _restore_engine(backbone: Backbone, engine: str | None, folder: Path) -> None:
-    # The head was fitted on that engine's features; folders written before it was recorded ran "auto".
-    if engine in (None, backbone.engine):
-        return
-    try:
-        backbone.engine = engine
-    except ConfigError as err:
-        raise ModelFileError(f"{folder / CONFIG_FILE}: {err}; the file was edited or damaged") from None
+def _restore_engine(backbone: Backbone, engine: str | None, calibration: str | None, folder: Path) -> None:
+    # The head was fitted on that engine's features (an image backbone's int8 ones: on the graph calibrated
+    # on the training images); folders written before the engine was recorded ran "auto".
+    if engine not in (None, backbone.engine):
+        try:
+            backbone.engine = engine
+        except ConfigError as err:
+            raise ModelFileError(f"{folder / CONFIG_FILE}: {err}; the file was edited or damaged") from None
+    if calibration is not None and backbone.engine == "int8":
+        backbone.extraction_engine.calibration = calibration
 
 
 @register_backbone("ckpt:", modality="any", offline=True,

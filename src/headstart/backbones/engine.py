@@ -21,7 +21,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import io
-import logging
+import itertools
 import os
 import platform
 import tempfile
@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from headstart.backbones.int8 import calibration_digest, dynamic_int8, static_int8
 from headstart.errors import ConfigError, HeadstartWarning
 from headstart.io import cache_dir
 from headstart.progress import status
@@ -79,6 +80,13 @@ ENGINES = ("auto", "onnx", "int8", "torch")
 PARITY_MAX_ABS = 1e-4
 PARITY_MIN_COSINE = 0.9999
 INT8_MIN_COSINE = 0.98
+#: Statically quantized image graphs (7-bit weights, see :mod:`headstart.backbones.int8`) are further from float32:
+#: EfficientNet-Lite0 on Fashion-MNIST measured a mean cosine of 0.94, the lowest 0.88 over its 64 calibration
+#: images (where the check runs) and 0.84 over 500 test images; signed 8-bit weights saturating on a CPU without
+#: VNNI gave a mean of 0.79 (``benchmarks/image_int8.py``).
+INT8_STATIC_MIN_COSINE = 0.8
+#: An image backbone's int8 graph is calibrated on the first this many images it extracts (a fit's training images).
+CALIBRATION_EXAMPLES = 64
 
 Batch = torch.Tensor | dict[str, torch.Tensor]
 
@@ -93,7 +101,11 @@ class OnnxEngine:
             the parity check runs on it, so it should look like real input (varied lengths for text).
         key: Names the exported file (a weights fingerprint), so each set of weights is exported once.
         dynamic: The axes of each input that vary, beyond the batch axis (``{"input_ids": {1: "sequence"}}``).
-        int8: Quantize the weights to int8 (ONNX Runtime dynamic quantization), cached beside the float graph.
+        int8: Quantize to int8, cached beside the float graph: dynamic quantization, or static with ``calibration``.
+        calibration: Images ``[n, 3, H, W]`` (preprocessed as for float32) to quantize statically on
+            (:func:`~headstart.backbones.int8.static_int8`); they replace ``example`` in the parity check.
+        calibrated: The digest of the calibration images of a static graph that must be used (a saved model's);
+            the graph must then be in the cache.
         concurrent_runs: How many batches :meth:`run_all` runs at once, each on ``threads // concurrent_runs``
             intra-op threads (``threads``: PyTorch's thread count; never more runs than threads). Small
             matrices, as in a transformer on short texts, keep two single-threaded runs busier than one run
@@ -105,9 +117,15 @@ class OnnxEngine:
     """
 
     def __init__(self, module: nn.Module, example: Batch, key: str, *,
-                 dynamic: dict[str, dict[int, str]] | None = None, int8: bool = False, concurrent_runs: int = 1,
+                 dynamic: dict[str, dict[int, str]] | None = None, int8: bool = False,
+                 calibration: torch.Tensor | None = None, calibrated: str | None = None, concurrent_runs: int = 1,
                  progress: bool = False) -> None:
         import onnxruntime
+
+        static = int8 and calibration is not None
+        own = calibration_digest(calibration.numpy()) if static else None
+        #: The digest of the images a static int8 graph was calibrated on (``None``: no static graph).
+        self.calibration = (calibrated or own) if static else None
 
         threads = torch.get_num_threads()
         self.concurrent_runs = max(1, min(concurrent_runs, threads))
@@ -123,11 +141,15 @@ class OnnxEngine:
         with tempfile.TemporaryDirectory(prefix="headstart-onnx-") as scratch:
             with status("preparing the backbone for ONNX Runtime (exported once per weights)", enabled=progress):
                 path = _graph(module, inputs, axes, key, Path(scratch))
-                if int8:
-                    path = _quantized(path)
+                if static:
+                    path = static_int8(path, calibration.numpy() if self.calibration == own else None,
+                                       self.calibration)
+                elif int8:
+                    path = dynamic_int8(path)
             self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.input_names = [i.name for i in self.session.get_inputs()]
-        self._check_parity(module, example, int8)
+        floor = INT8_STATIC_MIN_COSINE if static else INT8_MIN_COSINE if int8 else PARITY_MIN_COSINE
+        self._check_parity(module, calibration if static else example, floor, exact=not int8)
 
     def __call__(self, batch: Batch) -> np.ndarray:
         """Features for a batch (float32 tensor, or a dict of input tensors), as a float32 array."""
@@ -153,7 +175,7 @@ class OnnxEngine:
             while pending:
                 yield pending.popleft().result()
 
-    def _check_parity(self, module: nn.Module, example: Batch, int8: bool) -> None:
+    def _check_parity(self, module: nn.Module, example: Batch, floor: float, exact: bool) -> None:
         was_training = module.training
         module.eval()
         with torch.inference_mode():
@@ -164,7 +186,7 @@ class OnnxEngine:
         # Rows that are (near) zero in both have no direction to compare; the absolute difference covers them.
         cosine = float(np.min(np.sum(got * expected, axis=1) / norms, initial=1.0, where=norms > 1e-12))
         largest = float(np.max(np.abs(got - expected)))
-        if cosine < (INT8_MIN_COSINE if int8 else PARITY_MIN_COSINE) or (not int8 and largest > PARITY_MAX_ABS):
+        if cosine < floor or (exact and largest > PARITY_MAX_ABS):
             raise RuntimeError(f"the ONNX graph's features differ from PyTorch's (max |difference| {largest:.2e}, "
                                f"cosine {cosine:.6f})")
 
@@ -209,26 +231,16 @@ def _export(module: nn.Module, inputs: dict[str, torch.Tensor], axes: dict[str, 
         module.train(was_training)
 
 
-def _quantized(fp32: Path) -> Path:
-    """The int8 version of the graph ``fp32`` beside it (made once): dynamic quantization with unsigned 8-bit
-    weights (signed ones saturate on x86 CPUs without VNNI; see :mod:`headstart.onnx_export.quantize`), one
-    scale per output channel (per-tensor scales measured cosine 0.97 to the float MiniLM embeddings, per
-    channel 0.98-0.99)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    path = fp32.with_name(f"{fp32.stem}-int8.onnx")
-    if not path.is_file():
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        # The quantizer logs advice through the root logger ("consider pre-processing"): noise to a user.
-        previous = logging.root.manager.disable
-        logging.disable(logging.WARNING)
-        try:
-            quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QUInt8, per_channel=True)
-            os.replace(tmp, path)
-        finally:
-            logging.disable(previous)
-            tmp.unlink(missing_ok=True)
-    return path
+def first_examples(batches: Iterable[torch.Tensor], count: int) -> tuple[torch.Tensor | None, Iterator[torch.Tensor]]:
+    """The first ``count`` examples of ``batches`` as one tensor (``None`` when there are none), and all the
+    batches again, those already read included, for extraction."""
+    batches = iter(batches)
+    taken: list[torch.Tensor] = []
+    for batch in batches:
+        taken.append(batch)
+        if sum(map(len, taken)) >= count:
+            break
+    return (torch.cat(taken)[:count] if taken else None), itertools.chain(taken, batches)
 
 
 class ExtractionEngine:
@@ -237,7 +249,8 @@ class ExtractionEngine:
     Args:
         engine: ``"auto"``: ONNX Runtime while the weights are the ones loaded, PyTorch once they have changed
             (fine-tuning; exporting after every change would cost more than it saves); ``"onnx"``: always ONNX
-            Runtime (exported again when the weights change); ``"int8"``: as ``"onnx"``, with int8 weights;
+            Runtime (exported again when the weights change); ``"int8"``: as ``"onnx"``, quantized to int8
+            (image backbones: calibrated on the first images extracted, :mod:`headstart.backbones.int8`);
             ``"torch"``: PyTorch only.
 
     Raises:
@@ -251,6 +264,9 @@ class ExtractionEngine:
         self.loaded_version: object = None
         self.loaded_fingerprint: str | None = None
         self.failed = False
+        #: The digest of the images the loaded weights' static int8 graph is calibrated on: set by its first
+        #: build, or restored from a saved model so that it predicts with the graph it was fitted with.
+        self.calibration: str | None = None
         self._session: tuple[str, OnnxEngine] | None = None
 
     def loaded(self, backbone: Any) -> None:
@@ -263,10 +279,18 @@ class ExtractionEngine:
         if self.loaded_fingerprint is None and self.loaded_version == backbone.weights_version():
             self.loaded_fingerprint = backbone.fingerprint()
 
+    def calibrated(self, fingerprint: str) -> str | None:
+        """The calibration digest of the static int8 graph for the weights ``fingerprint``, where it is known
+        (built in this process, or restored for the loaded weights); ``None`` otherwise."""
+        if self._session is not None and self._session[0] == fingerprint:
+            return self._session[1].calibration
+        return self.calibration if fingerprint == self.loaded_fingerprint else None
+
     def session(self, backbone: Any, build: Callable[[str], OnnxEngine]) -> OnnxEngine | None:
         """The ONNX Runtime session for ``backbone``'s current weights (built once per fingerprint by
         ``build(fingerprint)``), or ``None`` where PyTorch runs: engine ``"torch"``, changed weights under
-        ``"auto"``, or a failed export or parity check (warned about once)."""
+        ``"auto"``, or a failed export or parity check (warned about once). A static int8 graph built for the
+        loaded weights records its :attr:`calibration`."""
         if self.engine == "torch" or self.failed:
             return None
         self.remember_loaded(backbone)
@@ -276,6 +300,8 @@ class ExtractionEngine:
         if self._session is None or self._session[0] != fingerprint:
             try:
                 self._session = (fingerprint, build(fingerprint))
+                if fingerprint == self.loaded_fingerprint and self._session[1].calibration is not None:
+                    self.calibration = self._session[1].calibration
             except Exception as err:  # any exporter/runtime/parity failure: PyTorch gives the same features
                 self.failed = True
                 warnings.warn(f"ONNX Runtime cannot run {backbone.ref} ({str(err)[:300]}); using PyTorch",

@@ -43,13 +43,17 @@ class FeatureCache:
             return cache
         return None if cache is False else cls(None if cache is True else cache)
 
-    def path(self, backbone: Backbone, dataset: Dataset) -> Path:
-        """Where the features of ``dataset`` under ``backbone`` are (or would be) stored."""
-        return self.root / "features" / f"{backbone.features_key()}-{dataset.content_hash()}.npy"
+    def path(self, backbone: Backbone, dataset: Dataset) -> Path | None:
+        """Where the features of ``dataset`` under ``backbone`` are (or would be) stored; ``None`` where they
+        are not cached (see :meth:`~headstart.backbones.base.Backbone.features_key`)."""
+        key = backbone.features_key()
+        return None if key is None else self.root / "features" / f"{key}-{dataset.content_hash()}.npy"
 
     def load(self, backbone: Backbone, dataset: Dataset) -> np.ndarray | None:
         """Cached features, or ``None`` when there are none or they fail their checksum (with a warning)."""
         path = self.path(backbone, dataset)
+        if path is None:
+            return None
         checksum = path.with_suffix(".sha256")
         if not (path.is_file() and checksum.is_file()):  # files from versions without checksums are redone
             return None
@@ -64,9 +68,9 @@ class FeatureCache:
     def store(self, backbone: Backbone, dataset: Dataset, features: np.ndarray) -> None:
         """Save features and their checksum atomically; a cache folder that cannot be written gives one warning
         and is not written to again."""
-        if not self.writable:
-            return
         path = self.path(backbone, dataset)
+        if not self.writable or path is None:
+            return
         buffer = io.BytesIO()
         np.save(buffer, features, allow_pickle=False)
         content = buffer.getvalue()

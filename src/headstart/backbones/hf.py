@@ -115,11 +115,11 @@ class TransformerTextBackbone(Backbone):
         """Embeddings, then each transformer layer, then everything else (pooler, final norm)."""
         return stacked_layer_groups(self.module, [next((n for n in _EMBEDDINGS if _has(self.module, n)), "")])
 
-    def extraction(self, progress: bool = False) -> Callable[[dict[str, torch.Tensor]], np.ndarray]:
+    def extraction(self, progress: bool = False, sample: Any = None) -> Callable[[dict[str, torch.Tensor]], np.ndarray]:
         """ONNX Runtime while the weights are the loaded ones: the encoder, pooling and normalisation as one
         graph with dynamic batch and sequence axes, exported once per weights fingerprint into
         ``<cache>/onnx/`` and checked against PyTorch's embeddings; PyTorch otherwise (with a warning if the
-        export or the check failed)."""
+        export or the check failed). Text graphs are quantized dynamically under int8: no ``sample`` is used."""
         if next(self.module.parameters()).device.type != "cpu":
             return self._torch_features
 

@@ -201,12 +201,12 @@ def with_engine(backbone: Backbone, engine: str | None) -> Backbone:
     Args:
         backbone: A built backbone; it is left as it is, and a copy sharing its network gets the engine.
         engine: ``"auto"`` (ONNX Runtime while the weights are the loaded ones), ``"onnx"``, ``"int8"``
-            (dynamically quantized ONNX Runtime, text encoders only; its features are cached apart) or
-            ``"torch"``. ``"auto"`` and ``"torch"`` suit every backbone.
+            (quantized ONNX Runtime: statically for image backbones, calibrated on the first images they extract,
+            dynamically for the others; its features are cached apart) or ``"torch"``. ``"auto"`` and
+            ``"torch"`` suit every backbone.
 
     Raises:
-        ConfigError: An unknown engine, ONNX Runtime for a backbone that runs in PyTorch only, or int8 for an
-            image or audio backbone.
+        ConfigError: An unknown engine, or ONNX Runtime for a backbone that runs in PyTorch only.
     """
     if engine is None or engine == backbone.engine:
         return backbone
@@ -217,10 +217,6 @@ def with_engine(backbone: Backbone, engine: str | None) -> Backbone:
             return backbone
         raise ConfigError(f"{option('engine', engine)}: backbone {backbone.ref!r} runs in PyTorch only; use "
                           f"{option('engine', 'torch')} or leave the engine to 'auto'")
-    if engine == "int8" and backbone.modality != "text":
-        # Measured on this project's CPU (AVX2, no VNNI): int8 EfficientNet-Lite0 was 4x slower than fp32.
-        raise ConfigError(f"{option('engine', 'int8')} quantizes text encoders; the {backbone.modality} "
-                          f"backbone {backbone.ref!r} is fastest on {option('engine', 'onnx')} (or 'auto')")
     chosen = copy.copy(backbone)
     chosen.engine = engine
     return chosen

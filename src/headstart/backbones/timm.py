@@ -169,18 +169,22 @@ class TimmBackbone(Backbone):
         _ = self.module  # building a deferred model sets the source head
         return self.source
 
-    def extraction(self, progress: bool = False) -> Callable[[torch.Tensor], np.ndarray]:
+    def extraction(self, progress: bool = False, sample: torch.Tensor | None = None
+                   ) -> Callable[[torch.Tensor], np.ndarray]:
         """ONNX Runtime (about 1.5-2x eager PyTorch on CPU) while the weights are the loaded ones; the graph is
-        exported once per weights fingerprint into ``<cache>/onnx/``. Fine-tuned weights, or an export failure,
-        use channels-last PyTorch in inference mode."""
+        exported once per weights fingerprint into ``<cache>/onnx/``; under engine ``"int8"`` it is quantized
+        statically, calibrated on ``sample`` (the first images extracted). Fine-tuned weights, or an export
+        failure, use channels-last PyTorch in inference mode."""
         size = self.preprocess.input_size
-        if next(self.module.parameters()).device.type != "cpu":
-            return self._torch_features
+        int8 = self.extraction_engine.engine == "int8"
+        if next(self.module.parameters()).device.type != "cpu" or (int8 and sample is None):
+            return self._torch_features  # on an accelerator, or no images at all to extract
 
         def build(key: str) -> OnnxEngine:
             # Random pixels (seeded) rather than zeros, so the parity check compares features that vary.
             example = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
-            return OnnxEngine(self.features_module(), example, key=key, int8=self.extraction_engine.engine == "int8",
+            return OnnxEngine(self.features_module(), example, key=key, int8=int8, calibration=sample,
+                              calibrated=self.extraction_engine.calibrated(key),
                               concurrent_runs=self.onnx_concurrent_runs, progress=progress)
 
         return self.extraction_engine.session(self, build) or self._torch_features

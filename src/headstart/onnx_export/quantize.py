@@ -14,63 +14,14 @@ on EfficientNet-Lite0 on such a CPU, signed weights kept the top class of 63% of
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from headstart.backbones.int8 import CalibrationBatches, float_nodes, quiet_quantizer
 from headstart.errors import ExportError
-
-if TYPE_CHECKING:
-    import onnx
-
-_HEAVY = {"Conv", "MatMul"}
-_SHAPE_CONSUMERS = {"Pad", "Reshape", "Slice", "Expand", "Resize", "ConstantOfShape", "Tile"}
-
-
-def float_nodes(model: onnx.ModelProto) -> list[str]:
-    """Names of the nodes that stay in float: everything after the last convolution or matrix product
-    (pooling, head, temperature, softmax: cheap, and where int8 steps would show in the probabilities), and
-    every node that computes a shape (timm's TF-"same" padding computes its pads from the input size in
-    float; rounded to int8, the pads come out wrong)."""
-    nodes = list(model.graph.node)
-    last_heavy = max((i for i, node in enumerate(nodes) if node.op_type in _HEAVY), default=-1)
-    keep = {node.name for node in nodes[last_heavy + 1:]}
-    producer = {output: node for node in nodes for output in node.output}
-    pending = [name for node in nodes if node.op_type in _SHAPE_CONSUMERS for name in node.input[1:]]
-    while pending:
-        node = producer.get(pending.pop())
-        if node is None or node.name in keep:
-            continue
-        keep.add(node.name)
-        if node.op_type != "Shape":  # a Shape node reads only the size of its input, not its values
-            pending.extend(node.input)
-    return sorted(keep)
-
-
-@contextlib.contextmanager
-def _quiet_root_logger() -> Iterator[None]:
-    previous = logging.root.manager.disable
-    logging.disable(logging.WARNING)
-    try:
-        yield
-    finally:
-        logging.disable(previous)
-
-
-class _Batches:
-    """``CalibrationDataReader``: the calibration input batches, once."""
-
-    def __init__(self, batches: list[dict[str, np.ndarray]]) -> None:
-        self._batches: Iterator[dict[str, np.ndarray]] = iter(batches)
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        return next(self._batches, None)
 
 
 def quantize_int8(fp32: Path, out: Path, *, calibration: list[dict[str, np.ndarray]] | None) -> str:
@@ -104,14 +55,15 @@ def quantize_int8(fp32: Path, out: Path, *, calibration: list[dict[str, np.ndarr
     method = "dynamic" if calibration is None else "static"
     try:
         # The quantizer logs advice through the root logger ("consider pre-processing"): noise to a user.
-        with tempfile.TemporaryDirectory(prefix="headstart-quant-") as scratch, _quiet_root_logger():
+        with tempfile.TemporaryDirectory(prefix="headstart-quant-") as scratch, quiet_quantizer():
             if calibration is None:
                 quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QUInt8, nodes_to_exclude=keep_float)
             else:
                 # Shape inference and graph fusions first, as ONNX Runtime's quantization guide advises.
                 prepared = Path(scratch) / "prepared.onnx"
                 quant_pre_process(str(fp32), str(prepared))
-                quantize_static(str(prepared), str(tmp), _Batches(calibration), quant_format=QuantFormat.QDQ,
+                quantize_static(str(prepared), str(tmp), CalibrationBatches(calibration),
+                                quant_format=QuantFormat.QDQ,
                                 per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QUInt8,
                                 calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=keep_float)
         quantized = onnx.load(str(tmp))
