@@ -14,6 +14,7 @@ the last block stage's 320 (the stage that feeds it), and all three::
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 from pathlib import Path
@@ -29,7 +30,7 @@ from headstart.strategies.linear import fit_linear_head
 from records import machine_record, print_table, write_result
 
 ROOT = Path(__file__).resolve().parent.parent
-TASKS = ("digits", "fashion-mnist-mini")
+TASKS = ("digits", "fashion-mnist-mini", "fashion-mnist")
 BACKBONE = "efficientnet_lite0"
 #: The earlier of EfficientNet-Lite0's two last feature stages has 112 channels, the last 320.
 EARLIER = 112
@@ -45,7 +46,7 @@ FEATURES = {
 def extract(task: suite.Task, stages: str, cache: FeatureCache) -> dict:
     """Pool and test features of ``task`` under ``stages``, and the extraction's CPU and wall seconds."""
     pool, test = task.load()
-    backbone = build_backbone(BACKBONE, preprocess={"stages": stages})
+    backbone = build_backbone(BACKBONE, image_size=task.image_size, preprocess={"stages": stages})
     with cache_scope(cache):
         backbone.embed(pool.items[:2])  # the ONNX export and session are not extraction time
         started, cpu_started = time.perf_counter(), time.process_time()
@@ -55,11 +56,11 @@ def extract(task: suite.Task, stages: str, cache: FeatureCache) -> dict:
             "cpu_seconds": time.process_time() - cpu_started, "seconds": time.perf_counter() - started}
 
 
-def probe_rows(task: str, extracted: dict[str, dict]) -> list[dict]:
+def probe_rows(task: str, extracted: dict[str, dict], sizes: tuple[int, ...]) -> list[dict]:
     """The linear probe per feature setting, size and seed on the suite's samples."""
     rows = []
     pool, test = extracted["last"]["pool"], extracted["last"]["test"]
-    for size in (10, 50):
+    for size in sizes:
         for name, features in FEATURES.items():
             pool_x = features(extracted["last"]["pool_x"], extracted["last2"]["pool_x"])
             test_x = features(extracted["last"]["test_x"], extracted["last2"]["test_x"])
@@ -130,14 +131,17 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, required=True, help="a fresh feature cache folder, so every "
                                                                    "setting's extraction is timed")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "last2_stages.json")
+    parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated tasks to run; the rows of the "
+                        "others are kept from --json when it exists")
     args = parser.parse_args()
+    run = args.tasks.split(",")
     torch.set_num_threads(1)
     load_before, started = os.getloadavg(), time.perf_counter()
     cache = FeatureCache(args.cache)
-    rows = []
-    for task in (t for t in suite.TASKS if t.name in TASKS):
+    rows = [r for r in json.loads(args.json.read_text())["rows"] if r["task"] not in run] if args.json.exists() else []
+    for task in (t for t in suite.TASKS if t.name in run):
         extracted = {stages: extract(task, stages, cache) for stages in ("last", "last2")}
-        rows += probe_rows(task.name, extracted)
+        rows += probe_rows(task.name, extracted, task.sizes)
     table = readme_table(rows)
     write_result(args.json, {**machine_record(("headstart", "torch", "timm"), load_before=load_before, threads=1),
                              "seconds": round(time.perf_counter() - started, 1), "seeds": list(suite.SEEDS),
