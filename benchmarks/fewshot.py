@@ -1,5 +1,5 @@
-"""Few-shot classification: headstart's `prototypes`, `linear` and `contrastive` against the peers a user
-would pick, sentence-transformers + scikit-learn LogisticRegression and SetFit, on the same samples; and
+"""Few-shot classification: headstart's `prototypes`, `linear`, `contrastive` and `finetune` against the peers a
+user would pick, sentence-transformers + scikit-learn LogisticRegression and SetFit, on the same samples; and
 `prototypes` against `linear` on images.
 
 Tasks: WordNet noun supersenses (examples/wordnet-supersenses, 10 classes, its committed test split),
@@ -17,7 +17,9 @@ memory (``getrusage`` maxrss). Then, outside that timing, the methods that keep 
 on cached features, in the same process (median of 3): `prototypes` and `linear` run their strategy's ``fit``
 with the training features already in a fresh feature cache (the head's own cost: closed-form means vs the
 probe's cross-validated logistic regression), sentence-transformers + LogisticRegression its
-``LogisticRegression().fit`` on the embeddings. SetFit runs with its defaults (``num_iterations=20``, 1 epoch,
+``LogisticRegression().fit`` on the embeddings. Every other method's times are paired by seed with `linear`'s
+and (text) SetFit's; a text (task, shots) without SetFit runs gets a "not run" line with SetFit's pair steps and
+an estimate of their CPU time. SetFit runs with its defaults (``num_iterations=20``, 1 epoch,
 batch 16); headstart methods with theirs, or with ``--settings`` (JSON) over them: such runs are variants,
 kept apart from the table. ``--memory N`` adds a `contrastive` run on N training texts (noun definitions outside
 both example splits) for its peak memory. Finished runs are appended to ``--rows`` (JSONL) and skipped when
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import statistics
@@ -41,7 +44,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -49,15 +52,18 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
-HEADSTART_METHODS = ("prototypes", "linear", "contrastive")
+HEADSTART_METHODS = ("prototypes", "linear", "contrastive", "finetune")
 PEERS = ("st-logreg", "setfit")
+REFERENCES = ("linear", "setfit")  # every other method's times are paired by seed with these
+SETFIT_ITERATIONS, SETFIT_BATCH = 20, 16  # SetFit's defaults, which run_setfit passes
+PACKAGES = ("torch", "transformers", "sentence-transformers", "setfit", "scikit-learn", "headstart")
 TASKS = {"noun": "minilm", "verb": "minilm", "fashion": "efficientnet_lite0"}  # task: backbone
 IMAGE_METHODS = ("prototypes", "linear")  # the peers are text models; the issue asks prototypes vs linear here
 HEAD_REPEATS = 3
 TASK_NAMES = {"noun": "WordNet nouns", "verb": "WordNet verbs", "fashion": "Fashion-MNIST mini"}
 METHOD_NAMES = {"prototypes": "headstart `prototypes`", "linear": "headstart `linear`",
-                "contrastive": "headstart `contrastive`", "st-logreg": "sentence-transformers + LogisticRegression",
-                "setfit": "SetFit 1.2.0 (defaults)"}
+                "contrastive": "headstart `contrastive`", "finetune": "headstart `finetune`",
+                "st-logreg": "sentence-transformers + LogisticRegression", "setfit": "SetFit 1.2.0 (defaults)"}
 NOUN_CLASSES = ["noun.act", "noun.animal", "noun.artifact", "noun.body", "noun.communication", "noun.food",
                 "noun.location", "noun.person", "noun.plant", "noun.substance"]
 
@@ -182,7 +188,8 @@ def run_setfit(splits, seed: int) -> tuple[float, dict[str, Any]]:
 
     model = SetFitModel.from_pretrained(str(get_model_path()), device="cpu")
     with tempfile.TemporaryDirectory(prefix="setfit-") as checkpoints:  # SetFit saves checkpoints by default
-        arguments = TrainingArguments(output_dir=checkpoints, batch_size=16, num_epochs=1, num_iterations=20,
+        arguments = TrainingArguments(output_dir=checkpoints, batch_size=SETFIT_BATCH, num_epochs=1,
+                                      num_iterations=SETFIT_ITERATIONS,
                                       seed=seed, report_to="none", show_progress_bar=False)
         train = HFDataset.from_dict({"text": splits.train.items, "label": splits.train.labels.tolist()})
         Trainer(model=model, args=arguments, train_dataset=train).train()
@@ -257,39 +264,78 @@ def mean_std(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
 
 def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Per (task, shots, method, settings): seeds, accuracy, seconds, CPU seconds and head seconds on cached
-    features, with ratios paired by seed to the reference run with default settings (SetFit; `linear` for
-    `prototypes` and on images, where SetFit does not run)."""
+    features, with comparisons paired by seed to each reference run with default settings (`linear`, and SetFit
+    on text) under ``"vs"``; and under ``"not_run"`` the SetFit runs that are missing (:func:`not_run`)."""
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for row in rows:
         if not row["task"].startswith("memory"):
             groups.setdefault((row["task"], row["shots"], row["method"], settings_key(row)), []).append(row)
     out = []
     for (task, shots, method, settings), group in sorted(groups.items(), key=lambda kv: kv[0][:2]):
-        reference = "setfit" if method != "prototypes" and task != "fashion" else "linear"
-        peers = {r["seed"]: r for r in groups.get((task, shots, reference, "{}"), [])}
-        paired = [(r, peers[r["seed"]]) for r in group if r["seed"] in peers]
         heads = [r["head_cpu_seconds"] for r in group if "head_cpu_seconds" in r]
+        vs = {reference: paired(group, groups.get((task, shots, reference, "{}"), []))
+              for reference in REFERENCES if reference != method and (task, shots, reference, "{}") in groups}
         out.append({"task": task, "shots": shots, "method": method, "settings": json.loads(settings),
                     "seeds": sorted(r["seed"] for r in group), "n_train": group[0]["n_train"],
                     "accuracy": [r["accuracy"] for r in group], "seconds": [r["seconds"] for r in group],
                     "cpu_seconds": [r["cpu_seconds"] for r in group], "head_cpu_seconds": heads,
-                    "head_seconds": [r["head_seconds"] for r in group if "head_seconds" in r],
-                    "reference": reference,
-                    "paired_accuracy_gain": [r["accuracy"] - p["accuracy"] for r, p in paired],
-                    "paired_wall_ratio": [r["seconds"] / p["seconds"] for r, p in paired],
-                    "paired_cpu_ratio": [r["cpu_seconds"] / p["cpu_seconds"] for r, p in paired],
-                    "paired_head_cpu_ratio": [r["head_cpu_seconds"] / p["head_cpu_seconds"] for r, p in paired
-                                              if "head_cpu_seconds" in r and "head_cpu_seconds" in p]})
-    return {"groups": out}
+                    "head_seconds": [r["head_seconds"] for r in group if "head_seconds" in r], "vs": vs})
+    return {"groups": out, "not_run": not_run(out)}
 
 
-def ratio_cell(group: dict[str, Any]) -> str:
-    """Mean paired wall / CPU (/ head CPU, where both have one) ratios to the group's reference, or "–"."""
-    if not group["paired_wall_ratio"] or group["method"] == group["reference"]:
-        return "–"
-    ratios = [group["paired_wall_ratio"], group["paired_cpu_ratio"], group["paired_head_cpu_ratio"]]
-    return " / ".join(f"{statistics.mean(r):.{3 if i == 2 else 2}f}" for i, r in enumerate(ratios) if r) + \
-        f" × {group['reference']}"
+def paired(group: list[dict[str, Any]], references: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """The seeds ``group`` shares with the reference runs, and per such seed the accuracy gain and the wall, CPU
+    and head CPU (where both have one) time ratios to the reference's run on the same sample."""
+    by_seed = {r["seed"]: r for r in references}
+    pairs = [(r, by_seed[r["seed"]]) for r in group if r["seed"] in by_seed]
+    return {"seeds": [r["seed"] for r, _ in pairs],
+            "accuracy_gain": [r["accuracy"] - p["accuracy"] for r, p in pairs],
+            "wall_ratio": [r["seconds"] / p["seconds"] for r, p in pairs],
+            "cpu_ratio": [r["cpu_seconds"] / p["cpu_seconds"] for r, p in pairs],
+            "head_cpu_ratio": [r["head_cpu_seconds"] / p["head_cpu_seconds"] for r, p in pairs
+                               if "head_cpu_seconds" in r and "head_cpu_seconds" in p]}
+
+
+def setfit_steps(n_train: int) -> int:
+    """SetFit's training steps with its defaults: ``num_iterations=20`` positive and 20 negative pairs per
+    example, batches of 16, one epoch."""
+    return math.ceil(2 * SETFIT_ITERATIONS * n_train / SETFIT_BATCH)
+
+
+def not_run(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The text (task, shots) with other runs but no SetFit run, which was left out for its compute: its pair
+    steps, and the CPU minutes per seed they would take at the CPU seconds per step of the task's SetFit runs at
+    the fewest examples per class (an estimate, loading and prediction included)."""
+    setfit = {(g["task"], g["shots"]): g for g in groups if g["method"] == "setfit" and not g["settings"]}
+    missing = sorted({(g["task"], g["shots"], g["n_train"]) for g in groups if g["task"] != "fashion"
+                      and not g["settings"] and (g["task"], g["shots"]) not in setfit})
+    out = []
+    for task, shots, n_train in missing:
+        measured = [g for (task_, _), g in sorted(setfit.items()) if task_ == task]  # fewest shots first
+        row = {"task": task, "shots": shots, "method": "setfit", "n_train": n_train,
+               "pair_steps": setfit_steps(n_train), "reason": "not run for lack of CPU time"}
+        if measured:
+            base = measured[0]
+            per_step = statistics.mean(base["cpu_seconds"]) / setfit_steps(base["n_train"])
+            row |= {"estimated_cpu_minutes_per_seed": per_step * row["pair_steps"] / 60,
+                    "estimated_from": f"{base['shots']} per class: {per_step:.2f} CPU s per step"}
+        out.append(row)
+    return out
+
+
+def ratio(value: float) -> str:
+    """A time ratio, with three decimals below 0.1 (the heads on cached features) and two above."""
+    return f"{value:.3f}×" if value < 0.1 else f"{value:.2f}×"
+
+
+def vs_cell(group: dict[str, Any], reference: str, missing: set[tuple]) -> str:
+    """Mean paired wall, CPU and (where both have one) head CPU time ratios to ``reference`` on the same seeds;
+    "not run" where the reference was left out for its compute, "–" where it has no run to pair with."""
+    pairs = group["vs"].get(reference)
+    if not pairs or not pairs["seeds"]:
+        return "not run" if (group["task"], group["shots"]) in missing and reference == "setfit" else "–"
+    names = {"wall_ratio": "wall", "cpu_ratio": "CPU", "head_cpu_ratio": "head CPU"}
+    return " · ".join(f"{name} {ratio(statistics.mean(pairs[key]))}" for key, name in names.items() if pairs[key])
 
 
 def shots_cell(group: dict[str, Any]) -> str:
@@ -304,22 +350,38 @@ def memory_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in rows if r["task"].startswith("memory") and set(r.get("settings", {})) <= {"max_steps"}]
 
 
-def readme_table(groups: list[dict[str, Any]], memory: list[dict[str, Any]]) -> dict[str, Any]:
-    """Accuracy, seconds, head seconds on cached features and the time ratios to the reference per method at
-    its default settings, and the peak memory of the ``memory`` runs."""
+def readme_table(groups: list[dict[str, Any]], memory: list[dict[str, Any]],
+                 missing: list[dict[str, Any]] = ()) -> dict[str, Any]:
+    """Accuracy, seconds, head seconds on cached features and the time ratios to `linear` and to SetFit per
+    method at its default settings, a line per SetFit run left out (``missing``, :func:`not_run`) and the peak
+    memory of the ``memory`` runs."""
     order = {name: i for i, name in enumerate((*HEADSTART_METHODS, *PEERS))}
+    left_out = {(m["task"], m["shots"]) for m in missing}
     rows = []
-    for group in sorted((g for g in groups if not g["settings"]),
-                        key=lambda g: (list(TASKS).index(g["task"]), g["shots"], order[g["method"]])):
-        head = mean_std(group["head_cpu_seconds"], digits=3) if group["head_cpu_seconds"] else "–"
-        rows.append([TASK_NAMES[group["task"]], shots_cell(group), METHOD_NAMES[group["method"]],
-                     len(group["seeds"]), mean_std(group["accuracy"], 100), mean_std(group["seconds"], digits=0),
-                     mean_std(group["cpu_seconds"], digits=0), head, ratio_cell(group)])
+    for item in sorted([*(g for g in groups if not g["settings"]), *missing],
+                       key=lambda g: (list(TASKS).index(g["task"]), g["shots"], order[g["method"]])):
+        if "pair_steps" in item:
+            rows.append(not_run_row(item))
+            continue
+        head = mean_std(item["head_cpu_seconds"], digits=3) if item["head_cpu_seconds"] else "–"
+        rows.append([TASK_NAMES[item["task"]], shots_cell(item), METHOD_NAMES[item["method"]],
+                     len(item["seeds"]), mean_std(item["accuracy"], 100), mean_std(item["seconds"], digits=0),
+                     mean_std(item["cpu_seconds"], digits=0), head, vs_cell(item, "linear", left_out),
+                     vs_cell(item, "setfit", left_out)])
     rows += [[TASK_NAMES["noun"], row["n_train"], f"headstart `contrastive`, one epoch: peak memory "
               f"{row['peak_rss_mb']:,.0f} MB", 1, f"{row['accuracy'] * 100:.1f}", f"{row['seconds']:.0f}",
-              f"{row['cpu_seconds']:.0f}", "–", "–"] for row in memory]
+              f"{row['cpu_seconds']:.0f}", "–", "–", "–"] for row in memory]
     return {"columns": ["task", "examples/class", "method", "seeds", "test accuracy %", "wall s", "CPU s",
-                        "head CPU s on cached features", "wall / CPU / head CPU time ratio"], "rows": rows}
+                        "head CPU s on cached features", "time vs headstart `linear`, same seeds",
+                        "time vs SetFit, same seeds"], "rows": rows}
+
+
+def not_run_row(missing: dict[str, Any]) -> list[Any]:
+    """The table line of a SetFit run left out for lack of CPU time, with its steps and estimated CPU time."""
+    estimate = (f", ≈ {missing['estimated_cpu_minutes_per_seed']:.0f} CPU min per seed"
+                if "estimated_cpu_minutes_per_seed" in missing else "")
+    return [TASK_NAMES[missing["task"]], shots_cell(missing), METHOD_NAMES["setfit"], 0,
+            f"not run for lack of CPU time ({missing['pair_steps']:,} pair steps{estimate})", "–", "–", "–", "–", "–"]
 
 
 def variants_table(groups: list[dict[str, Any]]) -> list[str]:
@@ -327,24 +389,37 @@ def variants_table(groups: list[dict[str, Any]]) -> list[str]:
     tried = {(g["task"], g["shots"], g["method"]) for g in groups if g["settings"]}
     return [f"{g['task']:<8}{g['shots']:>4} {g['method']:<12}{json.dumps(g['settings']):<30}"
             f"{len(g['seeds'])} seeds {mean_std(g['accuracy'], 100):>12}  "
-            f"CPU {mean_std(g['cpu_seconds'], digits=0):>9} s  {ratio_cell(g)}"
+            f"CPU {mean_std(g['cpu_seconds'], digits=0):>9} s  vs linear: {vs_cell(g, 'linear', set())}  "
+            f"vs SetFit: {vs_cell(g, 'setfit', set())}"
             for g in groups if (g["task"], g["shots"], g["method"]) in tried]
+
+
+def package_versions(previous: Path) -> dict[str, str]:
+    """The versions of the packages the runs use; one not installed here (SetFit, when only headstart's methods
+    ran in this environment) keeps the version ``previous`` records, from when its rows ran."""
+    recorded = json.loads(previous.read_text()).get("versions", {}) if previous.exists() else {}
+    found = {}
+    for package in PACKAGES:
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = recorded.get(package, "not installed")
+    return found
 
 
 def write_results(rows: list[dict[str, Any]], args: argparse.Namespace, load_before: tuple) -> None:
     """Summarise ``rows`` into ``args.json`` with the README table, the memory run, versions and the load."""
-    groups = summary(rows)["groups"]
-    memory = memory_rows(rows)
-    data = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "groups": groups, "rows": rows,
+    summarised = summary(rows)
+    groups, missing, memory = summarised["groups"], summarised["not_run"], memory_rows(rows)
+    data = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "groups": groups, "not_run": missing,
+            "rows": rows,
             "memory": [{"n_train": r["n_train"], "peak_rss_mb": r["peak_rss_mb"], "accuracy": r["accuracy"],
                         "seconds": r["seconds"], "cpu_seconds": r["cpu_seconds"]} for r in memory],
             "variants": variants_table(groups),
             "loadavg_before": load_before, "loadavg_after": os.getloadavg(), "cpu_count": os.cpu_count(),
             "loadavg_at_run_ends": [min(r["loadavg"][0] for r in rows), max(r["loadavg"][0] for r in rows)],
             "torch_threads": 1, "head_repeats": HEAD_REPEATS,
-            "versions": {p: version(p) for p in ("torch", "transformers", "sentence-transformers", "setfit",
-                                                 "scikit-learn", "headstart")},
-            "readme_table": readme_table(groups, memory)}
+            "versions": package_versions(args.json), "readme_table": readme_table(groups, memory, missing)}
     args.json.write_text(json.dumps(data, indent=2) + "\n")
 
 
@@ -385,8 +460,9 @@ def main() -> None:
             run_in_child(spec, args.rows)
     rows = read_rows(args.rows)
     write_results(rows, args, load_before)
-    groups = summary(rows)["groups"]
-    for row in readme_table(groups, memory_rows(rows))["rows"]:
+    summarised = summary(rows)
+    groups = summarised["groups"]
+    for row in readme_table(groups, memory_rows(rows), summarised["not_run"])["rows"]:
         print(" | ".join(str(cell) for cell in row))
     print("\n".join(variants_table(groups)))
     print(f"load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}; {os.cpu_count()} CPUs")
