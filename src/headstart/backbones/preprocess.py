@@ -66,7 +66,8 @@ class ImagePreprocess:
             centre crop only; ``"flip"`` it and its mirror image; ``"flip+crops"`` the centre and four corner
             crops and their mirror images (ten views, ten times the extraction time).
         stages: What the features are (:mod:`headstart.backbones.stages`): ``"last"`` the network's pooled
-            pre-logits; ``"last2"`` those followed by the global average of the feature stage before them.
+            pre-logits; ``"last2"`` the global averages of its last two feature stages, concatenated (the
+            network pruned to them).
     """
 
     input_size: int = 224

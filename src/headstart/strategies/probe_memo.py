@@ -64,11 +64,16 @@ def recall_head(path: Path) -> FittedHead | None:
     except (OSError, SafetensorError, KeyError, ValueError):
         return None
     # The same construction as a fresh fit, so the global random state advances the same way.
+    return _linear(weight, bias), {name: value for _, name, value in entries}
+
+
+def _linear(weight: torch.Tensor, bias: torch.Tensor) -> nn.Linear:
+    """A new ``nn.Linear`` holding ``weight`` and ``bias``."""
     head = nn.Linear(weight.shape[1], weight.shape[0])
     with torch.no_grad():
         head.weight.copy_(weight)
         head.bias.copy_(bias)
-    return head, {name: value for _, name, value in entries}
+    return head
 
 
 def remember_head(path: Path, fitted: FittedHead) -> None:
@@ -122,11 +127,7 @@ def recall_choice(path: Path) -> tuple[nn.Linear, dict[str, Any]] | None:
             weight, bias = stored.get_tensor("weight"), stored.get_tensor("bias")
     except (OSError, SafetensorError, KeyError, ValueError, RuntimeError):
         return None
-    head = nn.Linear(weight.shape[1], weight.shape[0])
-    with torch.no_grad():
-        head.weight.copy_(weight)
-        head.bias.copy_(bias)
-    return head, record
+    return _linear(weight, bias), record
 
 
 def remember_choice(path: Path, head: nn.Linear, record: dict[str, Any]) -> None:
