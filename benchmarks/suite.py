@@ -20,6 +20,11 @@ by the log loss after a temperature fitted per C, the temperature folded into th
 exercised here: fine-tuning on CPU for 60 runs is out of this suite's budget). Seconds are head fitting only;
 feature extraction, shared by all, is listed per task.
 
+The features are those ``headstart fit`` gives these strategies: for image backbones the last two feature stages
+pooled (``stages="last2"``, the frozen-feature strategies' preference). So that the table also shows what a plain
+timm user gets, image tasks add ``LogisticRegression()`` on the network's pooled pre-logits (``stages="last"``,
+timm's ``num_classes=0`` features) on the same samples.
+
 Test-time views of the image features (:mod:`headstart.backbones.views`): ``--views none,flip,flip+crops`` runs
 each image task once per setting on the same samples, extraction timed in CPU seconds after a warm-up batch (the
 ONNX export is not counted) from the ``--cache`` given (a fresh folder, so every setting is computed), and the
@@ -52,6 +57,7 @@ from headstart.data.reference import load_fashion_mnist, load_fsdd, load_wordnet
 from headstart.errors import HeadstartError
 from headstart.evaluation import classification_metrics
 from headstart.evaluation.calibration import expected_calibration_error
+from headstart.strategies.base import FROZEN_FEATURES
 from headstart.strategies.blend import choose_probe
 from headstart.strategies.heads import prototype_head
 from headstart.strategies.linear import fit_linear_head
@@ -63,6 +69,8 @@ FORTUNE_CLASSES = ["art", "computers", "education", "food", "law", "literature",
 STRATEGIES = ["LogisticRegression()", "linear (old)", "linear (C by log loss)", "linear", "prototypes", "auto"]
 #: The linear probe before this suite: C by accuracy on per-feature standardized features.
 OLD_LINEAR = {"select_by": "accuracy", "scaling": "per_feature"}
+#: The peer on plain timm features (pooled pre-logits), where the suite's image features are two stages.
+PLAIN_PEER = "LogisticRegression() on pre-logits"
 SEEDS = (0, 1, 2)
 
 
@@ -150,10 +158,15 @@ def _proba(head: torch.nn.Linear, features: np.ndarray) -> np.ndarray:
         return torch.softmax(head(torch.from_numpy(features).float()), dim=1).numpy()
 
 
-def fit_all(x: np.ndarray, y: np.ndarray, test_x: np.ndarray, n_classes: int, seed: int
-            ) -> dict[str, tuple[np.ndarray, float]]:
-    """Test probabilities and head-fitting seconds of every strategy on one training sample."""
+def fit_all(x: np.ndarray, y: np.ndarray, test_x: np.ndarray, n_classes: int, seed: int,
+            plain: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, tuple[np.ndarray, float]]:
+    """Test probabilities and head-fitting seconds of every strategy on one training sample (and of the peer on
+    the ``plain`` training and test features, when given)."""
     runs: dict[str, tuple[np.ndarray, float]] = {}
+    if plain is not None:
+        started = time.perf_counter()
+        clf = LogisticRegression(max_iter=1000).fit(plain[0], y)
+        runs[PLAIN_PEER] = (clf.predict_proba(plain[1]), time.perf_counter() - started)
 
     def timed(name: str, fit: Callable[[], Callable[[np.ndarray], np.ndarray]]) -> None:
         started = time.perf_counter()
@@ -192,8 +205,14 @@ def ece_floor(proba: np.ndarray, draws: int = 20, seed: int = 0) -> float:
 
 def run_task(task: Task, cache: FeatureCache, views: str = "none") -> list[dict]:
     pool, test = task.load()
-    backbone = build_backbone(task.backbone, image_size=task.image_size,
-                              preprocess={"views": views} if views != "none" else None)
+    given = {"image_size": task.image_size, "preprocess": {"views": views} if views != "none" else None}
+    backbone = build_backbone(task.backbone, **given, prefer=FROZEN_FEATURES)  # as fit builds it for auto
+    stages = getattr(backbone.preprocess, "stages", None)
+    plain = None
+    if stages not in (None, "last"):
+        pre_logits = build_backbone(task.backbone, **given)
+        plain = (extract_features(pre_logits, pool, cache=cache, label="pool (pre-logits)"),
+                 extract_features(pre_logits, test, cache=cache, label="test (pre-logits)"))
     if cache.load(backbone, pool) is None:  # to be computed: the ONNX export and session are not extraction time
         backbone.embed(pool.items[:2])
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -202,17 +221,18 @@ def run_task(task: Task, cache: FeatureCache, views: str = "none") -> list[dict]
     feature_seconds, feature_cpu = time.perf_counter() - started, time.process_time() - cpu_started
     rows = []
     for size in task.sizes:
-        per_seed: dict[str, list[dict]] = {name: [] for name in STRATEGIES}
+        per_seed: dict[str, list[dict]] = {name: [] for name in (STRATEGIES + [PLAIN_PEER] * (plain is not None))}
         for seed in SEEDS:
             index = sample(pool.labels, size, seed)
-            runs = fit_all(pool_x[index], pool.labels[index], test_x, len(pool.class_names), seed)
+            runs = fit_all(pool_x[index], pool.labels[index], test_x, len(pool.class_names), seed,
+                           None if plain is None else (plain[0][index], plain[1]))
             for name, (proba, seconds) in runs.items():
                 m = classification_metrics(test.labels, proba, test.class_names)
                 per_seed[name].append({"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "ece": m["ece"],
                                        "ece_floor": ece_floor(proba, seed=seed), "seconds": seconds})
         for name, values in per_seed.items():
             row = {"task": task.name, "backbone": task.backbone, "per_class": size, "strategy": name,
-                   "views": views, "n_test": len(test), "feature_seconds": round(feature_seconds, 1),
+                   "views": views, "stages": stages, "n_test": len(test), "feature_seconds": round(feature_seconds, 1),
                    "feature_cpu_seconds": round(feature_cpu, 1)}
             for key in ("accuracy", "macro_f1", "ece", "ece_floor", "seconds"):
                 series = np.array([v[key] for v in values])
@@ -220,7 +240,7 @@ def run_task(task: Task, cache: FeatureCache, views: str = "none") -> list[dict]
             row["accuracy_per_seed"] = [v["accuracy"] for v in values]
             rows.append(row)
         print(f"{task.name} ({task.backbone}, views {views}) {size}/class: " + ", ".join(
-            f"{r['strategy']} {r['accuracy']:.3f}" for r in rows[-len(STRATEGIES):]), flush=True)
+            f"{r['strategy']} {r['accuracy']:.3f}" for r in rows[-len(per_seed):]), flush=True)
     return rows
 
 
@@ -241,12 +261,17 @@ def summary(rows: list[dict]) -> dict:
         gaps.append({"task": key[0], "backbone": key[1], "per_class": key[2], "views": key[3], "best_fixed": best,
                      "auto_minus_best_fixed": by["auto"]["accuracy"] - fixed[best],
                      "auto_minus_peer": by["auto"]["accuracy"] - by["LogisticRegression()"]["accuracy"],
-                     "linear_minus_peer": by["linear"]["accuracy"] - by["LogisticRegression()"]["accuracy"]})
+                     "linear_minus_peer": by["linear"]["accuracy"] - by["LogisticRegression()"]["accuracy"],
+                     **({"auto_minus_plain_peer": by["auto"]["accuracy"] - by[PLAIN_PEER]["accuracy"]}
+                        if PLAIN_PEER in by else {})})
     single = [r for r in rows if _views(r) == "none"]
     result = {"per_task": gaps,
               "worst_auto_minus_best_fixed": min(g["auto_minus_best_fixed"] for g in gaps),
               "mean_auto_minus_peer": float(np.mean([g["auto_minus_peer"] for g in gaps])),
               "mean_linear_minus_peer": float(np.mean([g["linear_minus_peer"] for g in gaps])),
+              # Over the image cells only: auto on its features against LogisticRegression() on plain timm ones.
+              "mean_auto_minus_plain_peer": float(np.mean([g["auto_minus_plain_peer"] for g in gaps
+                                                           if "auto_minus_plain_peer" in g] or [np.nan])),
               "median_ece": {n: float(np.median([r["ece"] for r in single if r["strategy"] == n]))
                              for n in STRATEGIES},
               # Rows of runs from before the floor was measured have none.
@@ -304,9 +329,10 @@ def readme_table(rows: list[dict]) -> dict:
     def floor(r: dict) -> str:
         return f"{r['ece_floor']:.3f}" if "ece_floor" in r else "–"
 
-    return {"columns": ["task (backbone)", "per class", *STRATEGIES, "ECE linear (old)", "ECE auto",
+    return {"columns": ["task (backbone)", "per class", PLAIN_PEER, *STRATEGIES, "ECE linear (old)", "ECE auto",
                         "ECE of a calibrated auto (sampling floor)"],
-            "rows": [[f"{task} ({backbone})", str(size), *(cell(by[n]) for n in STRATEGIES),
+            "rows": [[f"{task} ({backbone})", str(size), cell(by[PLAIN_PEER]) if PLAIN_PEER in by else "–",
+                      *(cell(by[n]) for n in STRATEGIES),
                       f"{by['linear (old)']['ece']:.3f}", f"{by['auto']['ece']:.3f}", floor(by["auto"])]
                      for (task, backbone, size), by in table.items()]}
 

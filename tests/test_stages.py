@@ -42,14 +42,16 @@ def test_the_features_are_the_last_two_stages_pooled_and_what_follows_them_is_pr
         np.testing.assert_allclose(both.forward(batch).numpy(), expected.numpy(), atol=1e-6)
 
 
-def test_a_deferred_network_is_built_at_once_to_measure_the_earlier_stage(tiny_timm_ref):
+def test_a_deferred_network_stays_unbuilt_and_its_source_head_goes_with_the_pruned_layers(tiny_timm_ref):
     path = tiny_timm_ref.partition("@")[2]
     deferred = DeferredModule(lambda: timm_from_state_dict("test_efficientnet", read_state_dict(path), path),
                               files=(), source_head=True)
-    # feature_dim is the pooled pre-logits' width, as a family that defers its network knows it.
-    net = TimmBackbone(deferred, ref=tiny_timm_ref, preprocess=preprocess_from_dict(LAST2), feature_dim=256)
-    assert "_deferred" not in net.__dict__ and net.feature_dim == 112 and not net.has_source_head()
+    # feature_dim is the width of the two stages, as a family that defers its network knows it.
+    net = TimmBackbone(deferred, ref=tiny_timm_ref, preprocess=preprocess_from_dict(LAST2), feature_dim=112)
+    assert "_deferred" in net.__dict__, "a run whose features are cached never builds the network"
+    assert net.feature_dim == 112 and not net.has_source_head()
     assert net.fingerprint() == create_backbone(tiny_timm_ref, preprocess=LAST2).fingerprint()
+    assert net.source_head() is None and features_width(net.module, "last2", 32, "tiny") == net.feature_dim
 
 
 def test_other_timm_families_pool_their_last_two_stages_too():
@@ -119,9 +121,18 @@ def test_bad_values_and_networks_without_stages_are_refused(tmp_path, tiny_timm_
 
 
 @pytest.mark.e2e
+@pytest.mark.parametrize("variant", [1, 2])
+def test_the_bundled_widths_of_the_last_two_stages_are_the_built_networks(variant):
+    net = with_preprocess(f"efficientnet_lite{variant}", {"stages": "last2"})
+    known = net.feature_dim
+    assert known == features_width(net.module, "last2", net.preprocess.input_size, net.ref)
+
+
+@pytest.mark.e2e
 def test_the_bundled_efficientnet_pools_its_last_two_block_stages_on_onnx_runtime(image_folder):
     net = with_preprocess("efficientnet_lite0", {"stages": "last2"})
     assert net.feature_dim == 112 + 320 and not net.has_source_head()
+    assert net.feature_dim == features_width(net.module, "last2", 224, net.ref), "the width known before building"
     items = load_dataset(image_folder).train.items[:3]
     with torch.inference_mode():
         expected = net.forward(net.collate(items)).numpy()

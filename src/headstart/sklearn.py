@@ -126,7 +126,8 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         if len(classes) < 2:
             raise DataError(f"y has a single class ({classes[0]!r}); a classifier needs at least two")
         strategy = get_strategy(self.strategy, **dict(self.settings or {}))
-        net = build_backbone(self.backbone or modality_spec(modality).default_backbone, image_size=self.image_size)
+        net = build_backbone(self.backbone or modality_spec(modality).default_backbone, image_size=self.image_size,
+                             prefer=strategy.preferred_preprocess)
         dataset = Dataset(items, codes, [str(c) for c in classes], modality, "<TransferClassifier.fit>")
         splits = complete_splits(DataSplits(train=dataset, val=None, test=None, source=dataset.source), strategy,
                                  seed=self.seed, val_fraction=self.val_fraction, test_fraction=0.0,

@@ -57,18 +57,17 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
         seed, val_fraction, test_fraction: Random seed for splits and training; validation and test shares carved
             when the data has none (``None``: 0.15 and 0.2, or nothing below 10 per class, said before training).
         cache: ``True``: the default feature cache; a folder or a :class:`FeatureCache`: another one; ``False``: none.
-        progress, max_time, engine: Show progress bars; the training budget in seconds; ``with_engine``'s engine.
-        track: Log the run to MLflow (``True``: the store ``<out parent>/mlruns.db``; or a tracking URI).
+        progress, max_time, engine, track: Show progress bars; the training budget in seconds; ``with_engine``'s
+            engine; log the run to MLflow (``True``: the store ``<out parent>/mlruns.db``; or a tracking URI).
         calibrate: Fit a softmax temperature on the validation split (carved from the training data when there
             is none) so confidences match accuracy; ECE before and after is in ``metrics["calibration"]``.
         image_size, preprocess: An image backbone's input size (pixels, or ``"auto"``: 128 when every training
-            image is much smaller), other settings (``{"views": "flip"}``, ``{"max_seconds": 10}``), saved with it.
-        skip_bad_files: Skip unusable files (unreadable images; unreadable, empty, silent, too short or too long
-            audio; listed in the metrics) instead of failing. ``skip_bad_images`` is its deprecated name.
+            image is much smaller), other settings (``{"views": "flip"}``, ``{"max_seconds": 10}``), saved with it;
+            ``linear``, ``prototypes`` and ``auto`` pool the last two image stages unless ``stages`` is set.
+        skip_bad_files: Skip unusable files (listed in the metrics) instead of failing; ``skip_bad_images``: old name.
         text_column, label_column, path_column, allow_outside_paths: How tables are read: column names when
             not detected; whether paths may lead outside the table's folder (see :func:`load_dataset`).
-        settings: The strategy's settings, e.g. ``{"epochs": 3}`` (``headstart strategies`` lists them); kept
-            apart from these arguments, so ``seed`` or ``max_time`` given here is an error.
+        settings: The strategy's settings (``{"epochs": 3}``; ``headstart strategies`` lists them), not run arguments.
         target, target_test: Unlabeled data of the domain the model is for (its shift from ``data`` is measured
             first; ``adabn``, ``coral``, ``dann`` adapt to it), and labeled data of it to measure on.
         source: Labeled data of the backbone's source task, for its accuracy before and after (:func:`forgetting`).
@@ -88,7 +87,8 @@ def fit(data: str | Path | DataSplits | Dataset, *, backbone: str | Backbone | N
                        allow_outside_paths=allow_outside_paths, skip_bad=skip_bad(skip_bad_files, skip_bad_images))
         splits, domain, plan = checked_data(work, data, target, target_test, chosen, seed=seed, calibrate=calibrate,
                                             val_fraction=val_fraction, test_fraction=test_fraction, **options)
-        net, ranking = _fit_backbone(backbone, splits.train, feature_cache, progress, image_size, preprocess, engine)
+        net, ranking = _fit_backbone(backbone, splits.train, feature_cache, progress, image_size, preprocess, engine,
+                                     chosen.preferred_preprocess if source is None else None)
         workdir = work.path if work is not None else Path(tempfile.mkdtemp(prefix="headstart-"))
         model = _train(splits, net, chosen, domain, FitContext(work_dir=workdir, seed=seed, cache=feature_cache,
                        progress=progress, max_time=max_time, restart_damaged=force), calibrate, ranking, started,
@@ -125,11 +125,13 @@ def _train(splits: DataSplits, backbone: Backbone, strategy: Strategy, domain: T
 
 
 def _fit_backbone(backbone: str | Backbone | None, train: Dataset, cache: FeatureCache | None, progress: bool,
-                  image_size: int | str | None, preprocess: dict[str, Any] | None, engine: str | None
-                  ) -> tuple[Backbone, RankResult | None]:
+                  image_size: int | str | None, preprocess: dict[str, Any] | None, engine: str | None,
+                  prefer: dict[str, Any] | None) -> tuple[Backbone, RankResult | None]:
     """The backbone :func:`fit` starts from (the modality's default, or the best bundled one for ``"auto"``)
-    built with ``image_size``, ``preprocess`` and ``engine``, and the ranking that chose it (``"auto"`` only)."""
-    build = {"image_size": image_size, "preprocess": preprocess, "engine": engine, "examples": train.items}
+    built with ``image_size``, ``preprocess``, ``engine`` and the strategy's preferred preprocessing (none with
+    ``--source``, whose scoring reads the source classifier), and the ranking that chose it (``"auto"`` only)."""
+    build = {"image_size": image_size, "preprocess": preprocess, "engine": engine, "examples": train.items,
+             "prefer": prefer}
     backbone = backbone or modality_spec(train.modality).default_backbone
     ranking = None
     if backbone == "auto":

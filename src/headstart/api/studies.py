@@ -16,7 +16,7 @@ from headstart.data import Dataset, DataSplits, modality_spec
 from headstart.errors import ConfigError, option
 from headstart.io import WorkFolder, work_folder, write_json
 from headstart.reports import write_compare_report, write_rank_report, write_tune_report
-from headstart.strategies import check_settings
+from headstart.strategies import check_settings, shared_preprocess
 from headstart.studies import CompareResult, compare_backbones
 from headstart.tracking.runs import compare_run, settings_params, tune_run
 from headstart.tracking.tracker import start_tracking
@@ -37,7 +37,8 @@ def rank(data: str | Path | DataSplits | Dataset, *, backbones: Sequence[str | B
         backbones: Backbone references (or built backbones) of the data's modality.
         scores: Scores to compute (see :data:`headstart.transferability.scores.SCORES`); default every applicable one.
         sort_by: The score that orders the ranking (``logme`` by default).
-        cache: As for :func:`fit`; the features are reused by a later ``fit`` on the same data.
+        cache: As for :func:`fit`; the features are reused by a later ``fit`` on the same data with the same
+            preprocessing (on images, ``linear``/``prototypes``/``auto`` pool two stages: ``stages=last`` shares).
         out: Folder for ``rank.json`` and ``report.html`` (as ``out`` of :func:`fit`).
         force: Replace an existing ``out`` that headstart wrote.
         progress: Show progress bars.
@@ -117,7 +118,7 @@ def compare(data: str | Path | DataSplits | Dataset, *, strategies: Sequence[str
                                             label_column=label_column, path_column=path_column,
                                             allow_outside_paths=allow_outside_paths,
                                             skip_bad=skip_bad(skip_bad_files, skip_bad_images), tracker=tracker)
-        nets = _built(backbone, splits.train.modality, image_size, preprocess, engine)
+        nets = _built(backbone, splits.train.modality, image_size, preprocess, engine, shared_preprocess(strategies))
         fractions = DEFAULT_FRACTIONS if fractions is None and shots is None else fractions
         result = compare_backbones(splits, strategies=strategies, backbones=nets, fractions=fractions, shots=shots,
                                    seeds=seeds, max_time=max_time, cache=feature_cache, settings=settings,
@@ -132,11 +133,12 @@ def compare(data: str | Path | DataSplits | Dataset, *, strategies: Sequence[str
 
 
 def _built(backbone: str | Backbone | Sequence[str | Backbone] | None, modality: str, image_size: int | None,
-           preprocess: dict[str, Any] | None, engine: str | None) -> list[Backbone]:
-    """The backbones a study compares (one or several; default: the modality's), built as :func:`fit` builds them."""
+           preprocess: dict[str, Any] | None, engine: str | None, prefer: dict[str, Any]) -> list[Backbone]:
+    """The backbones a study compares (one or several; default: the modality's), built as :func:`fit` builds them,
+    with the preprocessing every compared strategy prefers (``prefer``)."""
     given = list(backbone) if isinstance(backbone, (list, tuple)) else [backbone]
     return [build_backbone(ref or modality_spec(modality).default_backbone, image_size=image_size,
-                           preprocess=preprocess, engine=engine) for ref in given]
+                           preprocess=preprocess, engine=engine, prefer=prefer) for ref in given]
 
 
 def _publish_study(work: WorkFolder, json_name: str, result: Any, write_report: Callable[[Path, Any], Any]) -> None:
@@ -194,8 +196,7 @@ def tune(data: str | Path | DataSplits | Dataset, *, strategy: str = "finetune",
         splits = checked_splits(work, data, skip_bad=skip_bad_files, text_column=text_column,
                                 label_column=label_column, path_column=path_column,
                                 allow_outside_paths=allow_outside_paths, tracker=tracker)
-        net = build_backbone(backbone or modality_spec(splits.train.modality).default_backbone,
-                             image_size=image_size, preprocess=preprocess)
+        net = _built(backbone, splits.train.modality, image_size, preprocess, None, shared_preprocess([strategy]))[0]
         workdir = work.path if work is not None else Path(tempfile.mkdtemp(prefix="headstart-"))
         result = tune_strategy(splits, strategy=strategy, backbone=net, trials=trials, work_dir=workdir,
                                storage=storage, study=study, seed=seed, settings=settings, space=space,

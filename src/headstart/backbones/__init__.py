@@ -32,9 +32,10 @@ from headstart.backbones.references import (
     register_backbone,
     with_engine,
     with_image_size,
+    with_preferred,
     with_preprocess,
 )
 
 __all__ = ["BACKBONES", "AudioPreprocess", "Backbone", "BackboneSpec", "FeatureCache", "ImagePreprocess",
            "SourceHead", "TextPreprocess", "build_backbone", "create_backbone", "extract_features", "list_backbones",
-           "register_backbone", "with_engine", "with_image_size", "with_preprocess"]
+           "register_backbone", "with_engine", "with_image_size", "with_preferred", "with_preprocess"]

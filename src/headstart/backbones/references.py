@@ -224,7 +224,26 @@ def with_engine(backbone: Backbone, engine: str | None) -> Backbone:
 
 def build_backbone(backbone: str | Backbone, *, image_size: int | str | None = None,
                    preprocess: dict[str, Any] | None = None, examples: Sequence[Any] | None = None,
-                   engine: str | None = None) -> Backbone:
+                   engine: str | None = None, prefer: dict[str, Any] | None = None) -> Backbone:
     """``backbone`` built with a run's image size (:func:`with_image_size`; ``"auto"`` chooses from the training
-    ``examples``), preprocessing changes (:func:`with_preprocess`) and extraction engine (:func:`with_engine`)."""
-    return with_engine(with_preprocess(with_image_size(backbone, image_size, examples), preprocess), engine)
+    ``examples``), preprocessing changes (:func:`with_preprocess`), the preprocessing settings in ``prefer``
+    where ``preprocess`` leaves them open (:func:`with_preferred`; a reference only: a built backbone is taken as
+    it is) and extraction engine (:func:`with_engine`)."""
+    net = with_preprocess(with_image_size(backbone, image_size, examples), preprocess)
+    if prefer and isinstance(backbone, str):
+        net = with_preferred(net, {name: value for name, value in prefer.items() if name not in (preprocess or {})})
+    return with_engine(net, engine)
+
+
+def with_preferred(net: Backbone, prefer: dict[str, Any]) -> Backbone:
+    """``net`` with those preprocessing settings of ``prefer`` that its record has and its network can take;
+    as it is where none applies (another modality, a network without feature stages). A ``ckpt:`` source model
+    is left as it is: its classifier, which the forgetting measure reads, was fitted on its last features."""
+    names = {field.name for field in dataclasses.fields(net.preprocess)}
+    wanted = {name: value for name, value in prefer.items() if name in names}
+    if not wanted or net.ref.startswith("ckpt:"):
+        return net
+    try:
+        return with_preprocess(net, wanted)
+    except ConfigError:  # the network cannot (e.g. stages="last2" on a timm model without feature stages)
+        return net

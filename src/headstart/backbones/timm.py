@@ -7,6 +7,7 @@ Reference: ``timm:<model-name>`` (pre-trained weights from the Hugging Face hub)
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -85,8 +86,8 @@ class TimmBackbone(Backbone):
         engine: Frozen extraction engine for :meth:`embed` (:class:`~headstart.backbones.engine.ExtractionEngine`):
             ``"auto"`` (ONNX Runtime while the weights are the loaded ones, PyTorch once they have been changed,
             e.g. by fine-tuning), ``"onnx"``, ``"int8"`` or ``"torch"``.
-        feature_dim: The pooled pre-logits' size, for a deferred model (a built one tells its own). A deferred
-            model whose preprocessing pools two stages is built at once, to prune it and measure their width.
+        feature_dim: The width of the features ``preprocess`` asks for (the pooled pre-logits, or the last two
+            stages pooled), for a deferred model, which is then not built until used; a built one tells its own.
     """
 
     modality = "image"
@@ -101,14 +102,12 @@ class TimmBackbone(Backbone):
             if preprocess is None or feature_dim is None:
                 raise ValueError("a deferred timm model needs its preprocess and feature_dim")
             self.preprocess, self.feature_dim = preprocess, feature_dim
-            self.defer_module(model)
-            if preprocess.stages == "last":
-                return
-            model = self.module
-        else:
-            self.preprocess = preprocess or preprocess_from_timm(model)
-            self.adopt_module(model)
-            self.extraction_engine.loaded(self)
+            # Pooling two stages prunes the classifier away with the rest of what follows them.
+            self.defer_module(dataclasses.replace(model, source_head=model.source_head and preprocess.stages == "last"))
+            return
+        self.preprocess = preprocess or preprocess_from_timm(model)
+        self.adopt_module(model)
+        self.extraction_engine.loaded(self)
         self.feature_dim = features_width(model, self.preprocess.stages, self.preprocess.input_size, ref)
 
     def adopt_module(self, module: nn.Module) -> None:

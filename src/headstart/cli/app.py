@@ -69,7 +69,8 @@ Preprocessing = Annotated[list[str] | None, typer.Option(
     "--preprocess", help="Backbone preprocessing setting key=value, saved with the model; repeatable. Images: "
                          "views=none|flip|flip+crops (frozen features averaged over the mirror image, or ten "
                          "crops; 2x or 10x the extraction time); stages=last|last2 (last2: pooled features of "
-                         "the last two network stages, concatenated). Audio: max_seconds=10, long_clips=first|windows "
+                         "the last two network stages, concatenated; the default of linear, prototypes and auto, "
+                         "last of the others). Audio: max_seconds=10, long_clips=first|windows "
                          "(what to do with longer clips), target_dbfs, pad_seconds, pooling=mean|max.")]
 SkipBadFiles = Annotated[bool, typer.Option("--skip-bad-files", "--skip-bad-images",
                                             help="Skip unusable files (unreadable images; unreadable, empty, "

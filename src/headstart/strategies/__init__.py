@@ -25,7 +25,8 @@ from headstart.strategies.base import (
     get_strategy,
     list_strategies,
     register_strategy,
+    shared_preprocess,
 )
 
 __all__ = ["STRATEGIES", "Strategy", "TrainedStrategy", "check_settings", "get_strategy", "list_strategies",
-           "register_strategy"]
+           "register_strategy", "shared_preprocess"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -109,6 +109,8 @@ class AdaBN(LinearProbe):
     model's statistics are re-estimated on unlabeled target images. Needs a backbone with BatchNorm."""
 
     config_class = AdaBNConfig
+    # The pooled pre-logits: domain adaptation has not been measured on two-stage features.
+    preferred_preprocess: ClassVar[dict[str, Any]] = {}
     needs_target = True
 
     def unsupported(self, backbone: Backbone) -> str | None:

@@ -30,7 +30,7 @@ from pydantic import Field
 from headstart.backbones import Backbone, extract_features
 from headstart.data import Dataset, stratified_split
 from headstart.model import TransferModel
-from headstart.strategies.base import STRATEGIES, Strategy, register_strategy
+from headstart.strategies.base import FROZEN_FEATURES, STRATEGIES, Strategy, register_strategy
 from headstart.strategies.blend import ProbeChoice, choose_probe
 from headstart.strategies.heads import prototype_head
 from headstart.strategies.linear import linear_out_of_fold
@@ -135,6 +135,7 @@ class Auto(Strategy):
     ``metrics["train"]["auto"]`` says what was tried, what it cost and why the winner won."""
 
     config_class = AutoConfig
+    preferred_preprocess = FROZEN_FEATURES
 
     def fit(self, backbone: Backbone, train: Dataset, val: Dataset | None, context: FitContext) -> TransferModel:
         """With a feature cache, a choice of frozen-feature head made before on the same features, labels,

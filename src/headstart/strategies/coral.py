@@ -9,7 +9,7 @@ prediction time.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import Field
@@ -75,6 +75,8 @@ class Coral(LinearProbe):
     needs unlabeled target data. Nearly free, for any modality."""
 
     config_class = CoralConfig
+    # The pooled pre-logits: domain adaptation has not been measured on two-stage features.
+    preferred_preprocess: ClassVar[dict[str, Any]] = {}
     needs_target = True
 
     def adapt(self, backbone: Backbone, train: Dataset, context: FitContext

@@ -15,7 +15,7 @@ from headstart.data import Dataset
 from headstart.errors import ConfigError
 from headstart.model import TransferModel
 from headstart.progress import status
-from headstart.strategies.base import Strategy, register_strategy
+from headstart.strategies.base import FROZEN_FEATURES, Strategy, register_strategy
 from headstart.strategies.probe_memo import remembered_head
 from headstart.training import FitContext, StrategyConfig
 from headstart.training.search_space import Dimension, FloatRange
@@ -285,6 +285,7 @@ class LinearProbe(Strategy):
     baseline every other strategy must beat."""
 
     config_class = LinearConfig
+    preferred_preprocess = FROZEN_FEATURES
 
     def adapt(self, backbone: Backbone, train: Dataset, context: FitContext
               ) -> tuple[Backbone, np.ndarray, dict[str, Any]]:

@@ -12,7 +12,7 @@ from pydantic import Field
 from headstart.backbones import Backbone, extract_features
 from headstart.data import Dataset
 from headstart.model import TransferModel
-from headstart.strategies.base import Strategy, register_strategy
+from headstart.strategies.base import FROZEN_FEATURES, Strategy, register_strategy
 from headstart.strategies.heads import prototype_head
 from headstart.training import FitContext, StrategyConfig
 from headstart.training.search_space import Dimension, FloatRange
@@ -35,6 +35,7 @@ class Prototypes(Strategy):
     usable from one example per class."""
 
     config_class = PrototypesConfig
+    preferred_preprocess = FROZEN_FEATURES
 
     def fit(self, backbone: Backbone, train: Dataset, val: Dataset | None, context: FitContext) -> TransferModel:
         cfg = self.config
