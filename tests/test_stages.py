@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 import headstart
 from conftest import TINY_PREPROCESS
-from headstart.backbones import FeatureCache, create_backbone, extract_features, with_preprocess
+from headstart.backbones import create_backbone, with_preprocess
 from headstart.backbones.deferred import DeferredModule
 from headstart.backbones.preprocess import preprocess_from_dict
 from headstart.backbones.references import with_engine
@@ -72,19 +72,6 @@ def test_both_engines_give_the_two_stage_features(tiny_timm_ref, image_folder, e
     net = with_engine(create_backbone(tiny_timm_ref, preprocess=LAST2), engine)
     np.testing.assert_allclose(net.embed(items, batch_size=4), expected, atol=1e-4)
     assert not net.extraction_engine.failed, "the ONNX graph passed its parity check"
-
-
-def test_stages_are_part_of_the_cache_key_and_last_keeps_the_old_key(tmp_path, tiny_timm_ref, image_folder):
-    dataset = load_dataset(image_folder).train
-    cache = FeatureCache(tmp_path / "cache")
-    plain = create_backbone(tiny_timm_ref, preprocess=TINY_PREPROCESS)
-    both = with_preprocess(plain, {"stages": "last2"})
-    assert cache.path(plain, dataset) != cache.path(both, dataset)
-    assert extract_features(plain, dataset, cache=cache).shape[1] == plain.feature_dim
-    assert extract_features(both, dataset, cache=cache).shape[1] == both.feature_dim, "not the cached plain ones"
-    explicit = create_backbone(tiny_timm_ref, preprocess={**TINY_PREPROCESS, "stages": "last"})
-    assert "stages" not in explicit.config()["preprocess"]
-    assert explicit.features_key() == plain.features_key(), "records from before stages keep their cache keys"
 
 
 def test_a_saved_model_reloads_with_its_stages_and_predicts_identically(tmp_path, tiny_backbone, image_folder):

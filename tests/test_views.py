@@ -56,19 +56,21 @@ def test_features_are_the_mean_over_the_views_on_either_engine(tiny_timm_ref, im
     assert not np.allclose(plain.embed(items), expected, atol=1e-3), "the mirror image changes the features"
 
 
-def test_views_are_part_of_the_cache_key_and_none_keeps_the_old_key(tmp_path, tiny_timm_ref, image_folder):
+@pytest.mark.parametrize(("setting", "value", "default"), [("views", "flip", "none"), ("stages", "last2", "last")])
+def test_an_image_feature_setting_is_part_of_the_cache_key_and_its_default_keeps_the_old_key(
+        tmp_path, tiny_timm_ref, image_folder, setting, value, default):
     dataset = load_dataset(image_folder).train
     cache = FeatureCache(tmp_path / "cache")
     plain = create_backbone(tiny_timm_ref, preprocess=TINY_PREPROCESS)
-    flipped = with_preprocess(plain, {"views": "flip"})
-    assert cache.path(plain, dataset) != cache.path(flipped, dataset)
+    changed = with_preprocess(plain, {setting: value})
+    assert cache.path(plain, dataset) != cache.path(changed, dataset)
     first = extract_features(plain, dataset, cache=cache)
-    np.testing.assert_allclose(extract_features(flipped, dataset, cache=cache), flipped.embed(dataset.items),
-                               atol=1e-6)
-    assert not np.allclose(extract_features(flipped, dataset, cache=cache), first, atol=1e-3)
-    explicit = create_backbone(tiny_timm_ref, preprocess={**TINY_PREPROCESS, "views": "none"})
-    assert "views" not in explicit.config()["preprocess"]
-    assert explicit.features_key() == plain.features_key(), "records from before views keep their cache keys"
+    second = extract_features(changed, dataset, cache=cache)
+    np.testing.assert_allclose(second, changed.embed(dataset.items), atol=1e-5, err_msg="not the plain ones")
+    assert second.shape != first.shape or not np.allclose(second, first, atol=1e-3)
+    explicit = create_backbone(tiny_timm_ref, preprocess={**TINY_PREPROCESS, setting: default})
+    assert setting not in explicit.config()["preprocess"]
+    assert explicit.features_key() == plain.features_key(), f"records from before {setting} keep their cache keys"
 
 
 def test_a_saved_model_predicts_with_the_views_it_was_fitted_with(tmp_path, tiny_timm_ref, image_folder):
