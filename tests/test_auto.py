@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import time
+from types import SimpleNamespace
+
 import numpy as np
+import pytest
 import torch
 
 import headstart
@@ -88,6 +92,20 @@ def test_auto_tries_fine_tuning_only_when_its_time_allowance_holds_enough_epochs
     generous = get_strategy("auto", finetune_cost=1e6, batch_size=8, finetune_margin=0.5)
     record = generous.fit(backbone, data, None, context).metrics["train"]["auto"]
     assert record["finetune"].startswith("tried") and record["finetune_result"]["n_held_out"] == 16
+
+
+@pytest.mark.parametrize(("modality", "cost"), [("text", 10), ("image", 5), ("audio", 5)])
+def test_fine_tunings_default_time_allowance_depends_on_the_modality(tmp_path, monkeypatch, modality, cost):
+    # Fine-tuning a text encoder paid on WordNet at 5-9x the probe's time; an image network's never beat the probe.
+    monkeypatch.setattr(auto, "training_batch_seconds", lambda *args: (1e6, 4))
+    context = FitContext(work_dir=tmp_path, seed=0, progress=False, max_time=1e9)
+    data = sentiment_texts(40)
+    allowed, why = get_strategy("auto")._finetune_time(SimpleNamespace(modality=modality), data, context,
+                                                        time.perf_counter(), probe_seconds=2.0)
+    assert allowed is None and f"more than the {2 * cost} s it may take ({cost}x the probe's time" in why
+    _, why = get_strategy("auto", finetune_cost=3)._finetune_time(SimpleNamespace(modality=modality), data,
+                                                                   context, time.perf_counter(), 2.0)
+    assert "(3x the probe's time" in why, "a cost given is used whatever the modality"
 
 
 def test_the_training_batch_estimate_times_a_second_small_pass_and_scales_it_per_example(monkeypatch):

@@ -1,0 +1,108 @@
+"""How much time ``auto`` should allow fine-tuning on text: ``headstart fit --strategy auto`` with
+``finetune_cost`` (fine-tuning's time allowance, a multiple of the probe's) at each value given, on text tasks
+where fine-tuning MiniLM is known to gain (WordNet nouns and verbs at 64 per class) and one where it is not
+(fortunes at 50 per class), 3 seeds, the same samples as ``benchmarks/fewshot.py`` and ``benchmarks/suite.py``.
+
+Each run is one ``fit`` in a child process (no feature cache: extraction is part of the probe's time, as on a
+first run), recording test accuracy, wall and CPU seconds, what ``auto`` chose and why. ``auto`` decides from
+a timed training pass, so its decision near the allowance depends on the machine's load: each row keeps the
+load average at its end.
+
+    OMP_NUM_THREADS=1 python benchmarks/auto_budget.py --costs 5,10
+
+Rows are appended to the JSON as they finish (a stopped run resumes, skipping finished rows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from records import machine_record, print_table, write_result
+
+HERE = Path(__file__).resolve().parent
+TASKS = {"verb": 64, "noun": 64, "fortunes": 50}
+
+
+def run_one(task: str, shots: int, seed: int, cost: float) -> dict:
+    """One ``fit --strategy auto`` (in this process) and its record."""
+    sys.path.insert(0, str(HERE))
+    import fewshot
+    import headstart
+    import suite
+    from headstart.data import DataSplits
+
+    if task == "fortunes":
+        pool, test = suite._fortunes()
+        splits = DataSplits(train=pool.subset(suite.sample(pool.labels, shots, seed)), val=None, test=test,
+                            source="fortunes")
+    else:
+        splits = fewshot.task_splits(task, shots, seed)
+    started, cpu = time.perf_counter(), time.process_time()
+    model = headstart.fit(splits, backbone="minilm", strategy="auto", seed=seed, cache=False, progress=False,
+                          settings={"finetune_cost": cost})
+    record = model.metrics["train"]["auto"]
+    return {"task": task, "per_class": shots, "seed": seed, "finetune_cost": cost,
+            "accuracy": model.metrics["test"]["accuracy"], "wall_seconds": time.perf_counter() - started,
+            "cpu_seconds": time.process_time() - cpu, "winner": record["winner"], "finetune": record["finetune"],
+            "finetune_result": record.get("finetune_result"), "load_average": list(os.getloadavg())}
+
+
+def table(rows: list[dict]) -> dict:
+    """Per task and cost: accuracy and CPU seconds over seeds, and how often fine-tuning was tried and kept."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["task"], r["per_class"], r["finetune_cost"]), []).append(r)
+
+    def spread(values: list[float], scale: float = 1.0) -> str:
+        values = scale * np.asarray(values)
+        return f"{values.mean():.1f} ± {values.std(ddof=1):.1f}" if len(values) > 1 else f"{values.mean():.1f}"
+
+    body = [[task, str(shots), f"{cost:g}x", str(len(group)), spread([r["accuracy"] for r in group], 100),
+             spread([r["cpu_seconds"] for r in group]),
+             str(sum(r["finetune"].startswith("tried") for r in group)),
+             str(sum(r["winner"] == "finetune" for r in group))]
+            for (task, shots, cost), group in sorted(groups.items())]
+    return {"columns": ["task", "per class", "finetune_cost", "seeds", "accuracy %", "CPU s",
+                        "fine-tuning tried", "fine-tuning kept"], "rows": body}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--costs", default="5,10")
+    parser.add_argument("--tasks", default=",".join(TASKS))
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--json", type=Path, default=HERE / "results" / "auto_budget.json")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(run_one(**json.loads(args.one))))
+        return
+    load_before = os.getloadavg()
+    rows = json.loads(args.json.read_text())["rows"] if args.json.is_file() else []
+    done = {(r["task"], r["seed"], r["finetune_cost"]) for r in rows}
+    for cost in map(float, args.costs.split(",")):
+        for task in args.tasks.split(","):
+            for seed in map(int, args.seeds.split(",")):
+                if (task, seed, cost) in done:
+                    continue
+                spec = json.dumps({"task": task, "shots": TASKS[task], "seed": seed, "cost": cost})
+                out = subprocess.run([sys.executable, __file__, "--one", spec], check=True, capture_output=True,
+                                     text=True).stdout
+                rows.append(json.loads(out.strip().splitlines()[-1]))
+                print(f"{task} seed {seed} cost {cost:g}: {rows[-1]['accuracy']:.3f}, {rows[-1]['winner']}, "
+                      f"{rows[-1]['cpu_seconds']:.0f} CPU s", flush=True)
+                write_result(args.json, {**machine_record(("torch", "transformers"), load_before=load_before),
+                                         "rows": rows, "readme_table": table(rows)})
+    print_table(**table(rows))
+
+
+if __name__ == "__main__":
+    main()
