@@ -162,8 +162,15 @@ def track_option(track: bool, tracking_uri: str | None) -> bool | str:
     return tracking_uri or track
 
 
-def print_tracking(run: dict[str, str] | None) -> None:
-    """Say where a tracked run went and how to browse it."""
-    if run:
-        out.print(f"tracked: MLflow run {run['run_id']} in experiment {run['experiment']!r} at {run['uri']} — "
-                  f"browse: {ui_command(run['uri'])}", highlight=False, soft_wrap=True)
+def print_tracking(run: dict[str, Any] | None) -> None:
+    """Say where a tracked run went (or is going, when the tracking worker writes it after the command exits)
+    and how to browse it."""
+    if not run:
+        return
+    if run.get("pending"):
+        out.print(f"tracking: MLflow run {shown(run['name'])!r} is being written to {shown(run['uri'])} in the "
+                  f"background (a few seconds; outcome in {shown(run['log'])}) — browse: "
+                  f"{shown(ui_command(run['uri']))}", highlight=False, soft_wrap=True)
+        return
+    out.print(f"tracked: MLflow run {run['run_id']} in experiment {run['experiment']!r} at {run['uri']} — "
+              f"browse: {ui_command(run['uri'])}", highlight=False, soft_wrap=True)
