@@ -78,7 +78,9 @@ SkipBadFiles = Annotated[bool, typer.Option("--skip-bad-files", "--skip-bad-imag
 AllowOutsidePaths = Annotated[bool, typer.Option("--allow-outside-paths", help="Let a table name files outside "
                                                 "its own folder (../x.png, absolute paths elsewhere).")]
 Track = Annotated[bool, typer.Option("--track", help="Log the run to MLflow: an embedded SQLite store beside the "
-                                                   "output folder (<out parent>/mlruns.db), no server.")]
+                                                   "output folder (<out parent>/mlruns.db), no server. The run is "
+                                                   "written in the background after the command exits; the outcome "
+                                                   "is appended to <out parent>/headstart-tracking.jsonl.")]
 TrackingUri = Annotated[str | None, typer.Option(help="MLflow tracking URI (a server such as http://host:5000, or "
                                                       "sqlite:///path/mlruns.db); implies --track.")]
 DataArgument = Annotated[Path, typer.Argument(help="Labeled data in any format `fit` accepts.")]
