@@ -142,7 +142,7 @@ def test_mlflow_runs_in_the_worker_process_not_the_command(tmp_path):
 
 def test_only_a_tracked_command_line_starts_a_worker_early(monkeypatch):
     started = []
-    monkeypatch.setattr(worker, "TrackingWorker", lambda: started.append(object()) or started[-1])
+    monkeypatch.setattr(worker, "TrackingWorker", lambda **_: started.append(object()) or started[-1])
     worker.start_early(["fit", "data", "--out", "runs/x"])
     assert started == []
     worker.start_early(["fit", "data", "--tracking-uri=http://mlflow:5000"])

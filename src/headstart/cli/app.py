@@ -79,7 +79,9 @@ SkipBadFiles = Annotated[bool, typer.Option("--skip-bad-files", "--skip-bad-imag
 AllowOutsidePaths = Annotated[bool, typer.Option("--allow-outside-paths", help="Let a table name files outside "
                                                 "its own folder (../x.png, absolute paths elsewhere).")]
 Track = Annotated[bool, typer.Option("--track", help="Log the run to MLflow: an embedded SQLite store beside the "
-                                                   "output folder (<out parent>/mlruns.db), no server.")]
+                                                   "output folder (<out parent>/mlruns.db), no server. The run is "
+                                                   "written in the background after the command exits; the outcome "
+                                                   "is appended to <out parent>/headstart-tracking.jsonl.")]
 TrackingUri = Annotated[str | None, typer.Option(help="MLflow tracking URI (a server such as http://host:5000, or "
                                                       "sqlite:///path/mlruns.db); implies --track.")]
 DataArgument = Annotated[Path, typer.Argument(help="Labeled data in any format `fit` accepts.")]
@@ -163,8 +165,15 @@ def track_option(track: bool, tracking_uri: str | None) -> bool | str:
     return tracking_uri or track
 
 
-def print_tracking(run: dict[str, str] | None) -> None:
-    """Say where a tracked run went and how to browse it."""
-    if run:
-        out.print(f"tracked: MLflow run {run['run_id']} in experiment {run['experiment']!r} at {run['uri']} — "
-                  f"browse: {ui_command(run['uri'])}", highlight=False, soft_wrap=True)
+def print_tracking(run: dict[str, Any] | None) -> None:
+    """Say where a tracked run went (or is going, when the tracking worker writes it after the command exits)
+    and how to browse it."""
+    if not run:
+        return
+    if run.get("pending"):
+        out.print(f"tracking: MLflow run {shown(run['name'])!r} is being written to {shown(run['uri'])} in the "
+                  f"background (a few seconds; outcome in {shown(run['log'])}) — browse: "
+                  f"{shown(ui_command(run['uri']))}", highlight=False, soft_wrap=True)
+        return
+    out.print(f"tracked: MLflow run {run['run_id']} in experiment {run['experiment']!r} at {run['uri']} — "
+              f"browse: {ui_command(run['uri'])}", highlight=False, soft_wrap=True)
