@@ -115,3 +115,15 @@ def test_outcome_lines_are_whole_json_and_damaged_lines_are_skipped(tmp_path):
     assert [r["run_key"] for r in outcomes.take_unreported_failures(log)] == ["a"]
     assert outcomes.take_unreported_failures(log) == []
     assert json.loads(log.read_text().splitlines()[-1])["reported"] == ["a"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="reads /proc")
+def test_a_detached_worker_does_not_hold_the_commands_stderr_open():
+    # It outlives its command: with the command's stderr, `headstart fit --track 2>&1 | tee` would wait for it.
+    detached, attached = worker.TrackingWorker(detached=True), worker.TrackingWorker()
+    try:
+        assert os.readlink(f"/proc/{detached._process.pid}/fd/2") == os.devnull
+        assert os.readlink(f"/proc/{attached._process.pid}/fd/2") == os.readlink("/proc/self/fd/2")
+    finally:
+        detached.close()
+        attached.close()

@@ -17,8 +17,9 @@ behind.
 
 Such a command-line worker is *detached* (``--background``: it runs only on CPU time its command leaves idle): the
 command sends its run, closes the worker's input and exits without waiting for the reply. A write request that
-names a ``log`` (:mod:`headstart.tracking.outcomes`) has its outcome appended there before the reply is sent, and
-a failure also goes to stderr; a reply nobody reads any more (its command has exited) is dropped.
+names a ``log`` (:mod:`headstart.tracking.outcomes`) has its outcome appended there before the reply is sent; a
+reply nobody reads any more (its command has exited) is dropped. A detached worker's stderr is discarded (it
+would hold a pipeline reading the command's output open); an attached one's failure also goes to stderr.
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ class TrackingWorker:
         self._process = subprocess.Popen([sys.executable, "-m", "headstart.tracking.worker"]
                                          + (["--background"] if detached else []), text=True,
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, **_OWN_GROUP,
+                                         # A detached worker outlives its command: with its stderr, a pipeline
+                                         # reading the command's (``2>&1 | tee``) would wait for it too.
+                                         stderr=subprocess.DEVNULL if detached else None,
                                          env={**os.environ, **NO_TELEMETRY, "PYTHONPATH": path})
 
     def send(self, request: dict[str, Any]) -> None:
