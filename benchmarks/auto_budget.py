@@ -1,7 +1,10 @@
 """How much time ``auto`` should allow fine-tuning on text: ``headstart fit --strategy auto`` with
 ``finetune_cost`` (fine-tuning's time allowance, a multiple of the probe's) at each value given, on text tasks
 where fine-tuning MiniLM is known to gain (WordNet nouns and verbs at 64 per class) and one where it is not
-(fortunes at 50 per class), 3 seeds, the same samples as ``benchmarks/fewshot.py`` and ``benchmarks/suite.py``.
+(fortunes at 50 per class), 3 seeds, the same samples as ``benchmarks/fewshot.py`` and ``benchmarks/suite.py``;
+``demo-text`` is what ``make demo-text`` fits (the committed WordNet noun split, 100 per class). ``--finetune
+always`` skips ``auto``'s gates (learning curve, time allowance) to show what fine-tuning would have given where
+they said no; it then has the whole budget (300 s).
 
 Each run is one ``fit`` in a child process (no feature cache: extraction is part of the probe's time, as on a
 first run), recording test accuracy, wall and CPU seconds, what ``auto`` chose and why. ``auto`` decides from
@@ -9,6 +12,7 @@ a timed training pass, so its decision near the allowance depends on the machine
 load average at its end.
 
     OMP_NUM_THREADS=1 python benchmarks/auto_budget.py --costs 5,10
+    OMP_NUM_THREADS=2 python benchmarks/auto_budget.py --costs 10 --tasks demo-text,fortunes --seeds 0 --finetune always
 
 Rows are appended to the JSON as they finish (a stopped run resumes, skipping finished rows).
 """
@@ -28,18 +32,20 @@ import numpy as np
 from records import machine_record, print_table, write_result
 
 HERE = Path(__file__).resolve().parent
-TASKS = {"verb": 64, "noun": 64, "fortunes": 50}
+TASKS = {"verb": 64, "noun": 64, "fortunes": 50, "demo-text": 100}
 
 
-def run_one(task: str, shots: int, seed: int, cost: float) -> dict:
+def run_one(task: str, shots: int, seed: int, cost: float, finetune: str = "auto") -> dict:
     """One ``fit --strategy auto`` (in this process) and its record."""
     sys.path.insert(0, str(HERE))
     import fewshot
     import headstart
     import suite
-    from headstart.data import DataSplits
+    from headstart.data import DataSplits, load_dataset
 
-    if task == "fortunes":
+    if task == "demo-text":
+        splits = load_dataset(HERE.parent / "examples" / "wordnet-supersenses")
+    elif task == "fortunes":
         pool, test = suite._fortunes()
         splits = DataSplits(train=pool.subset(suite.sample(pool.labels, shots, seed)), val=None, test=test,
                             source="fortunes")
@@ -47,9 +53,9 @@ def run_one(task: str, shots: int, seed: int, cost: float) -> dict:
         splits = fewshot.task_splits(task, shots, seed)
     started, cpu = time.perf_counter(), time.process_time()
     model = headstart.fit(splits, backbone="minilm", strategy="auto", seed=seed, cache=False, progress=False,
-                          settings={"finetune_cost": cost})
+                          settings={"finetune_cost": cost, "finetune": finetune})
     record = model.metrics["train"]["auto"]
-    return {"task": task, "per_class": shots, "seed": seed, "finetune_cost": cost,
+    return {"task": task, "per_class": shots, "seed": seed, "finetune_cost": cost, "finetune_setting": finetune,
             "accuracy": model.metrics["test"]["accuracy"], "wall_seconds": time.perf_counter() - started,
             "cpu_seconds": time.process_time() - cpu, "winner": record["winner"], "finetune": record["finetune"],
             "finetune_result": record.get("finetune_result"), "load_average": list(os.getloadavg())}
@@ -59,19 +65,25 @@ def table(rows: list[dict]) -> dict:
     """Per task and cost: accuracy and CPU seconds over seeds, and how often fine-tuning was tried and kept."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        groups.setdefault((r["task"], r["per_class"], r["finetune_cost"]), []).append(r)
+        groups.setdefault((r["task"], r["per_class"], _allowance(r)), []).append(r)
 
     def spread(values: list[float], scale: float = 1.0) -> str:
         values = scale * np.asarray(values)
         return f"{values.mean():.1f} ± {values.std(ddof=1):.1f}" if len(values) > 1 else f"{values.mean():.1f}"
 
-    body = [[task, str(shots), f"{cost:g}x", str(len(group)), spread([r["accuracy"] for r in group], 100),
+    body = [[task, str(shots), allowance, str(len(group)), spread([r["accuracy"] for r in group], 100),
              spread([r["cpu_seconds"] for r in group]),
              str(sum(r["finetune"].startswith("tried") for r in group)),
              str(sum(r["winner"] == "finetune" for r in group))]
-            for (task, shots, cost), group in sorted(groups.items())]
-    return {"columns": ["task", "per class", "finetune_cost", "seeds", "accuracy %", "CPU s",
+            for (task, shots, allowance), group in sorted(groups.items(), key=lambda item: (
+                item[0][:2], float(item[0][2].rstrip('x')) if item[0][2] != 'always' else float('inf')))]
+    return {"columns": ["task", "per class", "fine-tuning allowance", "seeds", "accuracy %", "CPU s",
                         "fine-tuning tried", "fine-tuning kept"], "rows": body}
+
+
+def _allowance(row: dict) -> str:
+    """``finetune_cost`` as a multiple of the probe's time, or ``always`` (rows from before the setting: auto)."""
+    return "always" if row.get("finetune_setting") == "always" else f"{row['finetune_cost']:g}x"
 
 
 def main() -> None:
@@ -80,6 +92,8 @@ def main() -> None:
     parser.add_argument("--tasks", default=",".join(TASKS))
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--json", type=Path, default=HERE / "results" / "auto_budget.json")
+    parser.add_argument("--finetune", choices=["auto", "always"], default="auto",
+                        help="auto's finetune setting: auto (its gates decide) or always")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -87,13 +101,14 @@ def main() -> None:
         return
     load_before = os.getloadavg()
     rows = json.loads(args.json.read_text())["rows"] if args.json.is_file() else []
-    done = {(r["task"], r["seed"], r["finetune_cost"]) for r in rows}
+    done = {(r["task"], r["seed"], r["finetune_cost"], r.get("finetune_setting", "auto")) for r in rows}
     for cost in map(float, args.costs.split(",")):
         for task in args.tasks.split(","):
             for seed in map(int, args.seeds.split(",")):
-                if (task, seed, cost) in done:
+                if (task, seed, cost, args.finetune) in done:
                     continue
-                spec = json.dumps({"task": task, "shots": TASKS[task], "seed": seed, "cost": cost})
+                spec = json.dumps({"task": task, "shots": TASKS[task], "seed": seed, "cost": cost,
+                                   "finetune": args.finetune})
                 out = subprocess.run([sys.executable, __file__, "--one", spec], check=True, capture_output=True,
                                      text=True).stdout
                 rows.append(json.loads(out.strip().splitlines()[-1]))
