@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -10,10 +10,11 @@ import pytest
 import torch
 
 import headstart
+from headstart.backbones import extract_features, timed_features
 from headstart.data import Dataset
 from headstart.model import TransferModel
 from headstart.reports.fit import fit_report
-from headstart.strategies import auto, get_strategy
+from headstart.strategies import auto, auto_gates, get_strategy
 from headstart.strategies.auto import learning_curve_gain, training_batch_seconds
 from headstart.strategies.blend import choose_probe
 from headstart.training import FitContext
@@ -94,35 +95,68 @@ def test_auto_tries_fine_tuning_only_when_its_time_allowance_holds_enough_epochs
     assert record["finetune"].startswith("tried") and record["finetune_result"]["n_held_out"] == 16
 
 
-@pytest.mark.parametrize(("modality", "cost"), [("text", 10), ("image", 5), ("audio", 5)])
-def test_fine_tunings_default_time_allowance_depends_on_the_modality(tmp_path, monkeypatch, modality, cost):
+@pytest.mark.parametrize(("modality", "cost"), [("text", 30), ("image", 5), ("audio", 5)])
+def test_fine_tunings_default_time_allowance_depends_on_the_modality(monkeypatch, modality, cost):
     # Fine-tuning a text encoder paid on WordNet at 5-9x the probe's time; an image network's never beat the probe.
     monkeypatch.setattr(auto, "training_batch_seconds", lambda *args: (1e6, 4))
-    context = FitContext(work_dir=tmp_path, seed=0, progress=False, max_time=1e9)
+    context = FitContext(work_dir=Path("unused"), seed=0, progress=False, max_time=1e9)
     data = sentiment_texts(40)
-    allowed, why = get_strategy("auto")._finetune_time(SimpleNamespace(modality=modality), data, context,
-                                                        time.perf_counter(), probe_seconds=2.0)
-    assert allowed is None and f"more than the {2 * cost} s it may take ({cost}x the probe's time" in why
-    _, why = get_strategy("auto", finetune_cost=3)._finetune_time(SimpleNamespace(modality=modality), data,
-                                                                   context, time.perf_counter(), 2.0)
-    assert "(3x the probe's time" in why, "a cost given is used whatever the modality"
+    settings, why = get_strategy("auto")._finetune_plan(SimpleNamespace(modality=modality), data, context,
+                                                        probe_seconds=2.0, extraction=1.0)
+    assert settings is None and f"more than the {2 * cost} s it may take ({cost}x the probe's)" in why
+    _, why = get_strategy("auto", finetune_cost=3)._finetune_plan(SimpleNamespace(modality=modality), data,
+                                                                   context, 2.0, 1.0)
+    assert "(3x the probe's)" in why, "a cost given is used whatever the modality"
+
+
+def test_fine_tuning_is_planned_for_the_epochs_its_allowance_holds_at_most_its_default(monkeypatch):
+    # 100 texts: 80 train, a batch of 64 timed at 6.4 s is 0.1 s per example, 8 s per epoch, 8.67 s with the
+    # validation pass over the 20 held out; the unaugmented head stage costs one extraction (1 s).
+    monkeypatch.setattr(auto, "training_batch_seconds", lambda *args: (6.4, 4))
+    context, data = FitContext(work_dir=Path("unused"), seed=0, progress=False, max_time=1e9), sentiment_texts(100)
+    plan = get_strategy("auto", finetune_cost=10)._finetune_plan(SimpleNamespace(modality="text"), data, context,
+                                                                 probe_seconds=3.0, extraction=1.0)
+    assert plan == ({"epochs": 3}, ""), "29 s of allowance hold 3 epochs of 8.67 s"
+    default = get_strategy("finetune").config.resolve("text", 80, "finetune").epochs
+    generous = get_strategy("auto", finetune_cost=1e4)._finetune_plan(SimpleNamespace(modality="text"), data,
+                                                                      context, 3.0, 1.0)
+    assert generous == ({"epochs": default}, ""), "never more than the strategy's default epochs"
+    # 20 s of allowance hold 2 epochs, fewer than 3.
+    settings, why = get_strategy("auto", finetune_cost=7)._finetune_plan(SimpleNamespace(modality="text"), data,
+                                                                         context, 3.0, 1.0)
+    assert settings is None and "3 epochs would take about 27 CPU s" in why
+
+
+def test_text_is_not_gated_by_the_learning_curve_unless_asked(tmp_path, monkeypatch):
+    # A flat curve: the probe gains nothing from half the data to all of it.
+    monkeypatch.setattr(auto, "learning_curve_gain", lambda *args, **kwargs: 0.0)
+    monkeypatch.setattr(auto, "training_batch_seconds", lambda *args: (1e6, 4))
+    clean = sentiment_texts(80)
+    data = Dataset(clean.items, np.where(np.arange(80) % 8 == 0, 1 - clean.labels, clean.labels),
+                   clean.class_names, "text")
+    context = FitContext(work_dir=tmp_path, seed=0, progress=False, max_time=120)
+    record = get_strategy("auto").fit(TinyTextBackbone(), data, None, context).metrics["train"]["auto"]
+    assert record["finetune"].startswith("not tried: 3 epochs"), "past the curve, only the allowance stopped it"
+    gated = get_strategy("auto", min_curve_gain=0.02).fit(TinyTextBackbone(), data, None, context)
+    assert gated.metrics["train"]["auto"]["finetune"].startswith("not tried: the probe gained +0.0%")
 
 
 def test_the_training_batch_estimate_times_a_second_small_pass_and_scales_it_per_example(monkeypatch):
-    # A clock that advances 0.1 s per example passed forward: the estimate must come from the second pass alone.
+    # A clock that advances 0.1 s per example passed forward, and 1 s more during the first timed pass (another
+    # program): the estimate must come from the undisturbed timed passes, never the untimed warm-up.
     backbone, seen, clock = TinyTextBackbone(), [], [0.0]
     forward = backbone.forward
 
     def counted(batch):
         seen.append(len(batch["input_ids"]))
-        clock[0] += 0.1 * len(batch["input_ids"])
+        clock[0] += 0.1 * len(batch["input_ids"]) + (1.0 if len(seen) == 2 else 0.0)
         return forward(batch)
 
     monkeypatch.setattr(backbone, "forward", counted)
-    monkeypatch.setattr(auto.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(auto_gates.time, "process_time", lambda: clock[0])
     texts = sentiment_texts(40).items
     seconds, timed = training_batch_seconds(backbone, texts, batch_size=32)
-    assert seen == [auto.TIMED_EXAMPLES] * 2 and timed == auto.TIMED_EXAMPLES
+    assert seen == [auto.TIMED_EXAMPLES] * (1 + auto_gates.TIMED_PASSES) and timed == auto.TIMED_EXAMPLES
     assert abs(seconds - 3.2) < 1e-9, "0.4 s for 4 examples is 3.2 s for a batch of 32"
     assert training_batch_seconds(backbone, texts, batch_size=2)[1] == 2, "never more than the batch size"
     assert all(p.grad is None for p in backbone.module.parameters()) and not backbone.module.training
@@ -169,7 +203,7 @@ def test_a_damaged_remembered_choice_is_made_again_and_replaced(tmp_path):
     assert auto.recall_choice(stored) is not None
 
 
-def test_a_fine_tuned_winner_is_not_remembered_and_a_probe_that_beat_fine_tuning_is(tmp_path, monkeypatch):
+def test_a_fine_tuned_winners_decision_is_remembered_and_replayed_with_the_planned_settings(tmp_path, monkeypatch):
     def context(name):
         return FitContext(work_dir=tmp_path, seed=0, progress=False, max_time=60,
                           cache=headstart.FeatureCache(tmp_path / name))
@@ -178,14 +212,39 @@ def test_a_fine_tuned_winner_is_not_remembered_and_a_probe_that_beat_fine_tuning
     kept = strategy.fit(TinyTextBackbone(), data, None, context("probe"))
     assert "finetune_result" in kept.metrics["train"]["auto"] and not kept.backbone_trained
     assert len(list((tmp_path / "probe" / "heads").glob("auto-*"))) == 1
+    calls = []
 
-    def fine_tuned(self, backbone, train, *args):
+    def fine_tuned(self, backbone, train, context, settings, record, spent):
+        calls.append(settings)
+        record.update(winner="finetune", finetune_result={"strategy": "finetune"})
         return TransferModel(backbone, torch.nn.Linear(backbone.feature_dim, 2), train.class_names, strategy="auto",
                              backbone_trained=True)
 
     monkeypatch.setattr(auto.Auto, "_try_finetune", fine_tuned)
     model = strategy.fit(TinyTextBackbone(), data, None, context("tuned"))
-    assert model.backbone_trained and not list((tmp_path / "tuned" / "heads").glob("auto-*"))
+    assert model.backbone_trained and len(list((tmp_path / "tuned" / "heads").glob("auto-*"))) == 1
+    monkeypatch.setattr(auto, "choose_probe", lambda *args, **kwargs: pytest.fail("the decision should be replayed"))
+    again = strategy.fit(TinyTextBackbone(), data, None, context("tuned"))
+    assert again.backbone_trained and calls == [{}, {}], "fine-tuned again with the settings planned the first time"
+    assert again.metrics["train"]["auto"]["remembered"] is True
+
+
+def test_extraction_seconds_are_recorded_with_cached_features_so_autos_allowance_ignores_the_cache(tmp_path):
+    data, cache = sentiment_texts(60), headstart.FeatureCache(tmp_path / "cache")
+    features, seconds = timed_features(TinyTextBackbone(), data, cache=cache)
+    assert seconds > 0 and cache.cpu_seconds(TinyTextBackbone(), data) == seconds
+    again, recorded = timed_features(TinyTextBackbone(), data, cache=cache)
+    assert recorded == seconds and np.array_equal(again, features)
+    # Features cached by a version that did not record the time are extracted again, once, to measure it.
+    cache.path(TinyTextBackbone(), data).with_suffix(".json").unlink()
+    assert extract_features(TinyTextBackbone(), data, cache=cache) is not None
+    assert cache.cpu_seconds(TinyTextBackbone(), data) is None, "plain extraction loads them as they are"
+    _, measured = timed_features(TinyTextBackbone(), data, cache=cache)
+    assert cache.cpu_seconds(TinyTextBackbone(), data) == measured
+    # auto, fitted after the features were cached, counts the recorded extraction in the probe's cost.
+    model = get_strategy("auto").fit(TinyTextBackbone(), data, None,
+                                     FitContext(work_dir=tmp_path, seed=0, progress=False, cache=cache))
+    assert model.metrics["train"]["auto"]["extraction_cpu_seconds"] == round(measured, 2)
 
 
 def test_the_report_says_what_auto_tried_what_it_cost_and_that_a_rerun_loaded_the_choice(tmp_path):
@@ -198,3 +257,11 @@ def test_the_report_says_what_auto_tried_what_it_cost_and_that_a_rerun_loaded_th
     assert all(f"<td>{name}</td>" in page for name in ("linear", "prototypes", "blend"))
     assert "Fine-tuning: not tried" in page and "loaded it from the feature cache" not in page
     assert "loaded it from the feature cache" in fit_report(again)
+
+
+def test_a_training_pass_is_timed_on_long_texts_and_on_the_first_other_examples():
+    texts = [("x" * length) for length in range(1, 101)]  # lengths 1..100
+    chosen = auto_gates.timed_sample(texts, 4, "text")
+    assert [len(t) for t in chosen] == [50, 66, 81, 97], "the 50th to the 97th length percentile"
+    images = [f"{'x' * i}.png" for i in range(10)]  # paths are strings too
+    assert auto_gates.timed_sample(images, 4, "image") == images[:4] and auto_gates.timed_sample([], 4, "text") == []

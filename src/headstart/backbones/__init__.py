@@ -22,7 +22,7 @@ from headstart.backbones import (  # noqa: F401  (each registers its backbones)
 )
 from headstart.backbones.audio import AudioPreprocess
 from headstart.backbones.base import Backbone, ImagePreprocess, SourceHead, TextPreprocess
-from headstart.backbones.features import FeatureCache, extract_features
+from headstart.backbones.features import FeatureCache, extract_features, timed_features
 from headstart.backbones.references import (
     BACKBONES,
     BackboneSpec,
@@ -38,4 +38,4 @@ from headstart.backbones.references import (
 
 __all__ = ["BACKBONES", "AudioPreprocess", "Backbone", "BackboneSpec", "FeatureCache", "ImagePreprocess",
            "SourceHead", "TextPreprocess", "build_backbone", "create_backbone", "extract_features", "list_backbones",
-           "register_backbone", "with_engine", "with_image_size", "with_preferred", "with_preprocess"]
+           "register_backbone", "timed_features", "with_engine", "with_image_size", "with_preferred", "with_preprocess"]

@@ -3,7 +3,10 @@
 Features depend only on the backbone (weights, preprocessing, engine precision) and the examples' content, so
 they are keyed by ``backbone.features_key()`` and ``dataset.content_hash()``: a second run with another head,
 seed or strategy on the same data loads them instead of recomputing. A checksum beside each file makes sure that what
-is loaded is what was stored; a cache folder that cannot be written only means nothing is cached.
+is loaded is what was stored; a cache folder that cannot be written only means nothing is cached. The CPU seconds
+the extraction took (this process, all its threads) are stored beside them too (``.json``): what a decision that
+weighs the cost of frozen features (``auto``'s fine-tuning allowance) reads, so that it comes out the same whether
+the features were cached or not. CPU rather than wall time, which grows with whatever else loads the machine.
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import os
+import time
 import warnings
 from pathlib import Path
 
@@ -65,19 +70,31 @@ class FeatureCache:
         features = np.load(io.BytesIO(content), allow_pickle=False)
         return features if features.shape == (len(dataset), backbone.feature_dim) else None
 
-    def store(self, backbone: Backbone, dataset: Dataset, features: np.ndarray) -> None:
-        """Save features and their checksum atomically; a cache folder that cannot be written gives one warning
-        and is not written to again."""
+    def cpu_seconds(self, backbone: Backbone, dataset: Dataset) -> float | None:
+        """The CPU seconds extracting the cached features of ``dataset`` took, or ``None`` when not recorded."""
+        path = self.path(backbone, dataset)
+        try:
+            record = json.loads(path.with_suffix(".json").read_text()) if path is not None else {}
+            return float(record["cpu_seconds"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def store(self, backbone: Backbone, dataset: Dataset, features: np.ndarray, cpu_seconds: float | None = None
+              ) -> None:
+        """Save features, their checksum and (when given) the CPU seconds extracting them took, atomically; a cache
+        folder that cannot be written gives one warning and is not written to again."""
         path = self.path(backbone, dataset)
         if not self.writable or path is None:
             return
         buffer = io.BytesIO()
         np.save(buffer, features, allow_pickle=False)
         content = buffer.getvalue()
+        timing = [] if cpu_seconds is None else [(path.with_suffix(".json"),
+                                                  json.dumps({"cpu_seconds": cpu_seconds}).encode())]
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             # The checksum goes first: a reader between the two renames finds no features, not a mismatch.
-            for target, data in ((path.with_suffix(".sha256"), hashlib.sha256(content).hexdigest().encode()),
+            for target, data in (*timing, (path.with_suffix(".sha256"), hashlib.sha256(content).hexdigest().encode()),
                                  (path, content)):
                 tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
                 tmp.write_bytes(data)
@@ -110,3 +127,23 @@ def extract_features(backbone: Backbone, dataset: Dataset, *, cache: FeatureCach
     if cache is not None:
         cache.store(backbone, dataset, features)
     return features
+
+
+def timed_features(backbone: Backbone, dataset: Dataset, *, cache: FeatureCache | None = None, batch_size: int = 64,
+                   progress: bool = False, label: str = "") -> tuple[np.ndarray, float]:
+    """:func:`extract_features` and the CPU seconds extracting them takes (this process): measured now, or as
+    recorded when they were cached (cached features without a record are extracted again, once, to measure it)."""
+    if cache is not None:
+        cached, seconds = cache.load(backbone, dataset), cache.cpu_seconds(backbone, dataset)
+        if cached is not None and seconds is not None:
+            return cached, seconds
+    if len(dataset):
+        # One example first, untimed: a first run's engine set-up (an ONNX export, a session) is not extraction,
+        # and a run that finds it done would otherwise measure (and plan) differently.
+        backbone.embed(dataset.items[:1], batch_size=1)
+    started = time.process_time()
+    features = backbone.embed(dataset.items, batch_size=batch_size, progress=progress, label=label)
+    seconds = time.process_time() - started
+    if cache is not None:
+        cache.store(backbone, dataset, features, seconds)
+    return features, seconds

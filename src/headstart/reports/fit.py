@@ -85,16 +85,21 @@ def auto_section(record: dict[str, Any]) -> str:
              f"{html.escape(record.get('why', ''))}.</p>"]
     if rows:
         parts.append(table(["frozen-feature candidate", "cross-validated accuracy", "log loss", "setting"], rows))
-    parts.append(f"<p>Fine-tuning: {html.escape(record.get('finetune', ''))}.</p>")
+    planned = record.get("finetune_settings")
+    planned = f" (planned: {', '.join(f'{k} {v}' for k, v in planned.items())})" if planned else ""
+    parts.append(f"<p>Fine-tuning: {html.escape(record.get('finetune', ''))}{html.escape(planned)}.</p>")
     result = record.get("finetune_result")
     if result:
         parts.append(f"<p>{html.escape(result['strategy'])} reached {result['held_out_accuracy']:.1%} on "
                      f"{result['n_held_out']} held-out training examples against the probe's "
                      f"{result['probe_held_out_accuracy']:.1%} ({result['seconds']:.0f} s).</p>")
-    cost = f"<p>Cost: {record.get('probe_seconds', 0):.1f} s for the frozen-feature candidates, " \
-           f"{record.get('seconds', 0):.1f} s in all"
+    cost = f"<p>Cost: {record.get('probe_cpu_seconds', 0):.1f} CPU s for the frozen-feature candidates (feature " \
+           f"extraction {record.get('extraction_cpu_seconds', 0):.1f} of them), {record.get('seconds', 0):.1f} s " \
+           "wall in all"
     if record.get("remembered"):
-        cost += " (when the choice was made; this run loaded it from the feature cache)"
+        tuned = bool(result) and record.get("winner") == result["strategy"]
+        again = "fine-tuned again as planned then" if tuned else "loaded it from the feature cache"
+        cost += f" (when the choice was made; this run {again})"
     return "".join(parts) + cost + ".</p>"
 
 
