@@ -13,12 +13,13 @@ load average at its end. ``--rerun`` fits with a fresh feature cache and then ag
 user's second run would, and records whether the second gave the same model's accuracy and choice.
 
 Rows carry the ``code`` they measured: ``gated`` (rows without one: a learning-curve gate on text too, fine-tuning
-cut at its time allowance) or ``planned`` (text not gated; the epochs the allowance holds are planned; the decision
-is remembered), the default now.
+cut at its time allowance), ``planned`` (text not gated; the epochs the allowance holds are planned, at least 3;
+the decision is remembered) or ``steps`` (as planned, but on small data only when the planned epochs hold at least
+``min_finetune_steps`` = 50 optimizer steps), the default now.
 
     OMP_NUM_THREADS=1 python benchmarks/auto_budget.py --costs 5,10            # the gated rows (older code)
     OMP_NUM_THREADS=2 python benchmarks/auto_budget.py --costs 10 --tasks demo-text,fortunes --seeds 0 --finetune always
-    OMP_NUM_THREADS=2 python benchmarks/auto_budget.py --costs 10 --code planned [--rerun --seeds 0]
+    OMP_NUM_THREADS=2 python benchmarks/auto_budget.py --costs 30 --code steps [--rerun --seeds 0]
 
 Rows are appended to the JSON as they finish (a stopped run resumes, skipping finished rows).
 """
@@ -129,8 +130,9 @@ def main() -> None:
     parser.add_argument("--finetune", choices=["auto", "always", "never"], default="auto",
                         help="auto's finetune setting: auto (its gates decide), always, or never (the frozen-feature "
                              "choice alone, the probe row)")
-    parser.add_argument("--code", choices=["gated", "planned"], default="planned",
-                        help="what the rows measure (gated: the code before the epochs were planned)")
+    parser.add_argument("--code", choices=["gated", "planned", "steps"], default="steps",
+                        help="what the rows measure (older code: gated before the epochs were planned, planned "
+                             "before the min_steps floor)")
     parser.add_argument("--rerun", action="store_true", help="fit again with the feature cache filled")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -88,7 +88,7 @@ def test_auto_tries_fine_tuning_only_when_its_time_allowance_holds_enough_epochs
     context = FitContext(work_dir=tmp_path, seed=0, progress=False, max_time=120)
     record = get_strategy("auto", finetune_cost=1e-6, batch_size=8).fit(backbone, data, None, context
                                                                          ).metrics["train"]["auto"]
-    assert record["finetune"].startswith("not tried: 3 epochs would take about")
+    assert record["finetune"].startswith("not tried: 25 epochs (50 steps of 32, at least 50) would take about")
     assert "finetune_result" not in record
     generous = get_strategy("auto", finetune_cost=1e6, batch_size=8, finetune_margin=0.5)
     record = generous.fit(backbone, data, None, context).metrics["train"]["auto"]
@@ -110,21 +110,42 @@ def test_fine_tunings_default_time_allowance_depends_on_the_modality(monkeypatch
 
 
 def test_fine_tuning_is_planned_for_the_epochs_its_allowance_holds_at_most_its_default(monkeypatch):
-    # 100 texts: 80 train, a batch of 64 timed at 6.4 s is 0.1 s per example, 8 s per epoch, 8.67 s with the
-    # validation pass over the 20 held out; the unaugmented head stage costs one extraction (1 s).
+    # 4000 texts: 3200 train (100 steps of 32 an epoch, so min_steps asks for one), a batch of 64 timed at 6.4 s
+    # is 0.1 s per example, 320 s per epoch, 346.7 s with the validation pass over the 800 held out; the
+    # unaugmented head stage costs one extraction (1 s).
+    monkeypatch.setattr(auto, "training_batch_seconds", lambda *args: (6.4, 4))
+    context, data = FitContext(work_dir=Path("unused"), seed=0, progress=False, max_time=1e9), sentiment_texts(4000)
+    plan = get_strategy("auto", finetune_cost=10)._finetune_plan(SimpleNamespace(modality="text"), data, context,
+                                                                 probe_seconds=110.0, extraction=1.0)
+    assert plan == ({"epochs": 3}, ""), "1100 s of allowance hold 3 epochs of 346.7 s"
+    plan = get_strategy("auto", finetune_cost=10, min_finetune_epochs=2)._finetune_plan(
+        SimpleNamespace(modality="text"), data, context, probe_seconds=80.0, extraction=1.0)
+    assert plan == ({"epochs": 2}, ""), "fewer than the default epochs when the allowance holds only those"
+    default = get_strategy("finetune").config.resolve("text", 3200, "finetune").epochs
+    generous = get_strategy("auto", finetune_cost=1e4)._finetune_plan(SimpleNamespace(modality="text"), data,
+                                                                      context, 110.0, 1.0)
+    assert generous == ({"epochs": default}, ""), "never more than the strategy's default epochs"
+    # 700 s of allowance hold 2 epochs, fewer than 3.
+    settings, why = get_strategy("auto", finetune_cost=7)._finetune_plan(SimpleNamespace(modality="text"), data,
+                                                                         context, 100.0, 1.0)
+    assert settings is None and why.startswith("not tried: 3 epochs would take about 1041 CPU s")
+
+
+def test_on_small_data_fine_tuning_is_tried_only_with_enough_steps(monkeypatch):
+    # 100 texts: 80 train, 3 steps of 32 an epoch, so min_finetune_steps=50 asks for 17 epochs. An allowance that
+    # holds 3 epochs (8.67 s each, as above) does not make a few steps worth training.
     monkeypatch.setattr(auto, "training_batch_seconds", lambda *args: (6.4, 4))
     context, data = FitContext(work_dir=Path("unused"), seed=0, progress=False, max_time=1e9), sentiment_texts(100)
-    plan = get_strategy("auto", finetune_cost=10)._finetune_plan(SimpleNamespace(modality="text"), data, context,
-                                                                 probe_seconds=3.0, extraction=1.0)
-    assert plan == ({"epochs": 3}, ""), "29 s of allowance hold 3 epochs of 8.67 s"
-    default = get_strategy("finetune").config.resolve("text", 80, "finetune").epochs
-    generous = get_strategy("auto", finetune_cost=1e4)._finetune_plan(SimpleNamespace(modality="text"), data,
-                                                                      context, 3.0, 1.0)
-    assert generous == ({"epochs": default}, ""), "never more than the strategy's default epochs"
-    # 20 s of allowance hold 2 epochs, fewer than 3.
-    settings, why = get_strategy("auto", finetune_cost=7)._finetune_plan(SimpleNamespace(modality="text"), data,
-                                                                         context, 3.0, 1.0)
-    assert settings is None and "3 epochs would take about 27 CPU s" in why
+    settings, why = get_strategy("auto", finetune_cost=10)._finetune_plan(SimpleNamespace(modality="text"), data,
+                                                                          context, probe_seconds=3.0, extraction=1.0)
+    assert settings is None
+    assert why.startswith("not tried: 17 epochs (51 steps of 32, at least 50) would take about 148 CPU s")
+    enough = get_strategy("auto", finetune_cost=60)._finetune_plan(SimpleNamespace(modality="text"), data, context,
+                                                                   probe_seconds=3.0, extraction=1.0)
+    assert enough == ({"epochs": 20}, ""), "179 s hold 20 of the default 34 epochs"
+    fewer = get_strategy("auto", finetune_cost=10, min_finetune_steps=9)._finetune_plan(
+        SimpleNamespace(modality="text"), data, context, probe_seconds=3.0, extraction=1.0)
+    assert fewer == ({"epochs": 3}, ""), "29 s hold 3 epochs: 9 steps when that is all asked for"
 
 
 def test_text_is_not_gated_by_the_learning_curve_unless_asked(tmp_path, monkeypatch):
@@ -136,7 +157,7 @@ def test_text_is_not_gated_by_the_learning_curve_unless_asked(tmp_path, monkeypa
                    clean.class_names, "text")
     context = FitContext(work_dir=tmp_path, seed=0, progress=False, max_time=120)
     record = get_strategy("auto").fit(TinyTextBackbone(), data, None, context).metrics["train"]["auto"]
-    assert record["finetune"].startswith("not tried: 3 epochs"), "past the curve, only the allowance stopped it"
+    assert record["finetune"].startswith("not tried: 25 epochs"), "past the curve, only the allowance stopped it"
     gated = get_strategy("auto", min_curve_gain=0.02).fit(TinyTextBackbone(), data, None, context)
     assert gated.metrics["train"]["auto"]["finetune"].startswith("not tried: the probe gained +0.0%")
 

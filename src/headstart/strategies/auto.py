@@ -12,7 +12,8 @@ travels in the model's metrics like any strategy's training record.
 3. The CPU time fine-tuning may take is ``finetune_cost`` times the probe's (its features' extraction, as timed
    when they were extracted, cached now or not, plus choosing the head). The epochs that time holds at the cost of
    a timed training pass (a few examples, after a warm-up) are planned, at most the fine-tuning strategy's
-   default; with fewer than ``min_finetune_epochs`` it is not tried. Otherwise it trains for them on 80% of the
+   default; with fewer than ``min_finetune_epochs``, or on small data fewer than ``min_finetune_steps`` optimizer
+   steps, it is not tried. Otherwise it trains for them on 80% of the
    data and is kept only if it beats the probe on the other 20% by ``finetune_margin``. CPU time, not wall time,
    so that other programs on the machine do not change the decision; the wall-clock budget stays a hard stop. For
    images on a CPU fine-tuning is rarely tried (it never beat the probe there); text encoders get six times the
@@ -93,8 +94,12 @@ class AutoConfig(StrategyConfig):
                                         "probe's (feature extraction included), in CPU seconds; default 30 "
                                         "for text, 5 for the other modalities.")
     min_finetune_epochs: int = Field(3, ge=1, description="Fine-tuning is not tried when the time it may take "
-                                                          "holds fewer epochs than this (estimated from a timed "
-                                                          "training pass over a few examples).")
+                                                          "holds fewer epochs than this "
+                                                          "(estimated from a timed training pass over a few "
+                                                          "examples).")
+    min_finetune_steps: int = Field(50, ge=0, description="Nor when they hold fewer optimizer steps than this "
+                                    "(small data): on fortunes, 30 steps of MiniLM gained +1.1 +- 1.3 points over "
+                                    "the probe, on WordNet 64-120 steps +1.2 to +3.6.")
 
 
 #: What makes auto's choice (their source files key a remembered one), captured at import.
@@ -245,13 +250,24 @@ class Auto(Strategy):
         per_epoch = epoch * (1 + HELD_OUT_FRACTION / (1 - HELD_OUT_FRACTION) / 3)
         head = extraction if (plan.augment or "off") == "off" else getattr(plan, "head_epochs", 0) * epoch / 3
         fits = math.floor((allowed - head) / per_epoch) if per_epoch > 0 else plan.epochs
-        if fits < cfg.min_finetune_epochs:
-            needed = head + cfg.min_finetune_epochs * per_epoch
-            return None, (f"not tried: {cfg.min_finetune_epochs} epochs would take about {needed:.0f} CPU s (a "
+        least, steps = self._fewest_epochs(plan, n_fit)
+        if fits < least:
+            needed = head + least * per_epoch
+            return None, (f"not tried: {least} epochs{steps} would take about {needed:.0f} CPU s (a "
                           f"training batch of {cfg.batch_size} about {step:.2f} s, scaled from a second pass over "
                           f"{timed} examples), more than the {allowed:.0f} s it may take "
                           f"({cost:g}x the probe's)")
         return {"epochs": min(plan.epochs, fits)}, ""
+
+    def _fewest_epochs(self, plan: StrategyConfig, n_fit: int) -> tuple[int, str]:
+        """The fewest epochs fine-tuning is tried with (``min_finetune_epochs``, or on small data those that
+        take ``min_finetune_steps`` optimizer steps; never more than its default epochs), and words that give the
+        steps when they decided."""
+        cfg, per_epoch = self.config, math.ceil(n_fit / plan.batch_size)
+        least = min(plan.epochs, max(cfg.min_finetune_epochs, math.ceil(cfg.min_finetune_steps / per_epoch)))
+        if least <= cfg.min_finetune_epochs:
+            return cfg.min_finetune_epochs, ""
+        return least, f" ({least * per_epoch} steps of {plan.batch_size}, at least {cfg.min_finetune_steps})"
 
     def _try_finetune(self, backbone: Backbone, train: Dataset, context: FitContext, settings: dict[str, Any],
                       record: dict[str, Any], spent: float) -> TransferModel | None:
