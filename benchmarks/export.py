@@ -93,7 +93,25 @@ def main() -> None:
                      for r in result["rows"]])
         print(f"  parity fp32 max |Δprob| {result['parity_fp32']['max_abs_diff']:.1e}; int8 top-1 agreement "
               f"{result['parity_int8']['top1_agreement']:.1%}; sizes {result['size_mb']}")
-    write_result(args.json, {**environment(load_before), "rounds": args.rounds, "tasks": results})
+    write_result(args.json, {**environment(load_before), "rounds": args.rounds, "tasks": results,
+                             "readme_table": readme_table(results)})
+
+
+def readme_table(results: dict[str, dict]) -> dict[str, list]:
+    """The README's table: per model and engine, items/s at batch 1 and 32, test accuracy and graph size."""
+    names = {"pytorch eager": "PyTorch eager", "onnx fp32": "ONNX fp32",
+             "onnx int8": "ONNX int8 ({})"}
+    rows = []
+    for modality, result in results.items():
+        task = {"image": "Fashion-MNIST", "text": "WordNet"}.get(modality, modality)
+        for index, r in enumerate(result["rows"]):
+            size = result["size_mb"].get(r["engine"])
+            rows.append([f"{task}, `{result['backbone']}`" if index == 0 else "",
+                         names[r["engine"]].format(result["quantization"].replace("int8 ", "")),
+                         f"{r['batch1_items_per_s']:.1f}", f"{r['batch32_items_per_s']:.1f}", f"{r['accuracy']:.1%}",
+                         f"{size:.1f} MB" if size else ""])
+    return {"columns": ["model", "engine", "batch 1, items/s", "batch 32, items/s", "test accuracy", "size"],
+            "rows": rows}
 
 
 if __name__ == "__main__":

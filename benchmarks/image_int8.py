@@ -7,14 +7,21 @@ measures, side by side in one run, the fp32 graph and the static int8 graphs ONN
 (QDQ format, per-channel weights, activation ranges calibrated on Fashion-MNIST training images, the pooling and
 shape nodes kept in float exactly as ``headstart export --quantize int8`` does):
 
-- unsigned 8-bit weights (what ``headstart export --quantize int8`` uses: no saturation);
+- unsigned 8-bit weights (no saturation, what ``headstart export --quantize int8`` used before);
 - signed 8-bit weights (the fast path on VNNI CPUs);
-- signed 7-bit weights (``reduce_range``: ONNX Runtime's advice against saturation on AVX2);
+- signed 7-bit weights (``reduce_range``: ONNX Runtime's advice against saturation on AVX2; what ``engine=int8``
+  and ``headstart export --quantize int8`` use);
 - unsigned 8-bit weights with the depthwise convolutions kept in float;
 
 and, through headstart's own extraction path (``Backbone.extract`` on the same collated batches), the fp32 graph
 (``engine=onnx``) and the static int8 graph ``engine=int8`` makes, calibrated on the first ``--calibration``
-training images it extracts (the training features come first, as in a fit).
+training images it extracts (the training features come first, as in a fit). The graphs made here are the plain
+export a user would make (TF-"same" pads computed at run time); headstart's are exported with the pads as
+constants that ONNX Runtime folds into the convolutions (:mod:`headstart.backbones.static_padding`).
+
+Preprocessing is timed apart (the graphs above run on collated batches): torchvision's transform image by image
+and stacked, the peer's way, against headstart's ``collate`` (geometry per image, scaling and normalization once
+per batch), on the same ``--test`` images in batches of 32.
 
 For each: images/s on batches of 32 (median of interleaved rounds), the ratio to fp32, the mean cosine of the
 features to fp32's (and the lowest per image), and the test accuracy of a logistic-regression probe on each
@@ -103,7 +110,7 @@ def graphs(batch: torch.Tensor, calibration: torch.Tensor, folder: Path) -> dict
     depthwise = [node.name for node in graph.graph.node if node.op_type == "Conv"
                  and any(a.name == "group" and a.i > 1 for a in node.attribute)]
     variants = {
-        "int8, unsigned weights (headstart export)": (QuantType.QUInt8, False, []),
+        "int8, unsigned weights": (QuantType.QUInt8, False, []),
         "int8, signed weights": (QuantType.QInt8, False, []),
         "int8, signed 7-bit weights (reduce_range)": (QuantType.QInt8, True, []),
         "int8, unsigned weights, depthwise in fp32": (QuantType.QUInt8, False, depthwise),
@@ -169,6 +176,28 @@ def measure(runners: dict[str, Callable[[torch.Tensor], np.ndarray]], train_feat
     return results
 
 
+def preprocessing_rates(backbone, images: list[np.ndarray]) -> dict[str, float]:  # noqa: ANN001 - a Backbone
+    """Images/s of torchvision's transform image by image (stacked) and of headstart's ``collate``, median of
+    interleaved rounds, after checking that they give the same values."""
+    from headstart.backbones.timm import build_image_transform
+    from headstart.data.image_io import open_image
+
+    transform = build_image_transform(backbone.preprocess)
+    runners = {"torchvision, image by image": lambda part: torch.stack([transform(open_image(x)) for x in part]),
+               "headstart collate": backbone.collate}
+    first = images[:BATCH]
+    if not torch.equal(runners["torchvision, image by image"](first), backbone.collate(first)):
+        raise SystemExit("headstart's collate differs from torchvision's transform")
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(ROUNDS):
+        for name, run in runners.items():
+            start = time.perf_counter()
+            for i in range(0, len(images), BATCH):
+                run(images[i:i + BATCH])
+            times[name].append(time.perf_counter() - start)
+    return {name: len(images) / statistics.median(seconds) for name, seconds in times.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train", type=int, default=500)
@@ -186,6 +215,7 @@ def main() -> None:
     train_images, train_labels = fashion("train", args.train)
     test_images, test_labels = fashion("t10k", args.test)
     train, test = backbone.collate(train_images), backbone.collate(test_images)
+    preprocessing = preprocessing_rates(backbone, test_images)
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     with tempfile.TemporaryDirectory(prefix="headstart-int8-") as folder, caching(Path(folder) / "cache"):
@@ -209,6 +239,7 @@ def main() -> None:
              f"{(r['probe_accuracy'] - fp32['probe_accuracy']) * 100:+.1f}"] for name, r in results.items()]
     flags = cpu_flags()
     print_table(columns, rows)
+    print("preprocessing: " + ", ".join(f"{name} {rate:.0f} img/s" for name, rate in preprocessing.items()))
     print(f"CPU flags: {flags}; load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}; "
           f"{os.cpu_count()} CPUs, {torch.get_num_threads()} threads")
     write_result(args.json, {
@@ -216,7 +247,7 @@ def main() -> None:
                          threads=torch.get_num_threads()),
         "data": str(FASHION if FASHION.is_dir() else FASHION_MINI.relative_to(FASHION_MINI.parents[1])),
         "train": args.train, "test": args.test, "calibration": args.calibration, "batch": BATCH, "rounds": ROUNDS,
-        "results": results, "cpu_flags": flags,
+        "results": results, "preprocessing_images_per_s": preprocessing, "cpu_flags": flags,
         "cpu_model": next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                            if line.startswith("model name")), "unknown"),
         "readme_table": {"columns": columns, "rows": rows},

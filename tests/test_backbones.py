@@ -14,6 +14,7 @@ from torch import nn
 from headstart.backbones import create_backbone, list_backbones
 from headstart.backbones.base import ImagePreprocess, TextPreprocess
 from headstart.backbones.timm import TimmBackbone, build_image_transform
+from headstart.data.image_io import open_image
 from headstart.errors import BackboneError
 
 RNG = np.random.default_rng(0)
@@ -221,3 +222,18 @@ def test_bundled_glove() -> None:
     the = backbone.module.weight[backbone.vocabulary["the"]].detach().numpy()
     np.testing.assert_allclose(features[4], the, atol=1e-6)
     np.testing.assert_allclose(create_backbone("glove").embed(["The THE"])[0], the, atol=1e-6)
+
+
+@pytest.mark.parametrize("preprocess", [ImagePreprocess(input_size=32, crop_pct=0.875, interpolation="bicubic"),
+                                        ImagePreprocess(input_size=20, interpolation="bilinear", mean=(0.5,) * 3,
+                                                        std=(0.5,) * 3)])
+def test_an_unaugmented_batch_is_torchvisions_transform_to_the_bit(tiny_timm_ref, preprocess):
+    # Scaling and normalizing once per batch does the same float32 arithmetic as image by image.
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (28, 28), dtype=np.uint8), rng.integers(0, 256, (40, 31, 3), dtype=np.uint8)]
+    backbone = create_backbone(tiny_timm_ref, preprocess=preprocess.to_dict())
+    transform = build_image_transform(preprocess)
+    expected = torch.stack([transform(open_image(image)) for image in images])
+    batch = backbone.collate(images)
+    assert batch.shape == (2, 3, preprocess.input_size, preprocess.input_size) and batch.is_contiguous()
+    assert torch.equal(batch, expected)

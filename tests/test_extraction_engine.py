@@ -91,11 +91,11 @@ def test_int8_engine_is_close_and_keyed_apart_from_float(tiny_bert: Path, tmp_pa
     with caching(tmp_path), warnings.catch_warnings():
         warnings.simplefilter("error", HeadstartWarning)
         quantized = backbone.embed(TEXTS, batch_size=2)
-    assert sorted(p.name.endswith("-int8.onnx") for p in (tmp_path / "onnx").glob("*.onnx")) == [False, True], \
+    assert sorted(p.name.endswith("-int8-s7.onnx") for p in (tmp_path / "onnx").glob("*.onnx")) == [False, True], \
         "text encoders are quantized dynamically: no calibration, one int8 graph per weights"
     assert backbone.extraction_engine._session[1].calibration is None
     assert backbone.fingerprint() == fingerprint, "a saved model's fingerprint does not depend on the engine"
-    assert backbone.features_key() == f"{key}-int8", "int8 features are cached apart from float ones"
+    assert backbone.features_key() == f"{key}-int8-s7", "int8 features are cached apart from float ones"
     reference = torch_features(backbone, TEXTS)
     cosine = (quantized * reference).sum(1) / np.linalg.norm(quantized, axis=1) / np.linalg.norm(reference, axis=1)
     assert cosine.min() > 0.98

@@ -51,8 +51,8 @@ def test_a_static_graph_is_calibrated_on_the_first_images_and_reused(tiny_timm_r
         warnings.simplefilter("error", HeadstartWarning)
         quantized = backbone.embed(IMAGES, batch_size=5)
     digest = calibration_digest(backbone.collate(IMAGES[:12]).numpy())
-    graph = tmp_path / "onnx" / f"{fingerprint}-int8-static-{digest}.onnx"
-    assert sorted((tmp_path / "onnx").glob("*.onnx")) == [graph, tmp_path / "onnx" / f"{fingerprint}.onnx"]
+    graph = tmp_path / "onnx" / f"{fingerprint}-static-pads-int8-static-{digest}.onnx"
+    assert sorted((tmp_path / "onnx").glob("*.onnx")) == [graph, tmp_path / "onnx" / f"{fingerprint}-static-pads.onnx"]
     assert backbone.features_key() == f"{fingerprint}-int8-{digest}"
     assert cosines(quantized, torch_features(tiny_timm_ref, IMAGES)).min() > MIN_COSINE
 

@@ -223,7 +223,7 @@ class Backbone(ABC):
         if self.extraction_engine.failed:
             return None
         if self.modality != "image":
-            return f"{fingerprint}-int8"
+            return f"{fingerprint}-int8-s7"  # signed 7-bit weights (unsigned 8-bit ones were "-int8")
         calibration = self.extraction_engine.calibrated(fingerprint)
         return f"{fingerprint}-int8-{calibration}" if calibration else None
 

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from headstart.backbones.int8 import calibration_digest, dynamic_int8, static_int8
+from headstart.backbones.static_padding import fusable_pads
 from headstart.errors import ConfigError, HeadstartWarning
 from headstart.io import cache_dir
 from headstart.progress import status
@@ -225,6 +226,7 @@ def _export(module: nn.Module, inputs: dict[str, torch.Tensor], axes: dict[str, 
             torch.onnx.export(module, tuple(v.contiguous() for v in inputs.values()), str(tmp),
                               input_names=list(inputs), output_names=["features"], dynamic_axes=axes,
                               opset_version=17, dynamo=False)
+        fusable_pads(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

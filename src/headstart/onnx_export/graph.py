@@ -24,6 +24,7 @@ from torch import nn
 from headstart import __version__
 from headstart.backbones import Backbone
 from headstart.backbones.hf import TransformerTextBackbone
+from headstart.backbones.static_padding import drop_empty_inputs, static_same_padding
 from headstart.backbones.timm import TimmBackbone
 from headstart.errors import ExportError
 from headstart.model import TransferModel
@@ -143,12 +144,18 @@ def export_graph(model: TransferModel, example_items: list[Any], path: Path) -> 
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         # The TorchScript exporter warns that it is deprecated and prints diagnostics: noise to the user.
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), torch.inference_mode(False):
+        # An image graph's input size is fixed, so TF-"same" pads are exported as constants ONNX Runtime folds
+        # into the convolutions (:mod:`headstart.backbones.static_padding`).
+        padding = (static_same_padding(model.backbone.features_module(), example[0]) if inputs is IMAGE_INPUTS
+                   else contextlib.nullcontext())
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), torch.inference_mode(False), \
+                padding:
             warnings.simplefilter("ignore")
             torch.onnx.export(graph, example, str(tmp), input_names=list(inputs.names), output_names=[OUTPUT],
                               dynamic_axes={**inputs.dynamic_axes, OUTPUT: {0: "batch"}}, opset_version=OPSET,
                               dynamo=False)
         proto = onnx.load(str(tmp))
+        drop_empty_inputs(proto)
         for key, value in metadata.items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, json.dumps(value)
