@@ -15,9 +15,9 @@ import headstart
 import headstart.backbones.base as base
 import headstart.backbones.engine as engine
 from conftest import TINY_PREPROCESS
-from headstart.backbones import FeatureCache, create_backbone, extract_features
+from headstart.backbones import FeatureCache, create_backbone, extract_features, timed_features
 from headstart.backbones.int8 import calibration_digest
-from headstart.data import load_dataset
+from headstart.data import Dataset, load_dataset
 from headstart.errors import HeadstartWarning
 from headstart.io import caching
 
@@ -129,3 +129,17 @@ def test_first_examples_gives_back_every_batch_in_order():
     assert sample.tolist() == [0, 1, 2, 3]
     assert [b.tolist() for b in again] == [b.tolist() for b in batches]
     assert engine.first_examples(iter([]), 4)[0] is None
+
+
+def test_timed_extraction_calibrates_on_the_first_images_not_on_its_warm_up_one(tiny_timm_ref, tmp_path, monkeypatch):
+    # auto times its features' extraction after an untimed warm-up; under int8 that warm-up must not be what the
+    # graph is calibrated on (one image's activation ranges), but the same first images as a plain extraction.
+    monkeypatch.setattr(base, "CALIBRATION_EXAMPLES", 12)
+    data = Dataset(IMAGES, np.arange(len(IMAGES)) % 2, ["a", "b"], "image")
+    backbone = int8_backbone(tiny_timm_ref)
+    with caching(tmp_path), warnings.catch_warnings():
+        warnings.simplefilter("error", HeadstartWarning)
+        features, seconds = timed_features(backbone, data, cache=FeatureCache(tmp_path / "features"), batch_size=5)
+    digest = calibration_digest(backbone.collate(IMAGES[:12]).numpy())
+    assert backbone.features_key() == f"{backbone.fingerprint()}-int8-{digest}"
+    assert seconds > 0 and features.shape[0] == len(IMAGES)

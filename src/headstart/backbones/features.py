@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from headstart.backbones import base
 from headstart.backbones.base import Backbone
 from headstart.data.base import Dataset
 from headstart.errors import HeadstartWarning
@@ -139,8 +140,10 @@ def timed_features(backbone: Backbone, dataset: Dataset, *, cache: FeatureCache 
             return cached, seconds
     if len(dataset):
         # One example first, untimed: a first run's engine set-up (an ONNX export, a session) is not extraction,
-        # and a run that finds it done would otherwise measure (and plan) differently.
-        backbone.embed(dataset.items[:1], batch_size=1)
+        # and a run that finds it done would otherwise measure (and plan) differently. An int8 image graph is
+        # calibrated on the first images it extracts: those, not one.
+        warm_up = base.CALIBRATION_EXAMPLES if backbone.engine == "int8" and backbone.modality == "image" else 1
+        backbone.embed(dataset.items[:warm_up], batch_size=batch_size)
     started = time.process_time()
     features = backbone.embed(dataset.items, batch_size=batch_size, progress=progress, label=label)
     seconds = time.process_time() - started
