@@ -109,25 +109,28 @@ def test_fine_tunings_default_time_allowance_depends_on_the_modality(monkeypatch
     assert "(3x the probe's)" in why, "a cost given is used whatever the modality"
 
 
+def text_plan(texts: int, probe_seconds: float, **settings):
+    """``auto``'s fine-tuning plan on ``texts`` sentiment texts, a batch of 64 timed at 6.4 s (0.1 s an example)
+    and an extraction of 1 s."""
+    context = FitContext(work_dir=Path("unused"), seed=0, progress=False, max_time=1e9)
+    return get_strategy("auto", **settings)._finetune_plan(SimpleNamespace(modality="text"), sentiment_texts(texts),
+                                                           context, probe_seconds=probe_seconds, extraction=1.0)
+
+
 def test_fine_tuning_is_planned_for_the_epochs_its_allowance_holds_at_most_its_default(monkeypatch):
     # 4000 texts: 3200 train (100 steps of 32 an epoch, so min_steps asks for one), a batch of 64 timed at 6.4 s
     # is 0.1 s per example, 320 s per epoch, 346.7 s with the validation pass over the 800 held out; the
     # unaugmented head stage costs one extraction (1 s).
     monkeypatch.setattr(auto, "training_batch_seconds", lambda *args: (6.4, 4))
-    context, data = FitContext(work_dir=Path("unused"), seed=0, progress=False, max_time=1e9), sentiment_texts(4000)
-    plan = get_strategy("auto", finetune_cost=10)._finetune_plan(SimpleNamespace(modality="text"), data, context,
-                                                                 probe_seconds=110.0, extraction=1.0)
+    plan = text_plan(4000, 110.0, finetune_cost=10)
     assert plan == ({"epochs": 3}, ""), "1100 s of allowance hold 3 epochs of 346.7 s"
-    plan = get_strategy("auto", finetune_cost=10, min_finetune_epochs=2)._finetune_plan(
-        SimpleNamespace(modality="text"), data, context, probe_seconds=80.0, extraction=1.0)
+    plan = text_plan(4000, 80.0, finetune_cost=10, min_finetune_epochs=2)
     assert plan == ({"epochs": 2}, ""), "fewer than the default epochs when the allowance holds only those"
     default = get_strategy("finetune").config.resolve("text", 3200, "finetune").epochs
-    generous = get_strategy("auto", finetune_cost=1e4)._finetune_plan(SimpleNamespace(modality="text"), data,
-                                                                      context, 110.0, 1.0)
+    generous = text_plan(4000, 110.0, finetune_cost=1e4)
     assert generous == ({"epochs": default}, ""), "never more than the strategy's default epochs"
     # 700 s of allowance hold 2 epochs, fewer than 3.
-    settings, why = get_strategy("auto", finetune_cost=7)._finetune_plan(SimpleNamespace(modality="text"), data,
-                                                                         context, 100.0, 1.0)
+    settings, why = text_plan(4000, 100.0, finetune_cost=7)
     assert settings is None and why.startswith("not tried: 3 epochs would take about 1041 CPU s")
 
 
@@ -135,16 +138,12 @@ def test_on_small_data_fine_tuning_is_tried_only_with_enough_steps(monkeypatch):
     # 100 texts: 80 train, 3 steps of 32 an epoch, so min_finetune_steps=50 asks for 17 epochs. An allowance that
     # holds 3 epochs (8.67 s each, as above) does not make a few steps worth training.
     monkeypatch.setattr(auto, "training_batch_seconds", lambda *args: (6.4, 4))
-    context, data = FitContext(work_dir=Path("unused"), seed=0, progress=False, max_time=1e9), sentiment_texts(100)
-    settings, why = get_strategy("auto", finetune_cost=10)._finetune_plan(SimpleNamespace(modality="text"), data,
-                                                                          context, probe_seconds=3.0, extraction=1.0)
+    settings, why = text_plan(100, 3.0, finetune_cost=10)
     assert settings is None
     assert why.startswith("not tried: 17 epochs (51 steps of 32, at least 50) would take about 148 CPU s")
-    enough = get_strategy("auto", finetune_cost=60)._finetune_plan(SimpleNamespace(modality="text"), data, context,
-                                                                   probe_seconds=3.0, extraction=1.0)
+    enough = text_plan(100, 3.0, finetune_cost=60)
     assert enough == ({"epochs": 20}, ""), "179 s hold 20 of the default 34 epochs"
-    fewer = get_strategy("auto", finetune_cost=10, min_finetune_steps=9)._finetune_plan(
-        SimpleNamespace(modality="text"), data, context, probe_seconds=3.0, extraction=1.0)
+    fewer = text_plan(100, 3.0, finetune_cost=10, min_finetune_steps=9)
     assert fewer == ({"epochs": 3}, ""), "29 s hold 3 epochs: 9 steps when that is all asked for"
 
 

@@ -54,10 +54,11 @@ __all__ = ["TIMED_EXAMPLES", "Auto", "AutoConfig", "learning_curve_gain", "train
 MIN_COMPARE_PER_CLASS = 5
 #: The part of the training data held out to compare fine-tuning with the probe.
 HELD_OUT_FRACTION = 0.2
-#: ``finetune_cost`` by the backbone's modality when not set. Fine-tuning MiniLM on a CPU gained over the
-#: frozen-feature choice on all four text tasks of ``benchmarks/auto_budget.py`` (+1.1 to +3.6 points, mean of 3
-#: seeds; more than the probe's seed spread on WordNet, not on fortunes). Within 30x the probe's CPU time it
-#: planned 3 or more epochs in 11 of 12 runs; within 20x it planned fewer on two tasks (long texts cost the most).
+#: ``finetune_cost`` by the backbone's modality when not set. Within 30x the probe's CPU time, fine-tuning MiniLM
+#: on a CPU gained over the frozen-feature choice on the three WordNet tasks of ``benchmarks/auto_budget.py`` (+1.1
+#: to +3.4 points, mean of 3 seeds, each more than the probe's seed spread); within 20x it planned too few
+#: epochs in one `make demo-text` run. On fortunes (long texts) 30x holds too few steps (``min_finetune_steps``)
+#: and the probe is kept.
 #: An image network's fine-tuning never beat the probe on a CPU (``benchmarks/strategies.py``), so the others get
 #: what the defaults issue allows without a proven gain.
 FINETUNE_COST = {"text": 30.0}
@@ -232,7 +233,7 @@ class Auto(Strategy):
     def _finetune_plan(self, backbone: Backbone, train: Dataset, context: FitContext, probe_seconds: float,
                        extraction: float) -> tuple[dict[str, Any] | None, str]:
         """The settings fine-tuning is tried with (the epochs its time allowance holds, at most its default), or
-        ``None`` and why not when they are fewer than ``min_finetune_epochs`` (``finetune='always'``: its
+        ``None`` and why not when they are fewer than :meth:`_fewest_epochs` (``finetune='always'``: its
         defaults, within whatever is left of the budget)."""
         cfg = self.config
         if cfg.finetune == "always":
@@ -272,8 +273,8 @@ class Auto(Strategy):
     def _try_finetune(self, backbone: Backbone, train: Dataset, context: FitContext, settings: dict[str, Any],
                       record: dict[str, Any], spent: float) -> TransferModel | None:
         """Fine-tune with ``settings`` on 80% of ``train`` (within what ``spent`` seconds left of the budget) and
-        compare it with the probe
-        fitted on the same 80% on the other 20%; the fine-tuned model if it wins by the margin, else ``None``."""
+        compare it with the probe fitted on the same 80% on the other 20%; the fine-tuned model if it wins by the
+        margin, else ``None``."""
         cfg, started = self.config, time.perf_counter()
         parts = stratified_split(train, val_fraction=HELD_OUT_FRACTION, seed=context.seed)
         held = parts.val
