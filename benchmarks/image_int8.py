@@ -19,6 +19,9 @@ training images it extracts (the training features come first, as in a fit). The
 export a user would make (TF-"same" pads computed at run time); headstart's are exported with the pads as
 constants that ONNX Runtime folds into the convolutions (:mod:`headstart.backbones.static_padding`).
 
+Where the time goes: ONNX Runtime's profiler's share of kernel time per operator type, for the plain fp32 and
+7-bit int8 graphs and headstart's two (``profile_op_shares`` in the JSON).
+
 Preprocessing is timed apart (the graphs above run on collated batches): torchvision's transform image by image
 and stacked, the peer's way, against headstart's ``collate`` (geometry per image, scaling and normalization once
 per batch), on the same ``--test`` images in batches of 32.
@@ -198,6 +201,29 @@ def preprocessing_rates(backbone, images: list[np.ndarray]) -> dict[str, float]:
     return {name: len(images) / statistics.median(seconds) for name, seconds in times.items()}
 
 
+def op_shares(path: Path, images: torch.Tensor) -> dict[str, float]:
+    """Share of kernel time per operator type when ONNX Runtime's profiler runs the graph at ``path`` over
+    ``images`` in batches of ``BATCH`` (after its optimizations, so what is left of padding shows)."""
+    import json
+
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.enable_profiling = True
+    options.profile_file_prefix = str(path.with_suffix(""))
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session_features(session)(images)
+    events = json.loads(Path(session.end_profiling()).read_text())
+    totals: dict[str, float] = {}
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            op = event["args"]["op_name"]
+            totals[op] = totals.get(op, 0.0) + event["dur"]
+    whole = sum(totals.values()) or 1.0
+    return {op: round(t / whole, 3) for op, t in sorted(totals.items(), key=lambda item: -item[1])}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train", type=int, default=500)
@@ -231,6 +257,12 @@ def main() -> None:
         if quantized.extraction_engine.failed:
             raise SystemExit("engine=int8 fell back to PyTorch (see the warning above); nothing to measure")
         results = measure(runners, train_features, train, train_labels, test, test_labels)
+        cached = Path(folder) / "cache" / "onnx"
+        profiled = {"fp32": paths["fp32"], "int8, signed 7-bit weights (reduce_range)":
+                    paths["int8, signed 7-bit weights (reduce_range)"],
+                    HEADSTART_FP32: next(cached.glob("*-static-pads.onnx")),
+                    HEADSTART_INT8: next(cached.glob("*-static-pads-int8-static-*.onnx"))}
+        profile = {name: op_shares(path, test[:BATCH * 4]) for name, path in profiled.items()}
     fp32 = results["fp32"]
     columns = ["graph", "img/s", "vs fp32", "feature cosine to fp32", "lowest cosine", "probe accuracy %",
                "change (points)"]
@@ -239,6 +271,8 @@ def main() -> None:
              f"{(r['probe_accuracy'] - fp32['probe_accuracy']) * 100:+.1f}"] for name, r in results.items()]
     flags = cpu_flags()
     print_table(columns, rows)
+    for name, shares in profile.items():
+        print(f"profile, {name}: " + ", ".join(f"{op} {share:.0%}" for op, share in list(shares.items())[:6]))
     print("preprocessing: " + ", ".join(f"{name} {rate:.0f} img/s" for name, rate in preprocessing.items()))
     print(f"CPU flags: {flags}; load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}; "
           f"{os.cpu_count()} CPUs, {torch.get_num_threads()} threads")
@@ -247,7 +281,8 @@ def main() -> None:
                          threads=torch.get_num_threads()),
         "data": str(FASHION if FASHION.is_dir() else FASHION_MINI.relative_to(FASHION_MINI.parents[1])),
         "train": args.train, "test": args.test, "calibration": args.calibration, "batch": BATCH, "rounds": ROUNDS,
-        "results": results, "preprocessing_images_per_s": preprocessing, "cpu_flags": flags,
+        "results": results, "profile_op_shares": profile, "preprocessing_images_per_s": preprocessing,
+        "cpu_flags": flags,
         "cpu_model": next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                            if line.startswith("model name")), "unknown"),
         "readme_table": {"columns": columns, "rows": rows},

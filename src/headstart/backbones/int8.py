@@ -5,7 +5,7 @@ per batch at run time, no calibration data. Image CNNs get static quantization: 
 ranges calibrated on the user's own images (the first ones the backbone extracts, a fit's training images).
 Dynamic quantization is a trap for CNNs on x86 CPUs without VNNI (AVX2 only): measured on EfficientNet-Lite0
 (``benchmarks/image_int8.py``), its convolutions ran at 0.15x float32's speed, while the static graph made here
-ran at about 1.1x there; on a CPU with AVX-512 VNNI, 2.1x (its float graph's "same" pads made static first,
+ran at about 1.1x there; on a CPU with AVX-512 VNNI, 1.8-2.1x (its float graph's "same" pads made static first,
 :mod:`headstart.backbones.static_padding`).
 
 Static graphs have signed weights with 7-bit range (``reduce_range``), one scale per output channel, in QDQ format,
@@ -88,10 +88,10 @@ def calibration_digest(images: np.ndarray) -> str:
 
 def dynamic_int8(fp32: Path) -> Path:
     """The dynamically quantized version of the graph ``fp32`` beside it (made once): signed weights with a 7-bit
-    range, one scale per output channel, as the static image graphs. On MiniLM (1,000 WordNet glosses, a CPU
-    with AVX-512 VNNI) they ran 1.9x faster than the unsigned 8-bit weights used before (650 against 344
-    sentences/s, which was no faster than float32) with the same fidelity (lowest cosine to the float32
-    embeddings 0.979 against 0.981); per-tensor scales measured cosine 0.90-0.96."""
+    range, one scale per output channel, as the static image graphs. On MiniLM (``benchmarks/text_int8.py``:
+    1,000 WordNet glosses, a CPU with AVX-512 VNNI) they ran 1.76x faster than the unsigned 8-bit weights used
+    before (611 against 347 sentences/s; float32 316) with the same fidelity (lowest cosine to the float32
+    embeddings 0.979 against 0.981); signed per-tensor scales were a little faster but fell to cosine 0.90."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     path = fp32.with_name(f"{fp32.stem}-int8-s7.onnx")

@@ -11,7 +11,7 @@ extraction engine's int8 graphs (:mod:`headstart.backbones.int8`). Full 8-bit si
 instruction that multiplies them on x86 CPUs without VNNI (AVX2 only); unsigned weights avoid that but take
 ONNX Runtime's slow path: 0.2x float32's speed on EfficientNet-Lite0 (``benchmarks/image_int8.py``), against
 about 2x for the 7-bit graph with the same probe accuracy. A transformer's dynamically quantized weights are
-the same kind (per channel too): 1.9x unsigned 8-bit ones on MiniLM, as faithful (``dynamic_int8``).
+the same kind (per channel too): 1.76x unsigned 8-bit ones on MiniLM, as faithful (``benchmarks/text_int8.py``).
 """
 
 from __future__ import annotations
